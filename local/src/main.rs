@@ -1,0 +1,41 @@
+//! `nomaly`: anomaly detection from the command line.
+
+mod detect;
+mod sample;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "nomaly",
+    version,
+    about = "Anomaly detection: score CSV files, save and reuse models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit a detector on a CSV file (or load a saved model) and score every row.
+    Detect(detect::Args),
+    /// Write a labelled synthetic CSV to try nomaly on.
+    Sample(sample::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Detect(args) => detect::run(args),
+        Command::Sample(args) => sample::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

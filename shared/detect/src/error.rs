@@ -1,0 +1,86 @@
+//! The one error type of the detection crate.
+
+use thiserror::Error;
+
+/// Everything that can go wrong when fitting, scoring, explaining or loading a model.
+///
+/// Every variant names what was wrong with the input so that a caller can pass the
+/// message on to a user unchanged.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum DetectError {
+    /// The matrix has no rows.
+    #[error("the data has no rows")]
+    EmptyData,
+    /// The matrix has rows but no columns.
+    #[error("the data has no columns")]
+    NoColumns,
+    /// A row has a different number of values from the first row.
+    #[error("row {row} has {found} values, but the first row has {expected}")]
+    RaggedRows {
+        /// Zero-based index of the offending row.
+        row: usize,
+        /// Width of the first row.
+        expected: usize,
+        /// Width of the offending row.
+        found: usize,
+    },
+    /// A value is NaN or infinite.
+    #[error("row {row}, column {column}: value {value} is not a finite number")]
+    NonFinite {
+        /// Zero-based row index.
+        row: usize,
+        /// Zero-based column index.
+        column: usize,
+        /// The offending value as text (`NaN`, `inf`, `-inf`).
+        value: String,
+    },
+    /// Rows to score do not have the width the model was trained on.
+    #[error("the model was trained on {expected} features, but the rows have {found}")]
+    WidthMismatch {
+        /// Width the model expects.
+        expected: usize,
+        /// Width that was given.
+        found: usize,
+    },
+    /// A parameter is outside its allowed range.
+    #[error("parameter `{name}` {reason}")]
+    InvalidParameter {
+        /// Parameter name as the user spells it.
+        name: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The algorithm name is not one the crate knows.
+    #[error("unknown algorithm `{0}` (known: iforest, ecod, hbos, zscore, knn, lof, pca, kmeans)")]
+    UnknownAlgorithm(String),
+    /// A serialized model comes from a newer format version than this build reads.
+    #[error("model format version {found} is newer than this build supports (up to {supported}); upgrade nomaly to load it")]
+    UnsupportedVersion {
+        /// Version found in the model.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+    },
+    /// A serialized model could not be read.
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    /// An algorithm from smartcore failed.
+    #[error("{algorithm} failed: {reason}")]
+    Algorithm {
+        /// Which algorithm.
+        algorithm: &'static str,
+        /// The underlying message.
+        reason: String,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, DetectError>;
+
+/// Shorthand for [`DetectError::InvalidParameter`].
+pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> DetectError {
+    DetectError::InvalidParameter {
+        name,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,609 @@
+//! Isolation Forest (Liu, Ting and Zhou, 2008), as in scikit-learn's `IsolationForest`.
+//!
+//! Each tree is grown on `max_samples` rows drawn without replacement, splitting on a
+//! random non-constant feature at a uniform random threshold between the node's minimum
+//! and maximum, down to depth `ceil(log2(max_samples))` or a single row. A row's path
+//! length in a tree is the depth of the leaf it reaches plus `c(n)`, the average path
+//! length of an unsuccessful search in a binary tree of the `n` training rows left in that
+//! leaf. The score is `2^(-E[h(x)] / c(max_samples))`: near 1 for anomalies, below 0.5 for
+//! normal rows.
+//!
+//! Scoring lays every tree out as a complete binary tree of depth `D` in one array (a
+//! leaf above depth `D` becomes a chain of pass-through nodes), so a row walks exactly
+//! `D` steps with no branch on the data; rows are scored in blocks, several in lockstep,
+//! so one tree stays in L1 cache while a block of rows walks it.
+//!
+//! Explanation: path-depth attribution. In every tree each split on the row's path
+//! credits its feature with `1 / h`, where `h` is the row's path length in that tree, so
+//! features that isolate the row early (short paths) weigh most.
+
+use crate::error::{invalid, DetectError, Result};
+use crate::rng::{child_seed, Rng};
+use crate::scorer::Scorer;
+use ndarray::{ArrayView1, ArrayView2};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The largest `max_samples` accepted: trees of depth 16 at most.
+pub const MAX_SAMPLES_LIMIT: usize = 65_536;
+
+/// Isolation Forest parameters (scikit-learn's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Number of trees.
+    #[serde(default = "default_estimators")]
+    pub n_estimators: usize,
+    /// Rows drawn (without replacement) to grow each tree; all rows when fewer.
+    #[serde(default = "default_max_samples")]
+    pub max_samples: usize,
+}
+
+fn default_estimators() -> usize {
+    100
+}
+fn default_max_samples() -> usize {
+    256
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            n_estimators: default_estimators(),
+            max_samples: default_max_samples(),
+        }
+    }
+}
+
+impl Params {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=10_000).contains(&self.n_estimators) {
+            return Err(invalid("n_estimators", "must be between 1 and 10000"));
+        }
+        if !(1..=MAX_SAMPLES_LIMIT).contains(&self.max_samples) {
+            return Err(invalid(
+                "max_samples",
+                format!("must be between 1 and {MAX_SAMPLES_LIMIT}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `c(n)`: average path length of an unsuccessful binary-search-tree lookup among `n`
+/// items (scikit-learn's `_average_path_length`).
+pub fn average_path_length(n: usize) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// Tree depth limit for a subsample of `psi` rows: `ceil(log2(max(psi, 2)))`.
+fn depth_limit(psi: usize) -> usize {
+    let psi = psi.max(2);
+    (usize::BITS - (psi - 1).leading_zeros()) as usize
+}
+
+/// One tree as grown, in pre-order, in the layout of scikit-learn's `tree_`:
+/// `feature[i] < 0` marks a leaf holding `size[i]` training rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    feature: Vec<i32>,
+    threshold: Vec<f64>,
+    left: Vec<u32>,
+    right: Vec<u32>,
+    size: Vec<u32>,
+}
+
+impl Tree {
+    fn push(&mut self, feature: i32, threshold: f64, size: usize) -> usize {
+        self.feature.push(feature);
+        self.threshold.push(threshold);
+        self.left.push(0);
+        self.right.push(0);
+        self.size.push(size as u32);
+        self.feature.len() - 1
+    }
+
+    fn len(&self) -> usize {
+        self.feature.len()
+    }
+}
+
+/// A node of the scoring layout: 16 bytes, one cache access per step.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Node {
+    threshold: f64,
+    feature: u32,
+}
+
+/// The forest: trees as grown (what is saved) and their scoring layout.
+#[derive(Debug, Clone)]
+pub struct IForest {
+    n_features: usize,
+    psi: usize,
+    trees: Vec<Tree>,
+    depth: usize,
+    /// Internal nodes of every tree, `2^depth - 1` per tree.
+    nodes: Vec<Node>,
+    /// Path lengths at the leaves of every tree, `2^depth` per tree.
+    leaves: Vec<f64>,
+}
+
+/// Rows a block holds while every tree walks it.
+const BLOCK_ROWS: usize = 128;
+/// Rows that walk a tree in lockstep.
+const LANES: usize = 8;
+
+impl IForest {
+    /// Grows the forest on `x` (checked by the caller).
+    pub fn fit(x: ArrayView2<f64>, params: &Params, seed: u64) -> Result<Self> {
+        params.validate()?;
+        let n = x.nrows();
+        let psi = params.max_samples.min(n);
+        let depth = depth_limit(psi);
+        let trees: Vec<Tree> = (0..params.n_estimators)
+            .into_par_iter()
+            .map(|t| {
+                let mut rng = Rng::new(child_seed(seed, t as u64));
+                let mut rows = rng.sample_indices(n, psi);
+                let mut tree = Tree {
+                    feature: Vec::new(),
+                    threshold: Vec::new(),
+                    left: Vec::new(),
+                    right: Vec::new(),
+                    size: Vec::new(),
+                };
+                let mut candidates = Vec::with_capacity(x.ncols());
+                grow(x, &mut rows, 0, depth, &mut rng, &mut tree, &mut candidates);
+                tree
+            })
+            .collect();
+        Self::from_trees(x.ncols(), psi, trees)
+    }
+
+    fn from_trees(n_features: usize, psi: usize, trees: Vec<Tree>) -> Result<Self> {
+        if psi == 0 || psi > MAX_SAMPLES_LIMIT || trees.is_empty() {
+            return Err(DetectError::InvalidModel(
+                "isolation forest has no trees or an invalid sample size".into(),
+            ));
+        }
+        let depth = depth_limit(psi);
+        let inner = (1usize << depth) - 1;
+        let mut nodes = Vec::with_capacity(inner * trees.len());
+        let mut leaves = Vec::with_capacity((inner + 1) * trees.len());
+        for tree in &trees {
+            let mut t_nodes = vec![
+                Node {
+                    threshold: f64::INFINITY,
+                    feature: 0
+                };
+                inner
+            ];
+            let mut t_leaves = vec![0.0; inner + 1];
+            check_tree(tree, n_features, depth)?;
+            layout(tree, 0, 0, 0, depth, &mut t_nodes, &mut t_leaves);
+            nodes.extend_from_slice(&t_nodes);
+            leaves.extend_from_slice(&t_leaves);
+        }
+        Ok(IForest {
+            n_features,
+            psi,
+            trees,
+            depth,
+            nodes,
+            leaves,
+        })
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// Sum of path lengths over the trees for each row of a row-major block.
+    fn path_sums(&self, x: &[f64], d: usize, out: &mut [f64]) {
+        let inner = (1usize << self.depth) - 1;
+        let leaf_stride = inner + 1;
+        let rows = out.len();
+        out.iter_mut().for_each(|v| *v = 0.0);
+        for (nodes, leaves) in self
+            .nodes
+            .chunks_exact(inner.max(1))
+            .zip(self.leaves.chunks_exact(leaf_stride))
+        {
+            let nodes = if inner == 0 { &[][..] } else { nodes };
+            let mut r = 0;
+            while r + LANES <= rows {
+                let mut idx = [0usize; LANES];
+                for _ in 0..self.depth {
+                    for (l, i) in idx.iter_mut().enumerate() {
+                        let node = nodes[*i];
+                        let v = x[(r + l) * d + node.feature as usize];
+                        *i = 2 * *i + 1 + usize::from(v > node.threshold);
+                    }
+                }
+                for (l, i) in idx.iter().enumerate() {
+                    out[r + l] += leaves[*i - inner];
+                }
+                r += LANES;
+            }
+            while r < rows {
+                let mut i = 0usize;
+                for _ in 0..self.depth {
+                    let node = nodes[i];
+                    i = 2 * i + 1 + usize::from(x[r * d + node.feature as usize] > node.threshold);
+                }
+                out[r] += leaves[i - inner];
+                r += 1;
+            }
+        }
+    }
+}
+
+/// Grows one node over `rows`; returns its index in `tree`.
+fn grow(
+    x: ArrayView2<f64>,
+    rows: &mut [usize],
+    depth: usize,
+    limit: usize,
+    rng: &mut Rng,
+    tree: &mut Tree,
+    candidates: &mut Vec<usize>,
+) -> usize {
+    if depth >= limit || rows.len() <= 1 {
+        return tree.push(-1, 0.0, rows.len());
+    }
+    candidates.clear();
+    candidates.extend(0..x.ncols());
+    while !candidates.is_empty() {
+        let pick = rng.below(candidates.len());
+        let f = candidates[pick];
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &r in rows.iter() {
+            let v = x[[r, f]];
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if hi <= lo {
+            candidates.swap_remove(pick);
+            continue;
+        }
+        let mut threshold = lo + rng.next_f64() * (hi - lo);
+        if threshold >= hi {
+            threshold = lo;
+        }
+        // Partition: rows at or below the threshold first.
+        let mut split = 0;
+        for i in 0..rows.len() {
+            if x[[rows[i], f]] <= threshold {
+                rows.swap(i, split);
+                split += 1;
+            }
+        }
+        let node = tree.push(f as i32, threshold, rows.len());
+        let (left_rows, right_rows) = rows.split_at_mut(split);
+        let left = grow(x, left_rows, depth + 1, limit, rng, tree, candidates);
+        let right = grow(x, right_rows, depth + 1, limit, rng, tree, candidates);
+        tree.left[node] = left as u32;
+        tree.right[node] = right as u32;
+        return node;
+    }
+    // Every feature is constant over these rows: they cannot be told apart.
+    tree.push(-1, 0.0, rows.len())
+}
+
+/// Checks a tree read from outside: pre-order children, known features, bounded depth.
+fn check_tree(tree: &Tree, n_features: usize, depth: usize) -> Result<()> {
+    let n = tree.len();
+    let bad = |what: &str| DetectError::InvalidModel(format!("isolation tree: {what}"));
+    if n == 0
+        || tree.threshold.len() != n
+        || tree.left.len() != n
+        || tree.right.len() != n
+        || tree.size.len() != n
+    {
+        return Err(bad("arrays of different lengths"));
+    }
+    let mut stack = vec![(0usize, 0usize)];
+    let mut seen = 0usize;
+    while let Some((i, d)) = stack.pop() {
+        seen += 1;
+        if seen > n {
+            return Err(bad("nodes are shared or cyclic"));
+        }
+        if tree.feature[i] >= 0 {
+            if d >= depth {
+                return Err(bad("deeper than its sample size allows"));
+            }
+            if tree.feature[i] as usize >= n_features || !tree.threshold[i].is_finite() {
+                return Err(bad("split on an unknown feature or a non-finite threshold"));
+            }
+            let (l, r) = (tree.left[i] as usize, tree.right[i] as usize);
+            if l <= i || r <= i || l >= n || r >= n {
+                return Err(bad("child index out of order"));
+            }
+            stack.push((l, d + 1));
+            stack.push((r, d + 1));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the subtree at `node` of `tree` into the complete layout at position `pos`.
+fn layout(
+    tree: &Tree,
+    node: usize,
+    pos: usize,
+    level: usize,
+    depth: usize,
+    nodes: &mut [Node],
+    leaves: &mut [f64],
+) {
+    let inner = nodes.len();
+    if tree.feature[node] >= 0 {
+        nodes[pos] = Node {
+            threshold: tree.threshold[node],
+            feature: tree.feature[node] as u32,
+        };
+        layout(
+            tree,
+            tree.left[node] as usize,
+            2 * pos + 1,
+            level + 1,
+            depth,
+            nodes,
+            leaves,
+        );
+        layout(
+            tree,
+            tree.right[node] as usize,
+            2 * pos + 2,
+            level + 1,
+            depth,
+            nodes,
+            leaves,
+        );
+    } else {
+        // A leaf at `level`: pass-through nodes below it (threshold +inf, always left)
+        // and its path length on every leaf slot beneath.
+        let h = level as f64 + average_path_length(tree.size[node] as usize);
+        let (mut first, mut count) = (pos, 1usize);
+        for _ in level..depth {
+            nodes[first..first + count].fill(Node {
+                threshold: f64::INFINITY,
+                feature: 0,
+            });
+            first = 2 * first + 1;
+            count *= 2;
+        }
+        leaves[first - inner..first - inner + count].fill(h);
+    }
+}
+
+impl Scorer for IForest {
+    fn score(&self, x: ArrayView2<f64>) -> Vec<f64> {
+        let d = x.ncols();
+        let data = x.as_standard_layout();
+        let flat = data.as_slice().unwrap_or(&[]);
+        let mut out = vec![0.0; x.nrows()];
+        for (block, acc) in flat.chunks(BLOCK_ROWS * d).zip(out.chunks_mut(BLOCK_ROWS)) {
+            self.path_sums(block, d, acc);
+        }
+        let denom = self.trees.len() as f64 * average_path_length(self.psi);
+        for v in out.iter_mut() {
+            *v = if denom > 0.0 {
+                2f64.powf(-*v / denom)
+            } else {
+                0.5
+            };
+        }
+        out
+    }
+
+    fn contributions(&self, row: ArrayView1<f64>) -> Vec<f64> {
+        let inner = (1usize << self.depth) - 1;
+        let mut credit = vec![0.0; self.n_features];
+        let mut path = Vec::with_capacity(self.depth);
+        for (nodes, leaves) in self
+            .nodes
+            .chunks_exact(inner.max(1))
+            .zip(self.leaves.chunks_exact(inner + 1))
+        {
+            path.clear();
+            let mut i = 0usize;
+            for _ in 0..self.depth {
+                let node = nodes[i];
+                if node.threshold.is_finite() {
+                    path.push(node.feature as usize);
+                }
+                i = 2 * i + 1 + usize::from(row[node.feature as usize] > node.threshold);
+            }
+            let h = leaves[i - inner];
+            if h > 0.0 {
+                for &f in &path {
+                    credit[f] += 1.0 / h;
+                }
+            }
+        }
+        let total: f64 = credit.iter().sum();
+        if total > 0.0 {
+            credit.iter_mut().for_each(|c| *c /= total);
+        }
+        credit
+    }
+
+    fn explanation_method(&self) -> &'static str {
+        "path-depth attribution: each split on the row's path credits its feature with 1/path length, summed over trees, as shares of 1"
+    }
+}
+
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    n_features: usize,
+    max_samples: usize,
+    trees: &'a [Tree],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    n_features: usize,
+    max_samples: usize,
+    trees: Vec<Tree>,
+}
+
+impl Serialize for IForest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        SavedRef {
+            n_features: self.n_features,
+            max_samples: self.psi,
+            trees: &self.trees,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for IForest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let saved = Saved::deserialize(d)?;
+        IForest::from_trees(saved.n_features, saved.max_samples, saved.trees)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array2};
+
+    #[test]
+    fn average_path_length_matches_scikit_learn() {
+        // sklearn.ensemble._iforest._average_path_length([1, 2, 3, 256])
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        assert!((average_path_length(3) - 1.207_392_357_589_949).abs() < 1e-12);
+        assert!((average_path_length(256) - 10.244_770_920_116_851).abs() < 1e-9);
+    }
+
+    #[test]
+    fn depth_limit_is_ceil_log2() {
+        assert_eq!(depth_limit(1), 1);
+        assert_eq!(depth_limit(2), 1);
+        assert_eq!(depth_limit(3), 2);
+        assert_eq!(depth_limit(256), 8);
+        assert_eq!(depth_limit(257), 9);
+    }
+
+    #[test]
+    fn a_far_point_scores_highest_and_is_explained_by_its_feature() {
+        // 200 points on a tight grid in (x, y), one point far out along y only.
+        let mut rows = Vec::new();
+        for i in 0..200 {
+            rows.push([(i % 20) as f64 * 0.1, (i / 20) as f64 * 0.1]);
+        }
+        rows.push([1.0, 50.0]);
+        let x = Array2::from_shape_vec((201, 2), rows.concat()).unwrap();
+        let f = IForest::fit(x.view(), &Params::default(), 0).unwrap();
+        let s = f.score(x.view());
+        let top = s.iter().cloned().fold(f64::MIN, f64::max);
+        assert_eq!(s[200], top);
+        assert!(s[200] > 0.7, "outlier score {}", s[200]);
+        assert!(s[..200].iter().all(|&v| v < s[200] - 0.1));
+        let c = f.contributions(x.row(200));
+        assert!(c[1] > c[0], "{c:?}");
+        assert!((c.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn hand_built_tree_scores_by_the_formula() {
+        // One tree, max_samples 4 -> depth 2: root splits f0 at 0.5; its left child is a
+        // leaf with 3 rows, the right child a leaf with 1 row.
+        let tree = Tree {
+            feature: vec![0, -1, -1],
+            threshold: vec![0.5, 0.0, 0.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            size: vec![4, 3, 1],
+        };
+        let f = IForest::from_trees(1, 4, vec![tree]).unwrap();
+        let s = f.score(array![[0.0], [1.0]].view());
+        let c4 = average_path_length(4);
+        let expect_left = 2f64.powf(-(1.0 + average_path_length(3)) / c4);
+        let expect_right = 2f64.powf(-1.0 / c4);
+        assert!((s[0] - expect_left).abs() < 1e-15);
+        assert!((s[1] - expect_right).abs() < 1e-15);
+    }
+
+    #[test]
+    fn constant_data_gives_one_leaf_and_equal_scores() {
+        let x = Array2::from_elem((50, 3), 7.0);
+        let f = IForest::fit(x.view(), &Params::default(), 1).unwrap();
+        let s = f.score(x.view());
+        assert!(s.iter().all(|&v| v == s[0]));
+    }
+
+    #[test]
+    fn block_and_lane_boundaries_do_not_change_scores() {
+        let mut rng = Rng::new(9);
+        let x = Array2::from_shape_fn((1000, 4), |_| rng.next_f64());
+        let f = IForest::fit(x.view(), &Params::default(), 3).unwrap();
+        let all = f.score(x.view());
+        for (i, r) in x.outer_iter().enumerate().step_by(97) {
+            let one = f.score(r.insert_axis(ndarray::Axis(0)));
+            assert_eq!(one[0].to_bits(), all[i].to_bits());
+        }
+    }
+
+    #[test]
+    fn corrupt_trees_are_refused() {
+        let cyclic = Tree {
+            feature: vec![0, 0],
+            threshold: vec![0.5, 0.5],
+            left: vec![1, 0],
+            right: vec![1, 0],
+            size: vec![2, 1],
+        };
+        assert!(IForest::from_trees(1, 4, vec![cyclic]).is_err());
+        let unknown_feature = Tree {
+            feature: vec![5, -1, -1],
+            threshold: vec![0.5, 0.0, 0.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            size: vec![2, 1, 1],
+        };
+        assert!(IForest::from_trees(1, 4, vec![unknown_feature]).is_err());
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_refused() {
+        let x = array![[1.0], [2.0]];
+        for p in [
+            Params {
+                n_estimators: 0,
+                ..Params::default()
+            },
+            Params {
+                max_samples: 0,
+                ..Params::default()
+            },
+            Params {
+                max_samples: MAX_SAMPLES_LIMIT + 1,
+                ..Params::default()
+            },
+        ] {
+            assert!(matches!(
+                IForest::fit(x.view(), &p, 0),
+                Err(DetectError::InvalidParameter { .. })
+            ));
+        }
+    }
+}
