@@ -160,6 +160,7 @@ fn auc_matches_pyod_and_scikit_learn_on_public_data() {
         reference.len()
     );
     let mut failures = Vec::new();
+    let mut best_reported = std::collections::BTreeMap::new();
     println!(
         "{:<10} {:<8} {:>8} {:>8} {:>10} {:>8} {:>7}  reference",
         "dataset", "nomaly", "AUC", "AP", "ref AUC", "diff", "secs"
@@ -199,13 +200,20 @@ fn auc_matches_pyod_and_scikit_learn_on_public_data() {
             assert_eq!(scores.len(), labels.len());
             let auc = roc_auc(&labels, &scores).expect("both classes present");
             let ap = average_precision(&labels, &scores).expect("anomalies present");
-            // No reference to meet, but a detector no better than chance on every dataset
-            // would be broken: each must beat 0.5 somewhere, checked below.
             println!(
                 "{dataset:<10} {algorithm:<8} {auc:>8.4} {ap:>8.4} {:>10} {:>8} {secs:>7.2}",
                 "-", "-"
             );
-            assert!(auc.is_finite());
+            let best = best_reported.entry(algorithm).or_insert(0.0f64);
+            *best = best.max(auc);
+        }
+    }
+    // No reference to meet for these, but a detector that ranks no dataset well is broken.
+    for (algorithm, best) in best_reported {
+        if best < 0.9 {
+            failures.push(format!(
+                "{algorithm}: best AUC over the datasets is only {best:.4}"
+            ));
         }
     }
     assert!(
