@@ -5,6 +5,8 @@
 # environment in .venv with the reference libraries of tests/requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 
 echo "== reference environment (.venv)"
 if ! .venv/bin/python -c "import sklearn, pandas" 2>/dev/null; then
@@ -24,7 +26,11 @@ echo "== build"
 cargo build --workspace --bins
 
 echo "== unit tests"
-cargo test --workspace --exclude nomaly-tests
+cargo test --workspace --exclude nomaly-tests 2>&1 | tee -a "$results"
 
 echo "== end-to-end tests"
-cargo test -p nomaly-tests -- --nocapture --test-threads 1
+cargo test -p nomaly-tests -- --nocapture --test-threads 1 2>&1 | tee -a "$results"
+
+# One closing line over every cargo test run above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1); if ($(i) ~ /^ignored/) s += $(i-1) } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
