@@ -1,4 +1,9 @@
 //! nomaly's shared core: what every entry point (the `nomaly` command, the local
-//! server, the Lambda functions) does the same way.
+//! server, the Lambda functions) does the same way: the domain, the ports its storage
+//! and messaging sit behind, and reading tables.
 
+pub mod domain;
+pub mod ids;
+pub mod ports;
 pub mod table;
+pub mod time;

@@ -1,0 +1,96 @@
+//! WebSocket connections and what they listen to.
+
+use crate::domain::TenantId;
+use crate::ids::{ModelId, TaskId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A channel a connection can subscribe to: `task:<id>`, `model:<id>` or `tenant`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Channel {
+    /// One task's events.
+    Task(TaskId),
+    /// One model's events.
+    Model(ModelId),
+    /// Every event of the tenant.
+    Tenant,
+}
+
+/// A channel name that is not one of the three shapes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("channel must be `tenant`, `task:<task id>` or `model:<model id>`")]
+pub struct InvalidChannel;
+
+impl Channel {
+    /// Parses `task:<id>`, `model:<id>` or `tenant`.
+    pub fn parse(text: &str) -> Result<Self, InvalidChannel> {
+        if text == "tenant" {
+            return Ok(Channel::Tenant);
+        }
+        if let Some(id) = text.strip_prefix("task:") {
+            return TaskId::parse(id)
+                .map(Channel::Task)
+                .map_err(|_| InvalidChannel);
+        }
+        if let Some(id) = text.strip_prefix("model:") {
+            return ModelId::parse(id)
+                .map(Channel::Model)
+                .map_err(|_| InvalidChannel);
+        }
+        Err(InvalidChannel)
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Channel::Task(id) => write!(f, "task:{id}"),
+            Channel::Model(id) => write!(f, "model:{id}"),
+            Channel::Tenant => f.write_str("tenant"),
+        }
+    }
+}
+
+impl TryFrom<String> for Channel {
+    type Error = InvalidChannel;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Channel::parse(&s)
+    }
+}
+
+impl From<Channel> for String {
+    fn from(c: Channel) -> String {
+        c.to_string()
+    }
+}
+
+/// A live WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The gateway's connection id.
+    pub id: String,
+    /// Whose.
+    pub tenant: TenantId,
+    /// What it listens to.
+    pub subscriptions: Vec<Channel>,
+    /// When the record may be dropped if nothing refreshes it.
+    pub expires_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_parse_and_print() {
+        let t = TaskId::new();
+        let c = Channel::parse(&format!("task:{t}")).unwrap();
+        assert_eq!(c, Channel::Task(t.clone()));
+        assert_eq!(c.to_string(), format!("task:{t}"));
+        assert_eq!(Channel::parse("tenant").unwrap(), Channel::Tenant);
+        for bad in ["", "task:", "task:nope", "model:tsk_x", "everything"] {
+            assert!(Channel::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

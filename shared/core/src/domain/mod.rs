@@ -1,0 +1,18 @@
+//! The domain: what nomaly stores and tells, with no storage or transport in it.
+//! Field and event names follow `../shared/docs/DESIGN.md`.
+
+pub mod connection;
+pub mod dataset;
+pub mod event;
+pub mod key;
+pub mod model;
+pub mod task;
+pub mod tenant;
+
+pub use connection::{Channel, Connection};
+pub use dataset::Dataset;
+pub use event::{Event, EventType};
+pub use key::{ApiKey, IssuedKey};
+pub use model::ModelRecord;
+pub use task::{Task, TaskKind, TaskStatus, TransitionError};
+pub use tenant::TenantId;

@@ -1,0 +1,359 @@
+//! Ports: the narrow interfaces the domain needs from storage, queues and push. Two sets
+//! of adapters implement them (AWS in `shared/aws`, one machine in `shared/embedded`) and
+//! pass the same contract tests. Each method's doc says what it guarantees; every method
+//! that reads or lists by tenant never returns another tenant's records.
+
+use crate::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
+use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, TaskId};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What a storage, queue or push operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with that id exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The record changed since it was read: the compare-and-set lost.
+    #[error("{0} changed since it was read")]
+    Conflict(String),
+    /// No such record (for this tenant).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A listing's `next_token` is not one this store gave out.
+    #[error("invalid page token")]
+    BadPageToken,
+    /// The backend failed; `operation` names what was being done.
+    #[error("{operation}: {source}")]
+    Backend {
+        /// What was being done, e.g. `put task`.
+        operation: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error with what was being done.
+    pub fn backend(
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Backend {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Result of a port call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which page of a listing to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageRequest {
+    /// At most this many items (1 to 1000; 0 means the default, 50).
+    pub limit: usize,
+    /// The `next_token` of the previous page.
+    pub token: Option<String>,
+}
+
+impl PageRequest {
+    /// The limit, defaulted and capped.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => 50,
+            n => n.min(1000),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Opaque token for the next page; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
+/// Tasks, with compare-and-set updates.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores a new task. `AlreadyExists` if its id is taken.
+    async fn create_task(&self, task: &Task) -> StoreResult<()>;
+    /// The task, if it exists and belongs to `tenant`.
+    async fn get_task(&self, tenant: &TenantId, id: &TaskId) -> StoreResult<Option<Task>>;
+    /// The tenant's tasks, newest first.
+    async fn list_tasks(&self, tenant: &TenantId, page: &PageRequest) -> StoreResult<Page<Task>>;
+    /// Replaces the stored task with `task` if and only if the stored version is
+    /// `task.version - 1` (the version it was made from with [`Task::transition`]).
+    /// `Conflict` otherwise; `NotFound` if there is no such task for the tenant. Of two
+    /// writers racing from the same version, exactly one wins.
+    async fn update_task(&self, task: &Task) -> StoreResult<()>;
+}
+
+/// The append-only event log.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends an event. Appending the same `event_id` twice stores it once
+    /// (`AlreadyExists` the second time).
+    async fn append(&self, event: &Event) -> StoreResult<()>;
+    /// The tenant's events with ids after `after` (all when `None`), oldest first.
+    async fn events_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> StoreResult<Page<Event>>;
+}
+
+/// Trained models' records.
+#[async_trait]
+pub trait ModelRegistry: Send + Sync {
+    /// Stores a new record. `AlreadyExists` if its id is taken.
+    async fn put_model(&self, model: &ModelRecord) -> StoreResult<()>;
+    /// The record, if it exists and belongs to `tenant`.
+    async fn get_model(&self, tenant: &TenantId, id: &ModelId) -> StoreResult<Option<ModelRecord>>;
+    /// The tenant's models, newest first.
+    async fn list_models(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ModelRecord>>;
+    /// Removes the record. `NotFound` if the tenant has no such model.
+    async fn delete_model(&self, tenant: &TenantId, id: &ModelId) -> StoreResult<()>;
+}
+
+/// Datasets' records.
+#[async_trait]
+pub trait DatasetStore: Send + Sync {
+    /// Stores or replaces a record (replacing is how a profile is added).
+    async fn put_dataset(&self, dataset: &Dataset) -> StoreResult<()>;
+    /// The record, if it exists and belongs to `tenant`.
+    async fn get_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<Option<Dataset>>;
+    /// The tenant's datasets, newest first.
+    async fn list_datasets(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Dataset>>;
+    /// Removes the record. `NotFound` if the tenant has no such dataset.
+    async fn delete_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<()>;
+}
+
+/// API keys (stored hashed).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key record.
+    async fn put_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// The key record with this id, whatever its tenant (authentication looks keys up
+    /// before it knows the tenant).
+    async fn get_key(&self, id: &KeyId) -> StoreResult<Option<ApiKey>>;
+    /// The tenant's keys.
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
+    /// Marks the key revoked from now on. `NotFound` if the tenant has no such key.
+    async fn revoke_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<()>;
+}
+
+/// Binary objects: datasets, model artifacts, reports, large job payloads.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `key`, replacing what was there; readers see the old object or
+    /// the new one, never a mix.
+    async fn put_blob(&self, key: &BlobKey, bytes: Vec<u8>) -> StoreResult<()>;
+    /// The object, if any.
+    async fn get_blob(&self, key: &BlobKey) -> StoreResult<Option<Vec<u8>>>;
+    /// Removes the object (no error if there was none).
+    async fn delete_blob(&self, key: &BlobKey) -> StoreResult<()>;
+}
+
+/// A blob's key: always under `tenants/<tenant>/`, built from checked parts, so one
+/// tenant's key can never name another's object or climb out of its folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// `tenants/<tenant>/<part>/<part>...`; each part is 1-128 characters of
+    /// `A-Za-z0-9._-` and not `.` or `..`.
+    pub fn for_tenant(tenant: &TenantId, parts: &[&str]) -> Result<Self, InvalidBlobKey> {
+        let mut key = format!("tenants/{tenant}");
+        for part in parts {
+            let ok = (1..=128).contains(&part.len())
+                && *part != "."
+                && *part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+            if !ok {
+                return Err(InvalidBlobKey(part.to_string()));
+            }
+            key.push('/');
+            key.push_str(part);
+        }
+        Ok(BlobKey(key))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the key lies under `tenant`'s folder.
+    pub fn belongs_to(&self, tenant: &TenantId) -> bool {
+        self.0.starts_with(&format!("tenants/{tenant}/"))
+    }
+}
+
+/// A blob key part that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not allowed in a storage key (1-128 characters of A-Z a-z 0-9 . _ -, not . or ..)"
+)]
+pub struct InvalidBlobKey(pub String);
+
+/// A job: the small JSON envelope that travels on the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id (also the idempotency key of its handling).
+    pub job_id: JobId,
+    /// Whose.
+    pub tenant: TenantId,
+    /// Which handler runs it (`train`, `detect`, `profile`, ...).
+    pub kind: String,
+    /// The request it belongs to.
+    pub correlation_id: String,
+    /// The handler's input. Large inputs travel as blob keys, not inline.
+    pub body: serde_json::Value,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The job.
+    pub job: Job,
+    /// Names this delivery for `delete` and `change_visibility`.
+    pub receipt: String,
+    /// How many times the job has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// A queue with SQS's semantics: at-least-once delivery, a received job is invisible
+/// for its visibility timeout and comes back unless deleted, and a job received more than
+/// the queue's maximum is moved to its dead-letter queue instead.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues jobs (in batches where the backend has them).
+    async fn send(&self, jobs: &[Job]) -> StoreResult<()>;
+    /// Up to `max` visible jobs, each hidden for `visibility_secs` from now.
+    async fn receive(&self, max: usize, visibility_secs: u32) -> StoreResult<Vec<Delivery>>;
+    /// Removes a delivered job for good.
+    async fn delete(&self, receipt: &str) -> StoreResult<()>;
+    /// Hides a delivered job for `secs` from now (0 makes it visible at once).
+    async fn change_visibility(&self, receipt: &str, secs: u32) -> StoreResult<()>;
+    /// Up to `max` jobs from the dead-letter queue.
+    async fn dead_letters(&self, max: usize) -> StoreResult<Vec<Job>>;
+}
+
+/// Live WebSocket connections.
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync {
+    /// Stores or replaces a connection.
+    async fn put_connection(&self, connection: &Connection) -> StoreResult<()>;
+    /// The connection, if registered and not expired.
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>>;
+    /// Forgets a connection (no error if unknown).
+    async fn delete_connection(&self, id: &str) -> StoreResult<()>;
+    /// Every unexpired connection of the tenant (all pages).
+    async fn tenant_connections(&self, tenant: &TenantId) -> StoreResult<Vec<Connection>>;
+}
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The connection is gone for good (API Gateway's 410): forget it.
+    #[error("connection {0} is gone")]
+    Gone(String),
+    /// Anything else; the push may be retried.
+    #[error("push to {connection}: {source}")]
+    Failed {
+        /// The connection.
+        connection: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Sends messages to WebSocket connections.
+#[async_trait]
+pub trait PushNotifier: Send + Sync {
+    /// Sends one message to one connection.
+    async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError>;
+}
+
+/// The first response to a request carrying an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Claim {
+    /// This caller is the first: it does the work, then calls `complete`.
+    New,
+    /// Another caller claimed the key and has not finished.
+    InProgress,
+    /// The work was done: here is its stored response.
+    Done(Vec<u8>),
+}
+
+/// Remembers requests by idempotency key for a while.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for `ttl_secs`; exactly one of concurrent callers gets `New`.
+    async fn claim(&self, tenant: &TenantId, key: &str, ttl_secs: u32) -> StoreResult<Claim>;
+    /// Stores the response of a claimed key.
+    async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()>;
+}
+
+/// A cache of results with a time to live.
+#[async_trait]
+pub trait ResultCache: Send + Sync {
+    /// The cached value, if present and not expired.
+    async fn get_cached(&self, tenant: &TenantId, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Caches a value for `ttl_secs`.
+    async fn put_cached(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u32,
+    ) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_keys_stay_in_the_tenant_folder() {
+        let acme = TenantId::parse("acme").unwrap();
+        let k = BlobKey::for_tenant(&acme, &["datasets", "dst_1.csv"]).unwrap();
+        assert_eq!(k.as_str(), "tenants/acme/datasets/dst_1.csv");
+        assert!(k.belongs_to(&acme));
+        assert!(!k.belongs_to(&TenantId::parse("acm").unwrap()));
+        for bad in ["..", ".", "", "a/b", "a\\b", "x y", &"a".repeat(129)] {
+            assert!(
+                BlobKey::for_tenant(&acme, &["datasets", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_limits_default_and_cap() {
+        assert_eq!(PageRequest::default().effective_limit(), 50);
+        let big = PageRequest {
+            limit: 5000,
+            token: None,
+        };
+        assert_eq!(big.effective_limit(), 1000);
+    }
+}
