@@ -172,9 +172,38 @@ pub trait BlobStore: Send + Sync {
 /// A blob's key: always under `tenants/<tenant>/`, built from checked parts, so one
 /// tenant's key can never name another's object or climb out of its folder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct BlobKey(String);
 
+impl TryFrom<String> for BlobKey {
+    type Error = InvalidBlobKey;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        BlobKey::parse(&text)
+    }
+}
+
+impl From<BlobKey> for String {
+    fn from(key: BlobKey) -> String {
+        key.0
+    }
+}
+
 impl BlobKey {
+    /// Checks a key read back from storage or a message: `tenants/<tenant>/` and at least
+    /// one checked part.
+    pub fn parse(text: &str) -> Result<Self, InvalidBlobKey> {
+        let mut parts = text.split('/');
+        let (Some("tenants"), Some(tenant)) = (parts.next(), parts.next()) else {
+            return Err(InvalidBlobKey(text.to_string()));
+        };
+        let tenant = TenantId::parse(tenant).map_err(|_| InvalidBlobKey(text.to_string()))?;
+        let rest: Vec<&str> = parts.collect();
+        if rest.is_empty() {
+            return Err(InvalidBlobKey(text.to_string()));
+        }
+        BlobKey::for_tenant(&tenant, &rest)
+    }
+
     /// `tenants/<tenant>/<part>/<part>...`; each part is 1-128 characters of
     /// `A-Za-z0-9._-` and not `.` or `..`.
     pub fn for_tenant(tenant: &TenantId, parts: &[&str]) -> Result<Self, InvalidBlobKey> {
@@ -345,6 +374,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn stored_blob_keys_are_checked_again() {
+        let acme = TenantId::parse("acme").unwrap();
+        let k = BlobKey::for_tenant(&acme, &["datasets", "dst_1.csv"]).unwrap();
+        assert_eq!(BlobKey::parse(k.as_str()), Ok(k.clone()));
+        for bad in [
+            "tenants/acme",
+            "tenants/acme/../x",
+            "other/acme/x",
+            "tenants/ACME/x",
+            "tenants/acme//x",
+        ] {
+            assert!(BlobKey::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<BlobKey>("\"tenants/acme/../../etc\"").is_err());
     }
 
     #[test]

@@ -1,0 +1,583 @@
+//! The contract suite: what every implementation of nomaly's ports must do, written once
+//! and run against each adapter set (embedded in `shared/embedded/tests`, AWS on moto in
+//! `shared/aws/tests`). Each function panics with a message saying what broke.
+//!
+//! Every check makes its own tenants with random names, so checks can share a backend.
+
+use nomaly_core::claim_check;
+use nomaly_core::domain::{
+    ApiKey, Channel, Connection, Event, EventType, ModelRecord, Task, TaskKind, TaskStatus,
+    TenantId,
+};
+use nomaly_core::ids::{JobId, ModelId, TaskId};
+use nomaly_core::ports::{
+    BlobKey, BlobStore, Claim, ConnectionRegistry, EventLog, IdempotencyStore, Job, JobQueue,
+    KeyStore, ModelRegistry, PageRequest, ResultCache, StoreError, TaskStore,
+};
+use nomaly_core::time::Timestamp;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// A tenant with a random name, unique to one check.
+pub fn tenant() -> TenantId {
+    let id = TaskId::new();
+    TenantId::parse(&format!("t-{}", id.as_str()[4..].to_ascii_lowercase()))
+        .expect("valid tenant name")
+}
+
+fn model(tenant: &TenantId) -> ModelRecord {
+    let id = ModelId::new();
+    ModelRecord {
+        artifact_key: format!("tenants/{tenant}/models/{id}.json"),
+        id,
+        tenant: tenant.clone(),
+        algorithm: "iforest".into(),
+        params: serde_json::json!({"n_estimators": 100}),
+        feature_names: vec!["a".into(), "b".into()],
+        training: serde_json::json!({"rows": 10}),
+        version: 1,
+        created_at: Timestamp::now(),
+    }
+}
+
+/// Tasks: create once, read back, compare-and-set updates, terminal states stay put.
+pub async fn task_store_compare_and_set(tasks: &dyn TaskStore) {
+    let t = tenant();
+    let task = Task::new(t.clone(), TaskKind::Train, "c-1");
+    tasks.create_task(&task).await.expect("create a task");
+    assert!(
+        matches!(
+            tasks.create_task(&task).await,
+            Err(StoreError::AlreadyExists(_))
+        ),
+        "creating the same task twice must fail"
+    );
+    assert_eq!(
+        tasks.get_task(&t, &task.id).await.expect("get"),
+        Some(task.clone())
+    );
+    let running = task
+        .transition(TaskStatus::Running)
+        .expect("queued -> running");
+    tasks
+        .update_task(&running)
+        .await
+        .expect("first update wins");
+    assert!(
+        matches!(
+            tasks.update_task(&running).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "replaying an update must conflict"
+    );
+    let done = running
+        .transition(TaskStatus::Completed)
+        .expect("running -> completed");
+    tasks.update_task(&done).await.expect("complete");
+    // A stale writer holding the running version cannot fail the completed task.
+    let stale = running
+        .transition(TaskStatus::Failed)
+        .expect("running -> failed");
+    assert!(matches!(
+        tasks.update_task(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let stored = tasks
+        .get_task(&t, &task.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(stored.status, TaskStatus::Completed);
+    assert_eq!(stored.version, done.version);
+    let ghost = Task::new(t.clone(), TaskKind::Train, "c-2")
+        .transition(TaskStatus::Running)
+        .expect("transition");
+    assert!(matches!(
+        tasks.update_task(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Two workers race to finish one task from the same version: exactly one wins, and
+/// the stored task is the winner's.
+pub async fn racing_workers_finish_a_task_once(tasks: &dyn TaskStore) {
+    let t = tenant();
+    for round in 0..10 {
+        let task = Task::new(t.clone(), TaskKind::Detect, format!("race-{round}"));
+        tasks.create_task(&task).await.expect("create");
+        let running = task.transition(TaskStatus::Running).expect("transition");
+        tasks.update_task(&running).await.expect("start");
+        let mut a = running
+            .transition(TaskStatus::Completed)
+            .expect("transition");
+        a.result = Some("worker-a".into());
+        let mut b = running
+            .transition(TaskStatus::Completed)
+            .expect("transition");
+        b.result = Some("worker-b".into());
+        let (ra, rb) = tokio::join!(tasks.update_task(&a), tasks.update_task(&b));
+        let wins = [ra.is_ok(), rb.is_ok()];
+        assert_eq!(
+            wins.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {ra:?} / {rb:?}"
+        );
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert!(
+            matches!(loser, Err(StoreError::Conflict(_))),
+            "the loser conflicts"
+        );
+        let stored = tasks
+            .get_task(&t, &task.id)
+            .await
+            .expect("get")
+            .expect("present");
+        let winner = if wins[0] { "worker-a" } else { "worker-b" };
+        assert_eq!(stored.result.as_deref(), Some(winner));
+    }
+}
+
+/// Listings page past one page without losing or repeating items, newest first; a
+/// forged token is refused.
+pub async fn listings_page_past_one_page(tasks: &dyn TaskStore, models: &dyn ModelRegistry) {
+    let t = tenant();
+    let mut made = Vec::new();
+    for i in 0..23 {
+        let task = Task::new(t.clone(), TaskKind::Train, format!("p-{i}"));
+        tasks.create_task(&task).await.expect("create");
+        made.push(task.id);
+        models.put_model(&model(&t)).await.expect("put model");
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest {
+        limit: 5,
+        token: None,
+    };
+    let mut pages = 0;
+    loop {
+        let p = tasks.list_tasks(&t, &page).await.expect("list");
+        assert!(p.items.len() <= 5);
+        seen.extend(p.items.iter().map(|t| t.id.clone()));
+        pages += 1;
+        match p.next_token {
+            Some(token) => page.token = Some(token),
+            None => break,
+        }
+    }
+    assert!(pages >= 5, "23 items in pages of 5 took {pages} pages");
+    assert_eq!(seen.len(), 23, "every task listed once");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        23,
+        "no task listed twice"
+    );
+    made.reverse();
+    assert_eq!(seen, made, "newest first");
+    let mut count = 0;
+    let mut page = PageRequest {
+        limit: 7,
+        token: None,
+    };
+    loop {
+        let p = models.list_models(&t, &page).await.expect("list models");
+        count += p.items.len();
+        match p.next_token {
+            Some(token) => page.token = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(count, 23);
+    let forged = PageRequest {
+        limit: 5,
+        token: Some("not-a-token".into()),
+    };
+    assert!(matches!(
+        tasks.list_tasks(&t, &forged).await,
+        Err(StoreError::BadPageToken)
+    ));
+}
+
+/// Tenant A can neither read nor list nor change tenant B's records.
+pub async fn tenants_are_kept_apart(
+    tasks: &dyn TaskStore,
+    models: &dyn ModelRegistry,
+    events: &dyn EventLog,
+    keys: &dyn KeyStore,
+) {
+    let (a, b) = (tenant(), tenant());
+    let task = Task::new(b.clone(), TaskKind::Train, "b");
+    tasks.create_task(&task).await.expect("create");
+    let m = model(&b);
+    models.put_model(&m).await.expect("put model");
+    events
+        .append(&Event::new(
+            b.clone(),
+            EventType::TaskCompleted,
+            "b",
+            serde_json::json!({}),
+        ))
+        .await
+        .expect("append");
+    let key = ApiKey::issue(b.clone()).record;
+    keys.put_key(&key).await.expect("put key");
+
+    assert_eq!(tasks.get_task(&a, &task.id).await.expect("get"), None);
+    assert!(tasks
+        .list_tasks(&a, &PageRequest::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    let mut forged = task.transition(TaskStatus::Running).expect("transition");
+    forged.tenant = a.clone();
+    assert!(
+        tasks.update_task(&forged).await.is_err(),
+        "A cannot update B's task"
+    );
+    assert_eq!(
+        tasks
+            .get_task(&b, &task.id)
+            .await
+            .expect("get")
+            .map(|t| t.status),
+        Some(TaskStatus::Queued),
+        "B's task is untouched"
+    );
+    assert_eq!(models.get_model(&a, &m.id).await.expect("get"), None);
+    assert!(models
+        .list_models(&a, &PageRequest::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    assert!(matches!(
+        models.delete_model(&a, &m.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        models.get_model(&b, &m.id).await.expect("get").is_some(),
+        "B's model survives"
+    );
+    assert!(events
+        .events_after(&a, None, 100)
+        .await
+        .expect("events")
+        .items
+        .is_empty());
+    assert!(keys.list_keys(&a).await.expect("keys").is_empty());
+    assert!(matches!(
+        keys.revoke_key(&a, &key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(keys
+        .get_key(&key.id)
+        .await
+        .expect("get key")
+        .expect("present")
+        .revoked_at
+        .is_none());
+}
+
+/// Events come back oldest first, after a given id, across pages; appending an id twice
+/// stores it once.
+pub async fn events_replay_after(events: &dyn EventLog) {
+    let t = tenant();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let e = Event::new(
+            t.clone(),
+            EventType::TaskProgress,
+            "c",
+            serde_json::json!({"progress": i}),
+        );
+        events.append(&e).await.expect("append");
+        ids.push(e.event_id.clone());
+        if i == 0 {
+            assert!(matches!(
+                events.append(&e).await,
+                Err(StoreError::AlreadyExists(_))
+            ));
+        }
+    }
+    let all = events.events_after(&t, None, 100).await.expect("all");
+    assert_eq!(
+        all.items
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    let later = events
+        .events_after(&t, Some(&ids[4]), 100)
+        .await
+        .expect("after");
+    assert_eq!(later.items.len(), 7);
+    assert_eq!(later.items[0].event_id, ids[5]);
+    let first = events.events_after(&t, None, 5).await.expect("page");
+    assert_eq!(first.items.len(), 5);
+    assert!(first.next_token.is_some());
+}
+
+fn job(tenant: &TenantId, kind: &str, body: serde_json::Value) -> Job {
+    Job {
+        job_id: JobId::new(),
+        tenant: tenant.clone(),
+        kind: kind.into(),
+        correlation_id: "c".into(),
+        body,
+    }
+}
+
+/// At-least-once delivery: a received job is hidden, comes back after its visibility
+/// timeout with a higher receive count, and is gone once deleted; an old receipt deletes
+/// nothing.
+pub async fn queue_redelivers_after_visibility_timeout(queue: &dyn JobQueue) {
+    let t = tenant();
+    let sent = job(&t, "train", serde_json::json!({"n": 1}));
+    queue.send(std::slice::from_ref(&sent)).await.expect("send");
+    let first = receive_job(queue, &sent.job_id, 1).await;
+    assert_eq!(first.receive_count, 1);
+    let hidden = queue.receive(10, 1).await.expect("receive");
+    assert!(
+        hidden.iter().all(|d| d.job.job_id != sent.job_id),
+        "hidden while in flight"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let second = receive_job(queue, &sent.job_id, 30).await;
+    assert_eq!(second.receive_count, 2, "redelivered with a higher count");
+    assert_eq!(second.job, sent);
+    queue
+        .delete(&first.receipt)
+        .await
+        .expect("an old receipt is accepted");
+    queue
+        .change_visibility(&second.receipt, 0)
+        .await
+        .expect("make visible now");
+    let third = receive_job(queue, &sent.job_id, 30).await;
+    assert_eq!(third.receive_count, 3, "an old receipt deleted nothing");
+    queue.delete(&third.receipt).await.expect("delete");
+    queue.change_visibility(&third.receipt, 0).await.ok();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = queue.receive(10, 1).await.expect("receive");
+    assert!(
+        after.iter().all(|d| d.job.job_id != sent.job_id),
+        "deleted for good"
+    );
+}
+
+/// Receives until `id` arrives (other checks' jobs may share the queue: they are made
+/// visible again at once).
+async fn receive_job(
+    queue: &dyn JobQueue,
+    id: &JobId,
+    visibility: u32,
+) -> nomaly_core::ports::Delivery {
+    for _ in 0..50 {
+        for d in queue.receive(10, visibility).await.expect("receive") {
+            if &d.job.job_id == id {
+                return d;
+            }
+            queue.change_visibility(&d.receipt, 0).await.ok();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} was not delivered");
+}
+
+/// A job received more than the maximum is dead-lettered and never delivered again.
+pub async fn queue_dead_letters_after_max_receives(queue: &dyn JobQueue, max_receives: u32) {
+    let t = tenant();
+    let poison = job(&t, "poison", serde_json::json!({}));
+    queue
+        .send(std::slice::from_ref(&poison))
+        .await
+        .expect("send");
+    for n in 1..=max_receives {
+        let d = receive_job(queue, &poison.job_id, 1).await;
+        assert_eq!(d.receive_count, n);
+        queue
+            .change_visibility(&d.receipt, 0)
+            .await
+            .expect("give it back");
+    }
+    let mut dead = false;
+    for _ in 0..50 {
+        let delivered = queue.receive(10, 1).await.expect("receive");
+        assert!(
+            delivered.iter().all(|d| d.job.job_id != poison.job_id),
+            "delivered after {max_receives} receives"
+        );
+        for d in &delivered {
+            queue.change_visibility(&d.receipt, 0).await.ok();
+        }
+        if queue
+            .dead_letters(10)
+            .await
+            .expect("dead letters")
+            .iter()
+            .any(|j| j.job_id == poison.job_id)
+        {
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dead, "the poison job is in the dead-letter queue");
+}
+
+/// A job body over SQS's 256 KiB travels through the blob store and comes back whole.
+pub async fn claim_check_carries_large_bodies(queue: &dyn JobQueue, blobs: &dyn BlobStore) {
+    let t = tenant();
+    let rows: Vec<Vec<f64>> = (0..20_000)
+        .map(|i| vec![i as f64 * 0.5, 1.0, 2.0])
+        .collect();
+    let big = job(&t, "detect", serde_json::json!({ "rows": rows }));
+    assert!(serde_json::to_vec(&big.body).expect("encode").len() > 256 * 1024);
+    let small = claim_check::check_in(&big, blobs).await.expect("check in");
+    assert!(serde_json::to_vec(&small).expect("encode").len() < 4 * 1024);
+    queue
+        .send(std::slice::from_ref(&small))
+        .await
+        .expect("send");
+    let d = receive_job(queue, &big.job_id, 30).await;
+    let back = claim_check::check_out(&d.job, blobs)
+        .await
+        .expect("check out");
+    assert_eq!(back, big);
+    queue.delete(&d.receipt).await.expect("delete");
+    // A reference into another tenant's folder is refused.
+    let mut stolen = small.clone();
+    stolen.tenant = tenant();
+    assert!(claim_check::check_out(&stolen, blobs).await.is_err());
+    let little = job(&t, "detect", serde_json::json!({"rows": [[1.0]]}));
+    assert_eq!(
+        claim_check::check_in(&little, blobs).await.expect("small"),
+        little
+    );
+}
+
+/// Blobs: put, get back, replace, delete.
+pub async fn blobs_round_trip(blobs: &dyn BlobStore) {
+    let t = tenant();
+    let key = BlobKey::for_tenant(&t, &["datasets", "d.csv"]).expect("key");
+    assert_eq!(blobs.get_blob(&key).await.expect("get"), None);
+    blobs
+        .put_blob(&key, b"a,b\n1,2\n".to_vec())
+        .await
+        .expect("put");
+    blobs
+        .put_blob(&key, b"a,b\n3,4\n".to_vec())
+        .await
+        .expect("replace");
+    assert_eq!(
+        blobs.get_blob(&key).await.expect("get").as_deref(),
+        Some(&b"a,b\n3,4\n"[..])
+    );
+    blobs.delete_blob(&key).await.expect("delete");
+    assert_eq!(blobs.get_blob(&key).await.expect("get"), None);
+    blobs
+        .delete_blob(&key)
+        .await
+        .expect("deleting twice is fine");
+}
+
+/// Keys: stored hashed, found by id, revoked at once.
+pub async fn keys_revoke_at_once(keys: &dyn KeyStore) {
+    let t = tenant();
+    let issued = ApiKey::issue(t.clone());
+    keys.put_key(&issued.record).await.expect("put");
+    let (id, secret) = ApiKey::split(&issued.plaintext).expect("split");
+    let stored = keys.get_key(&id).await.expect("get").expect("present");
+    assert!(stored.accepts(secret));
+    keys.revoke_key(&t, &id).await.expect("revoke");
+    let stored = keys.get_key(&id).await.expect("get").expect("present");
+    assert!(!stored.accepts(secret), "a revoked key opens nothing");
+    assert_eq!(keys.list_keys(&t).await.expect("list").len(), 1);
+}
+
+/// Connections: stored, listed per tenant, forgotten; expired ones are not returned.
+pub async fn connections_register_and_expire(connections: &dyn ConnectionRegistry) {
+    let t = tenant();
+    let live = Connection {
+        id: format!("conn-{}", JobId::new()),
+        tenant: t.clone(),
+        subscriptions: vec![Channel::Tenant],
+        expires_at: Timestamp::now().plus_seconds(600),
+    };
+    let expired = Connection {
+        id: format!("conn-{}", JobId::new()),
+        expires_at: Timestamp::now().plus_seconds(-1),
+        ..live.clone()
+    };
+    connections.put_connection(&live).await.expect("put");
+    connections.put_connection(&expired).await.expect("put");
+    assert_eq!(
+        connections.get_connection(&live.id).await.expect("get"),
+        Some(live.clone())
+    );
+    assert_eq!(
+        connections.get_connection(&expired.id).await.expect("get"),
+        None,
+        "expired"
+    );
+    let listed = connections.tenant_connections(&t).await.expect("list");
+    assert_eq!(listed, vec![live.clone()]);
+    connections
+        .delete_connection(&live.id)
+        .await
+        .expect("delete");
+    assert_eq!(
+        connections.get_connection(&live.id).await.expect("get"),
+        None
+    );
+    assert!(connections
+        .tenant_connections(&tenant())
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+/// Idempotency: one `New` among concurrent claims, then the stored response.
+pub async fn idempotency_returns_the_first_response(store: &dyn IdempotencyStore) {
+    let t = tenant();
+    let (a, b) = tokio::join!(store.claim(&t, "k1", 60), store.claim(&t, "k1", 60));
+    let claims = [a.expect("claim"), b.expect("claim")];
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::New).count(),
+        1,
+        "{claims:?}"
+    );
+    assert!(claims.contains(&Claim::InProgress));
+    store
+        .complete(&t, "k1", b"{\"task\":1}")
+        .await
+        .expect("complete");
+    assert_eq!(
+        store.claim(&t, "k1", 60).await.expect("claim"),
+        Claim::Done(b"{\"task\":1}".to_vec())
+    );
+    assert_eq!(
+        store.claim(&tenant(), "k1", 60).await.expect("claim"),
+        Claim::New,
+        "keys are per tenant"
+    );
+}
+
+/// The cache returns what was put, per tenant.
+pub async fn cache_round_trips(cache: &dyn ResultCache) {
+    let t = tenant();
+    assert_eq!(cache.get_cached(&t, "m:abc").await.expect("get"), None);
+    cache
+        .put_cached(&t, "m:abc", b"scores", 60)
+        .await
+        .expect("put");
+    assert_eq!(
+        cache.get_cached(&t, "m:abc").await.expect("get").as_deref(),
+        Some(&b"scores"[..])
+    );
+    assert_eq!(
+        cache.get_cached(&tenant(), "m:abc").await.expect("get"),
+        None
+    );
+}

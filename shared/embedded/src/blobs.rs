@@ -1,0 +1,79 @@
+//! Blobs as files under `<data_dir>/blobs/`, written atomically.
+
+use async_trait::async_trait;
+use nomaly_core::ports::{BlobKey, BlobStore, StoreError, StoreResult};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Blobs in a folder. A key's parts are checked when the key is made, so a path built from
+/// one never leaves the folder.
+#[derive(Clone)]
+pub struct FileBlobs {
+    root: PathBuf,
+}
+
+impl FileBlobs {
+    /// Blobs under `<data_dir>/blobs`.
+    pub fn new(data_dir: &Path) -> Self {
+        FileBlobs {
+            root: data_dir.join("blobs"),
+        }
+    }
+
+    fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    operation: &'static str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::backend(operation, e))?
+        .map_err(|e| StoreError::backend(operation, e))
+}
+
+#[async_trait]
+impl BlobStore for FileBlobs {
+    async fn put_blob(&self, key: &BlobKey, bytes: Vec<u8>) -> StoreResult<()> {
+        let path = self.path(key);
+        blocking("write a blob", move || {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".tmp-{}", crate::db::token()));
+            let result = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn get_blob(&self, key: &BlobKey) -> StoreResult<Option<Vec<u8>>> {
+        let path = self.path(key);
+        blocking("read a blob", move || match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn delete_blob(&self, key: &BlobKey) -> StoreResult<()> {
+        let path = self.path(key);
+        blocking("delete a blob", move || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+}

@@ -1,0 +1,99 @@
+//! The SQLite database: opened once, used from blocking threads.
+
+use nomaly_core::ports::{StoreError, StoreResult};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The schema. Records are JSON bodies keyed by tenant and id; the columns beside them
+/// are what queries filter and sort on.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS models (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS datasets (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS events (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS connections (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS connections_by_tenant ON connections (tenant);
+CREATE TABLE IF NOT EXISTS idempotency (tenant TEXT NOT NULL, key TEXT NOT NULL, response BLOB,
+    expires_ms INTEGER NOT NULL, PRIMARY KEY (tenant, key));
+CREATE TABLE IF NOT EXISTS cache (tenant TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    expires_ms INTEGER NOT NULL, PRIMARY KEY (tenant, key));
+CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
+    visible_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, dead INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS jobs_visible ON jobs (queue, dead, visible_ms, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_receipt ON jobs (receipt);
+";
+
+/// A handle on the database, cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Database {
+    /// Opens (creating if needed) `<data_dir>/nomaly.db`.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::backend("create the data folder", e))?;
+        let conn = Connection::open(data_dir.join("nomaly.db"))
+            .map_err(|e| StoreError::backend("open nomaly.db", e))?;
+        Self::init(conn)
+    }
+
+    /// A database in memory (for tests): gone when the last handle is dropped.
+    pub fn in_memory() -> StoreResult<Self> {
+        let conn =
+            Connection::open_in_memory().map_err(|e| StoreError::backend("open database", e))?;
+        Self::init(conn)
+    }
+
+    fn init(conn: Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(10)))
+            .and_then(|_| conn.execute_batch(SCHEMA))
+            .map_err(|e| StoreError::backend("prepare the schema", e))?;
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on a blocking thread with the connection; SQLite calls never block the
+    /// async runtime.
+    pub(crate) async fn run<T, F>(&self, operation: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::backend(operation, e))?
+    }
+}
+
+/// Maps a SQLite error to a backend error naming the operation.
+pub(crate) fn sql(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(operation, e)
+}
+
+/// Maps a JSON error to a backend error naming the operation.
+pub(crate) fn json(operation: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
+    move |e| StoreError::backend(operation, e)
+}
+
+/// A fresh random token (receipts).
+pub(crate) fn token() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the operating system's random source");
+    hex::encode(b)
+}

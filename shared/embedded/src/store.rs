@@ -1,0 +1,634 @@
+//! Records in SQLite: every port of nomaly's state but blobs and the queue.
+
+use crate::db::{json, sql, Database};
+use async_trait::async_trait;
+use nomaly_core::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
+use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
+use nomaly_core::ports::{
+    Claim, ConnectionRegistry, DatasetStore, EventLog, IdempotencyStore, KeyStore, ModelRegistry,
+    Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
+};
+use nomaly_core::time::Timestamp;
+use rusqlite::{params, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The record ports on one SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Database,
+}
+
+impl SqliteStore {
+    /// The store on `db`.
+    pub fn new(db: Database) -> Self {
+        SqliteStore { db }
+    }
+}
+
+/// A listing position: the (created_ms, id) of the last item of a page, as hex.
+fn encode_token(created_ms: i64, id: &str) -> String {
+    hex::encode(format!("{created_ms}:{id}"))
+}
+
+fn decode_token(token: &str) -> StoreResult<(i64, String)> {
+    let text = hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(StoreError::BadPageToken)?;
+    let (ms, id) = text.split_once(':').ok_or(StoreError::BadPageToken)?;
+    let ms: i64 = ms.parse().map_err(|_| StoreError::BadPageToken)?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StoreError::BadPageToken);
+    }
+    Ok((ms, id.to_string()))
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(json("encode a record"))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(json("decode a record"))
+}
+
+/// Tables of tenant-scoped records listed newest first.
+#[derive(Clone, Copy)]
+enum Records {
+    Tasks,
+    Models,
+    Datasets,
+}
+
+impl Records {
+    fn table(self) -> &'static str {
+        match self {
+            Records::Tasks => "tasks",
+            Records::Models => "models",
+            Records::Datasets => "datasets",
+        }
+    }
+}
+
+impl SqliteStore {
+    async fn insert(
+        &self,
+        r: Records,
+        tenant: &TenantId,
+        id: &str,
+        created: Timestamp,
+        body: String,
+        upsert: bool,
+    ) -> StoreResult<()> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.db
+            .run("insert a record", move |c| {
+                let verb = if upsert { "INSERT OR REPLACE" } else { "INSERT OR IGNORE" };
+                let version_col = if matches!(r, Records::Tasks) { ", version" } else { "" };
+                let version_val = if matches!(r, Records::Tasks) { ", 1" } else { "" };
+                let q = format!(
+                    "{verb} INTO {} (tenant, id, created_ms, body{version_col}) VALUES (?1, ?2, ?3, ?4{version_val})",
+                    r.table()
+                );
+                let n = c.execute(&q, params![tenant, id, created.millis(), body]).map_err(sql("insert a record"))?;
+                if n == 0 {
+                    return Err(StoreError::AlreadyExists(id));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn fetch<T: DeserializeOwned + Send + 'static>(
+        &self,
+        r: Records,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        let body: Option<String> = self
+            .db
+            .run("read a record", move |c| {
+                c.query_row(
+                    &format!(
+                        "SELECT body FROM {} WHERE tenant = ?1 AND id = ?2",
+                        r.table()
+                    ),
+                    params![tenant, id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql("read a record"))
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn list<T: DeserializeOwned + Send + 'static>(
+        &self,
+        r: Records,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let limit = page.effective_limit();
+        let after = page.token.as_deref().map(decode_token).transpose()?;
+        let tenant = tenant.to_string();
+        let rows: Vec<(i64, String, String)> = self
+            .db
+            .run("list records", move |c| {
+                let (ms, id) = after.unwrap_or((i64::MAX, String::from("~")));
+                let mut stmt = c
+                    .prepare(&format!(
+                        "SELECT created_ms, id, body FROM {} WHERE tenant = ?1 AND (created_ms < ?2 OR (created_ms = ?2 AND id < ?3))
+                         ORDER BY created_ms DESC, id DESC LIMIT ?4",
+                        r.table()
+                    ))
+                    .map_err(sql("list records"))?;
+                let rows = stmt
+                    .query_map(params![tenant, ms, id, (limit + 1) as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                    .map_err(sql("list records"))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql("list records"))?;
+                Ok(rows)
+            })
+            .await?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let next_token = if more {
+            rows.last().map(|(ms, id, _)| encode_token(*ms, id))
+        } else {
+            None
+        };
+        let items = rows
+            .iter()
+            .map(|(_, _, b)| from_json(b))
+            .collect::<StoreResult<Vec<T>>>()?;
+        Ok(Page { items, next_token })
+    }
+
+    async fn remove(&self, r: Records, tenant: &TenantId, id: &str) -> StoreResult<()> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.db
+            .run("delete a record", move |c| {
+                let n = c
+                    .execute(
+                        &format!("DELETE FROM {} WHERE tenant = ?1 AND id = ?2", r.table()),
+                        params![tenant, id],
+                    )
+                    .map_err(sql("delete a record"))?;
+                if n == 0 {
+                    Err(StoreError::NotFound(id))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn create_task(&self, task: &Task) -> StoreResult<()> {
+        self.insert(
+            Records::Tasks,
+            &task.tenant,
+            task.id.as_str(),
+            task.created_at,
+            to_json(task)?,
+            false,
+        )
+        .await
+    }
+
+    async fn get_task(&self, tenant: &TenantId, id: &TaskId) -> StoreResult<Option<Task>> {
+        self.fetch(Records::Tasks, tenant, id.as_str()).await
+    }
+
+    async fn list_tasks(&self, tenant: &TenantId, page: &PageRequest) -> StoreResult<Page<Task>> {
+        self.list(Records::Tasks, tenant, page).await
+    }
+
+    async fn update_task(&self, task: &Task) -> StoreResult<()> {
+        let body = to_json(task)?;
+        let (tenant, id, version) = (
+            task.tenant.to_string(),
+            task.id.to_string(),
+            task.version as i64,
+        );
+        self.db
+            .run("update a task", move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE tasks SET body = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4 AND version = ?2 - 1",
+                        params![body, version, tenant, id],
+                    )
+                    .map_err(sql("update a task"))?;
+                if n == 1 {
+                    return Ok(());
+                }
+                let exists: Option<i64> = c
+                    .query_row("SELECT version FROM tasks WHERE tenant = ?1 AND id = ?2", params![tenant, id], |r| r.get(0))
+                    .optional()
+                    .map_err(sql("update a task"))?;
+                Err(match exists {
+                    Some(_) => StoreError::Conflict(id),
+                    None => StoreError::NotFound(id),
+                })
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ModelRegistry for SqliteStore {
+    async fn put_model(&self, model: &ModelRecord) -> StoreResult<()> {
+        self.insert(
+            Records::Models,
+            &model.tenant,
+            model.id.as_str(),
+            model.created_at,
+            to_json(model)?,
+            false,
+        )
+        .await
+    }
+
+    async fn get_model(&self, tenant: &TenantId, id: &ModelId) -> StoreResult<Option<ModelRecord>> {
+        self.fetch(Records::Models, tenant, id.as_str()).await
+    }
+
+    async fn list_models(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ModelRecord>> {
+        self.list(Records::Models, tenant, page).await
+    }
+
+    async fn delete_model(&self, tenant: &TenantId, id: &ModelId) -> StoreResult<()> {
+        self.remove(Records::Models, tenant, id.as_str()).await
+    }
+}
+
+#[async_trait]
+impl DatasetStore for SqliteStore {
+    async fn put_dataset(&self, dataset: &Dataset) -> StoreResult<()> {
+        self.insert(
+            Records::Datasets,
+            &dataset.tenant,
+            dataset.id.as_str(),
+            dataset.created_at,
+            to_json(dataset)?,
+            true,
+        )
+        .await
+    }
+
+    async fn get_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<Option<Dataset>> {
+        self.fetch(Records::Datasets, tenant, id.as_str()).await
+    }
+
+    async fn list_datasets(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Dataset>> {
+        self.list(Records::Datasets, tenant, page).await
+    }
+
+    async fn delete_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<()> {
+        self.remove(Records::Datasets, tenant, id.as_str()).await
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn append(&self, event: &Event) -> StoreResult<()> {
+        let body = to_json(event)?;
+        let (tenant, id) = (event.tenant.to_string(), event.event_id.to_string());
+        self.db
+            .run("append an event", move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO events (tenant, id, body) VALUES (?1, ?2, ?3)",
+                        params![tenant, id, body],
+                    )
+                    .map_err(sql("append an event"))?;
+                if n == 0 {
+                    Err(StoreError::AlreadyExists(id))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> StoreResult<Page<Event>> {
+        let limit = PageRequest { limit, token: None }.effective_limit();
+        let (tenant, after) = (
+            tenant.to_string(),
+            after.map(|e| e.to_string()).unwrap_or_default(),
+        );
+        let rows: Vec<String> = self
+            .db
+            .run("list events", move |c| {
+                let mut stmt = c
+                    .prepare("SELECT body FROM events WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+                    .map_err(sql("list events"))?;
+                let rows = stmt
+                    .query_map(params![tenant, after, (limit + 1) as i64], |r| r.get(0))
+                    .map_err(sql("list events"))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(sql("list events"))?;
+                Ok(rows)
+            })
+            .await?;
+        let more = rows.len() > limit;
+        let items: Vec<Event> = rows[..rows.len().min(limit)]
+            .iter()
+            .map(|b| from_json(b))
+            .collect::<StoreResult<_>>()?;
+        let next_token = if more {
+            items.last().map(|e| e.event_id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn put_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let body = to_json(key)?;
+        let (id, tenant) = (key.id.to_string(), key.tenant.to_string());
+        self.db
+            .run("store a key", move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO api_keys (id, tenant, body) VALUES (?1, ?2, ?3)",
+                        params![id, tenant, body],
+                    )
+                    .map_err(sql("store a key"))?;
+                if n == 0 {
+                    Err(StoreError::AlreadyExists(id))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn get_key(&self, id: &KeyId) -> StoreResult<Option<ApiKey>> {
+        let id = id.to_string();
+        let body: Option<String> = self
+            .db
+            .run("read a key", move |c| {
+                c.query_row(
+                    "SELECT body FROM api_keys WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("read a key"))
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
+        let tenant = tenant.to_string();
+        let rows: Vec<String> = self
+            .db
+            .run("list keys", move |c| {
+                let mut stmt = c
+                    .prepare("SELECT body FROM api_keys WHERE tenant = ?1 ORDER BY id")
+                    .map_err(sql("list keys"))?;
+                let rows = stmt
+                    .query_map(params![tenant], |r| r.get(0))
+                    .map_err(sql("list keys"))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(sql("list keys"))?;
+                Ok(rows)
+            })
+            .await?;
+        rows.iter().map(|b| from_json(b)).collect()
+    }
+
+    async fn revoke_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<()> {
+        let mut key = match self.get_key(id).await? {
+            Some(k) if &k.tenant == tenant => k,
+            _ => return Err(StoreError::NotFound(id.to_string())),
+        };
+        if key.revoked_at.is_none() {
+            key.revoked_at = Some(Timestamp::now());
+        }
+        let body = to_json(&key)?;
+        let (id, tenant) = (id.to_string(), tenant.to_string());
+        self.db
+            .run("revoke a key", move |c| {
+                c.execute(
+                    "UPDATE api_keys SET body = ?1 WHERE id = ?2 AND tenant = ?3",
+                    params![body, id, tenant],
+                )
+                .map_err(sql("revoke a key"))?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for SqliteStore {
+    async fn put_connection(&self, connection: &Connection) -> StoreResult<()> {
+        let body = to_json(connection)?;
+        let (id, tenant, expires) = (
+            connection.id.clone(),
+            connection.tenant.to_string(),
+            connection.expires_at.millis(),
+        );
+        self.db
+            .run("store a connection", move |c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO connections (id, tenant, expires_ms, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, tenant, expires, body],
+                )
+                .map_err(sql("store a connection"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
+        let (id, now) = (id.to_string(), Timestamp::now().millis());
+        let body: Option<String> = self
+            .db
+            .run("read a connection", move |c| {
+                c.query_row(
+                    "SELECT body FROM connections WHERE id = ?1 AND expires_ms > ?2",
+                    params![id, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("read a connection"))
+            })
+            .await?;
+        body.map(|b| from_json(&b)).transpose()
+    }
+
+    async fn delete_connection(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.db
+            .run("delete a connection", move |c| {
+                c.execute("DELETE FROM connections WHERE id = ?1", params![id])
+                    .map_err(sql("delete a connection"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenant_connections(&self, tenant: &TenantId) -> StoreResult<Vec<Connection>> {
+        let (tenant, now) = (tenant.to_string(), Timestamp::now().millis());
+        let rows: Vec<String> = self
+            .db
+            .run("list connections", move |c| {
+                let mut stmt = c
+                    .prepare("SELECT body FROM connections WHERE tenant = ?1 AND expires_ms > ?2 ORDER BY id")
+                    .map_err(sql("list connections"))?;
+                let rows = stmt
+                    .query_map(params![tenant, now], |r| r.get(0))
+                    .map_err(sql("list connections"))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(sql("list connections"))?;
+                Ok(rows)
+            })
+            .await?;
+        rows.iter().map(|b| from_json(b)).collect()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim(&self, tenant: &TenantId, key: &str, ttl_secs: u32) -> StoreResult<Claim> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        let now = Timestamp::now();
+        let expires = now.plus_seconds(i64::from(ttl_secs)).millis();
+        self.db
+            .run("claim an idempotency key", move |c| {
+                let tx = c.transaction().map_err(sql("claim an idempotency key"))?;
+                let existing: Option<(Option<Vec<u8>>, i64)> = tx
+                    .query_row(
+                        "SELECT response, expires_ms FROM idempotency WHERE tenant = ?1 AND key = ?2",
+                        params![tenant, key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql("claim an idempotency key"))?;
+                let claim = match existing {
+                    Some((Some(response), exp)) if exp > now.millis() => Claim::Done(response),
+                    Some((None, exp)) if exp > now.millis() => Claim::InProgress,
+                    _ => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO idempotency (tenant, key, response, expires_ms) VALUES (?1, ?2, NULL, ?3)",
+                            params![tenant, key, expires],
+                        )
+                        .map_err(sql("claim an idempotency key"))?;
+                        Claim::New
+                    }
+                };
+                tx.commit().map_err(sql("claim an idempotency key"))?;
+                Ok(claim)
+            })
+            .await
+    }
+
+    async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()> {
+        let (tenant, key, response) = (tenant.to_string(), key.to_string(), response.to_vec());
+        self.db
+            .run("complete an idempotency key", move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE idempotency SET response = ?1 WHERE tenant = ?2 AND key = ?3",
+                        params![response, tenant, key],
+                    )
+                    .map_err(sql("complete an idempotency key"))?;
+                if n == 0 {
+                    Err(StoreError::NotFound(key))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ResultCache for SqliteStore {
+    async fn get_cached(&self, tenant: &TenantId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let (tenant, key, now) = (
+            tenant.to_string(),
+            key.to_string(),
+            Timestamp::now().millis(),
+        );
+        self.db
+            .run("read the cache", move |c| {
+                c.query_row(
+                    "SELECT value FROM cache WHERE tenant = ?1 AND key = ?2 AND expires_ms > ?3",
+                    params![tenant, key, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("read the cache"))
+            })
+            .await
+    }
+
+    async fn put_cached(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u32,
+    ) -> StoreResult<()> {
+        let expires = Timestamp::now().plus_seconds(i64::from(ttl_secs)).millis();
+        let (tenant, key, value) = (tenant.to_string(), key.to_string(), value.to_vec());
+        self.db
+            .run("write the cache", move |c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO cache (tenant, key, value, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, key, value, expires],
+                )
+                .map_err(sql("write the cache"))?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_garbage() {
+        let t = encode_token(42, "tsk_01ABC");
+        assert_eq!(decode_token(&t).unwrap(), (42, "tsk_01ABC".to_string()));
+        for bad in [
+            "",
+            "zz",
+            &hex::encode("42"),
+            &hex::encode("x:tsk"),
+            &hex::encode("1:a'b"),
+        ] {
+            assert!(
+                matches!(decode_token(bad), Err(StoreError::BadPageToken)),
+                "{bad}"
+            );
+        }
+    }
+}

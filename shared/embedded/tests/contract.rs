@@ -1,0 +1,134 @@
+//! The contract suite on the embedded adapters (SQLite in a fresh data folder, files).
+
+use nomaly_contract as contract;
+use nomaly_embedded::{Database, FileBlobs, SqliteQueue, SqliteStore};
+use std::path::PathBuf;
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nomaly-contract-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn store(name: &str) -> SqliteStore {
+    SqliteStore::new(Database::open(&data_dir(name)).expect("open the database"))
+}
+
+#[tokio::test]
+async fn task_store_compare_and_set() {
+    contract::task_store_compare_and_set(&store("cas")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_workers_finish_a_task_once() {
+    contract::racing_workers_finish_a_task_once(&store("race")).await;
+}
+
+#[tokio::test]
+async fn listings_page_past_one_page() {
+    let s = store("pages");
+    contract::listings_page_past_one_page(&s, &s).await;
+}
+
+#[tokio::test]
+async fn tenants_are_kept_apart() {
+    let s = store("tenants");
+    contract::tenants_are_kept_apart(&s, &s, &s, &s).await;
+}
+
+#[tokio::test]
+async fn events_replay_after() {
+    contract::events_replay_after(&store("events")).await;
+}
+
+#[tokio::test]
+async fn queue_redelivers_after_visibility_timeout() {
+    let db = Database::open(&data_dir("redeliver")).expect("open");
+    contract::queue_redelivers_after_visibility_timeout(&SqliteQueue::new(db, "jobs", 10)).await;
+}
+
+#[tokio::test]
+async fn queue_dead_letters_after_max_receives() {
+    let db = Database::open(&data_dir("dlq")).expect("open");
+    contract::queue_dead_letters_after_max_receives(&SqliteQueue::new(db, "jobs", 3), 3).await;
+}
+
+#[tokio::test]
+async fn claim_check_carries_large_bodies() {
+    let dir = data_dir("claim");
+    let db = Database::open(&dir).expect("open");
+    contract::claim_check_carries_large_bodies(
+        &SqliteQueue::new(db, "jobs", 10),
+        &FileBlobs::new(&dir),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn blobs_round_trip() {
+    contract::blobs_round_trip(&FileBlobs::new(&data_dir("blobs"))).await;
+}
+
+#[tokio::test]
+async fn keys_revoke_at_once() {
+    contract::keys_revoke_at_once(&store("keys")).await;
+}
+
+#[tokio::test]
+async fn connections_register_and_expire() {
+    contract::connections_register_and_expire(&store("connections")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_returns_the_first_response() {
+    contract::idempotency_returns_the_first_response(&store("idempotency")).await;
+}
+
+#[tokio::test]
+async fn cache_round_trips() {
+    contract::cache_round_trips(&store("cache")).await;
+}
+
+/// Embedded only: state survives closing and reopening the data folder.
+#[tokio::test]
+async fn state_survives_a_restart() {
+    use nomaly_core::domain::{Task, TaskKind};
+    use nomaly_core::ports::{JobQueue, TaskStore};
+    let dir = data_dir("restart");
+    let tenant = contract::tenant();
+    let task = Task::new(tenant.clone(), TaskKind::Train, "c");
+    {
+        let db = Database::open(&dir).expect("open");
+        SqliteStore::new(db.clone())
+            .create_task(&task)
+            .await
+            .expect("create");
+        let job = nomaly_core::ports::Job {
+            job_id: nomaly_core::ids::JobId::new(),
+            tenant: tenant.clone(),
+            kind: "train".into(),
+            correlation_id: "c".into(),
+            body: serde_json::json!({}),
+        };
+        SqliteQueue::new(db, "jobs", 3)
+            .send(&[job])
+            .await
+            .expect("send");
+    }
+    let db = Database::open(&dir).expect("reopen");
+    assert_eq!(
+        SqliteStore::new(db.clone())
+            .get_task(&tenant, &task.id)
+            .await
+            .expect("get"),
+        Some(task)
+    );
+    assert_eq!(
+        SqliteQueue::new(db, "jobs", 3)
+            .receive(10, 30)
+            .await
+            .expect("receive")
+            .len(),
+        1
+    );
+}
