@@ -204,7 +204,11 @@ fn write_scores(
         out.flush()?;
         Ok(())
     };
-    write(&mut out).context("writing the scores")
+    let target = match &args.output {
+        Some(path) => path.display().to_string(),
+        None => "standard output".to_string(),
+    };
+    write(&mut out).with_context(|| format!("writing the scores to {target}"))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a

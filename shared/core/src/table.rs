@@ -2,6 +2,7 @@
 //! line. Every error names the line (1 is the header) and the column.
 
 use ndarray::Array2;
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 use thiserror::Error;
 
@@ -52,14 +53,21 @@ pub enum TableError {
     /// The header has no data lines under it.
     #[error("the input has a header but no data rows")]
     NoRows,
-    /// Reading failed (I/O, bad gzip, invalid CSV quoting).
-    #[error("line {line}: {source}")]
+    /// Reading failed (I/O, bad gzip).
+    #[error("after line {line}: {cause}")]
     Read {
-        /// 1-based line number where reading stopped.
+        /// 1-based number of the last line read whole.
         line: u64,
-        /// The underlying error.
-        #[source]
-        source: csv::Error,
+        /// What went wrong.
+        cause: String,
+    },
+    /// A line's quoting is broken.
+    #[error("line {line}: {cause}")]
+    Quoting {
+        /// 1-based line number.
+        line: u64,
+        /// What the CSV parser said.
+        cause: String,
     },
 }
 
@@ -79,28 +87,77 @@ pub fn read_csv<R: Read>(reader: R, options: &CsvOptions) -> Result<Table, Table
         .map(|b| b.starts_with(&[0x1f, 0x8b]))
         .unwrap_or(false);
     if is_gzip {
-        read_plain(flate2::bufread::MultiGzDecoder::new(buffered), options)
+        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+        read_plain(BufReader::with_capacity(1 << 16, decoder), options)
     } else {
         read_plain(buffered, options)
     }
 }
 
-fn read_plain<R: Read>(reader: R, options: &CsvOptions) -> Result<Table, TableError> {
-    let mut csv = csv::ReaderBuilder::new()
+/// Reads one line into `buf` without its line ending; false at the end of the input.
+fn next_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>, line: u64) -> Result<bool, TableError> {
+    buf.clear();
+    let n = reader
+        .read_until(b'\n', buf)
+        .map_err(|e| TableError::Read {
+            line,
+            cause: e.to_string(),
+        })?;
+    while buf.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        buf.pop();
+    }
+    Ok(n > 0)
+}
+
+/// The fields of one line, trimmed. Lines with quotes go through the CSV parser; the rest
+/// (numeric data) are split on commas directly.
+fn split_fields<'a>(
+    line: &'a [u8],
+    number: u64,
+    out: &mut Vec<Cow<'a, [u8]>>,
+) -> Result<(), TableError> {
+    out.clear();
+    if !line.contains(&b'"') {
+        out.extend(
+            line.split(|&b| b == b',')
+                .map(|f| Cow::Borrowed(f.trim_ascii())),
+        );
+        return Ok(());
+    }
+    let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
-        .flexible(true)
         .trim(csv::Trim::All)
-        .buffer_capacity(1 << 16)
-        .from_reader(reader);
+        .from_reader(line);
     let mut record = csv::ByteRecord::new();
-    let read_err = |source: csv::Error| TableError::Read {
-        line: source.position().map_or(0, |p| p.line()),
-        source,
+    let quoting = |cause: String| TableError::Quoting {
+        line: number,
+        cause,
     };
-    if !csv.read_byte_record(&mut record).map_err(read_err)? {
+    reader
+        .read_byte_record(&mut record)
+        .map_err(|e| quoting(e.to_string()))?;
+    out.extend(record.iter().map(|f| Cow::Owned(f.to_vec())));
+    if reader
+        .read_byte_record(&mut record)
+        .map_err(|e| quoting(e.to_string()))?
+    {
+        return Err(quoting(
+            "a quoted field runs past the end of the line".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Line numbers count every line of the input, blank ones too, so errors point at the
+/// line a user sees in an editor. Quoted fields may not span lines.
+fn read_plain<R: BufRead>(mut reader: R, options: &CsvOptions) -> Result<Table, TableError> {
+    let mut buf = Vec::new();
+    if !next_line(&mut reader, &mut buf, 0)? {
         return Err(TableError::Empty);
     }
-    let header: Vec<String> = record
+    let mut fields = Vec::new();
+    split_fields(&buf, 1, &mut fields)?;
+    let header: Vec<String> = fields
         .iter()
         .map(|f| {
             String::from_utf8_lossy(f)
@@ -130,21 +187,25 @@ fn read_plain<R: Read>(reader: R, options: &CsvOptions) -> Result<Table, TableEr
     let columns: Vec<String> = keep.iter().map(|&i| header[i].clone()).collect();
     let mut values: Vec<f64> = Vec::new();
     let mut rows = 0usize;
-    while csv.read_byte_record(&mut record).map_err(read_err)? {
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() == 1 && record.get(0) == Some(b"") {
-            continue; // a blank line
+    let mut line = 1u64;
+    while next_line(&mut reader, &mut buf, line)? {
+        line += 1;
+        // With several columns a blank line is no row; with one column it is a missing
+        // value, refused below like any other empty cell.
+        if header.len() > 1 && buf.trim_ascii().is_empty() {
+            continue;
         }
-        if record.len() != header.len() {
+        let mut fields = Vec::with_capacity(header.len());
+        split_fields(&buf, line, &mut fields)?;
+        if fields.len() != header.len() {
             return Err(TableError::Ragged {
                 line,
                 expected: header.len(),
-                found: record.len(),
+                found: fields.len(),
             });
         }
         for &i in &keep {
-            let field = record.get(i).unwrap_or_default();
-            values.push(parse_cell(field).map_err(|problem| TableError::Cell {
+            values.push(parse_cell(&fields[i]).map_err(|problem| TableError::Cell {
                 line,
                 column: header[i].clone(),
                 problem,
@@ -201,9 +262,29 @@ mod tests {
 
     #[test]
     fn reads_numbers_and_drops_excluded_columns() {
-        let t = read("a,label,b\n1,0,2.5\n-3e2, 1 ,4\n\n", &["label"]).unwrap();
+        let t = read(
+            "\u{feff}a,label,\"b\"\r\n1,0,2.5\r\n-3e2, 1 ,\"4\"\n\n",
+            &["label"],
+        )
+        .unwrap();
         assert_eq!(t.columns, vec!["a", "b"]);
         assert_eq!(t.data, ndarray::array![[1.0, 2.5], [-300.0, 4.0]]);
+    }
+
+    #[test]
+    fn a_truncated_gzip_names_where_it_stopped_once() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let text: String = (0..2000).map(|i| format!("{i},{i}\n")).collect();
+        gz.write_all(format!("x,y\n{text}").as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        let e = read_csv(&bytes[..bytes.len() / 2], &CsvOptions::default()).unwrap_err();
+        let message = e.to_string();
+        assert!(message.starts_with("after line "), "{message}");
+        assert!(!message.starts_with("after line 0"), "{message}");
+        assert!(
+            std::error::Error::source(&e).is_none(),
+            "the cause is told once"
+        );
     }
 
     #[test]
@@ -245,6 +326,18 @@ mod tests {
             read("a\n1\n", &["a"]),
             Err(TableError::NoColumnsLeft(_))
         ));
+        // With one column a blank line is a missing value, not something to skip.
+        // Blank lines count, so the line named is the one an editor shows.
+        let e = read("a,b\n1,2\n\n\n3,x\n", &[]).unwrap_err();
+        assert_eq!(e.to_string(), "line 5, column `b`: `x` is not a number");
+        // Quoted cells are unquoted (numeric data rarely has them, headers sometimes do).
+        let t = read("\"a\",\"b\"\n\"1\",\" 2 \"\n", &[]).unwrap();
+        assert_eq!(t.data, ndarray::array![[1.0, 2.0]]);
+        let e = read("a\n1\n\n2\n", &[]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("line 3, column `a`: empty value"),
+            "{e}"
+        );
         let e = read_csv(&b"a\n\xff\n"[..], &CsvOptions::default()).unwrap_err();
         assert!(e.to_string().contains("UTF-8"), "{e}");
     }

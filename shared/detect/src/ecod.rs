@@ -126,6 +126,8 @@ impl Ecod {
                     && c.values.len() == c.cumulative.len()
                     && c.values.windows(2).all(|w| w[0] < w[1])
                     && c.cumulative.windows(2).all(|w| w[0] < w[1])
+                    && c.cumulative.first().is_some_and(|&n| n >= 1)
+                    && c.cumulative.last().is_some_and(|&n| n < 1 << 53)
                     && c.values.iter().all(|v| v.is_finite())
             });
         if ok {

@@ -24,8 +24,8 @@ pub enum DetectError {
         /// Width of the offending row.
         found: usize,
     },
-    /// A value is NaN or infinite.
-    #[error("row {row}, column {column}: value {value} is not a finite number")]
+    /// A value is NaN, infinite, or beyond ±1e38.
+    #[error("row {row}, column {column}: value {value} is not a finite number within ±1e38")]
     NonFinite {
         /// Zero-based row index.
         row: usize,
@@ -82,5 +82,28 @@ pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> DetectEr
     DetectError::InvalidParameter {
         name,
         reason: reason.into(),
+    }
+}
+
+/// Runs a smartcore call, turning its errors and its panics (it panics on some inputs,
+/// e.g. when an eigen-decomposition does not converge) into [`DetectError::Algorithm`].
+pub(crate) fn smartcore<T>(
+    algorithm: &'static str,
+    f: impl FnOnce() -> std::result::Result<T, smartcore::error::Failed>,
+) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(DetectError::Algorithm {
+            algorithm,
+            reason: e.to_string(),
+        }),
+        Err(panic) => Err(DetectError::Algorithm {
+            algorithm,
+            reason: panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "it stopped unexpectedly".into()),
+        }),
     }
 }

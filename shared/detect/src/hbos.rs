@@ -68,6 +68,7 @@ impl Params {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Histogram {
     low: f64,
+    high: f64,
     width: f64,
     /// `log2(density + alpha)` per bin.
     log_density: Vec<f64>,
@@ -81,31 +82,57 @@ impl Histogram {
             hi = hi.max(v);
         }
         if hi <= lo {
-            // numpy.histogram widens a degenerate range to [v - 0.5, v + 0.5].
-            lo -= 0.5;
-            hi += 0.5;
+            // numpy.histogram widens a degenerate range to [v - 0.5, v + 0.5]; where 0.5 is
+            // lost in the value's magnitude, a relative pad keeps the width positive.
+            let pad = 0.5f64.max(lo.abs() * 1e-9);
+            lo -= pad;
+            hi += pad;
         }
         let width = (hi - lo) / bins as f64;
+        let mut h = Histogram {
+            low: lo,
+            high: hi,
+            width,
+            log_density: Vec::new(),
+        };
         let mut counts = vec![0usize; bins];
         for &v in col {
-            counts[bin_of(v, lo, width, bins)] += 1;
+            counts[h.bin_of(v, bins)] += 1;
         }
         let n = col.len() as f64;
-        let log_density = counts
+        h.log_density = counts
             .iter()
             .map(|&c| (c as f64 / (n * width) + alpha).log2())
             .collect();
-        Histogram {
-            low: lo,
-            width,
-            log_density,
+        h
+    }
+
+    /// Left edge of bin `i` as numpy's `linspace` computes it (`high` for the last edge).
+    fn edge(&self, i: usize, bins: usize) -> f64 {
+        if i >= bins {
+            self.high
+        } else {
+            self.low + i as f64 * self.width
         }
+    }
+
+    /// The bin of a value inside `[low, high]`, as `numpy.histogram` assigns it: scaled
+    /// position, then corrected against the edges so values on an edge go right.
+    fn bin_of(&self, v: f64, bins: usize) -> usize {
+        let scaled = (v - self.low) * (bins as f64 / (self.high - self.low));
+        let mut i = (scaled.max(0.0) as usize).min(bins - 1);
+        if i > 0 && v < self.edge(i, bins) {
+            i -= 1;
+        } else if i + 1 < bins && v >= self.edge(i + 1, bins) {
+            i += 1;
+        }
+        i
     }
 
     /// `log2(density + alpha)` for `v`, with PyOD's rule outside the range.
     fn log_density_of(&self, v: f64, tol: f64) -> f64 {
         let bins = self.log_density.len();
-        let high = self.low + self.width * bins as f64;
+        let high = self.high;
         let lowest = || {
             self.log_density
                 .iter()
@@ -125,13 +152,9 @@ impl Histogram {
                 lowest()
             }
         } else {
-            self.log_density[bin_of(v, self.low, self.width, bins)]
+            self.log_density[self.bin_of(v, bins)]
         }
     }
-}
-
-fn bin_of(v: f64, low: f64, width: f64, bins: usize) -> usize {
-    (((v - low) / width).floor().max(0.0) as usize).min(bins - 1)
 }
 
 /// A fitted HBOS model.
@@ -162,9 +185,11 @@ impl Hbos {
                 h.log_density.len() >= 2
                     && h.width > 0.0
                     && h.low.is_finite()
+                    && h.high > h.low
+                    && h.high.is_finite()
                     && h.log_density.iter().all(|v| v.is_finite())
             });
-        if ok {
+        if ok && (0.0..=1.0).contains(&self.tol) {
             Ok(())
         } else {
             Err(DetectError::InvalidModel(
@@ -231,6 +256,26 @@ mod tests {
         let s = m.score(x.view());
         assert!(s[5] > s[0]);
         assert!(m.contributions(x.row(5))[0] > m.contributions(x.row(0))[0]);
+    }
+
+    #[test]
+    fn values_on_edges_go_right_as_in_numpy() {
+        // Range [0, 3/7], 10 bins: 0.12857142857142856 lies on the edge of bin 3 as numpy
+        // computes it (PyOD puts it in bin 3; a plain floor would say 2).
+        let x = array![[0.0], [0.12857142857142856], [0.42857142857142855]];
+        let m = Hbos::fit(x.view(), &Params::default()).unwrap();
+        let h = &m.histograms[0];
+        assert_eq!(h.bin_of(0.12857142857142856, 10), 3);
+        assert_eq!(h.bin_of(0.42857142857142855, 10), 9);
+        assert_eq!(h.bin_of(0.0, 10), 0);
+    }
+
+    #[test]
+    fn a_huge_constant_feature_still_has_width() {
+        let x = array![[1.7e18], [1.7e18]];
+        let m = Hbos::fit(x.view(), &Params::default()).unwrap();
+        assert!(m.histograms[0].width > 0.0);
+        assert!(m.score(x.view()).iter().all(|s| s.is_finite()));
     }
 
     #[test]

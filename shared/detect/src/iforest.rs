@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 /// The largest `max_samples` accepted: trees of depth 16 at most.
 pub const MAX_SAMPLES_LIMIT: usize = 65_536;
 
+/// The most leaf slots the scoring layout of a forest may take: trees times 2^depth,
+/// 16 bytes each with its node (256 MiB).
+pub const MAX_LAYOUT_SLOTS: usize = 1 << 24;
+
 /// Isolation Forest parameters (scikit-learn's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +74,14 @@ impl Params {
             return Err(invalid(
                 "max_samples",
                 format!("must be between 1 and {MAX_SAMPLES_LIMIT}"),
+            ));
+        }
+        if self.n_estimators << depth_limit(self.max_samples) > MAX_LAYOUT_SLOTS {
+            return Err(invalid(
+                "n_estimators",
+                format!(
+                    "times 2^ceil(log2(max_samples)) must be at most {MAX_LAYOUT_SLOTS} (the forest's size in memory)"
+                ),
             ));
         }
         Ok(())
@@ -201,11 +213,24 @@ impl IForest {
                 "isolation forest has no trees or an invalid sample size".into(),
             ));
         }
-        let depth = depth_limit(psi);
-        let inner = (1usize << depth) - 1;
-        for tree in &trees {
-            check_tree(tree, n_features, depth)?;
+        if n_features == 0 {
+            return Err(DetectError::InvalidModel(
+                "isolation forest has no features".into(),
+            ));
         }
+        // Laid out as deep as the deepest leaf of any tree: the same scores as the depth
+        // limit, with no slots for levels no tree reaches.
+        let mut depth = 1;
+        for tree in &trees {
+            depth = depth.max(check_tree(tree, n_features, depth_limit(psi))?);
+        }
+        if trees.len() << depth > MAX_LAYOUT_SLOTS {
+            return Err(DetectError::InvalidModel(format!(
+                "isolation forest too large: {} trees of depth {depth}",
+                trees.len()
+            )));
+        }
+        let inner = (1usize << depth) - 1;
         let mut used: Vec<usize> = trees
             .iter()
             .flat_map(|t| t.feature.iter().filter(|&&f| f >= 0).map(|&f| f as usize))
@@ -214,10 +239,6 @@ impl IForest {
         used.dedup();
         if used.is_empty() {
             used.push(0);
-        }
-        let mut slot_of = vec![0u32; n_features];
-        for (slot, &f) in used.iter().enumerate() {
-            slot_of[f] = slot as u32;
         }
         let mut nodes = Vec::with_capacity(inner * trees.len());
         let mut leaves = Vec::with_capacity((inner + 1) * trees.len());
@@ -230,7 +251,7 @@ impl IForest {
                 inner
             ];
             let mut t_leaves = vec![0.0; inner + 1];
-            layout(tree, &slot_of, 0, 0, 0, depth, &mut t_nodes, &mut t_leaves);
+            layout(tree, &used, 0, 0, 0, depth, &mut t_nodes, &mut t_leaves);
             nodes.extend_from_slice(&t_nodes);
             leaves.extend_from_slice(&t_leaves);
         }
@@ -248,6 +269,11 @@ impl IForest {
     /// Number of trees.
     pub fn n_trees(&self) -> usize {
         self.trees.len()
+    }
+
+    /// Number of features of the rows it scores.
+    pub fn n_features(&self) -> usize {
+        self.n_features
     }
 
     /// Sum of path lengths over the trees for each row of a block of at most
@@ -415,8 +441,9 @@ fn grow(
     tree.push(-1, 0.0, rows.len())
 }
 
-/// Checks a tree read from outside: pre-order children, known features, bounded depth.
-fn check_tree(tree: &Tree, n_features: usize, depth: usize) -> Result<()> {
+/// Checks a tree read from outside: pre-order children, known features, depth at most
+/// `depth`. Returns the depth of its deepest leaf.
+fn check_tree(tree: &Tree, n_features: usize, depth: usize) -> Result<usize> {
     let n = tree.len();
     let bad = |what: &str| DetectError::InvalidModel(format!("isolation tree: {what}"));
     if n == 0
@@ -429,6 +456,7 @@ fn check_tree(tree: &Tree, n_features: usize, depth: usize) -> Result<()> {
     }
     let mut stack = vec![(0usize, 0usize)];
     let mut seen = 0usize;
+    let mut deepest = 0usize;
     while let Some((i, d)) = stack.pop() {
         seen += 1;
         if seen > n {
@@ -451,16 +479,18 @@ fn check_tree(tree: &Tree, n_features: usize, depth: usize) -> Result<()> {
             }
             stack.push((l, d + 1));
             stack.push((r, d + 1));
+        } else {
+            deepest = deepest.max(d);
         }
     }
-    Ok(())
+    Ok(deepest)
 }
 
 /// Writes the subtree at `node` of `tree` into the complete layout at position `pos`.
 #[allow(clippy::too_many_arguments)]
 fn layout(
     tree: &Tree,
-    slot_of: &[u32],
+    used: &[usize],
     node: usize,
     pos: usize,
     level: usize,
@@ -472,12 +502,17 @@ fn layout(
     if tree.feature[node] >= 0 {
         nodes[pos] = Node {
             threshold: tree.threshold[node] as f32,
-            offset: slot_of[tree.feature[node] as usize] * BLOCK_ROWS as u32,
+            // `used` holds every split feature, and fewer than 2^24 of them (the layout
+            // cap), so the offset fits in 32 bits.
+            offset: (used
+                .binary_search(&(tree.feature[node] as usize))
+                .unwrap_or(0)
+                * BLOCK_ROWS) as u32,
         };
         let (left, right) = (tree.left[node] as usize, tree.right[node] as usize);
         layout(
             tree,
-            slot_of,
+            used,
             left,
             2 * pos + 1,
             level + 1,
@@ -487,7 +522,7 @@ fn layout(
         );
         layout(
             tree,
-            slot_of,
+            used,
             right,
             2 * pos + 2,
             level + 1,
@@ -782,6 +817,31 @@ mod tests {
             size: vec![2, 1, 1],
         };
         assert!(IForest::from_trees(1, 4, vec![unknown_feature]).is_err());
+    }
+
+    #[test]
+    fn oversized_forests_are_refused_before_any_allocation() {
+        let huge = Params {
+            n_estimators: 10_000,
+            max_samples: MAX_SAMPLES_LIMIT,
+        };
+        assert!(matches!(
+            huge.validate(),
+            Err(DetectError::InvalidParameter { .. })
+        ));
+        // A saved forest of one-leaf trees claiming the largest sample size is laid out at
+        // depth 1, not 16.
+        let leaf = Tree {
+            feature: vec![-1],
+            threshold: vec![0.0],
+            left: vec![0],
+            right: vec![0],
+            size: vec![3],
+        };
+        let f = IForest::from_trees(2, MAX_SAMPLES_LIMIT, vec![leaf.clone(); 1000]).unwrap();
+        assert_eq!(f.depth, 1);
+        assert_eq!(f.nodes.len(), 1000);
+        assert!(IForest::from_trees(0, 4, vec![leaf]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Explanation: the squared difference per feature between the row and its nearest
 //! centroid (standardised units).
 
-use crate::error::{invalid, DetectError, Result};
+use crate::error::{invalid, smartcore, DetectError, Result};
 use crate::scorer::Scorer;
 use crate::stats::standardizer;
 use ndarray::{Array2, ArrayView1, ArrayView2};
@@ -84,12 +84,9 @@ impl Kmeans {
             .with_k(params.n_clusters)
             .with_max_iter(params.max_iter);
         p.seed = Some(seed);
-        let failed = |e: smartcore::error::Failed| DetectError::Algorithm {
-            algorithm: "kmeans",
-            reason: e.to_string(),
-        };
-        let km = KMeans::<f64, usize, Array2<f64>, Vec<usize>>::fit(&z, p).map_err(failed)?;
-        let labels = km.predict(&z).map_err(failed)?;
+        let labels = smartcore("kmeans", || {
+            KMeans::<f64, usize, Array2<f64>, Vec<usize>>::fit(&z, p)?.predict(&z)
+        })?;
         // Centroids as the means of the rows assigned to them; empty and small clusters
         // dropped (all but the largest when every cluster is small).
         let d = x.ncols();

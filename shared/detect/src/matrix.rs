@@ -3,7 +3,13 @@
 use crate::error::{DetectError, Result};
 use ndarray::{Array2, ArrayView2};
 
-/// Checks that `x` has at least one row and one column and only finite values.
+/// The largest magnitude accepted in data: about `f32::MAX`, as scikit-learn's trees
+/// accept. Beyond it Isolation Forest's single-precision comparisons overflow, and sums
+/// of squares in the distance-based detectors lose all precision.
+pub const MAX_MAGNITUDE: f64 = 1e38;
+
+/// Checks that `x` has at least one row and one column and only finite values within
+/// ±[`MAX_MAGNITUDE`].
 pub fn check(x: ArrayView2<f64>) -> Result<()> {
     if x.nrows() == 0 {
         return Err(DetectError::EmptyData);
@@ -13,7 +19,7 @@ pub fn check(x: ArrayView2<f64>) -> Result<()> {
     }
     for (row, r) in x.outer_iter().enumerate() {
         for (column, &v) in r.iter().enumerate() {
-            if !v.is_finite() {
+            if !v.is_finite() || v.abs() > MAX_MAGNITUDE {
                 return Err(DetectError::NonFinite {
                     row,
                     column,
@@ -85,6 +91,8 @@ mod tests {
         ));
         assert!(err.to_string().contains("NaN"), "{err}");
         assert!(check(array![[f64::INFINITY]].view()).is_err());
+        assert!(check(array![[-1e39]].view()).is_err());
+        assert!(check(array![[1e38, -1e38]].view()).is_ok());
     }
 
     #[test]

@@ -204,8 +204,11 @@ impl State {
     /// Consistency of a state read from outside with the model's width.
     fn check(&self, n_features: usize) -> Result<()> {
         match self {
-            // The forest checks itself while it is rebuilt.
-            State::Iforest(_) => Ok(()),
+            // The forest checks its trees while it is rebuilt; its width must match.
+            State::Iforest(m) if m.n_features() == n_features => Ok(()),
+            State::Iforest(_) => Err(DetectError::InvalidModel(
+                "the isolation forest's width differs from the model's".into(),
+            )),
             State::Ecod(m) => m.check(n_features),
             State::Hbos(m) => m.check(n_features),
             State::Zscore(m) => m.check(n_features),
@@ -331,6 +334,17 @@ impl Model {
             Some(s) => s,
             None => score_rows(state.scorer(), x),
         };
+        // A model that cannot be saved and loaded back, or scores that cannot rank, are
+        // refused here rather than discovered later.
+        state.check(x.ncols())?;
+        if let Some(row) = scores.iter().position(|s| !s.is_finite()) {
+            return Err(DetectError::Algorithm {
+                algorithm: options.algorithm.name(),
+                reason: format!(
+                    "row {row} got a non-finite score; the values may be too far apart to compare"
+                ),
+            });
+        }
         let threshold = options.threshold.threshold(&scores);
         let training = TrainingSummary {
             rows: scores.len(),

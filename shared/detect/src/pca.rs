@@ -6,7 +6,7 @@
 //!
 //! Explanation: the squared residual per feature.
 
-use crate::error::{invalid, DetectError, Result};
+use crate::error::{invalid, smartcore, DetectError, Result};
 use crate::scorer::Scorer;
 use crate::stats::standardizer;
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
@@ -64,10 +64,8 @@ impl Pca {
         }
         let (mean, std) = standardizer(x);
         let z: Array2<f64> = (&x - &mean) / &std;
-        let pca = PCA::<f64, Array2<f64>>::fit(&z, PCAParameters::default().with_n_components(d))
-            .map_err(|e| DetectError::Algorithm {
-            algorithm: "pca",
-            reason: e.to_string(),
+        let pca = smartcore("pca", || {
+            PCA::<f64, Array2<f64>>::fit(&z, PCAParameters::default().with_n_components(d))
         })?;
         let axes: &Array2<f64> = pca.components();
         // Variance along each axis, largest first.

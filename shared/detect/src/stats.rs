@@ -18,8 +18,13 @@ pub fn percentile_sorted(v: &[f64], q: f64) -> f64 {
     let pos = (q / 100.0).clamp(0.0, 1.0) * (v.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
-    let frac = pos - lo as f64;
-    v[lo] + (v[hi] - v[lo]) * frac
+    let t = pos - lo as f64;
+    // numpy's `_lerp`: from the nearer end, so results agree to the last bit.
+    if t >= 0.5 {
+        v[hi] - (v[hi] - v[lo]) * (1.0 - t)
+    } else {
+        v[lo] + (v[hi] - v[lo]) * t
+    }
 }
 
 /// Median of a column (average of the two middle values for even lengths).
@@ -73,6 +78,12 @@ mod tests {
         // numpy.percentile([1, 2, 3, 4], 90) == 3.7
         assert!((percentile(&[4.0, 1.0, 3.0, 2.0], 90.0) - 3.7).abs() < 1e-12);
         assert_eq!(percentile(&[5.0], 10.0), 5.0);
+        // Bit for bit: numpy.percentile([0.1, 0.2, 0.7, 0.3], [90, 33]).
+        assert_eq!(
+            percentile(&[0.1, 0.2, 0.7, 0.3], 90.0),
+            0.580_000_000_000_000_1
+        );
+        assert_eq!(percentile(&[0.1, 0.2, 0.7, 0.3], 33.0), 0.199);
         assert_eq!(median(array![3.0, 1.0, 2.0].view()), 2.0);
         assert_eq!(median(array![4.0, 1.0, 2.0, 3.0].view()), 2.5);
     }
