@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+moto_log=$(mktemp)
+moto_pid=""
+trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; rm -f "$results" "$moto_log"' EXIT
 
 echo "== reference environment (.venv)"
-if ! .venv/bin/python -c "import sklearn, pandas" 2>/dev/null; then
+if ! .venv/bin/python -c "import sklearn, pandas, moto" 2>/dev/null; then
   rm -rf .venv
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
@@ -25,7 +27,21 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== build"
 cargo build --workspace --bins
 
-echo "== unit tests"
+echo "== moto server (AWS-compatible endpoint on loopback)"
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+  .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null && break
+  sleep 0.2
+done
+.venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" \
+  || { echo "moto server did not start:"; cat "$moto_log"; exit 1; }
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+echo "moto server on $AWS_ENDPOINT_URL"
+
+echo "== unit tests and adapter contract tests"
 cargo test --workspace --exclude nomaly-tests 2>&1 | tee -a "$results"
 
 echo "== end-to-end tests"

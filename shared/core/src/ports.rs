@@ -277,7 +277,8 @@ pub trait JobQueue: Send + Sync {
     async fn send(&self, jobs: &[Job]) -> StoreResult<()>;
     /// Up to `max` visible jobs, each hidden for `visibility_secs` from now.
     async fn receive(&self, max: usize, visibility_secs: u32) -> StoreResult<Vec<Delivery>>;
-    /// Removes a delivered job for good.
+    /// Removes a delivered job for good. A receipt from an earlier delivery of the job is
+    /// accepted without error; as in SQS, it may or may not delete the job.
     async fn delete(&self, receipt: &str) -> StoreResult<()>;
     /// Hides a delivered job for `secs` from now (0 makes it visible at once).
     async fn change_visibility(&self, receipt: &str, secs: u32) -> StoreResult<()>;

@@ -43,3 +43,28 @@ impl PushNotifier for LocalNotifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pushes_reach_open_sessions_and_closed_ones_are_gone() {
+        let n = LocalNotifier::default();
+        let mut rx = n.open("c1");
+        n.push("c1", b"hello").await.expect("open session");
+        assert_eq!(rx.recv().await.as_deref(), Some(&b"hello"[..]));
+        drop(rx);
+        assert!(
+            matches!(n.push("c1", b"x").await, Err(PushError::Gone(_))),
+            "receiver dropped"
+        );
+        let _rx2 = n.open("c2");
+        n.close("c2");
+        assert!(matches!(n.push("c2", b"x").await, Err(PushError::Gone(_))));
+        assert!(matches!(
+            n.push("nobody", b"x").await,
+            Err(PushError::Gone(_))
+        ));
+    }
+}

@@ -1,0 +1,636 @@
+//! The state table and the events table on DynamoDB.
+//!
+//! State table items (`pk`, `sk` strings; `body` is the record as JSON):
+//!
+//! | record | pk | sk | other attributes |
+//! |---|---|---|---|
+//! | task | `T#<tenant>` | `TASK#<id>` | `version` (compare-and-set) |
+//! | model | `T#<tenant>` | `MODEL#<id>` | |
+//! | dataset | `T#<tenant>` | `DATASET#<id>` | |
+//! | idempotency record | `T#<tenant>` | `IDEM#<key>` | `response` (binary), `ttl` |
+//! | cached result | `T#<tenant>` | `CACHE#<key>` | `value` (binary), `ttl` |
+//! | API key | `KEY#<id>` | `KEY` | `gsi1pk` = `T#<tenant>#KEYS`, `gsi1sk` = id |
+//! | connection | `CONN#<id>` | `CONN` | `gsi1pk` = `T#<tenant>#CONNS`, `gsi1sk` = id, `ttl` |
+//!
+//! Ids are ULIDs, so a query on `T#<tenant>` with `begins_with(sk, "TASK#")` read
+//! backwards lists tasks newest first; `ttl` (epoch seconds) lets DynamoDB drop expired
+//! items, and reads also skip expired items themselves (TTL deletion lags). Events table
+//! items: `pk` = tenant, `sk` = event id, `body`.
+
+use crate::error::sdk;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use nomaly_core::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
+use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
+use nomaly_core::ports::{
+    Claim, ConnectionRegistry, DatasetStore, EventLog, IdempotencyStore, KeyStore, ModelRegistry,
+    Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
+};
+use nomaly_core::time::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The record ports on two DynamoDB tables.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    events_table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn tenant_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}")
+}
+
+/// The item of a tenant's record: `pk` = `T#<tenant>`, `sk` = `<prefix><id>`, `body`.
+fn tenant_item<T: Serialize>(
+    tenant: &TenantId,
+    prefix: &str,
+    id: &str,
+    record: &T,
+) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("pk".to_string(), s(tenant_pk(tenant))),
+        ("sk".to_string(), s(format!("{prefix}{id}"))),
+        ("body".to_string(), body(record)?),
+    ]))
+}
+
+fn body<T: Serialize>(record: &T) -> StoreResult<AttributeValue> {
+    serde_json::to_string(record)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::backend("encode a record", e))
+}
+
+fn parse<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
+    let text = item
+        .get("body")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| {
+            StoreError::backend(
+                "decode a record",
+                crate::error::SdkFailure("item has no body".into()),
+            )
+        })?;
+    serde_json::from_str(text).map_err(|e| StoreError::backend("decode a record", e))
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn live(item: &Item, now: Timestamp) -> bool {
+    number(item, "ttl").is_none_or(|t| t > now.seconds())
+}
+
+/// A page token: the last evaluated key of a query, checked to lie in the caller's own
+/// partition when it comes back.
+fn encode_token(key: &Item) -> Option<String> {
+    let pk = key.get("pk")?.as_s().ok()?;
+    let sk = key.get("sk")?.as_s().ok()?;
+    Some(hex::encode(serde_json::json!([pk, sk]).to_string()))
+}
+
+fn decode_token(token: &str, pk: &str, prefix: &str) -> StoreResult<Item> {
+    let text = hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(StoreError::BadPageToken)?;
+    let (token_pk, sk): (String, String) =
+        serde_json::from_str(&text).map_err(|_| StoreError::BadPageToken)?;
+    if token_pk != pk || !sk.starts_with(prefix) {
+        return Err(StoreError::BadPageToken);
+    }
+    Ok(HashMap::from([
+        ("pk".to_string(), s(token_pk)),
+        ("sk".to_string(), s(sk)),
+    ]))
+}
+
+impl DynamoStore {
+    /// The store on `table` (state) and `events_table`.
+    pub fn new(client: Client, table: &str, events_table: &str) -> Self {
+        DynamoStore {
+            client,
+            table: table.to_string(),
+            events_table: events_table.to_string(),
+        }
+    }
+
+    async fn put_new(&self, item: Item, what: &str) -> StoreResult<()> {
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists(what.to_string()))
+            }
+            Err(e) => Err(sdk("put an item")(e)),
+        }
+    }
+
+    async fn put(&self, item: Item) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk("put an item"))?;
+        Ok(())
+    }
+
+    async fn get(&self, pk: String, sk: String) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk("get an item"))?;
+        Ok(out.item)
+    }
+
+    /// A tenant's record of one kind, if present.
+    async fn get_record<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        self.get(tenant_pk(tenant), format!("{prefix}{id}"))
+            .await?
+            .map(|i| parse(&i))
+            .transpose()
+    }
+
+    async fn delete_existing(&self, pk: String, sk: String, what: &str) -> StoreResult<()> {
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound(what.to_string()))
+            }
+            Err(e) => Err(sdk("delete an item")(e)),
+        }
+    }
+
+    /// One page of a tenant's records of one kind, newest first.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let pk = tenant_pk(tenant);
+        let start = page
+            .token
+            .as_deref()
+            .map(|t| decode_token(t, &pk, prefix))
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .scan_index_forward(false)
+            .limit(page.effective_limit() as i32)
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk("list items"))?;
+        let items = out
+            .items()
+            .iter()
+            .map(parse)
+            .collect::<StoreResult<Vec<T>>>()?;
+        let next_token = out.last_evaluated_key().and_then(encode_token);
+        Ok(Page { items, next_token })
+    }
+
+    /// Every item of a GSI partition (all pages), unexpired.
+    async fn gsi_all(&self, gsi1pk: String) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        let now = Timestamp::now();
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(gsi1pk.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("query an index"))?;
+            items.extend(out.items().iter().filter(|i| live(i, now)).cloned());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for DynamoStore {
+    async fn create_task(&self, task: &Task) -> StoreResult<()> {
+        let mut item = tenant_item(&task.tenant, "TASK#", task.id.as_str(), task)?;
+        item.insert("version".to_string(), n(task.version as i64));
+        self.put_new(item, task.id.as_str()).await
+    }
+
+    async fn get_task(&self, tenant: &TenantId, id: &TaskId) -> StoreResult<Option<Task>> {
+        self.get_record(tenant, "TASK#", id.as_str()).await
+    }
+
+    async fn list_tasks(&self, tenant: &TenantId, page: &PageRequest) -> StoreResult<Page<Task>> {
+        self.list(tenant, "TASK#", page).await
+    }
+
+    async fn update_task(&self, task: &Task) -> StoreResult<()> {
+        let (pk, sk) = (tenant_pk(&task.tenant), format!("TASK#{}", task.id));
+        let mut item = tenant_item(&task.tenant, "TASK#", task.id.as_str(), task)?;
+        item.insert("version".to_string(), n(task.version as i64));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(pk) AND version = :expected")
+            .expression_attribute_values(":expected", n(task.version as i64 - 1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                match self.get(pk, sk).await? {
+                    Some(_) => Err(StoreError::Conflict(task.id.to_string())),
+                    None => Err(StoreError::NotFound(task.id.to_string())),
+                }
+            }
+            Err(e) => Err(sdk("update a task")(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ModelRegistry for DynamoStore {
+    async fn put_model(&self, model: &ModelRecord) -> StoreResult<()> {
+        let item = tenant_item(&model.tenant, "MODEL#", model.id.as_str(), model)?;
+        self.put_new(item, model.id.as_str()).await
+    }
+
+    async fn get_model(&self, tenant: &TenantId, id: &ModelId) -> StoreResult<Option<ModelRecord>> {
+        self.get_record(tenant, "MODEL#", id.as_str()).await
+    }
+
+    async fn list_models(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ModelRecord>> {
+        self.list(tenant, "MODEL#", page).await
+    }
+
+    async fn delete_model(&self, tenant: &TenantId, id: &ModelId) -> StoreResult<()> {
+        self.delete_existing(tenant_pk(tenant), format!("MODEL#{id}"), id.as_str())
+            .await
+    }
+}
+
+#[async_trait]
+impl DatasetStore for DynamoStore {
+    async fn put_dataset(&self, dataset: &Dataset) -> StoreResult<()> {
+        self.put(tenant_item(
+            &dataset.tenant,
+            "DATASET#",
+            dataset.id.as_str(),
+            dataset,
+        )?)
+        .await
+    }
+
+    async fn get_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<Option<Dataset>> {
+        self.get_record(tenant, "DATASET#", id.as_str()).await
+    }
+
+    async fn list_datasets(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Dataset>> {
+        self.list(tenant, "DATASET#", page).await
+    }
+
+    async fn delete_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<()> {
+        self.delete_existing(tenant_pk(tenant), format!("DATASET#{id}"), id.as_str())
+            .await
+    }
+}
+
+#[async_trait]
+impl EventLog for DynamoStore {
+    async fn append(&self, event: &Event) -> StoreResult<()> {
+        let item = HashMap::from([
+            ("pk".to_string(), s(event.tenant.to_string())),
+            ("sk".to_string(), s(event.event_id.to_string())),
+            ("body".to_string(), body(event)?),
+        ]);
+        match self
+            .client
+            .put_item()
+            .table_name(&self.events_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists(event.event_id.to_string()))
+            }
+            Err(e) => Err(sdk("append an event")(e)),
+        }
+    }
+
+    async fn events_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EventId>,
+        limit: usize,
+    ) -> StoreResult<Page<Event>> {
+        let limit = PageRequest { limit, token: None }.effective_limit();
+        let query = self
+            .client
+            .query()
+            .table_name(&self.events_table)
+            .expression_attribute_values(":pk", s(tenant.to_string()))
+            .scan_index_forward(true)
+            .limit(limit as i32)
+            .consistent_read(true);
+        let query = match after {
+            Some(id) => query
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .expression_attribute_values(":after", s(id.to_string())),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let out = query.send().await.map_err(sdk("list events"))?;
+        let items: Vec<Event> = out.items().iter().map(parse).collect::<StoreResult<_>>()?;
+        let next_token = match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => items.last().map(|e| e.event_id.to_string()),
+            _ => None,
+        };
+        Ok(Page { items, next_token })
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn put_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("KEY#{}", key.id))),
+            ("sk".to_string(), s("KEY")),
+            ("gsi1pk".to_string(), s(format!("T#{}#KEYS", key.tenant))),
+            ("gsi1sk".to_string(), s(key.id.to_string())),
+            ("body".to_string(), body(key)?),
+        ]);
+        self.put_new(item, key.id.as_str()).await
+    }
+
+    async fn get_key(&self, id: &KeyId) -> StoreResult<Option<ApiKey>> {
+        self.get(format!("KEY#{id}"), "KEY".into())
+            .await?
+            .map(|i| parse(&i))
+            .transpose()
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
+        let items = self.gsi_all(format!("T#{tenant}#KEYS")).await?;
+        let mut keys = items
+            .iter()
+            .map(parse)
+            .collect::<StoreResult<Vec<ApiKey>>>()?;
+        keys.retain(|k| &k.tenant == tenant);
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<()> {
+        let mut key = match self.get_key(id).await? {
+            Some(k) if &k.tenant == tenant => k,
+            _ => return Err(StoreError::NotFound(id.to_string())),
+        };
+        if key.revoked_at.is_none() {
+            key.revoked_at = Some(Timestamp::now());
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("KEY#{id}")))
+            .key("sk", s("KEY"))
+            .update_expression("SET body = :b")
+            .expression_attribute_values(":b", body(&key)?)
+            .send()
+            .await
+            .map_err(sdk("revoke a key"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for DynamoStore {
+    async fn put_connection(&self, connection: &Connection) -> StoreResult<()> {
+        self.put(HashMap::from([
+            ("pk".to_string(), s(format!("CONN#{}", connection.id))),
+            ("sk".to_string(), s("CONN")),
+            (
+                "gsi1pk".to_string(),
+                s(format!("T#{}#CONNS", connection.tenant)),
+            ),
+            ("gsi1sk".to_string(), s(connection.id.clone())),
+            ("ttl".to_string(), n(connection.expires_at.seconds())),
+            ("body".to_string(), body(connection)?),
+        ]))
+        .await
+    }
+
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
+        let now = Timestamp::now();
+        let item = self.get(format!("CONN#{id}"), "CONN".into()).await?;
+        let connection: Option<Connection> = item.map(|i| parse(&i)).transpose()?;
+        Ok(connection.filter(|c| c.expires_at > now))
+    }
+
+    async fn delete_connection(&self, id: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("CONN#{id}")))
+            .key("sk", s("CONN"))
+            .send()
+            .await
+            .map_err(sdk("delete a connection"))?;
+        Ok(())
+    }
+
+    async fn tenant_connections(&self, tenant: &TenantId) -> StoreResult<Vec<Connection>> {
+        let now = Timestamp::now();
+        let items = self.gsi_all(format!("T#{tenant}#CONNS")).await?;
+        let mut connections = items
+            .iter()
+            .map(parse)
+            .collect::<StoreResult<Vec<Connection>>>()?;
+        connections.retain(|c| &c.tenant == tenant && c.expires_at > now);
+        connections.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(connections)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(&self, tenant: &TenantId, key: &str, ttl_secs: u32) -> StoreResult<Claim> {
+        let now = Timestamp::now();
+        let (pk, sk) = (tenant_pk(tenant), format!("IDEM#{key}"));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk.clone()))
+            .item("sk", s(sk.clone()))
+            .item("ttl", n(now.plus_seconds(i64::from(ttl_secs)).seconds()))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now.seconds()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::New),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                let item = self.get(pk, sk).await?;
+                Ok(
+                    match item
+                        .as_ref()
+                        .and_then(|i| i.get("response"))
+                        .and_then(|v| v.as_b().ok())
+                    {
+                        Some(b) => Claim::Done(b.as_ref().to_vec()),
+                        None => Claim::InProgress,
+                    },
+                )
+            }
+            Err(e) => Err(sdk("claim an idempotency key")(e)),
+        }
+    }
+
+    async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant)))
+            .key("sk", s(format!("IDEM#{key}")))
+            .update_expression("SET #r = :r")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#r", "response")
+            .expression_attribute_values(":r", AttributeValue::B(response.to_vec().into()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound(key.to_string()))
+            }
+            Err(e) => Err(sdk("complete an idempotency key")(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ResultCache for DynamoStore {
+    async fn get_cached(&self, tenant: &TenantId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let now = Timestamp::now();
+        let item = self.get(tenant_pk(tenant), format!("CACHE#{key}")).await?;
+        Ok(item.filter(|i| live(i, now)).and_then(|i| {
+            i.get("value")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref().to_vec())
+        }))
+    }
+
+    async fn put_cached(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        value: &[u8],
+        ttl_secs: u32,
+    ) -> StoreResult<()> {
+        self.put(HashMap::from([
+            ("pk".to_string(), s(tenant_pk(tenant))),
+            ("sk".to_string(), s(format!("CACHE#{key}"))),
+            (
+                "value".to_string(),
+                AttributeValue::B(value.to_vec().into()),
+            ),
+            (
+                "ttl".to_string(),
+                n(Timestamp::now().plus_seconds(i64::from(ttl_secs)).seconds()),
+            ),
+        ]))
+        .await
+    }
+}

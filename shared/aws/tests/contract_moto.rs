@@ -1,0 +1,220 @@
+//! The contract suite on the AWS adapters, against moto server. `tests/run.sh` starts
+//! moto and sets `AWS_ENDPOINT_URL`; without it these tests fail (they never skip).
+//! What moto cannot show (410 Gone) is tested against a small fake gateway, named so.
+
+use nomaly_aws::provision::{self, Names, Provisioned};
+use nomaly_aws::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
+use nomaly_contract as contract;
+use nomaly_core::ports::{PushError, PushNotifier};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MAX_RECEIVES: u32 = 3;
+
+async fn setup(test: &str) -> (Clients, Names, Provisioned) {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "AWS_ENDPOINT_URL must point at moto server on loopback (tests/run.sh starts it), got {endpoint:?}"
+    );
+    let clients = Clients::from_env(true).await;
+    let suffix = nomaly_core::ids::JobId::new().as_str()[20..].to_ascii_lowercase();
+    let names = Names::with_prefix(&format!("nm-{test}-{suffix}"));
+    let provisioned = provision::ensure(&clients, &names, MAX_RECEIVES)
+        .await
+        .expect("provision tables, bucket and queues on moto");
+    (clients, names, provisioned)
+}
+
+async fn store(test: &str) -> DynamoStore {
+    let (clients, names, _) = setup(test).await;
+    DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table)
+}
+
+async fn queue(test: &str) -> (SqsQueue, S3Blobs) {
+    let (clients, names, p) = setup(test).await;
+    (
+        SqsQueue::new(clients.sqs.clone(), &p.queue_url, &p.dead_letter_url),
+        S3Blobs::new(clients.s3.clone(), &names.bucket),
+    )
+}
+
+#[tokio::test]
+async fn task_store_compare_and_set() {
+    contract::task_store_compare_and_set(&store("cas").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_workers_finish_a_task_once() {
+    contract::racing_workers_finish_a_task_once(&store("race").await).await;
+}
+
+#[tokio::test]
+async fn listings_page_past_one_page() {
+    let s = store("pages").await;
+    contract::listings_page_past_one_page(&s, &s).await;
+}
+
+#[tokio::test]
+async fn tenants_are_kept_apart() {
+    let s = store("tenants").await;
+    contract::tenants_are_kept_apart(&s, &s, &s, &s).await;
+}
+
+#[tokio::test]
+async fn events_replay_after() {
+    contract::events_replay_after(&store("events").await).await;
+}
+
+#[tokio::test]
+async fn queue_redelivers_after_visibility_timeout() {
+    contract::queue_redelivers_after_visibility_timeout(&queue("redeliver").await.0).await;
+}
+
+#[tokio::test]
+async fn queue_dead_letters_after_max_receives() {
+    contract::queue_dead_letters_after_max_receives(&queue("dlq").await.0, MAX_RECEIVES).await;
+}
+
+#[tokio::test]
+async fn claim_check_carries_large_bodies() {
+    let (q, blobs) = queue("claim").await;
+    contract::claim_check_carries_large_bodies(&q, &blobs).await;
+}
+
+#[tokio::test]
+async fn blobs_round_trip() {
+    contract::blobs_round_trip(&queue("blobs").await.1).await;
+}
+
+#[tokio::test]
+async fn keys_revoke_at_once() {
+    contract::keys_revoke_at_once(&store("keys").await).await;
+}
+
+#[tokio::test]
+async fn connections_register_and_expire() {
+    contract::connections_register_and_expire(&store("conns").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_returns_the_first_response() {
+    contract::idempotency_returns_the_first_response(&store("idem").await).await;
+}
+
+#[tokio::test]
+async fn cache_round_trips() {
+    contract::cache_round_trips(&store("cache").await).await;
+}
+
+#[tokio::test]
+async fn push_reaches_a_connection_on_moto() {
+    let (clients, _, _) = setup("push").await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("endpoint");
+    let push = ApiGatewayPush::new(&clients.config, &endpoint);
+    push.push("conn-1", b"{\"type\":\"task.progress\"}")
+        .await
+        .expect("moto accepts posts to any connection");
+}
+
+/// A fake API Gateway management endpoint: 410 Gone for connection `gone`, 200 for the
+/// rest. moto treats every connection as live, so Gone is shown here.
+async fn fake_gateway() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read the head and the declared body.
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let length = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= head_end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let response = if text.starts_with("POST /@connections/gone ") {
+                    "HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nx-amzn-ErrorType: GoneException\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn push_maps_410_to_gone_against_a_fake_gateway() {
+    let (clients, _, _) = setup("gone").await;
+    let push = ApiGatewayPush::new(&clients.config, &fake_gateway().await);
+    push.push("live", b"hello")
+        .await
+        .expect("a live connection takes the message");
+    match push.push("gone", b"hello").await {
+        Err(PushError::Gone(id)) => assert_eq!(id, "gone"),
+        other => panic!("expected Gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn presigned_uploads_sign_the_size_and_expire() {
+    let (_, blobs) = queue("presign").await;
+    let tenant = contract::tenant();
+    let key = nomaly_core::ports::BlobKey::for_tenant(&tenant, &["uploads", "d.csv"]).expect("key");
+    let upload = blobs.presign_put(&key, 1234, 900).await.expect("presign");
+    assert!(
+        upload
+            .url
+            .contains(&format!("/tenants/{tenant}/uploads/d.csv")),
+        "{}",
+        upload.url
+    );
+    assert!(upload.url.contains("X-Amz-Expires=900"), "{}", upload.url);
+    let signed = upload
+        .url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+        .expect("signed headers listed");
+    assert!(
+        signed.split("%3B").any(|h| h == "content-length"),
+        "content-length is signed: {signed}"
+    );
+    assert!(upload
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v == "1234"));
+    assert_eq!(
+        blobs
+            .presign_put(&key, 1, 10 * 24 * 3600)
+            .await
+            .expect("presign")
+            .expires_in_secs,
+        7 * 24 * 3600
+    );
+}
