@@ -218,3 +218,11 @@ async fn presigned_uploads_sign_the_size_and_expire() {
         7 * 24 * 3600
     );
 }
+
+/// moto never deletes items by TTL, so this shows the adapter's own expiry check on
+/// reads; DynamoDB's deletion itself cannot be shown here.
+#[tokio::test]
+async fn expired_entries_are_not_returned_by_read_check_moto_never_deletes_by_ttl() {
+    let s = store("ttl").await;
+    contract::expired_entries_are_not_returned(&s, &s).await;
+}

@@ -582,3 +582,35 @@ pub async fn cache_round_trips(cache: &dyn ResultCache) {
         None
     );
 }
+
+/// Cached results and idempotency records stop counting once their time to live has
+/// passed, whether or not the backend has deleted them yet (DynamoDB's TTL deletion lags
+/// by up to days, and moto never deletes: reads check the expiry themselves).
+pub async fn expired_entries_are_not_returned(
+    cache: &dyn ResultCache,
+    idempotency: &dyn IdempotencyStore,
+) {
+    let t = tenant();
+    cache.put_cached(&t, "short", b"v", 1).await.expect("put");
+    idempotency.claim(&t, "short", 1).await.expect("claim");
+    idempotency
+        .complete(&t, "short", b"first")
+        .await
+        .expect("complete");
+    assert_eq!(
+        idempotency.claim(&t, "short", 1).await.expect("claim"),
+        Claim::Done(b"first".to_vec())
+    );
+    // TTLs count whole seconds: wait past the next second boundary and one more.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        cache.get_cached(&t, "short").await.expect("get"),
+        None,
+        "expired cache entry"
+    );
+    assert_eq!(
+        idempotency.claim(&t, "short", 60).await.expect("claim"),
+        Claim::New,
+        "an expired idempotency key can be claimed again"
+    );
+}

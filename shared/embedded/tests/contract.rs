@@ -132,3 +132,9 @@ async fn state_survives_a_restart() {
         1
     );
 }
+
+#[tokio::test]
+async fn expired_entries_are_not_returned() {
+    let s = store("ttl");
+    contract::expired_entries_are_not_returned(&s, &s).await;
+}
