@@ -408,7 +408,7 @@ impl EventLog for DynamoStore {
         after: Option<&EventId>,
         limit: usize,
     ) -> StoreResult<Page<Event>> {
-        let limit = PageRequest { limit, token: None }.effective_limit();
+        let limit = PageRequest::cap(limit);
         let query = self
             .client
             .query()
@@ -465,13 +465,10 @@ impl KeyStore for DynamoStore {
     }
 
     async fn revoke_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<()> {
-        let mut key = match self.get_key(id).await? {
-            Some(k) if &k.tenant == tenant => k,
+        let key = match self.get_key(id).await? {
+            Some(k) if &k.tenant == tenant => k.revoked(),
             _ => return Err(StoreError::NotFound(id.to_string())),
         };
-        if key.revoked_at.is_none() {
-            key.revoked_at = Some(Timestamp::now());
-        }
         self.client
             .update_item()
             .table_name(&self.table)

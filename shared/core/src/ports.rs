@@ -62,7 +62,12 @@ pub struct PageRequest {
 impl PageRequest {
     /// The limit, defaulted and capped.
     pub fn effective_limit(&self) -> usize {
-        match self.limit {
+        Self::cap(self.limit)
+    }
+
+    /// A requested page size defaulted (0 means 50) and capped at 1000.
+    pub fn cap(limit: usize) -> usize {
+        match limit {
             0 => 50,
             n => n.min(1000),
         }

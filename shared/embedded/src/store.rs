@@ -329,7 +329,7 @@ impl EventLog for SqliteStore {
         after: Option<&EventId>,
         limit: usize,
     ) -> StoreResult<Page<Event>> {
-        let limit = PageRequest { limit, token: None }.effective_limit();
+        let limit = PageRequest::cap(limit);
         let (tenant, after) = (
             tenant.to_string(),
             after.map(|e| e.to_string()).unwrap_or_default(),
@@ -421,13 +421,10 @@ impl KeyStore for SqliteStore {
     }
 
     async fn revoke_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<()> {
-        let mut key = match self.get_key(id).await? {
-            Some(k) if &k.tenant == tenant => k,
+        let key = match self.get_key(id).await? {
+            Some(k) if &k.tenant == tenant => k.revoked(),
             _ => return Err(StoreError::NotFound(id.to_string())),
         };
-        if key.revoked_at.is_none() {
-            key.revoked_at = Some(Timestamp::now());
-        }
         let body = to_json(&key)?;
         let (id, tenant) = (id.to_string(), tenant.to_string());
         self.db

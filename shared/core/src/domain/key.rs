@@ -62,6 +62,14 @@ impl ApiKey {
         Some((KeyId::parse(id).ok()?, secret))
     }
 
+    /// The key revoked now (or when it was first revoked, if it already was).
+    pub fn revoked(&self) -> ApiKey {
+        ApiKey {
+            revoked_at: self.revoked_at.or_else(|| Some(Timestamp::now())),
+            ..self.clone()
+        }
+    }
+
     /// Whether `secret` is this key's secret and the key is not revoked. Compares the
     /// hashes in constant time.
     pub fn accepts(&self, secret: &str) -> bool {
