@@ -59,12 +59,15 @@ impl JobQueue for SqliteQueue {
             .run("receive jobs", move |c| {
                 let tx = c.transaction().map_err(sql("receive jobs"))?;
                 let mut out = Vec::new();
+                // Scan forward from the last job looked at, so a job received with a
+                // visibility of 0 is not received again within this call.
+                let mut last_seq = -1i64;
                 loop {
                     let row: Option<(i64, String, u32)> = tx
                         .query_row(
                             "SELECT seq, body, receive_count FROM jobs WHERE queue = ?1 AND dead = 0 AND visible_ms <= ?2
-                             ORDER BY seq LIMIT 1",
-                            params![queue, now.millis()],
+                             AND seq > ?3 ORDER BY seq LIMIT 1",
+                            params![queue, now.millis(), last_seq],
                             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                         )
                         .map(Some)
@@ -74,6 +77,7 @@ impl JobQueue for SqliteQueue {
                         })
                         .map_err(sql("receive jobs"))?;
                     let Some((seq, body, count)) = row else { break };
+                    last_seq = seq;
                     let count = count + 1;
                     if count > max_receives {
                         tx.execute("UPDATE jobs SET dead = 1, receipt = NULL WHERE seq = ?1", params![seq])

@@ -138,3 +138,25 @@ async fn expired_entries_are_not_returned() {
     let s = store("ttl");
     contract::expired_entries_are_not_returned(&s, &s).await;
 }
+
+/// Embedded only: a receive with visibility 0 hands each job out once per call.
+#[tokio::test]
+async fn a_zero_visibility_receive_hands_a_job_out_once() {
+    use nomaly_core::ports::JobQueue;
+    let db = Database::open(&data_dir("zero-visibility")).expect("open");
+    let queue = SqliteQueue::new(db, "jobs", 3);
+    let job = nomaly_core::ports::Job {
+        job_id: nomaly_core::ids::JobId::new(),
+        tenant: contract::tenant(),
+        kind: "train".into(),
+        correlation_id: "c".into(),
+        body: serde_json::json!({}),
+    };
+    queue.send(std::slice::from_ref(&job)).await.expect("send");
+    let got = queue.receive(10, 0).await.expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].receive_count, 1);
+    let again = queue.receive(10, 0).await.expect("receive");
+    assert_eq!(again.len(), 1, "visible again on the next call");
+    assert_eq!(again[0].receive_count, 2);
+}
