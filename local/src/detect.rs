@@ -99,12 +99,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     let scored = fit_started.elapsed();
     if let Some(path) = &args.save_model {
-        write_atomically(path, &model.to_json())
+        nomaly_core::atomic_file::write(path, &model.to_json())
             .with_context(|| format!("saving the model to {}", path.display()))?;
     }
     let threshold = args.threshold.unwrap_or(model.threshold());
     if args.threshold.is_some() && args.model.is_some() {
-        model = with_threshold(model, threshold)?;
+        model = model.with_threshold(ThresholdRule::Score(threshold))?;
     }
     let labels = model.labels(&scores);
     write_scores(&args, &table, &model, &scores, &labels)?;
@@ -156,18 +156,6 @@ fn check_columns(model: &Model, table: &Table, input: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The model with a fixed threshold, by a round trip through its saved form (the
-/// threshold is part of what a model file states).
-fn with_threshold(model: Model, threshold: f64) -> Result<Model> {
-    if !threshold.is_finite() {
-        bail!("--threshold must be a finite number");
-    }
-    let mut value: serde_json::Value = serde_json::from_slice(&model.to_json())?;
-    value["model"]["threshold"] = serde_json::json!(threshold);
-    value["model"]["threshold_rule"] = serde_json::json!({ "score": threshold });
-    Ok(Model::from_json(&serde_json::to_vec(&value)?)?)
-}
-
 fn write_scores(
     args: &Args,
     table: &Table,
@@ -209,25 +197,4 @@ fn write_scores(
         None => "standard output".to_string(),
     };
     write(&mut out).with_context(|| format!("writing the scores to {target}"))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
-/// crash leaves the old file or the new one, never half of one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("the path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! server, the Lambda functions) does the same way: the domain, the ports its storage
 //! and messaging sit behind, and reading tables.
 
+pub mod atomic_file;
 pub mod claim_check;
 pub mod domain;
 pub mod ids;

@@ -438,6 +438,23 @@ impl Model {
         &self.training
     }
 
+    /// The model with a fixed score threshold instead of its own (a contamination rule
+    /// needs the training scores, so only [`ThresholdRule::Score`] is accepted here).
+    pub fn with_threshold(mut self, rule: ThresholdRule) -> Result<Model> {
+        rule.validate()?;
+        match rule {
+            ThresholdRule::Score(t) => {
+                self.threshold = t;
+                self.threshold_rule = rule;
+                Ok(self)
+            }
+            ThresholdRule::Contamination(_) => Err(invalid(
+                "threshold",
+                "a saved model's threshold can only be replaced by a fixed score",
+            )),
+        }
+    }
+
     /// Serializes to the versioned JSON format:
     /// `{"format": "nomaly-model", "version": 1, "created_by": ..., "model": {...}}`.
     /// Every number is written so that it reads back to the same bits.
@@ -572,6 +589,22 @@ mod tests {
         o.threshold = ThresholdRule::Score(0.99);
         let f = Model::fit(x.view(), &o).unwrap();
         assert_eq!(f.model.threshold(), 0.99);
+        let fixed = f
+            .model
+            .clone()
+            .with_threshold(ThresholdRule::Score(0.5))
+            .unwrap();
+        assert_eq!(fixed.threshold(), 0.5);
+        assert_eq!(Model::from_json(&fixed.to_json()).unwrap().threshold(), 0.5);
+        assert!(f
+            .model
+            .clone()
+            .with_threshold(ThresholdRule::Score(f64::NAN))
+            .is_err());
+        assert!(f
+            .model
+            .with_threshold(ThresholdRule::Contamination(0.1))
+            .is_err());
     }
 
     #[test]

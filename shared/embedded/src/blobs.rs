@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use nomaly_core::ports::{BlobKey, BlobStore, StoreError, StoreResult};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Blobs in a folder. A key's parts are checked when the key is made, so a path built from
@@ -40,20 +39,8 @@ impl BlobStore for FileBlobs {
     async fn put_blob(&self, key: &BlobKey, bytes: Vec<u8>) -> StoreResult<()> {
         let path = self.path(key);
         blocking("write a blob", move || {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!(".tmp-{}", crate::db::token()));
-            let result = (|| {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                std::fs::File::open(dir)?.sync_all()
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            nomaly_core::atomic_file::write(&path, &bytes)
         })
         .await
     }
