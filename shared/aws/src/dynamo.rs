@@ -4,7 +4,7 @@
 //!
 //! | record | pk | sk | other attributes |
 //! |---|---|---|---|
-//! | task | `T#<tenant>` | `TASK#<id>` | `version` (compare-and-set) |
+//! | task | `T#<tenant>` | `TASK#<id>` | `version` (compare-and-set); while running, `gsi1pk` = `TASKS#RUNNING`, `gsi1sk` = updated ms + id |
 //! | model | `T#<tenant>` | `MODEL#<id>` | |
 //! | dataset | `T#<tenant>` | `DATASET#<id>` | |
 //! | idempotency record | `T#<tenant>` | `IDEM#<key>` | `response` (binary), `ttl` |
@@ -21,11 +21,13 @@ use crate::error::sdk;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use nomaly_core::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
+use nomaly_core::domain::{
+    ApiKey, Connection, Dataset, Event, ModelRecord, Task, TaskStatus, TenantId,
+};
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
 use nomaly_core::ports::{
-    Claim, ConnectionRegistry, DatasetStore, EventLog, IdempotencyStore, KeyStore, ModelRegistry,
-    Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
+    Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
+    ModelRegistry, Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -277,9 +279,7 @@ impl DynamoStore {
 #[async_trait]
 impl TaskStore for DynamoStore {
     async fn create_task(&self, task: &Task) -> StoreResult<()> {
-        let mut item = tenant_item(&task.tenant, "TASK#", task.id.as_str(), task)?;
-        item.insert("version".to_string(), n(task.version as i64));
-        self.put_new(item, task.id.as_str()).await
+        self.put_new(task_item(task)?, task.id.as_str()).await
     }
 
     async fn get_task(&self, tenant: &TenantId, id: &TaskId) -> StoreResult<Option<Task>> {
@@ -292,8 +292,7 @@ impl TaskStore for DynamoStore {
 
     async fn update_task(&self, task: &Task) -> StoreResult<()> {
         let (pk, sk) = (tenant_pk(&task.tenant), format!("TASK#{}", task.id));
-        let mut item = tenant_item(&task.tenant, "TASK#", task.id.as_str(), task)?;
-        item.insert("version".to_string(), n(task.version as i64));
+        let item = task_item(task)?;
         let result = self
             .client
             .put_item()
@@ -317,6 +316,45 @@ impl TaskStore for DynamoStore {
             Err(e) => Err(sdk("update a task")(e)),
         }
     }
+
+    async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :p AND gsi1sk < :before")
+            .expression_attribute_values(":p", s(RUNNING_TASKS))
+            .expression_attribute_values(":before", s(running_sort_key(before, "")))
+            .limit(PageRequest::cap(limit) as i32)
+            .send()
+            .await
+            .map_err(sdk("list stale running tasks"))?;
+        out.items().iter().map(parse).collect()
+    }
+}
+
+/// The `gsi1` partition that holds running tasks (a sparse index: the attributes are
+/// written only while a task runs), sorted by when they last changed.
+const RUNNING_TASKS: &str = "TASKS#RUNNING";
+
+fn running_sort_key(updated: Timestamp, id: &str) -> String {
+    format!("{:015}#{id}", updated.millis().max(0))
+}
+
+/// A task's item: the record, its version (the compare-and-set token), and while it
+/// runs, its place in the running-tasks index.
+fn task_item(task: &Task) -> StoreResult<Item> {
+    let mut item = tenant_item(&task.tenant, "TASK#", task.id.as_str(), task)?;
+    item.insert("version".to_string(), n(task.version as i64));
+    if task.status == TaskStatus::Running {
+        item.insert("gsi1pk".to_string(), s(RUNNING_TASKS));
+        item.insert(
+            "gsi1sk".to_string(),
+            s(running_sort_key(task.updated_at, task.id.as_str())),
+        );
+    }
+    Ok(item)
 }
 
 #[async_trait]
@@ -594,6 +632,75 @@ impl IdempotencyStore for DynamoStore {
             }
             Err(e) => Err(sdk("complete an idempotency key")(e)),
         }
+    }
+
+    async fn release(&self, tenant: &TenantId, key: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant)))
+            .key("sk", s(format!("IDEM#{key}")))
+            .send()
+            .await
+            .map_err(sdk("release an idempotency key"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExpirySweeper for DynamoStore {
+    /// Scans for items whose `ttl` has passed and deletes them, at most 10 pages a call.
+    /// On AWS, DynamoDB's own TTL deletes them too (within days); this is the backstop.
+    async fn sweep_expired(&self, limit: usize) -> StoreResult<usize> {
+        let now = Timestamp::now().seconds();
+        let mut deleted = 0;
+        let mut start = None;
+        for _ in 0..10 {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#ttl < :now")
+                .projection_expression("pk, sk")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", n(now))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("scan for expired items"))?;
+            for item in out.items() {
+                if deleted >= limit {
+                    return Ok(deleted);
+                }
+                let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+                    continue;
+                };
+                let result = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", pk.clone())
+                    .key("sk", sk.clone())
+                    .condition_expression("#ttl < :now")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", n(now))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => deleted += 1,
+                    // Refreshed since the scan read it: no longer expired.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(sdk("delete an expired item")(e)),
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 }
 

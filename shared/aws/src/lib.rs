@@ -21,7 +21,7 @@ mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use push::{management_endpoint, ApiGatewayPush};
-pub use s3::{PresignedUpload, S3Blobs};
+pub use s3::S3Blobs;
 pub use sqs::SqsQueue;
 
 /// The SDK clients, built once per process.

@@ -5,7 +5,7 @@
 use nomaly_aws::provision::{self, Names, Provisioned};
 use nomaly_aws::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
 use nomaly_contract as contract;
-use nomaly_core::ports::{PushError, PushNotifier};
+use nomaly_core::ports::{PushError, PushNotifier, UploadSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_RECEIVES: u32 = 3;
@@ -187,7 +187,10 @@ async fn presigned_uploads_sign_the_size_and_expire() {
     let (_, blobs) = queue("presign").await;
     let tenant = contract::tenant();
     let key = nomaly_core::ports::BlobKey::for_tenant(&tenant, &["uploads", "d.csv"]).expect("key");
-    let upload = blobs.presign_put(&key, 1234, 900).await.expect("presign");
+    let upload = blobs
+        .presign_upload(&key, 1234, 900)
+        .await
+        .expect("presign");
     assert!(
         upload
             .url
@@ -209,13 +212,15 @@ async fn presigned_uploads_sign_the_size_and_expire() {
         .headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v == "1234"));
-    assert_eq!(
-        blobs
-            .presign_put(&key, 1, 10 * 24 * 3600)
-            .await
-            .expect("presign")
-            .expires_in_secs,
-        7 * 24 * 3600
+    assert_eq!(upload.method, "PUT");
+    let long = blobs
+        .presign_upload(&key, 1, 10 * 24 * 3600)
+        .await
+        .expect("presign");
+    assert!(
+        long.url.contains("X-Amz-Expires=604800"),
+        "clamped to 7 days: {}",
+        long.url
     );
 }
 
@@ -225,4 +230,15 @@ async fn presigned_uploads_sign_the_size_and_expire() {
 async fn expired_entries_are_not_returned_by_read_check_moto_never_deletes_by_ttl() {
     let s = store("ttl").await;
     contract::expired_entries_are_not_returned(&s, &s).await;
+}
+
+#[tokio::test]
+async fn stale_running_tasks_are_found() {
+    contract::stale_running_tasks_are_found(&store("stale").await).await;
+}
+
+#[tokio::test]
+async fn sweeping_deletes_expired_records() {
+    let s = store("sweep").await;
+    contract::sweeping_deletes_expired_records(&s, &s, &s).await;
 }

@@ -11,8 +11,8 @@ use nomaly_core::domain::{
 };
 use nomaly_core::ids::{JobId, ModelId, TaskId};
 use nomaly_core::ports::{
-    BlobKey, BlobStore, Claim, ConnectionRegistry, EventLog, IdempotencyStore, Job, JobQueue,
-    KeyStore, ModelRegistry, PageRequest, ResultCache, StoreError, TaskStore,
+    BlobKey, BlobStore, Claim, ConnectionRegistry, EventLog, ExpirySweeper, IdempotencyStore, Job,
+    JobQueue, KeyStore, ModelRegistry, PageRequest, ResultCache, StoreError, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use std::collections::HashSet;
@@ -562,6 +562,90 @@ pub async fn idempotency_returns_the_first_response(store: &dyn IdempotencyStore
         store.claim(&tenant(), "k1", 60).await.expect("claim"),
         Claim::New,
         "keys are per tenant"
+    );
+    assert_eq!(store.claim(&t, "k2", 60).await.expect("claim"), Claim::New);
+    store.release(&t, "k2").await.expect("release");
+    assert_eq!(
+        store.claim(&t, "k2", 60).await.expect("claim"),
+        Claim::New,
+        "a released key can be claimed again"
+    );
+}
+
+/// Running tasks that stopped changing are listed for the scheduler; tasks that are
+/// queued, finished or recently changed are not.
+pub async fn stale_running_tasks_are_found(tasks: &dyn TaskStore) {
+    let t = tenant();
+    let (to_run, queued, to_finish) = (
+        Task::new(t.clone(), TaskKind::Train, "c"),
+        Task::new(t.clone(), TaskKind::Train, "c"),
+        Task::new(t.clone(), TaskKind::Train, "c"),
+    );
+    for task in [&to_run, &queued, &to_finish] {
+        tasks.create_task(task).await.expect("create");
+    }
+    let running = to_run.transition(TaskStatus::Running).expect("start");
+    tasks.update_task(&running).await.expect("start");
+    let started = to_finish.transition(TaskStatus::Running).expect("start");
+    tasks.update_task(&started).await.expect("start");
+    let finished = started.transition(TaskStatus::Completed).expect("finish");
+    tasks.update_task(&finished).await.expect("finish");
+    let ours = |found: Vec<Task>| -> Vec<TaskId> {
+        found
+            .into_iter()
+            .filter(|x| x.tenant == t)
+            .map(|x| x.id)
+            .collect()
+    };
+    let later = running.updated_at.plus_seconds(1);
+    assert_eq!(
+        ours(tasks.stale_running(later, 1000).await.expect("list")),
+        vec![running.id.clone()],
+        "only the running task is stale"
+    );
+    assert!(
+        ours(
+            tasks
+                .stale_running(running.updated_at, 1000)
+                .await
+                .expect("list")
+        )
+        .is_empty(),
+        "a task changed at the cut-off is not stale yet"
+    );
+    let progressed = running.with_progress(50).expect("progress");
+    tasks.update_task(&progressed).await.expect("progress");
+    let before_progress = running.updated_at.plus_seconds(-1);
+    assert!(ours(
+        tasks
+            .stale_running(before_progress, 1000)
+            .await
+            .expect("list")
+    )
+    .is_empty());
+}
+
+/// The sweeper deletes expired connections, cache entries and idempotency records.
+pub async fn sweeping_deletes_expired_records(
+    sweeper: &dyn ExpirySweeper,
+    cache: &dyn ResultCache,
+    connections: &dyn ConnectionRegistry,
+) {
+    let t = tenant();
+    cache.put_cached(&t, "sweep", b"v", 1).await.expect("put");
+    let conn = Connection {
+        id: format!("sweep-{}", TaskId::new()),
+        tenant: t.clone(),
+        subscriptions: vec![Channel::Tenant],
+        expires_at: Timestamp::now().plus_seconds(1),
+    };
+    connections.put_connection(&conn).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let deleted = sweeper.sweep_expired(100_000).await.expect("sweep");
+    assert!(deleted >= 2, "swept {deleted}, expected at least our two");
+    assert_eq!(
+        sweeper.sweep_expired(100_000).await.expect("sweep again"),
+        0
     );
 }
 

@@ -5,6 +5,7 @@
 
 use crate::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
 use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, TaskId};
+use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +98,10 @@ pub trait TaskStore: Send + Sync {
     /// `Conflict` otherwise; `NotFound` if there is no such task for the tenant. Of two
     /// writers racing from the same version, exactly one wins.
     async fn update_task(&self, task: &Task) -> StoreResult<()>;
+    /// Up to `limit` running tasks of any tenant last changed before `before`, oldest
+    /// first: the tasks whose worker stopped reporting. The one listing that crosses
+    /// tenants; only the scheduler calls it.
+    async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>>;
 }
 
 /// The append-only event log.
@@ -346,6 +351,46 @@ pub trait IdempotencyStore: Send + Sync {
     async fn claim(&self, tenant: &TenantId, key: &str, ttl_secs: u32) -> StoreResult<Claim>;
     /// Stores the response of a claimed key.
     async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()>;
+    /// Gives up a claim without a response (the work failed in a way a retry may fix), so
+    /// the next request with the key is `New` again. No error if there was no claim.
+    async fn release(&self, tenant: &TenantId, key: &str) -> StoreResult<()>;
+}
+
+/// Removes records whose time to live has passed (connections, idempotency records,
+/// cached results). Readers already ignore expired records; this reclaims their space
+/// where the backend does not do it by itself or does it late (DynamoDB's TTL may take
+/// days, and emulators never do it).
+#[async_trait]
+pub trait ExpirySweeper: Send + Sync {
+    /// Deletes up to `limit` expired records; returns how many it deleted.
+    async fn sweep_expired(&self, limit: usize) -> StoreResult<usize>;
+}
+
+/// A presigned upload: PUT the bytes to `url` with exactly these headers before
+/// `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignedUpload {
+    /// Where to PUT.
+    pub url: String,
+    /// The method (`PUT`).
+    pub method: String,
+    /// Headers the signature covers (`content-length` among them).
+    pub headers: Vec<(String, String)>,
+    /// When the URL stops working.
+    pub expires_at: Timestamp,
+}
+
+/// Grants one upload of a declared size to one blob key, for a limited time.
+#[async_trait]
+pub trait UploadSigner: Send + Sync {
+    /// A URL that stores exactly `size` bytes under `key` until `expires_in_secs` pass
+    /// (clamped to 1 s .. 7 days).
+    async fn presign_upload(
+        &self,
+        key: &BlobKey,
+        size: u64,
+        expires_in_secs: u32,
+    ) -> StoreResult<PresignedUpload>;
 }
 
 /// A cache of results with a time to live.

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use nomaly_core::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
 use nomaly_core::ports::{
-    Claim, ConnectionRegistry, DatasetStore, EventLog, IdempotencyStore, KeyStore, ModelRegistry,
-    Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
+    Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
+    ModelRegistry, Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use rusqlite::{params, OptionalExtension};
@@ -236,6 +236,28 @@ impl TaskStore for SqliteStore {
                 })
             })
             .await
+    }
+    async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>> {
+        let (before, limit) = (before.millis(), PageRequest::cap(limit) as i64);
+        let rows: Vec<String> = self
+            .db
+            .run("list stale running tasks", move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT body FROM tasks WHERE json_extract(body, '$.status') = 'running' \
+                         AND json_extract(body, '$.updated_at') < ?1 \
+                         ORDER BY json_extract(body, '$.updated_at') LIMIT ?2",
+                    )
+                    .map_err(sql("list stale running tasks"))?;
+                let rows = stmt
+                    .query_map(params![before, limit], |r| r.get(0))
+                    .map_err(sql("list stale running tasks"))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(sql("list stale running tasks"))?;
+                Ok(rows)
+            })
+            .await?;
+        rows.iter().map(|b| from_json(b)).collect()
     }
 }
 
@@ -559,6 +581,47 @@ impl IdempotencyStore for SqliteStore {
                 } else {
                     Ok(())
                 }
+            })
+            .await
+    }
+    async fn release(&self, tenant: &TenantId, key: &str) -> StoreResult<()> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        self.db
+            .run("release an idempotency key", move |c| {
+                c.execute(
+                    "DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2",
+                    params![tenant, key],
+                )
+                .map_err(sql("release an idempotency key"))?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ExpirySweeper for SqliteStore {
+    async fn sweep_expired(&self, limit: usize) -> StoreResult<usize> {
+        let (now, limit) = (Timestamp::now().millis(), limit as i64);
+        self.db
+            .run("sweep expired records", move |c| {
+                let mut deleted = 0usize;
+                for table in ["connections", "idempotency", "cache"] {
+                    let left = limit - deleted as i64;
+                    if left <= 0 {
+                        break;
+                    }
+                    deleted += c
+                        .execute(
+                            &format!(
+                                "DELETE FROM {table} WHERE rowid IN \
+                                 (SELECT rowid FROM {table} WHERE expires_ms <= ?1 LIMIT ?2)"
+                            ),
+                            params![now, left],
+                        )
+                        .map_err(sql("sweep expired records"))?;
+                }
+                Ok(deleted)
             })
             .await
     }

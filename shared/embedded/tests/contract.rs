@@ -160,3 +160,14 @@ async fn a_zero_visibility_receive_hands_a_job_out_once() {
     assert_eq!(again.len(), 1, "visible again on the next call");
     assert_eq!(again[0].receive_count, 2);
 }
+
+#[tokio::test]
+async fn stale_running_tasks_are_found() {
+    contract::stale_running_tasks_are_found(&store("stale")).await;
+}
+
+#[tokio::test]
+async fn sweeping_deletes_expired_records() {
+    let s = store("sweep");
+    contract::sweeping_deletes_expired_records(&s, &s, &s).await;
+}
