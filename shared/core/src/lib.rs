@@ -5,7 +5,9 @@
 pub mod atomic_file;
 pub mod claim_check;
 pub mod domain;
+pub mod http;
 pub mod ids;
 pub mod ports;
+pub mod service;
 pub mod table;
 pub mod time;

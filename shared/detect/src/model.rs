@@ -296,6 +296,20 @@ impl Model {
     /// Refuses empty data, zero columns, non-finite values, feature names of the wrong
     /// number and parameters out of range, each with its own error.
     pub fn fit(x: ArrayView2<f64>, options: &FitOptions) -> Result<Fitted> {
+        Self::fit_with_progress(x, options, &|_| {})
+    }
+
+    /// [`Model::fit`], calling `progress` with the share of the work done (0 to 1) as it
+    /// goes: after fitting and after each block of training rows scored. Blocks are scored
+    /// in parallel, so calls may arrive slightly out of order: the largest value so far is
+    /// the share done. The last call is 1.
+    /// Algorithms that score their training rows while fitting (ECOD, kNN, LOF) report
+    /// only the end.
+    pub fn fit_with_progress(
+        x: ArrayView2<f64>,
+        options: &FitOptions,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Fitted> {
         matrix::check(x)?;
         options.threshold.validate()?;
         let feature_names = match &options.feature_names {
@@ -332,8 +346,14 @@ impl Model {
         };
         let scores = match scores {
             Some(s) => s,
-            None => score_rows(state.scorer(), x),
+            None => {
+                progress(FIT_SHARE);
+                score_rows(state.scorer(), x, &|done| {
+                    progress(FIT_SHARE + (1.0 - FIT_SHARE) * done)
+                })
+            }
         };
+        progress(1.0);
         // A model that cannot be saved and loaded back, or scores that cannot rank, are
         // refused here rather than discovered later.
         state.check(x.ncols())?;
@@ -372,7 +392,21 @@ impl Model {
     pub fn score(&self, x: ArrayView2<f64>) -> Result<Vec<f64>> {
         matrix::check_width(x, self.n_features())?;
         let x = x.as_standard_layout();
-        Ok(score_rows(self.state.scorer(), x.view()))
+        Ok(score_rows(self.state.scorer(), x.view(), &|_| {}))
+    }
+
+    /// [`Model::score`], calling `progress` with the share of rows scored (0 to 1) after
+    /// each block of rows.
+    pub fn score_with_progress(
+        &self,
+        x: ArrayView2<f64>,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Vec<f64>> {
+        matrix::check_width(x, self.n_features())?;
+        let x = x.as_standard_layout();
+        let scores = score_rows(self.state.scorer(), x.view(), progress);
+        progress(1.0);
+        Ok(scores)
     }
 
     /// 1 for each score above the threshold, else 0.
@@ -508,15 +542,32 @@ impl Model {
 }
 
 /// Scores rows in parallel chunks; each row's score depends on that row alone.
-fn score_rows(scorer: &dyn Scorer, x: ArrayView2<f64>) -> Vec<f64> {
+/// Share of [`Model::fit_with_progress`]'s work reported once the model is fitted, before
+/// its training rows are scored (scoring is most of the time for the tree and
+/// projection models).
+const FIT_SHARE: f64 = 0.2;
+
+/// Scores rows in parallel blocks, reporting the share of rows done after each block.
+fn score_rows(
+    scorer: &dyn Scorer,
+    x: ArrayView2<f64>,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Vec<f64> {
     let n = x.nrows();
     if n <= CHUNK_ROWS {
         return scorer.score(x);
     }
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let starts: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
     let parts: Vec<Vec<f64>> = starts
         .par_iter()
-        .map(|&a| scorer.score(x.slice(s![a..(a + CHUNK_ROWS).min(n), ..])))
+        .map(|&a| {
+            let b = (a + CHUNK_ROWS).min(n);
+            let scores = scorer.score(x.slice(s![a..b, ..]));
+            let rows = done.fetch_add(b - a, std::sync::atomic::Ordering::Relaxed) + (b - a);
+            progress(rows as f64 / n as f64);
+            scores
+        })
         .collect();
     parts.concat()
 }
@@ -534,6 +585,34 @@ mod tests {
             x[[299, j]] = 6.0;
         }
         x
+    }
+
+    #[test]
+    fn progress_is_reported_and_changes_nothing() {
+        let mut rng = Rng::new(7);
+        let x = Array2::from_shape_fn((3 * CHUNK_ROWS + 5, 4), |_| rng.next_f64());
+        let options = FitOptions::new(Algorithm::named("iforest").unwrap());
+        let seen = std::sync::Mutex::new(Vec::new());
+        let fitted = Model::fit_with_progress(x.view(), &options, &|p| {
+            seen.lock().unwrap().push(p)
+        })
+        .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.len() >= 5, "{seen:?}");
+        assert_eq!(seen.last(), Some(&1.0));
+        assert!(seen.iter().all(|p| (0.0..=1.0).contains(p)));
+        let plain = Model::fit(x.view(), &options).unwrap();
+        assert_eq!(fitted.training_scores, plain.training_scores);
+        let scored = std::sync::Mutex::new(0.0f64);
+        let scores = fitted
+            .model
+            .score_with_progress(x.view(), &|p| {
+                let mut m = scored.lock().unwrap();
+                *m = m.max(p)
+            })
+            .unwrap();
+        assert_eq!(scores, plain.training_scores);
+        assert_eq!(scored.into_inner().unwrap(), 1.0);
     }
 
     #[test]

@@ -20,8 +20,32 @@ pub struct Dataset {
     pub declared_size: u64,
     /// Whether training should start once it is profiled.
     pub train_on_upload: bool,
+    /// What to train once profiled (algorithm, params, threshold), when `train_on_upload`.
+    #[serde(default)]
+    pub train_spec: Option<serde_json::Value>,
+    /// Where the upload is.
+    #[serde(default)]
+    pub status: DatasetStatus,
+    /// Why the upload was rejected, when it was.
+    #[serde(default)]
+    pub error: Option<String>,
     /// The quality report, once profiled.
     pub profile: Option<serde_json::Value>,
     /// When it was registered.
     pub created_at: Timestamp,
+}
+
+/// Where a dataset's upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetStatus {
+    /// Registered; the upload has not arrived.
+    #[default]
+    AwaitingUpload,
+    /// Uploaded and being profiled.
+    Profiling,
+    /// Profiled: `profile` holds the report.
+    Profiled,
+    /// Refused (larger than declared, unreadable): `error` says why.
+    Rejected,
 }

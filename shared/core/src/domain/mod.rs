@@ -10,7 +10,7 @@ pub mod task;
 pub mod tenant;
 
 pub use connection::{Channel, Connection};
-pub use dataset::Dataset;
+pub use dataset::{Dataset, DatasetStatus};
 pub use event::{Event, EventType};
 pub use key::{ApiKey, IssuedKey};
 pub use model::ModelRecord;

@@ -99,6 +99,10 @@ pub struct Task {
     pub result: Option<String>,
     /// Ties its events to the request that made it.
     pub correlation_id: String,
+    /// The job envelope that runs it (as sent on the queue, large bodies by reference),
+    /// so the scheduler can send it again if its worker is lost.
+    #[serde(default)]
+    pub job: Option<serde_json::Value>,
     /// Bumped by every change; the compare-and-set token.
     pub version: u64,
 }
@@ -131,6 +135,7 @@ impl Task {
             error: None,
             result: None,
             correlation_id: correlation_id.into(),
+            job: None,
             version: 1,
         }
     }
@@ -156,6 +161,21 @@ impl Task {
         t.status = next;
         t.version += 1;
         t.updated_at = Timestamp::now();
+        Ok(t)
+    }
+
+    /// A running task whose worker was lost, taken over by a new one: still running,
+    /// one more attempt counted.
+    pub fn take_over(&self) -> Result<Task, TransitionError> {
+        if self.status != TaskStatus::Running {
+            return Err(TransitionError {
+                id: self.id.clone(),
+                from: self.status.as_str(),
+                to: "running (taken over)",
+            });
+        }
+        let mut t = self.transition(TaskStatus::Running)?;
+        t.attempts += 1;
         Ok(t)
     }
 

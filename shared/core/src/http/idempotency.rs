@@ -1,0 +1,118 @@
+//! `Idempotency-Key` on POST: the first response to a key is stored (for 24 hours) and
+//! returned again for a retry of the same request; the same key with a different
+//! request is 422, and a retry while the first is still running is 409. Server errors
+//! are not stored, so a retry after one runs again.
+
+use super::extract::{read_body, Tenant};
+use crate::ports::Claim;
+use crate::service::{Problem, Services};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const TTL_SECS: u32 = 24 * 3600;
+/// Response headers kept with a stored response.
+const KEPT: [&str; 3] = ["content-type", "location", "retry-after"];
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    request: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+pub(super) async fn layer(State(services): State<Services>, req: Request, next: Next) -> Response {
+    if !super::is_post(req.method()) {
+        return next.run(req).await;
+    }
+    let Some(key) = req.headers().get("idempotency-key") else {
+        return next.run(req).await;
+    };
+    let key = match key.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_string(),
+        _ => {
+            return Problem::invalid_parameter("Idempotency-Key must be 1-255 visible ASCII characters")
+                .into_response()
+        }
+    };
+    let Some(Tenant(tenant)) = req.extensions().get::<Tenant>().cloned() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let mut h = Sha256::new();
+    h.update(parts.method.as_str());
+    h.update(b" ");
+    h.update(parts.uri.to_string());
+    h.update(b"\n");
+    h.update(&bytes);
+    let fingerprint = hex::encode(h.finalize());
+    let record_key = format!("http:{key}");
+    match services.idempotency.claim(&tenant, &record_key, TTL_SECS).await {
+        Err(e) => return Problem::from(e).into_response(),
+        Ok(Claim::InProgress) => {
+            return Problem::idempotency_in_progress("the first request with this key is still running; retry shortly")
+                .retry_after(1)
+                .into_response()
+        }
+        Ok(Claim::Done(stored)) => {
+            return match serde_json::from_slice::<Stored>(&stored) {
+                Ok(s) if s.request == fingerprint => replay(s),
+                Ok(_) => Problem::idempotency_mismatch("this Idempotency-Key was used for a different request")
+                    .into_response(),
+                Err(_) => Problem::internal("the stored response could not be read").into_response(),
+            }
+        }
+        Ok(Claim::New) => {}
+    }
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let (parts, body) = response.into_parts();
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(p) => {
+            let _ = services.idempotency.release(&tenant, &record_key).await;
+            return p.into_response();
+        }
+    };
+    if parts.status.is_server_error() {
+        if let Err(e) = services.idempotency.release(&tenant, &record_key).await {
+            tracing::warn!(error = %e, "could not release an idempotency key");
+        }
+    } else {
+        let stored = Stored {
+            request: fingerprint,
+            status: parts.status.as_u16(),
+            headers: KEPT
+                .iter()
+                .filter_map(|h| parts.headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
+                .collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&stored) {
+            if let Err(e) = services.idempotency.complete(&tenant, &record_key, &bytes).await {
+                tracing::warn!(error = %e, "could not store an idempotent response");
+            }
+        }
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn replay(stored: Stored) -> Response {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    for (k, v) in stored.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            response.headers_mut().insert(k, v);
+        }
+    }
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}

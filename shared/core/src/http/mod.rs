@@ -1,0 +1,117 @@
+//! The HTTP API of DESIGN.md as one axum [`Router`]: the `api` Lambda runs it through
+//! lambda_http, the local server on a TCP listener. Every route but `/healthz` needs
+//! `Authorization: Bearer <api key>`; errors are `application/problem+json`; a POST
+//! with an `Idempotency-Key` gets the first response again when retried.
+
+pub mod extract;
+mod idempotency;
+mod routes;
+
+use crate::service::{Problem, Services};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use extract::{Correlation, Tenant, MAX_BODY};
+use std::time::Instant;
+
+/// The API: `/healthz` and `/v1/...`.
+pub fn router(services: Services) -> Router {
+    let v1 = Router::new()
+        .route("/detect", post(routes::detect))
+        .route("/models", post(routes::train).get(routes::list_models))
+        .route("/models/{id}", get(routes::get_model).delete(routes::delete_model))
+        .route("/tasks", get(routes::list_tasks))
+        .route("/tasks/{id}", get(routes::get_task))
+        .route("/tasks/{id}/cancel", post(routes::cancel_task))
+        .route("/tasks/{id}/result", get(routes::task_result))
+        .route("/datasets", post(routes::register_dataset).get(routes::list_datasets))
+        .route("/datasets/{id}", get(routes::get_dataset).delete(routes::delete_dataset))
+        .route("/events", get(routes::list_events))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(services.clone(), idempotency::layer))
+        .layer(middleware::from_fn_with_state(services.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(routes::health))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(frame))
+        .with_state(services)
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route; see the API reference in the README")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::method_not_allowed("this route does not take this method")
+}
+
+/// Correlation id, body size check, one log line per request, and a problem for any
+/// failure before a handler ran.
+async fn frame(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let correlation = req
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(|| format!("req_{}", crate::ids::Ulid::new().encode()));
+    req.extensions_mut().insert(Correlation(correlation.clone()));
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        Problem::too_large(format!("request bodies are limited to {MAX_BODY} bytes (6 MB)")).into_response()
+    } else {
+        next.run(req).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&correlation) {
+        response.headers_mut().insert("x-correlation-id", v);
+    }
+    let tenant = response.extensions().get::<Tenant>().map(|t| t.0.to_string());
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        tenant = tenant.as_deref().unwrap_or("-"),
+        correlation_id = %correlation,
+        "request"
+    );
+    response
+}
+
+/// Resolves the bearer key to a tenant; 401 otherwise.
+async fn authenticate(State(services): State<Services>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::to_string);
+    let Some(presented) = presented else {
+        return Problem::unauthorized("send `Authorization: Bearer <api key>`").into_response();
+    };
+    match services.authenticate(&presented).await {
+        Ok(tenant) => {
+            req.extensions_mut().insert(Tenant(tenant.clone()));
+            let mut response = next.run(req).await;
+            response.extensions_mut().insert(Tenant(tenant));
+            response
+        }
+        Err(p) => p.into_response(),
+    }
+}
+
+/// Whether a method changes state (and so takes an `Idempotency-Key`).
+fn is_post(method: &Method) -> bool {
+    method == Method::POST
+}

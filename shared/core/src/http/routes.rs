@@ -1,0 +1,299 @@
+//! The route handlers: each parses its input, calls a use case and shapes the answer.
+
+use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
+use crate::domain::{EventType, TaskKind, TaskStatus};
+use crate::ids::{DatasetId, EventId, ModelId, TaskId};
+use crate::ports::{BlobKey, PageRequest};
+use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
+use crate::service::input::Rows;
+use crate::service::ingest::{self, UploadRequest};
+use crate::service::jobs;
+use crate::service::training::{self, TrainRequest};
+use crate::service::{models, Problem, Services};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type Answer = Result<Response, Problem>;
+
+/// Liveness: no key needed, no storage touched.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `?limit=&next_token=` of a listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+impl Listing {
+    fn page(self) -> Result<PageRequest, Problem> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=1000).contains(&limit) {
+            return Err(Problem::invalid_parameter("`limit` must be between 1 and 1000"));
+        }
+        Ok(PageRequest {
+            limit,
+            token: self.next_token,
+        })
+    }
+}
+
+fn query<T: serde::de::DeserializeOwned>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(v)| v)
+        .map_err(|e| Problem::invalid_parameter(format!("query string: {}", e.body_text())))
+}
+
+fn accepted(task: &crate::domain::Task) -> Response {
+    let location = format!("/v1/tasks/{}", task.id);
+    let mut response = (StatusCode::ACCEPTED, Json(json!({"task": jobs::view(task), "status_url": location}))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    response
+}
+
+fn parse_id<T>(text: &str, what: &str, parse: impl Fn(&str) -> Result<T, crate::ids::InvalidId>) -> Result<T, Problem> {
+    parse(text).map_err(|_| Problem::not_found(format!("{what} {text} not found")))
+}
+
+/// `POST /v1/detect`: a JSON body, or a CSV body with the options in the query string.
+pub async fn detect(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    headers: HeaderMap,
+    q: Result<Query<DetectQuery>, axum::extract::rejection::QueryRejection>,
+    RawBody(body): RawBody,
+) -> Answer {
+    let (rows, spec) = match media_type(&headers).as_deref() {
+        Some("application/json") => {
+            let request: DetectRequest = parse_json(&body)?;
+            request.into_parts()?
+        }
+        Some("text/csv") => {
+            let (spec, exclude) = query(q)?.into_parts()?;
+            let rows = tokio::task::spawn_blocking(move || Rows::from_csv(&body, &exclude))
+                .await
+                .map_err(|e| Problem::internal(e.to_string()))??;
+            (rows, spec)
+        }
+        other => {
+            return Err(Problem::unsupported_media_type(format!(
+                "send application/json or text/csv (got {})",
+                other.unwrap_or("none")
+            )))
+        }
+    };
+    match detection::detect(&services, &tenant, &correlation, rows, spec).await? {
+        Outcome::Done(d) => Ok(Json(d).into_response()),
+        Outcome::Queued(task) => Ok(accepted(&task)),
+    }
+}
+
+/// `POST /v1/models`: 202 and a training task.
+pub async fn train(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    JsonBody(request): JsonBody<TrainRequest>,
+) -> Answer {
+    let (spec, data) = request.into_parts()?;
+    let (task, model_id) = training::submit(&services, &tenant, &correlation, spec, data).await?;
+    let mut response = accepted(&task);
+    if let Ok(body) = serde_json::to_vec(&json!({"task": jobs::view(&task), "model_id": model_id, "status_url": format!("/v1/tasks/{}", task.id)})) {
+        *response.body_mut() = axum::body::Body::from(body);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/models`.
+pub async fn list_models(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let page = services.models.list_models(&tenant, &query(q)?.page()?).await?;
+    Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn get_model(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+    let id = parse_id(&id, "model", ModelId::parse)?;
+    let model = services
+        .models
+        .get_model(&tenant, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+    Ok(Json(model).into_response())
+}
+
+/// `DELETE /v1/models/{id}`: the record and the artifact.
+pub async fn delete_model(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+    let id = parse_id(&id, "model", ModelId::parse)?;
+    models::delete(&services, &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/tasks`.
+pub async fn list_tasks(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let page = services.tasks.list_tasks(&tenant, &query(q)?.page()?).await?;
+    let items: Vec<Value> = page.items.iter().map(jobs::view).collect();
+    Ok(Json(json!({"items": items, "next_token": page.next_token})).into_response())
+}
+
+async fn task_of(services: &Services, tenant: &crate::domain::TenantId, id: &str) -> Result<crate::domain::Task, Problem> {
+    let id = parse_id(id, "task", TaskId::parse)?;
+    services
+        .tasks
+        .get_task(tenant, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("task {id} not found")))
+}
+
+/// `GET /v1/tasks/{id}`.
+pub async fn get_task(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+    let task = task_of(&services, &tenant, &id).await?;
+    Ok(Json(jobs::view(&task)).into_response())
+}
+
+/// `POST /v1/tasks/{id}/cancel`: a queued or running task stops (a running worker's
+/// output is discarded); a finished one is 409.
+pub async fn cancel_task(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    Path(id): Path<String>,
+) -> Answer {
+    for _ in 0..3 {
+        let task = task_of(&services, &tenant, &id).await?;
+        let cancelled = task
+            .transition(TaskStatus::Cancelled)
+            .map_err(|_| Problem::conflict(format!("task {} is {} and cannot be cancelled", task.id, task.status.as_str())))?;
+        match services.tasks.update_task(&cancelled).await {
+            Ok(()) => {
+                services
+                    .publish(&tenant, EventType::TaskCancelled, &correlation, json!({"task_id": cancelled.id, "kind": cancelled.kind}))
+                    .await?;
+                return Ok(Json(jobs::view(&cancelled)).into_response());
+            }
+            Err(crate::ports::StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::conflict("the task kept changing; retry"))
+}
+
+/// `GET /v1/tasks/{id}/result`: a completed detection task's scores.
+pub async fn task_result(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+    let task = task_of(&services, &tenant, &id).await?;
+    if task.kind != TaskKind::Detect {
+        return Err(Problem::not_found(format!(
+            "task {} is a {:?} task; only detection tasks have a result document (see `result`)",
+            task.id, task.kind
+        )));
+    }
+    if task.status != TaskStatus::Completed {
+        return Err(Problem::conflict(format!("task {} is {}", task.id, task.status.as_str())));
+    }
+    let key = detection::result_key(&tenant, &task.id);
+    let bytes = services
+        .blobs
+        .get_blob(&key)
+        .await?
+        .ok_or_else(|| Problem::not_found("the result has expired or was deleted"))?;
+    let mut response = Response::new(axum::body::Body::from(bytes));
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// `POST /v1/datasets`: a dataset record and a presigned upload.
+pub async fn register_dataset(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    JsonBody(request): JsonBody<UploadRequest>,
+) -> Answer {
+    let grant = ingest::register(&services, &tenant, request).await?;
+    Ok((StatusCode::CREATED, Json(grant)).into_response())
+}
+
+/// `GET /v1/datasets`.
+pub async fn list_datasets(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let page = services.datasets.list_datasets(&tenant, &query(q)?.page()?).await?;
+    Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
+}
+
+/// `GET /v1/datasets/{id}`: the record with its profile.
+pub async fn get_dataset(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+    let id = parse_id(&id, "dataset", DatasetId::parse)?;
+    let dataset = services
+        .datasets
+        .get_dataset(&tenant, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
+    Ok(Json(dataset).into_response())
+}
+
+/// `DELETE /v1/datasets/{id}`: the record and the upload.
+pub async fn delete_dataset(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+    let id = parse_id(&id, "dataset", DatasetId::parse)?;
+    let dataset = services
+        .datasets
+        .get_dataset(&tenant, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
+    services.datasets.delete_dataset(&tenant, &id).await?;
+    if let Ok(key) = BlobKey::parse(&dataset.blob_key) {
+        if key.belongs_to(&tenant) {
+            services.blobs.delete_blob(&key).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `?after=&limit=` of the event log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?after=<event id>`: the tenant's audit log, oldest first.
+pub async fn list_events(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid_parameter("`limit` must be between 1 and 1000"));
+    }
+    let after = q
+        .after
+        .map(|a| EventId::parse(&a).map_err(|_| Problem::invalid_parameter("`after` must be an event id (evt_...)")))
+        .transpose()?;
+    let page = services.events.events_after(&tenant, after.as_ref(), limit).await?;
+    Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
+}

@@ -1,0 +1,213 @@
+//! Rows from requests: a JSON matrix or a CSV body, checked into a matrix with column
+//! names, and the fitting options a request names.
+
+use crate::service::Problem;
+use crate::table::{read_csv, CsvOptions};
+use ndarray::Array2;
+use nomaly_detect::{Algorithm, FitOptions, ThresholdRule};
+use serde::{Deserialize, Serialize};
+
+/// Widest table accepted: wider ones are refused before any work.
+pub const MAX_COLUMNS: usize = 10_000;
+
+/// Rows to fit or score, with their column names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rows {
+    /// Column names, in matrix column order.
+    pub columns: Vec<String>,
+    /// One row per input row.
+    pub rows: Vec<Vec<f64>>,
+}
+
+impl Rows {
+    /// Checks a JSON matrix: at least one row, every row as wide as the first, at most
+    /// [`MAX_COLUMNS`] columns, and `columns` (when given) naming each column once.
+    /// Missing names are `f0, f1, ...`.
+    pub fn new(rows: Vec<Vec<f64>>, columns: Option<Vec<String>>) -> Result<Self, Problem> {
+        let width = rows
+            .first()
+            .map(Vec::len)
+            .ok_or_else(|| Problem::invalid_data("`rows` is empty: send at least one row"))?;
+        if width == 0 {
+            return Err(Problem::invalid_data("row 0 has no values"));
+        }
+        if width > MAX_COLUMNS {
+            return Err(Problem::invalid_data(format!(
+                "rows have {width} columns; at most {MAX_COLUMNS} are accepted"
+            )));
+        }
+        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
+            return Err(Problem::invalid_data(format!(
+                "row {i} has {} values, but row 0 has {width}",
+                r.len()
+            )));
+        }
+        let columns = match columns {
+            Some(c) if c.len() != width => {
+                return Err(Problem::invalid_data(format!(
+                    "`columns` names {} columns, but the rows have {width}",
+                    c.len()
+                )))
+            }
+            Some(c) => {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = c.iter().find(|n| !seen.insert(n.as_str())) {
+                    return Err(Problem::invalid_data(format!(
+                        "column `{dup}` is named twice"
+                    )));
+                }
+                c
+            }
+            None => (0..width).map(|i| format!("f{i}")).collect(),
+        };
+        Ok(Rows { columns, rows })
+    }
+
+    /// Reads a CSV body (a header, then numbers; gzip accepted), dropping `exclude`.
+    pub fn from_csv(bytes: &[u8], exclude: &[String]) -> Result<Self, Problem> {
+        if let Some(header) = bytes.split(|&b| b == b'\n').next() {
+            let fields = header.iter().filter(|&&b| b == b',').count() + 1;
+            if fields > MAX_COLUMNS {
+                return Err(Problem::invalid_data(format!(
+                    "the CSV header has {fields} columns; at most {MAX_COLUMNS} are accepted"
+                )));
+            }
+        }
+        let table = read_csv(
+            bytes,
+            &CsvOptions {
+                exclude: exclude.to_vec(),
+            },
+        )?;
+        let rows = table.data.outer_iter().map(|r| r.to_vec()).collect();
+        Ok(Rows {
+            columns: table.columns,
+            rows,
+        })
+    }
+
+    /// The rows as a matrix.
+    pub fn matrix(&self) -> Array2<f64> {
+        let width = self.columns.len();
+        let flat: Vec<f64> = self.rows.iter().flatten().copied().collect();
+        Array2::from_shape_vec((self.rows.len(), width), flat)
+            .unwrap_or_else(|_| Array2::zeros((0, width)))
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// What to fit: an algorithm, its parameters and the threshold rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitSpec {
+    /// `iforest`, `ecod`, `hbos`, `zscore`, `knn`, `lof`, `pca` or `kmeans`.
+    pub algorithm: String,
+    /// Algorithm parameters (left-out ones take their defaults).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Share of rows expected to be anomalies, in (0, 0.5] (default 0.1).
+    #[serde(default)]
+    pub contamination: Option<f64>,
+    /// A fixed score threshold instead of a contamination.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Seed of every random choice (default 0).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl FitSpec {
+    /// The fitting options, checked: a known algorithm, known parameters in range, and
+    /// at most one of `contamination` and `threshold`.
+    pub fn options(&self, feature_names: Vec<String>) -> Result<FitOptions, Problem> {
+        let algorithm = Algorithm::with_params(&self.algorithm, &self.params)?;
+        let mut options = FitOptions::new(algorithm);
+        options.seed = self.seed;
+        options.feature_names = Some(feature_names);
+        options.threshold = match (self.contamination, self.threshold) {
+            (Some(_), Some(_)) => {
+                return Err(Problem::invalid_parameter(
+                    "give `contamination` or `threshold`, not both",
+                ))
+            }
+            (Some(c), None) => ThresholdRule::Contamination(c),
+            (None, Some(t)) => ThresholdRule::Score(t),
+            (None, None) => ThresholdRule::default(),
+        };
+        Ok(options)
+    }
+
+    /// Checks the spec without data.
+    pub fn validate(&self) -> Result<(), Problem> {
+        let options = self.options(Vec::new())?;
+        if let ThresholdRule::Contamination(c) = options.threshold {
+            if !(c > 0.0 && c <= 0.5) {
+                return Err(Problem::invalid_parameter(
+                    "`contamination` must be in (0, 0.5]",
+                ));
+            }
+        }
+        if let Some(t) = self.threshold {
+            if !t.is_finite() {
+                return Err(Problem::invalid_parameter("`threshold` must be finite"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_rows_are_checked() {
+        assert!(Rows::new(vec![], None).is_err());
+        assert!(Rows::new(vec![vec![]], None).is_err());
+        let ragged = Rows::new(vec![vec![1.0, 2.0], vec![1.0]], None).unwrap_err();
+        assert!(ragged.detail.contains("row 1 has 1 values"), "{ragged}");
+        assert!(Rows::new(vec![vec![1.0]], Some(vec!["a".into(), "b".into()])).is_err());
+        assert!(Rows::new(vec![vec![1.0, 2.0]], Some(vec!["a".into(), "a".into()])).is_err());
+        assert!(Rows::new(vec![vec![0.0; MAX_COLUMNS + 1]], None).is_err());
+        let ok = Rows::new(vec![vec![1.0, 2.0], vec![3.0, 4.0]], None).unwrap();
+        assert_eq!(ok.columns, vec!["f0", "f1"]);
+        assert_eq!(ok.matrix()[[1, 0]], 3.0);
+    }
+
+    #[test]
+    fn csv_rows_keep_names_and_refuse_text() {
+        let r = Rows::from_csv(b"a,b,label\n1,2,0\n3,4,1\n", &["label".into()]).unwrap();
+        assert_eq!(r.columns, vec!["a", "b"]);
+        assert_eq!(r.rows, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+        let e = Rows::from_csv(b"a,b\n1,x\n", &[]).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(e.detail.contains("line 2"), "{e}");
+        let wide = format!("{}\n", vec!["c"; MAX_COLUMNS + 1].join(","));
+        assert_eq!(Rows::from_csv(wide.as_bytes(), &[]).unwrap_err().status, 422);
+    }
+
+    #[test]
+    fn fit_specs_are_checked() {
+        let spec: FitSpec = serde_json::from_str(r#"{"algorithm":"iforest"}"#).unwrap();
+        spec.validate().unwrap();
+        let both: FitSpec =
+            serde_json::from_str(r#"{"algorithm":"iforest","contamination":0.1,"threshold":0.5}"#)
+                .unwrap();
+        assert_eq!(both.validate().unwrap_err().status, 400);
+        let unknown: FitSpec = serde_json::from_str(r#"{"algorithm":"magic"}"#).unwrap();
+        assert_eq!(unknown.validate().unwrap_err().slug, "invalid-parameter");
+        let bad_param: FitSpec =
+            serde_json::from_str(r#"{"algorithm":"knn","params":{"nope":1}}"#).unwrap();
+        assert_eq!(bad_param.validate().unwrap_err().slug, "invalid-parameter");
+        assert!(serde_json::from_str::<FitSpec>(r#"{"algorithm":"knn","nope":1}"#).is_err());
+    }
+}

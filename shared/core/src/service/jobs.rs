@@ -1,0 +1,128 @@
+//! Background jobs: submitting one (a task record, then the job on the queue), the kinds
+//! there are, and how a job's failure is classed.
+
+use crate::claim_check;
+use crate::domain::{Task, TaskStatus};
+use crate::ids::JobId;
+use crate::ports::{Job, StoreError};
+use crate::service::{Problem, Services};
+use serde::Serialize;
+
+/// The kinds of job; the worker dispatches on these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Fit and store a model.
+    Train,
+    /// Score rows too many to score inline.
+    Detect,
+    /// Profile an uploaded dataset too large for `ingest` to profile itself.
+    Profile,
+}
+
+impl JobKind {
+    /// The name on the queue.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Train => "train",
+            JobKind::Detect => "detect",
+            JobKind::Profile => "profile",
+        }
+    }
+
+    /// The kind called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "train" => Some(JobKind::Train),
+            "detect" => Some(JobKind::Detect),
+            "profile" => Some(JobKind::Profile),
+            _ => None,
+        }
+    }
+}
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Retrying cannot help (bad input, missing model): the task fails now.
+    #[error("{0}")]
+    Fail(Problem),
+    /// A backing service failed: the job goes back on the queue.
+    #[error("{0}")]
+    Retry(StoreError),
+}
+
+impl From<Problem> for JobError {
+    fn from(p: Problem) -> Self {
+        if p.status >= 500 {
+            JobError::Retry(StoreError::backend("run a job", p))
+        } else {
+            JobError::Fail(p)
+        }
+    }
+}
+
+impl From<JobError> for Problem {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Fail(p) => p,
+            JobError::Retry(e) => Problem::from(e),
+        }
+    }
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend { .. } | StoreError::Conflict(_) => JobError::Retry(e),
+            other => JobError::Fail(Problem::from(other)),
+        }
+    }
+}
+
+/// Stores `task` (queued) and sends its job. The job envelope is kept on the task so the
+/// scheduler can send it again; a body too large for a message travels by reference.
+/// If the job cannot be sent the task is marked failed and the caller gets 503.
+pub async fn submit<B: Serialize>(
+    services: &Services,
+    mut task: Task,
+    kind: JobKind,
+    body: &B,
+) -> Result<Task, Problem> {
+    let body = serde_json::to_value(body).map_err(|e| Problem::internal(e.to_string()))?;
+    let job = Job {
+        job_id: JobId::new(),
+        tenant: task.tenant.clone(),
+        kind: kind.as_str().to_string(),
+        correlation_id: task.correlation_id.clone(),
+        body,
+    };
+    let checked = claim_check::check_in(&job, services.blobs.as_ref()).await?;
+    task.job = Some(serde_json::to_value(&checked).map_err(|e| Problem::internal(e.to_string()))?);
+    services.tasks.create_task(&task).await?;
+    if let Err(e) = services.queue.send(std::slice::from_ref(&checked)).await {
+        tracing::error!(error = %e, task_id = %task.id, "could not enqueue a job");
+        if let Ok(mut failed) = task.transition(TaskStatus::Failed) {
+            failed.error = Some("the job could not be queued".into());
+            let _ = services.tasks.update_task(&failed).await;
+        }
+        return Err(Problem::from(e));
+    }
+    tracing::info!(task_id = %task.id, job_id = %checked.job_id, kind = kind.as_str(), "job queued");
+    Ok(task)
+}
+
+/// A task as the API shows it (the job envelope stays inside).
+pub fn view(task: &Task) -> serde_json::Value {
+    serde_json::json!({
+        "id": task.id,
+        "kind": task.kind,
+        "status": task.status,
+        "progress": task.progress,
+        "attempts": task.attempts,
+        "created_at": task.created_at.rfc3339(),
+        "updated_at": task.updated_at.rfc3339(),
+        "error": task.error,
+        "result": task.result,
+        "correlation_id": task.correlation_id,
+    })
+}

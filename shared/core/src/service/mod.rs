@@ -1,0 +1,172 @@
+//! The use cases every entry point runs the same way: inline detection, submitting and
+//! running background jobs, profiling uploads, fanning events out to WebSocket
+//! connections, the WebSocket actions, and the scheduler's sweep. Each takes the
+//! [`Services`] (the ports) and knows nothing of Lambda, HTTP servers or AWS.
+
+pub mod detection;
+pub mod fanout;
+pub mod ingest;
+pub mod input;
+pub mod jobs;
+pub mod models;
+pub mod problem;
+pub mod profile;
+pub mod scheduler;
+pub mod training;
+pub mod websocket;
+pub mod worker;
+
+use crate::domain::{ApiKey, Event, EventType, TenantId};
+use crate::ports::{
+    BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
+    JobQueue, KeyStore, ModelRegistry, PushNotifier, ResultCache, StoreResult, TaskStore,
+    UploadSigner,
+};
+pub use problem::Problem;
+use std::sync::Arc;
+
+/// Tunables, each with a default and an optional environment variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Synchronous detection answers 200 only when its predicted cost is within this
+    /// (`NOMALY_DETECT_BUDGET_MS`, default 3000); costlier work gets 202 and a task.
+    pub detect_budget_ms: u64,
+    /// How long identical detection results are served from the cache
+    /// (`NOMALY_CACHE_TTL_SECS`, default 3600).
+    pub cache_ttl_secs: u32,
+    /// How long a WebSocket connection record lives without a refresh
+    /// (`NOMALY_CONNECTION_TTL_SECS`, default 7500: API Gateway closes sockets at 2 h).
+    pub connection_ttl_secs: u32,
+    /// A running task whose worker has not reported for this long is taken to be lost
+    /// (`NOMALY_TASK_LEASE_SECS`, default 960: the worker's 900 s timeout and a minute).
+    pub task_lease_secs: u32,
+    /// Workers a task may be given before it fails (`NOMALY_MAX_ATTEMPTS`, default 3).
+    pub max_attempts: u32,
+    /// Deliveries of one job before the queue dead-letters it (`NOMALY_MAX_RECEIVES`,
+    /// default 3, as the template's redrive policy).
+    pub max_receives: u32,
+    /// How long an upload URL works (`NOMALY_UPLOAD_URL_TTL_SECS`, default 900).
+    pub upload_url_ttl_secs: u32,
+    /// Uploads up to this size are profiled by `ingest` itself; larger ones by a worker
+    /// job (`NOMALY_INLINE_PROFILE_BYTES`, default 64 MiB).
+    pub inline_profile_bytes: u64,
+    /// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`, default 5 GiB, S3's
+    /// limit for one PUT).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            detect_budget_ms: 3000,
+            cache_ttl_secs: 3600,
+            connection_ttl_secs: 7500,
+            task_lease_secs: 960,
+            max_attempts: 3,
+            max_receives: 3,
+            upload_url_ttl_secs: 900,
+            inline_profile_bytes: 64 << 20,
+            max_upload_bytes: 5 << 30,
+        }
+    }
+}
+
+/// An environment variable that is set but not a number.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} = `{value}` is not a non-negative whole number")]
+pub struct BadSetting {
+    /// The variable.
+    pub name: &'static str,
+    /// Its value.
+    pub value: String,
+}
+
+impl Settings {
+    /// The defaults, overridden by the `NOMALY_*` variables that are set.
+    pub fn from_env() -> Result<Self, BadSetting> {
+        fn read<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, BadSetting> {
+            match std::env::var(name) {
+                Ok(value) => value.trim().parse().map_err(|_| BadSetting { name, value }),
+                Err(_) => Ok(default),
+            }
+        }
+        let d = Settings::default();
+        Ok(Settings {
+            detect_budget_ms: read("NOMALY_DETECT_BUDGET_MS", d.detect_budget_ms)?,
+            cache_ttl_secs: read("NOMALY_CACHE_TTL_SECS", d.cache_ttl_secs)?,
+            connection_ttl_secs: read("NOMALY_CONNECTION_TTL_SECS", d.connection_ttl_secs)?,
+            task_lease_secs: read("NOMALY_TASK_LEASE_SECS", d.task_lease_secs)?,
+            max_attempts: read("NOMALY_MAX_ATTEMPTS", d.max_attempts)?,
+            max_receives: read("NOMALY_MAX_RECEIVES", d.max_receives)?,
+            upload_url_ttl_secs: read("NOMALY_UPLOAD_URL_TTL_SECS", d.upload_url_ttl_secs)?,
+            inline_profile_bytes: read("NOMALY_INLINE_PROFILE_BYTES", d.inline_profile_bytes)?,
+            max_upload_bytes: read("NOMALY_MAX_UPLOAD_BYTES", d.max_upload_bytes)?,
+        })
+    }
+}
+
+/// The ports a deployment is made of, built once per process and shared by every
+/// handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// Tasks.
+    pub tasks: Arc<dyn TaskStore>,
+    /// The event log.
+    pub events: Arc<dyn EventLog>,
+    /// Model records.
+    pub models: Arc<dyn ModelRegistry>,
+    /// Dataset records.
+    pub datasets: Arc<dyn DatasetStore>,
+    /// API keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Blobs.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The jobs queue.
+    pub queue: Arc<dyn JobQueue>,
+    /// WebSocket connections.
+    pub connections: Arc<dyn ConnectionRegistry>,
+    /// Pushes to WebSocket connections.
+    pub notifier: Arc<dyn PushNotifier>,
+    /// Idempotency records.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Result cache.
+    pub cache: Arc<dyn ResultCache>,
+    /// Deletes expired records.
+    pub sweeper: Arc<dyn ExpirySweeper>,
+    /// Grants uploads.
+    pub uploads: Arc<dyn UploadSigner>,
+    /// Tunables.
+    pub settings: Settings,
+    /// Models loaded from the blob store, kept while the process lives.
+    pub loaded_models: Arc<models::LoadedModels>,
+}
+
+impl Services {
+    /// Appends an event to the log (the stream behind it pushes it to subscribers and
+    /// runs the chains).
+    pub async fn publish(
+        &self,
+        tenant: &TenantId,
+        kind: EventType,
+        correlation_id: &str,
+        payload: serde_json::Value,
+    ) -> StoreResult<Event> {
+        let event = Event::new(tenant.clone(), kind, correlation_id, payload);
+        self.events.append(&event).await?;
+        tracing::debug!(event_id = %event.event_id, kind = kind.as_str(), tenant = %tenant, "event");
+        Ok(event)
+    }
+
+    /// The tenant of a presented API key (`nmk_...`), or 401.
+    pub async fn authenticate(&self, presented: &str) -> Result<TenantId, Problem> {
+        let Some((id, secret)) = ApiKey::split(presented.trim()) else {
+            return Err(Problem::unauthorized("the API key is malformed"));
+        };
+        match self.keys.get_key(&id).await? {
+            Some(key) if key.accepts(secret) => Ok(key.tenant),
+            _ => Err(Problem::unauthorized(
+                "the API key is not valid (unknown, wrong or revoked)",
+            )),
+        }
+    }
+}

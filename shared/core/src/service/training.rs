@@ -1,0 +1,198 @@
+//! Training: fit a model on inline rows or an uploaded dataset and store it.
+
+use crate::domain::{Task, TaskKind, TenantId};
+use crate::ids::{DatasetId, ModelId, TaskId};
+use crate::ports::BlobKey;
+use crate::service::input::{FitSpec, Rows};
+use crate::service::jobs::{self, JobError};
+use crate::service::{models, Problem, Services};
+use crate::domain::{ModelRecord, DatasetStatus};
+use nomaly_detect::Model;
+use serde::{Deserialize, Serialize};
+
+/// Where training rows come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum TrainingData {
+    /// Rows sent with the request.
+    Inline(Rows),
+    /// An uploaded, profiled dataset of the tenant's.
+    Dataset {
+        /// The dataset.
+        dataset_id: DatasetId,
+        /// Columns to leave out (labels, ids).
+        #[serde(default)]
+        exclude_columns: Vec<String>,
+    },
+}
+
+/// The body of a `train` job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainJob {
+    /// The task.
+    pub task_id: TaskId,
+    /// The model it makes (chosen up front, so a redelivered job makes the same one).
+    pub model_id: ModelId,
+    /// What to fit.
+    pub spec: FitSpec,
+    /// On what.
+    pub data: TrainingData,
+}
+
+/// The JSON body of `POST /v1/models`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainRequest {
+    /// Algorithm.
+    pub algorithm: String,
+    /// Parameters.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Share of anomalies.
+    #[serde(default)]
+    pub contamination: Option<f64>,
+    /// Fixed threshold.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Inline rows (or give `dataset_id`).
+    #[serde(default)]
+    pub rows: Option<Vec<Vec<f64>>>,
+    /// Their column names.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// An uploaded dataset (or give `rows`).
+    #[serde(default)]
+    pub dataset_id: Option<DatasetId>,
+    /// Dataset columns to leave out.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+}
+
+impl TrainRequest {
+    /// The spec and the data, checked.
+    pub fn into_parts(self) -> Result<(FitSpec, TrainingData), Problem> {
+        let spec = FitSpec {
+            algorithm: self.algorithm,
+            params: self.params,
+            contamination: self.contamination,
+            threshold: self.threshold,
+            seed: self.seed,
+        };
+        spec.validate()?;
+        let data = match (self.rows, self.dataset_id) {
+            (Some(_), Some(_)) => {
+                return Err(Problem::invalid_parameter(
+                    "give `rows` or `dataset_id`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(Problem::invalid_parameter(
+                    "give `rows` (inline data) or `dataset_id` (an uploaded dataset)",
+                ))
+            }
+            (Some(rows), None) => {
+                if !self.exclude_columns.is_empty() {
+                    return Err(Problem::invalid_parameter(
+                        "`exclude_columns` applies to datasets; leave the columns out of `rows`",
+                    ));
+                }
+                TrainingData::Inline(Rows::new(rows, self.columns)?)
+            }
+            (None, Some(dataset_id)) => TrainingData::Dataset {
+                dataset_id,
+                exclude_columns: self.exclude_columns,
+            },
+        };
+        Ok((spec, data))
+    }
+}
+
+/// Queues training. A dataset must be the tenant's and profiled.
+pub async fn submit(
+    services: &Services,
+    tenant: &TenantId,
+    correlation_id: &str,
+    spec: FitSpec,
+    data: TrainingData,
+) -> Result<(Task, ModelId), Problem> {
+    if let TrainingData::Dataset { dataset_id, .. } = &data {
+        let dataset = services
+            .datasets
+            .get_dataset(tenant, dataset_id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("dataset {dataset_id} not found")))?;
+        if dataset.status != DatasetStatus::Profiled {
+            return Err(Problem::conflict(format!(
+                "dataset {dataset_id} is {:?}, not profiled yet",
+                dataset.status
+            )));
+        }
+    }
+    let task = Task::new(tenant.clone(), TaskKind::Train, correlation_id);
+    let model_id = ModelId::new();
+    let job = TrainJob {
+        task_id: task.id.clone(),
+        model_id: model_id.clone(),
+        spec,
+        data,
+    };
+    let task = jobs::submit(services, task, jobs::JobKind::Train, &job).await?;
+    Ok((task, model_id))
+}
+
+/// Loads the rows a training job names.
+async fn rows(services: &Services, tenant: &TenantId, data: &TrainingData) -> Result<Rows, JobError> {
+    match data {
+        TrainingData::Inline(rows) => Ok(rows.clone()),
+        TrainingData::Dataset {
+            dataset_id,
+            exclude_columns,
+        } => {
+            let dataset = services
+                .datasets
+                .get_dataset(tenant, dataset_id)
+                .await?
+                .ok_or_else(|| JobError::Fail(Problem::not_found(format!("dataset {dataset_id} not found"))))?;
+            let key = BlobKey::parse(&dataset.blob_key)
+                .ok()
+                .filter(|k| k.belongs_to(tenant))
+                .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
+            let bytes = services
+                .blobs
+                .get_blob(&key)
+                .await?
+                .ok_or_else(|| JobError::Fail(Problem::not_found(format!("dataset {dataset_id}'s upload is gone"))))?;
+            let exclude = exclude_columns.clone();
+            tokio::task::spawn_blocking(move || Rows::from_csv(&bytes, &exclude))
+                .await
+                .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?
+                .map_err(JobError::Fail)
+        }
+    }
+}
+
+/// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of
+/// the fit), store the model. A redelivered job stores the same model id once.
+pub async fn run_job(
+    services: &Services,
+    tenant: &TenantId,
+    job: &TrainJob,
+    progress: impl Fn(f64) + Send + Sync + 'static,
+) -> Result<ModelRecord, JobError> {
+    if let Some(existing) = services.models.get_model(tenant, &job.model_id).await? {
+        return Ok(existing);
+    }
+    let rows = rows(services, tenant, &job.data).await?;
+    let options = job.spec.options(rows.columns.clone()).map_err(JobError::Fail)?;
+    let fitted = tokio::task::spawn_blocking(move || {
+        Model::fit_with_progress(rows.matrix().view(), &options, &progress)
+    })
+    .await
+    .map_err(|e| JobError::Fail(Problem::internal(format!("training stopped: {e}"))))?
+    .map_err(|e| JobError::Fail(Problem::from(e)))?;
+    let params = serde_json::to_value(&job.spec.params).unwrap_or_default();
+    Ok(models::save(services, tenant, &job.model_id, &fitted.model, params).await?)
+}

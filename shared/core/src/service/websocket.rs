@@ -1,0 +1,207 @@
+//! The WebSocket API: `$connect` authenticates (`?api_key=`) and registers the
+//! connection, `$disconnect` forgets it, and every message is a JSON action:
+//!
+//! - `{"action":"subscribe","channel":"task:<id>"|"model:<id>"|"tenant","after":"<event id>"}`
+//!   subscribes; with `after`, the channel's stored events after that id are pushed first
+//!   (the subscription is recorded before the replay, so an event stored meanwhile may
+//!   arrive twice but is never missed: clients drop repeated `event_id`s).
+//! - `{"action":"unsubscribe","channel":...}`
+//! - `{"action":"score","model_id":"mdl_...","rows":[[...]],"request_id":"..."}` scores a
+//!   few rows on a trained model and answers on the socket.
+//! - `{"action":"ping"}` answers `pong`.
+//!
+//! Replies are JSON with a `type`: `subscribed`, `unsubscribed`, `scores`, `pong`, or
+//! `error` (with a problem: `type`, `title`, `status`, `detail`). Events arrive with the
+//! event's own type (`task.progress`, ...).
+
+use crate::domain::{Channel, Connection, TenantId};
+use crate::ids::{EventId, ModelId};
+use crate::service::detection::score_with;
+use crate::service::fanout::{matches, message};
+use crate::service::input::Rows;
+use crate::service::{models, Problem, Services};
+use crate::time::Timestamp;
+use serde::Deserialize;
+
+/// Rows one `score` message may carry.
+pub const MAX_SCORE_ROWS: usize = 1000;
+/// Events replayed by one subscribe at most.
+pub const MAX_REPLAY: usize = 5000;
+
+/// An incoming message.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Listen to a channel.
+    Subscribe {
+        /// `task:<id>`, `model:<id>` or `tenant`.
+        channel: String,
+        /// Replay stored events after this one first.
+        #[serde(default)]
+        after: Option<String>,
+    },
+    /// Stop listening.
+    Unsubscribe {
+        /// The channel.
+        channel: String,
+    },
+    /// Score rows on a model.
+    Score {
+        /// The model.
+        model_id: String,
+        /// The rows.
+        rows: Vec<Vec<f64>>,
+        /// Echoed in the reply.
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    /// Liveness.
+    Ping,
+}
+
+/// Registers a new connection for the key's tenant; 401 without a valid key.
+pub async fn connect(
+    services: &Services,
+    connection_id: &str,
+    api_key: Option<&str>,
+) -> Result<TenantId, Problem> {
+    let key = api_key.ok_or_else(|| Problem::unauthorized("connect with ?api_key=<key>"))?;
+    let tenant = services.authenticate(key).await?;
+    let connection = Connection {
+        id: connection_id.to_string(),
+        tenant: tenant.clone(),
+        subscriptions: Vec::new(),
+        expires_at: Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs)),
+    };
+    services.connections.put_connection(&connection).await?;
+    tracing::info!(connection = connection_id, tenant = %tenant, "connected");
+    Ok(tenant)
+}
+
+/// Forgets a connection.
+pub async fn disconnect(services: &Services, connection_id: &str) -> Result<(), Problem> {
+    services.connections.delete_connection(connection_id).await?;
+    tracing::info!(connection = connection_id, "disconnected");
+    Ok(())
+}
+
+fn reply(value: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// The error message for a problem.
+pub fn error_message(problem: &Problem) -> Vec<u8> {
+    reply(serde_json::json!({"type": "error", "error": problem.body()}))
+}
+
+/// Handles one message from `connection_id`; replies and replayed events are pushed to
+/// the connection through the notifier. A message that cannot be handled gets an
+/// `error` reply; the connection stays open.
+pub async fn message_received(services: &Services, connection_id: &str, body: &[u8]) {
+    let outcome = handle(services, connection_id, body).await;
+    let out = match outcome {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(p) => error_message(&p),
+    };
+    if let Err(e) = services.notifier.push(connection_id, &out).await {
+        tracing::warn!(connection = connection_id, error = %e, "reply not delivered");
+    }
+}
+
+async fn handle(services: &Services, connection_id: &str, body: &[u8]) -> Result<Option<Vec<u8>>, Problem> {
+    let mut connection = services
+        .connections
+        .get_connection(connection_id)
+        .await?
+        .ok_or_else(|| Problem::unauthorized("this connection is not registered; reconnect"))?;
+    let action: Action = serde_json::from_slice(body).map_err(|e| {
+        Problem::malformed_request(format!(
+            "messages are JSON objects with an `action` of subscribe, unsubscribe, score or ping: {e}"
+        ))
+    })?;
+    match action {
+        Action::Ping => Ok(Some(reply(serde_json::json!({"type": "pong"})))),
+        Action::Subscribe { channel, after } => {
+            let channel = Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
+            let after = after
+                .map(|a| EventId::parse(&a).map_err(|_| Problem::invalid_parameter("`after` must be an event id (evt_...)")))
+                .transpose()?;
+            if !connection.subscriptions.contains(&channel) {
+                connection.subscriptions.push(channel.clone());
+            }
+            connection.expires_at = Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs));
+            services.connections.put_connection(&connection).await?;
+            let replayed = match after {
+                Some(after) => replay(services, connection_id, &connection.tenant, &channel, after).await?,
+                None => 0,
+            };
+            Ok(Some(reply(serde_json::json!({"type": "subscribed", "channel": channel, "replayed": replayed}))))
+        }
+        Action::Unsubscribe { channel } => {
+            let channel = Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
+            connection.subscriptions.retain(|c| *c != channel);
+            services.connections.put_connection(&connection).await?;
+            Ok(Some(reply(serde_json::json!({"type": "unsubscribed", "channel": channel}))))
+        }
+        Action::Score { model_id, rows, request_id } => {
+            let model_id = ModelId::parse(&model_id).map_err(|_| Problem::invalid_parameter("`model_id` must be a model id (mdl_...)"))?;
+            if rows.len() > MAX_SCORE_ROWS {
+                return Err(Problem::too_large(format!(
+                    "a score message takes at most {MAX_SCORE_ROWS} rows; use POST /v1/detect for more"
+                )));
+            }
+            let rows = Rows::new(rows, None)?;
+            let (_, model) = models::load(services, &connection.tenant, &model_id).await?;
+            if model.n_features() != rows.columns.len() {
+                return Err(Problem::invalid_data(format!(
+                    "model {model_id} takes {} features, the rows have {}",
+                    model.n_features(),
+                    rows.columns.len()
+                )));
+            }
+            let id = model_id.clone();
+            let detection = tokio::task::spawn_blocking(move || score_with(&model, Some(id), &rows, false, None, &|_| {}))
+                .await
+                .map_err(|e| Problem::internal(e.to_string()))??;
+            Ok(Some(reply(serde_json::json!({
+                "type": "scores",
+                "request_id": request_id,
+                "model_id": model_id,
+                "scores": detection.scores,
+                "labels": detection.labels,
+                "threshold": detection.threshold,
+                "anomalies": detection.anomalies,
+            }))))
+        }
+    }
+}
+
+async fn replay(
+    services: &Services,
+    connection_id: &str,
+    tenant: &TenantId,
+    channel: &Channel,
+    after: EventId,
+) -> Result<usize, Problem> {
+    let mut cursor = Some(after);
+    let mut sent = 0;
+    let mut read = 0;
+    while let Some(position) = cursor.take() {
+        let page = services.events.events_after(tenant, Some(&position), 500).await?;
+        read += page.items.len();
+        for event in page.items.iter().filter(|e| matches(channel, e)) {
+            services
+                .notifier
+                .push(connection_id, &message(event))
+                .await
+                .map_err(|e| Problem::unavailable(format!("replay stopped: {e}")))?;
+            sent += 1;
+        }
+        if read >= MAX_REPLAY {
+            break;
+        }
+        cursor = page.next_token.and_then(|t| EventId::parse(&t).ok());
+    }
+    Ok(sent)
+}

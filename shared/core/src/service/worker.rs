@@ -1,0 +1,323 @@
+//! The worker: one dispatch point for every job kind, and the task lifecycle around it.
+//!
+//! Delivery is at least once, so handling is idempotent: a finished task is left alone,
+//! a task another live worker holds is retried later, a stale one is taken over, and
+//! every status change is a compare-and-set on the task's version, so exactly one
+//! delivery completes it. Progress is published as `task.progress` at every tenth of the
+//! work and the task is touched regularly, so the scheduler can tell a lost worker from a
+//! slow one.
+
+use crate::claim_check;
+use crate::domain::{EventType, Task, TaskStatus};
+use crate::ids::TaskId;
+use crate::ports::{Delivery, StoreError};
+use crate::service::detection::{self, DetectJob};
+use crate::service::ingest::{self, ProfileJob};
+use crate::service::jobs::{JobError, JobKind};
+use crate::service::training::{self, TrainJob};
+use crate::service::{Problem, Services};
+use crate::time::Timestamp;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Done with (completed, failed for good, or a duplicate): delete the message.
+    Done,
+    /// Leave the message to come back after its visibility timeout.
+    Retry(String),
+}
+
+/// What a finished job leaves on its task.
+struct Output {
+    result: String,
+    payload: serde_json::Value,
+}
+
+/// Handles one delivered job. Never panics outward: a panic in the job's work is caught
+/// and counted as a failed attempt.
+pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
+    let services2 = services.clone();
+    let delivery2 = delivery.clone();
+    let span = tracing::info_span!(
+        "job",
+        job_id = %delivery.job.job_id,
+        kind = %delivery.job.kind,
+        tenant = %delivery.job.tenant,
+        correlation_id = %delivery.job.correlation_id,
+        receive = delivery.receive_count
+    );
+    let outcome =
+        tokio::spawn(async move { handle_inner(&services2, &delivery2).await }.instrument(span))
+            .await;
+    match outcome {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(job_id = %delivery.job.job_id, error = %e, "the job's handler panicked");
+            Handled::Retry(format!("the handler panicked: {e}"))
+        }
+    }
+}
+
+fn task_id_of(body: &serde_json::Value) -> Option<TaskId> {
+    body.get("task_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| TaskId::parse(s).ok())
+}
+
+async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
+    let job = match claim_check::check_out(&delivery.job, services.blobs.as_ref()).await {
+        Ok(job) => job,
+        Err(StoreError::Backend { .. }) => return Handled::Retry("could not read the job body".into()),
+        Err(e) => {
+            tracing::error!(job_id = %delivery.job.job_id, error = %e, "dropping a job whose body is gone");
+            return Handled::Done;
+        }
+    };
+    let Some(kind) = JobKind::parse(&job.kind) else {
+        tracing::error!("dropping a job of unknown kind");
+        return Handled::Done;
+    };
+    let Some(task_id) = task_id_of(&job.body) else {
+        tracing::error!("dropping a job without a task id");
+        return Handled::Done;
+    };
+    let tenant = job.tenant.clone();
+    let task = match services.tasks.get_task(&tenant, &task_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            tracing::warn!(task_id = %task_id, "the job's task does not exist; dropping it");
+            return Handled::Done;
+        }
+        Err(e) => return Handled::Retry(format!("reading the task: {e}")),
+    };
+    let lease = i64::from(services.settings.task_lease_secs);
+    let started = match task.status {
+        s if s.is_terminal() => {
+            tracing::info!(task_id = %task_id, status = s.as_str(), "the task is finished; duplicate delivery");
+            return Handled::Done;
+        }
+        TaskStatus::Running if task.updated_at.plus_seconds(lease) > Timestamp::now() => {
+            return Handled::Retry("another worker is running the task".into());
+        }
+        TaskStatus::Running => task.take_over(),
+        _ => task.transition(TaskStatus::Running),
+    };
+    let Ok(mut started) = started else {
+        return Handled::Done;
+    };
+    if started.attempts > services.settings.max_attempts {
+        fail(services, &started, &format!("gave up after {} attempts", started.attempts - 1)).await;
+        return Handled::Done;
+    }
+    started.error = None;
+    match services.tasks.update_task(&started).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Handled::Retry("the task changed; will look again".into()),
+        Err(e) => return Handled::Retry(format!("starting the task: {e}")),
+    }
+    let reporter = Reporter::new(services.clone(), started);
+    let work = run(services, kind, &job.body, &tenant, &job.correlation_id, reporter.clone());
+    let result = reporter.clone().drive(work).await;
+    let current = reporter.task.lock().await.clone();
+    match result {
+        Ok(output) => {
+            complete(services, &current, output).await
+        }
+        Err(JobError::Fail(problem)) => {
+            fail(services, &current, &problem.detail).await;
+            Handled::Done
+        }
+        Err(JobError::Retry(e)) => {
+            let last = delivery.receive_count >= services.settings.max_receives;
+            if last {
+                fail(services, &current, &format!("{e} (after {} deliveries)", delivery.receive_count)).await;
+            } else if let Ok(requeued) = current.transition(TaskStatus::Queued) {
+                // Hand it back at once, so the next delivery need not wait out the lease.
+                let _ = services.tasks.update_task(&requeued).await;
+            }
+            Handled::Retry(e.to_string())
+        }
+    }
+}
+
+async fn run(
+    services: &Services,
+    kind: JobKind,
+    body: &serde_json::Value,
+    tenant: &crate::domain::TenantId,
+    correlation_id: &str,
+    reporter: Reporter,
+) -> Result<Output, JobError> {
+    let bad_body = |e: serde_json::Error| JobError::Fail(Problem::invalid_data(format!("job body: {e}")));
+    match kind {
+        JobKind::Train => {
+            let job: TrainJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
+            reporter.report(0.05);
+            let r = reporter.clone();
+            let record = training::run_job(services, tenant, &job, move |p| r.report(0.1 + 0.8 * p)).await?;
+            Ok(Output {
+                result: record.id.to_string(),
+                payload: serde_json::json!({
+                    "model_id": record.id,
+                    "algorithm": record.algorithm,
+                    "training": record.training,
+                }),
+            })
+        }
+        JobKind::Detect => {
+            let job: DetectJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
+            reporter.report(0.05);
+            let r = reporter.clone();
+            let (key, detection) =
+                detection::run_job(services, tenant, correlation_id, &job, move |p| r.report(0.1 + 0.8 * p)).await?;
+            Ok(Output {
+                result: key.as_str().to_string(),
+                payload: serde_json::json!({
+                    "model_id": detection.model_id,
+                    "rows": detection.rows,
+                    "anomalies": detection.anomalies,
+                    "result_url": format!("/v1/tasks/{}/result", job.task_id),
+                }),
+            })
+        }
+        JobKind::Profile => {
+            let job: ProfileJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
+            reporter.report(0.05);
+            let dataset = ingest::run_profile(services, tenant, correlation_id, &job.dataset_id, job.size).await?;
+            Ok(Output {
+                result: dataset.id.to_string(),
+                payload: serde_json::json!({ "dataset_id": dataset.id, "status": dataset.status }),
+            })
+        }
+    }
+}
+
+async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
+    let Ok(mut done) = task.transition(TaskStatus::Completed) else {
+        return Handled::Done;
+    };
+    done.result = Some(output.result);
+    match services.tasks.update_task(&done).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            // Cancelled (or finished by another delivery) while this one worked.
+            tracing::info!(task_id = %task.id, "the task changed while running; its outcome stands");
+            return Handled::Done;
+        }
+        Err(e) => return Handled::Retry(format!("completing the task: {e}")),
+    }
+    let mut payload = output.payload;
+    payload["task_id"] = serde_json::json!(done.id);
+    payload["kind"] = serde_json::json!(done.kind);
+    if let Err(e) = services.publish(&done.tenant, EventType::TaskCompleted, &done.correlation_id, payload).await {
+        tracing::error!(error = %e, "task completed but its event was not stored");
+    }
+    tracing::info!(task_id = %done.id, "task completed");
+    Handled::Done
+}
+
+/// Marks `task` failed with `error` and publishes `task.failed` (unless it finished
+/// meanwhile).
+pub async fn fail(services: &Services, task: &Task, error: &str) {
+    let Ok(mut failed) = task.transition(TaskStatus::Failed) else {
+        return;
+    };
+    failed.error = Some(error.to_string());
+    match services.tasks.update_task(&failed).await {
+        Ok(()) => {
+            let payload = serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
+            if let Err(e) = services.publish(&failed.tenant, EventType::TaskFailed, &failed.correlation_id, payload).await {
+                tracing::error!(error = %e, "task failed but its event was not stored");
+            }
+            tracing::warn!(task_id = %failed.id, error, "task failed");
+        }
+        Err(e) => tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed"),
+    }
+}
+
+/// Carries progress from the work (any thread) to the task and the event log.
+#[derive(Clone)]
+pub struct Reporter {
+    services: Services,
+    task: Arc<Mutex<Task>>,
+    share: Arc<AtomicU64>,
+}
+
+impl Reporter {
+    fn new(services: Services, task: Task) -> Self {
+        Reporter {
+            services,
+            task: Arc::new(Mutex::new(task)),
+            share: Arc::new(AtomicU64::new(0f64.to_bits())),
+        }
+    }
+
+    /// Records that `share` (0 to 1) of the work is done; lower values than before are
+    /// ignored. Cheap: callable from the work's inner loops.
+    pub fn report(&self, share: f64) {
+        let share = share.clamp(0.0, 1.0);
+        let mut current = self.share.load(Ordering::Relaxed);
+        while f64::from_bits(current) < share {
+            match self.share.compare_exchange_weak(current, share.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Runs `work`, publishing `task.progress` each time another tenth is done and
+    /// touching the task at least every quarter lease, so it is not taken for lost.
+    async fn drive<T>(self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let heartbeat = Duration::from_secs(u64::from(self.services.settings.task_lease_secs / 4).max(1));
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut last_touch = tokio::time::Instant::now();
+        let mut published = 0u8;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    let percent = (f64::from_bits(self.share.load(Ordering::Relaxed)) * 100.0).floor() as u8;
+                    let due = percent / 10 > published / 10;
+                    if due || last_touch.elapsed() >= heartbeat {
+                        self.publish_progress(percent.min(99), due).await;
+                        last_touch = tokio::time::Instant::now();
+                        if due {
+                            published = percent;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn publish_progress(&self, percent: u8, announce: bool) {
+        let mut task = self.task.lock().await;
+        let Ok(next) = task.with_progress(percent) else {
+            return;
+        };
+        match self.services.tasks.update_task(&next).await {
+            Ok(()) => *task = next,
+            Err(e) => {
+                // Cancelled or taken over: keep working (the final CAS decides), but
+                // stop announcing progress for a task we no longer hold.
+                tracing::info!(task_id = %task.id, error = %e, "progress not recorded");
+                if let Ok(Some(fresh)) = self.services.tasks.get_task(&task.tenant, &task.id).await {
+                    *task = fresh;
+                }
+                return;
+            }
+        }
+        if announce {
+            let payload = serde_json::json!({"task_id": task.id, "kind": task.kind, "progress": task.progress});
+            if let Err(e) = self.services.publish(&task.tenant, EventType::TaskProgress, &task.correlation_id, payload).await {
+                tracing::warn!(error = %e, "progress event not stored");
+            }
+        }
+    }
+}
