@@ -12,6 +12,7 @@
 //! Clients are built once per process by [`Clients::from_env`], which honours
 //! `AWS_ENDPOINT_URL` (moto server in the tests).
 
+pub mod deployment;
 mod dynamo;
 mod error;
 pub mod provision;

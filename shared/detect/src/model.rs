@@ -593,10 +593,9 @@ mod tests {
         let x = Array2::from_shape_fn((3 * CHUNK_ROWS + 5, 4), |_| rng.next_f64());
         let options = FitOptions::new(Algorithm::named("iforest").unwrap());
         let seen = std::sync::Mutex::new(Vec::new());
-        let fitted = Model::fit_with_progress(x.view(), &options, &|p| {
-            seen.lock().unwrap().push(p)
-        })
-        .unwrap();
+        let fitted =
+            Model::fit_with_progress(x.view(), &options, &|p| seen.lock().unwrap().push(p))
+                .unwrap();
         let seen = seen.into_inner().unwrap();
         assert!(seen.len() >= 5, "{seen:?}");
         assert_eq!(seen.last(), Some(&1.0));

@@ -7,15 +7,20 @@
 //! - [`SqliteQueue`]: a job queue with SQS's semantics in the same database.
 //! - [`FileBlobs`]: blobs as files, written to a temporary file, synced and renamed over.
 //! - [`LocalNotifier`]: pushes to WebSocket sessions in this process.
+//! - [`LocalUploads`]: signed upload URLs for the local server.
 
 mod blobs;
 mod db;
 mod notifier;
 mod queue;
+mod stack;
 mod store;
+mod uploads;
 
 pub use blobs::FileBlobs;
 pub use db::Database;
 pub use notifier::LocalNotifier;
 pub use queue::SqliteQueue;
+pub use stack::Stack;
 pub use store::SqliteStore;
+pub use uploads::LocalUploads;

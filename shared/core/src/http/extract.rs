@@ -28,7 +28,10 @@ impl IntoResponse for Problem {
         *response.status_mut() = axum::http::StatusCode::from_u16(self.status)
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, "application/problem+json".parse().expect("static"));
+        headers.insert(
+            CONTENT_TYPE,
+            "application/problem+json".parse().expect("static"),
+        );
         if let Some(secs) = self.retry_after {
             headers.insert("retry-after", secs.into());
         }
@@ -65,7 +68,9 @@ pub async fn read_body(body: Body) -> Result<Bytes, Problem> {
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if too_large {
-            Problem::too_large(format!("request bodies are limited to {MAX_BODY} bytes (6 MB)"))
+            Problem::too_large(format!(
+                "request bodies are limited to {MAX_BODY} bytes (6 MB)"
+            ))
         } else {
             Problem::malformed_request(format!("the body could not be read: {e}"))
         }
@@ -87,7 +92,13 @@ pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
 }
 
 /// Parses JSON into `T`: syntax errors are `malformed-request`, wrong shapes

@@ -34,10 +34,14 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
         return next.run(req).await;
     };
     let key = match key.to_str() {
-        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_string(),
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            k.to_string()
+        }
         _ => {
-            return Problem::invalid_parameter("Idempotency-Key must be 1-255 visible ASCII characters")
-                .into_response()
+            return Problem::invalid_parameter(
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            )
+            .into_response()
         }
     };
     let Some(Tenant(tenant)) = req.extensions().get::<Tenant>().cloned() else {
@@ -56,24 +60,36 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
     h.update(&bytes);
     let fingerprint = hex::encode(h.finalize());
     let record_key = format!("http:{key}");
-    match services.idempotency.claim(&tenant, &record_key, TTL_SECS).await {
+    match services
+        .idempotency
+        .claim(&tenant, &record_key, TTL_SECS)
+        .await
+    {
         Err(e) => return Problem::from(e).into_response(),
         Ok(Claim::InProgress) => {
-            return Problem::idempotency_in_progress("the first request with this key is still running; retry shortly")
-                .retry_after(1)
-                .into_response()
+            return Problem::idempotency_in_progress(
+                "the first request with this key is still running; retry shortly",
+            )
+            .retry_after(1)
+            .into_response()
         }
         Ok(Claim::Done(stored)) => {
             return match serde_json::from_slice::<Stored>(&stored) {
                 Ok(s) if s.request == fingerprint => replay(s),
-                Ok(_) => Problem::idempotency_mismatch("this Idempotency-Key was used for a different request")
-                    .into_response(),
-                Err(_) => Problem::internal("the stored response could not be read").into_response(),
+                Ok(_) => Problem::idempotency_mismatch(
+                    "this Idempotency-Key was used for a different request",
+                )
+                .into_response(),
+                Err(_) => {
+                    Problem::internal("the stored response could not be read").into_response()
+                }
             }
         }
         Ok(Claim::New) => {}
     }
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (parts, body) = response.into_parts();
     let body = match read_body(body).await {
         Ok(b) => b,
@@ -92,12 +108,22 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
             status: parts.status.as_u16(),
             headers: KEPT
                 .iter()
-                .filter_map(|h| parts.headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
+                .filter_map(|h| {
+                    parts
+                        .headers
+                        .get(*h)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| (h.to_string(), v.to_string()))
+                })
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
         };
         if let Ok(bytes) = serde_json::to_vec(&stored) {
-            if let Err(e) = services.idempotency.complete(&tenant, &record_key, &bytes).await {
+            if let Err(e) = services
+                .idempotency
+                .complete(&tenant, &record_key, &bytes)
+                .await
+            {
                 tracing::warn!(error = %e, "could not store an idempotent response");
             }
         }
@@ -113,6 +139,8 @@ fn replay(stored: Stored) -> Response {
             response.headers_mut().insert(k, v);
         }
     }
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }

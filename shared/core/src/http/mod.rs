@@ -22,17 +22,32 @@ pub fn router(services: Services) -> Router {
     let v1 = Router::new()
         .route("/detect", post(routes::detect))
         .route("/models", post(routes::train).get(routes::list_models))
-        .route("/models/{id}", get(routes::get_model).delete(routes::delete_model))
+        .route(
+            "/models/{id}",
+            get(routes::get_model).delete(routes::delete_model),
+        )
         .route("/tasks", get(routes::list_tasks))
         .route("/tasks/{id}", get(routes::get_task))
         .route("/tasks/{id}/cancel", post(routes::cancel_task))
         .route("/tasks/{id}/result", get(routes::task_result))
-        .route("/datasets", post(routes::register_dataset).get(routes::list_datasets))
-        .route("/datasets/{id}", get(routes::get_dataset).delete(routes::delete_dataset))
+        .route(
+            "/datasets",
+            post(routes::register_dataset).get(routes::list_datasets),
+        )
+        .route(
+            "/datasets/{id}",
+            get(routes::get_dataset).delete(routes::delete_dataset),
+        )
         .route("/events", get(routes::list_events))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(services.clone(), idempotency::layer))
-        .layer(middleware::from_fn_with_state(services.clone(), authenticate));
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            authenticate,
+        ));
     Router::new()
         .route("/healthz", get(routes::health))
         .nest("/v1", v1)
@@ -61,7 +76,8 @@ async fn frame(mut req: Request, next: Next) -> Response {
         .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(String::from)
         .unwrap_or_else(|| format!("req_{}", crate::ids::Ulid::new().encode()));
-    req.extensions_mut().insert(Correlation(correlation.clone()));
+    req.extensions_mut()
+        .insert(Correlation(correlation.clone()));
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let declared = req
         .headers()
@@ -69,14 +85,20 @@ async fn frame(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut response = if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        Problem::too_large(format!("request bodies are limited to {MAX_BODY} bytes (6 MB)")).into_response()
+        Problem::too_large(format!(
+            "request bodies are limited to {MAX_BODY} bytes (6 MB)"
+        ))
+        .into_response()
     } else {
         next.run(req).await
     };
     if let Ok(v) = HeaderValue::from_str(&correlation) {
         response.headers_mut().insert("x-correlation-id", v);
     }
-    let tenant = response.extensions().get::<Tenant>().map(|t| t.0.to_string());
+    let tenant = response
+        .extensions()
+        .get::<Tenant>()
+        .map(|t| t.0.to_string());
     tracing::info!(
         method = %method,
         path = %path,
@@ -95,7 +117,10 @@ async fn authenticate(State(services): State<Services>, mut req: Request, next: 
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::to_string);
     let Some(presented) = presented else {
         return Problem::unauthorized("send `Authorization: Bearer <api key>`").into_response();

@@ -5,8 +5,8 @@ use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, TaskId};
 use crate::ports::{BlobKey, PageRequest};
 use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
-use crate::service::input::Rows;
 use crate::service::ingest::{self, UploadRequest};
+use crate::service::input::Rows;
 use crate::service::jobs;
 use crate::service::training::{self, TrainRequest};
 use crate::service::{models, Problem, Services};
@@ -38,7 +38,9 @@ impl Listing {
     fn page(self) -> Result<PageRequest, Problem> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
-            return Err(Problem::invalid_parameter("`limit` must be between 1 and 1000"));
+            return Err(Problem::invalid_parameter(
+                "`limit` must be between 1 and 1000",
+            ));
         }
         Ok(PageRequest {
             limit,
@@ -47,21 +49,33 @@ impl Listing {
     }
 }
 
-fn query<T: serde::de::DeserializeOwned>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, Problem> {
+fn query<T: serde::de::DeserializeOwned>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, Problem> {
     q.map(|Query(v)| v)
         .map_err(|e| Problem::invalid_parameter(format!("query string: {}", e.body_text())))
 }
 
 fn accepted(task: &crate::domain::Task) -> Response {
     let location = format!("/v1/tasks/{}", task.id);
-    let mut response = (StatusCode::ACCEPTED, Json(json!({"task": jobs::view(task), "status_url": location}))).into_response();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({"task": jobs::view(task), "status_url": location})),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(axum::http::header::LOCATION, v);
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, v);
     }
     response
 }
 
-fn parse_id<T>(text: &str, what: &str, parse: impl Fn(&str) -> Result<T, crate::ids::InvalidId>) -> Result<T, Problem> {
+fn parse_id<T>(
+    text: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, crate::ids::InvalidId>,
+) -> Result<T, Problem> {
     parse(text).map_err(|_| Problem::not_found(format!("{what} {text} not found")))
 }
 
@@ -109,7 +123,9 @@ pub async fn train(
     let (spec, data) = request.into_parts()?;
     let (task, model_id) = training::submit(&services, &tenant, &correlation, spec, data).await?;
     let mut response = accepted(&task);
-    if let Ok(body) = serde_json::to_vec(&json!({"task": jobs::view(&task), "model_id": model_id, "status_url": format!("/v1/tasks/{}", task.id)})) {
+    if let Ok(body) = serde_json::to_vec(
+        &json!({"task": jobs::view(&task), "model_id": model_id, "status_url": format!("/v1/tasks/{}", task.id)}),
+    ) {
         *response.body_mut() = axum::body::Body::from(body);
     }
     Ok(response)
@@ -121,12 +137,19 @@ pub async fn list_models(
     Tenant(tenant): Tenant,
     q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
-    let page = services.models.list_models(&tenant, &query(q)?.page()?).await?;
+    let page = services
+        .models
+        .list_models(&tenant, &query(q)?.page()?)
+        .await?;
     Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
 }
 
 /// `GET /v1/models/{id}`.
-pub async fn get_model(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+pub async fn get_model(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
     let id = parse_id(&id, "model", ModelId::parse)?;
     let model = services
         .models
@@ -137,7 +160,11 @@ pub async fn get_model(State(services): State<Services>, Tenant(tenant): Tenant,
 }
 
 /// `DELETE /v1/models/{id}`: the record and the artifact.
-pub async fn delete_model(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+pub async fn delete_model(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
     let id = parse_id(&id, "model", ModelId::parse)?;
     models::delete(&services, &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -149,12 +176,19 @@ pub async fn list_tasks(
     Tenant(tenant): Tenant,
     q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
-    let page = services.tasks.list_tasks(&tenant, &query(q)?.page()?).await?;
+    let page = services
+        .tasks
+        .list_tasks(&tenant, &query(q)?.page()?)
+        .await?;
     let items: Vec<Value> = page.items.iter().map(jobs::view).collect();
     Ok(Json(json!({"items": items, "next_token": page.next_token})).into_response())
 }
 
-async fn task_of(services: &Services, tenant: &crate::domain::TenantId, id: &str) -> Result<crate::domain::Task, Problem> {
+async fn task_of(
+    services: &Services,
+    tenant: &crate::domain::TenantId,
+    id: &str,
+) -> Result<crate::domain::Task, Problem> {
     let id = parse_id(id, "task", TaskId::parse)?;
     services
         .tasks
@@ -164,7 +198,11 @@ async fn task_of(services: &Services, tenant: &crate::domain::TenantId, id: &str
 }
 
 /// `GET /v1/tasks/{id}`.
-pub async fn get_task(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+pub async fn get_task(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
     let task = task_of(&services, &tenant, &id).await?;
     Ok(Json(jobs::view(&task)).into_response())
 }
@@ -179,13 +217,22 @@ pub async fn cancel_task(
 ) -> Answer {
     for _ in 0..3 {
         let task = task_of(&services, &tenant, &id).await?;
-        let cancelled = task
-            .transition(TaskStatus::Cancelled)
-            .map_err(|_| Problem::conflict(format!("task {} is {} and cannot be cancelled", task.id, task.status.as_str())))?;
+        let cancelled = task.transition(TaskStatus::Cancelled).map_err(|_| {
+            Problem::conflict(format!(
+                "task {} is {} and cannot be cancelled",
+                task.id,
+                task.status.as_str()
+            ))
+        })?;
         match services.tasks.update_task(&cancelled).await {
             Ok(()) => {
                 services
-                    .publish(&tenant, EventType::TaskCancelled, &correlation, json!({"task_id": cancelled.id, "kind": cancelled.kind}))
+                    .publish(
+                        &tenant,
+                        EventType::TaskCancelled,
+                        &correlation,
+                        json!({"task_id": cancelled.id, "kind": cancelled.kind}),
+                    )
                     .await?;
                 return Ok(Json(jobs::view(&cancelled)).into_response());
             }
@@ -197,7 +244,11 @@ pub async fn cancel_task(
 }
 
 /// `GET /v1/tasks/{id}/result`: a completed detection task's scores.
-pub async fn task_result(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+pub async fn task_result(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
     let task = task_of(&services, &tenant, &id).await?;
     if task.kind != TaskKind::Detect {
         return Err(Problem::not_found(format!(
@@ -206,7 +257,11 @@ pub async fn task_result(State(services): State<Services>, Tenant(tenant): Tenan
         )));
     }
     if task.status != TaskStatus::Completed {
-        return Err(Problem::conflict(format!("task {} is {}", task.id, task.status.as_str())));
+        return Err(Problem::conflict(format!(
+            "task {} is {}",
+            task.id,
+            task.status.as_str()
+        )));
     }
     let key = detection::result_key(&tenant, &task.id);
     let bytes = services
@@ -215,9 +270,10 @@ pub async fn task_result(State(services): State<Services>, Tenant(tenant): Tenan
         .await?
         .ok_or_else(|| Problem::not_found("the result has expired or was deleted"))?;
     let mut response = Response::new(axum::body::Body::from(bytes));
-    response
-        .headers_mut()
-        .insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -237,12 +293,19 @@ pub async fn list_datasets(
     Tenant(tenant): Tenant,
     q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
-    let page = services.datasets.list_datasets(&tenant, &query(q)?.page()?).await?;
+    let page = services
+        .datasets
+        .list_datasets(&tenant, &query(q)?.page()?)
+        .await?;
     Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
 }
 
 /// `GET /v1/datasets/{id}`: the record with its profile.
-pub async fn get_dataset(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+pub async fn get_dataset(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
     let id = parse_id(&id, "dataset", DatasetId::parse)?;
     let dataset = services
         .datasets
@@ -253,7 +316,11 @@ pub async fn get_dataset(State(services): State<Services>, Tenant(tenant): Tenan
 }
 
 /// `DELETE /v1/datasets/{id}`: the record and the upload.
-pub async fn delete_dataset(State(services): State<Services>, Tenant(tenant): Tenant, Path(id): Path<String>) -> Answer {
+pub async fn delete_dataset(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
     let id = parse_id(&id, "dataset", DatasetId::parse)?;
     let dataset = services
         .datasets
@@ -288,12 +355,20 @@ pub async fn list_events(
     let q = query(q)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid_parameter("`limit` must be between 1 and 1000"));
+        return Err(Problem::invalid_parameter(
+            "`limit` must be between 1 and 1000",
+        ));
     }
     let after = q
         .after
-        .map(|a| EventId::parse(&a).map_err(|_| Problem::invalid_parameter("`after` must be an event id (evt_...)")))
+        .map(|a| {
+            EventId::parse(&a)
+                .map_err(|_| Problem::invalid_parameter("`after` must be an event id (evt_...)"))
+        })
         .transpose()?;
-    let page = services.events.events_after(&tenant, after.as_ref(), limit).await?;
+    let page = services
+        .events
+        .events_after(&tenant, after.as_ref(), limit)
+        .await?;
     Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
 }

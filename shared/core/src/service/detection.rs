@@ -269,7 +269,13 @@ pub struct DetectJob {
 /// Predicted milliseconds to fit (when fitting) and score `rows` x `cols` with
 /// `algorithm` on one Lambda-sized machine. Deliberately pessimistic: a wrong guess
 /// costs a 202 instead of a timeout.
-pub fn predict_ms(algorithm: &str, fitting: bool, rows: usize, cols: usize, trained_rows: usize) -> f64 {
+pub fn predict_ms(
+    algorithm: &str,
+    fitting: bool,
+    rows: usize,
+    cols: usize,
+    trained_rows: usize,
+) -> f64 {
     let (n, d) = (rows as f64, cols as f64);
     let m = trained_rows.max(rows) as f64;
     let log = |x: f64| x.max(2.0).log2();
@@ -349,7 +355,12 @@ enum Ready {
     Fit(FitSpec),
 }
 
-async fn ready(services: &Services, tenant: &TenantId, spec: &DetectSpec, rows: &Rows) -> Result<Ready, Problem> {
+async fn ready(
+    services: &Services,
+    tenant: &TenantId,
+    spec: &DetectSpec,
+    rows: &Rows,
+) -> Result<Ready, Problem> {
     match &spec.scorer {
         ScorerSpec::Stored {
             model_id,
@@ -365,11 +376,7 @@ async fn ready(services: &Services, tenant: &TenantId, spec: &DetectSpec, rows: 
                 )));
             }
             let model = match threshold {
-                Some(t) => Arc::new(
-                    (*model)
-                        .clone()
-                        .with_threshold(ThresholdRule::Score(*t))?,
-                ),
+                Some(t) => Arc::new((*model).clone().with_threshold(ThresholdRule::Score(*t))?),
                 None => model,
             };
             Ok(Ready::Stored(model_id.clone(), model))
@@ -379,13 +386,25 @@ async fn ready(services: &Services, tenant: &TenantId, spec: &DetectSpec, rows: 
 }
 
 /// Fits (when asked) and scores, off the async runtime.
-async fn compute(ready: Ready, rows: Arc<Rows>, explain: bool, progress: impl Fn(f64) + Send + Sync + 'static) -> Result<Detection, Problem> {
+async fn compute(
+    ready: Ready,
+    rows: Arc<Rows>,
+    explain: bool,
+    progress: impl Fn(f64) + Send + Sync + 'static,
+) -> Result<Detection, Problem> {
     tokio::task::spawn_blocking(move || match ready {
         Ready::Stored(id, model) => score_with(&model, Some(id), &rows, explain, None, &progress),
         Ready::Fit(fit) => {
             let options = fit.options(rows.columns.clone())?;
             let fitted = Model::fit_with_progress(rows.matrix().view(), &options, &progress)?;
-            score_with(&fitted.model, None, &rows, explain, Some(fitted.training_scores), &|_| {})
+            score_with(
+                &fitted.model,
+                None,
+                &rows,
+                explain,
+                Some(fitted.training_scores),
+                &|_| {},
+            )
         }
     })
     .await
@@ -428,7 +447,11 @@ pub async fn announce(
         .map(|(i, _)| i)
         .take(EVENT_ROWS)
         .collect();
-    let max_score = detection.scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let max_score = detection
+        .scores
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max);
     services
         .publish(
             tenant,
@@ -467,7 +490,11 @@ pub async fn detect(
         predicted *= 2.0;
     }
     if predicted > services.settings.detect_budget_ms as f64 {
-        tracing::info!(predicted_ms = predicted, budget_ms = services.settings.detect_budget_ms, "detection goes to a task");
+        tracing::info!(
+            predicted_ms = predicted,
+            budget_ms = services.settings.detect_budget_ms,
+            "detection goes to a task"
+        );
         let task = submit(services, tenant, correlation_id, rows, spec).await?;
         return Ok(Outcome::Queued(task));
     }
@@ -528,20 +555,34 @@ pub async fn run_job(
         .get_blob(&job.input)
         .await
         .map_err(jobs::JobError::Retry)?
-        .ok_or_else(|| jobs::JobError::Fail(Problem::not_found("the task's input rows are gone")))?;
+        .ok_or_else(|| {
+            jobs::JobError::Fail(Problem::not_found("the task's input rows are gone"))
+        })?;
     let rows: Rows = serde_json::from_slice(&bytes)
         .map_err(|e| jobs::JobError::Fail(Problem::invalid_data(format!("stored input: {e}"))))?;
-    let ready = ready(services, tenant, &job.spec, &rows).await.map_err(jobs::JobError::from)?;
+    let ready = ready(services, tenant, &job.spec, &rows)
+        .await
+        .map_err(jobs::JobError::from)?;
     let detection = compute(ready, Arc::new(rows), job.spec.explain, progress)
         .await
         .map_err(jobs::JobError::from)?;
     let result = result_key(tenant, &job.task_id);
     let body = serde_json::to_vec(&detection)
         .map_err(|e| jobs::JobError::Fail(Problem::internal(e.to_string())))?;
-    services.blobs.put_blob(&result, body).await.map_err(jobs::JobError::Retry)?;
-    announce(services, tenant, correlation_id, &detection, Some(&job.task_id))
+    services
+        .blobs
+        .put_blob(&result, body)
         .await
-        .map_err(jobs::JobError::from)?;
+        .map_err(jobs::JobError::Retry)?;
+    announce(
+        services,
+        tenant,
+        correlation_id,
+        &detection,
+        Some(&job.task_id),
+    )
+    .await
+    .map_err(jobs::JobError::from)?;
     Ok((result, detection))
 }
 
@@ -559,11 +600,22 @@ mod tests {
     fn scorer_needs_exactly_one_source() {
         assert!(scorer(None, None, None, None, None, None).is_err());
         let id = ModelId::new();
-        assert!(scorer(Some(id.clone()), Some("iforest".into()), None, None, None, None).is_err());
+        assert!(scorer(
+            Some(id.clone()),
+            Some("iforest".into()),
+            None,
+            None,
+            None,
+            None
+        )
+        .is_err());
         assert!(scorer(Some(id.clone()), None, None, Some(0.1), None, None).is_err());
         assert!(matches!(
             scorer(Some(id), None, None, None, Some(0.5), None),
-            Ok(ScorerSpec::Stored { threshold: Some(_), .. })
+            Ok(ScorerSpec::Stored {
+                threshold: Some(_),
+                ..
+            })
         ));
         assert!(matches!(
             scorer(None, Some("ecod".into()), None, Some(0.05), None, Some(3)),

@@ -51,7 +51,10 @@ pub fn message(event: &Event) -> Vec<u8> {
 
 /// Pushes `event` to its tenant's subscribed connections.
 pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem> {
-    let connections = services.connections.tenant_connections(&event.tenant).await?;
+    let connections = services
+        .connections
+        .tenant_connections(&event.tenant)
+        .await?;
     let body = message(event);
     let mut pushed = Pushed::default();
     for c in connections.iter().filter(|c| wants(c, event)) {
@@ -73,7 +76,9 @@ pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem>
 
 /// Runs what `event` starts. Returns the task started, if any.
 pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>, Problem> {
-    if event.kind != EventType::DatasetProfiled || event.payload.get("train") != Some(&serde_json::Value::Bool(true)) {
+    if event.kind != EventType::DatasetProfiled
+        || event.payload.get("train") != Some(&serde_json::Value::Bool(true))
+    {
         return Ok(None);
     }
     let Some(dataset_id) = event
@@ -85,7 +90,11 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
         return Ok(None);
     };
     let key = format!("chain:{}", event.event_id);
-    match services.idempotency.claim(&event.tenant, &key, 7 * 24 * 3600).await? {
+    match services
+        .idempotency
+        .claim(&event.tenant, &key, 7 * 24 * 3600)
+        .await?
+    {
         Claim::New => {}
         Claim::Done(_) | Claim::InProgress => return Ok(None),
     }
@@ -129,7 +138,10 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
     match started {
         Ok((task, model_id)) => {
             let note = serde_json::json!({"task_id": task.id, "model_id": model_id});
-            services.idempotency.complete(&event.tenant, &key, note.to_string().as_bytes()).await?;
+            services
+                .idempotency
+                .complete(&event.tenant, &key, note.to_string().as_bytes())
+                .await?;
             tracing::info!(task_id = %task.id, dataset_id = %dataset_id, "training started on upload");
             Ok(Some(task.id))
         }
@@ -139,7 +151,10 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
         }
         Err(p) => {
             // Cannot start (dataset deleted, bad spec): recorded so it is not retried.
-            services.idempotency.complete(&event.tenant, &key, p.detail.as_bytes()).await?;
+            services
+                .idempotency
+                .complete(&event.tenant, &key, p.detail.as_bytes())
+                .await?;
             tracing::warn!(dataset_id = %dataset_id, problem = %p, "training on upload not started");
             Ok(None)
         }

@@ -177,11 +177,11 @@ pub async fn run_profile(
         return Ok(dataset);
     }
     let key = upload_key(tenant, id);
-    let bytes = services
-        .blobs
-        .get_blob(&key)
-        .await?
-        .ok_or_else(|| JobError::Fail(Problem::not_found(format!("dataset {id}'s upload is missing"))))?;
+    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
+        JobError::Fail(Problem::not_found(format!(
+            "dataset {id}'s upload is missing"
+        )))
+    })?;
     let profiled = tokio::task::spawn_blocking(move || profile_csv(&bytes))
         .await
         .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?;
@@ -200,7 +200,11 @@ pub async fn run_profile(
     Ok(dataset)
 }
 
-async fn announce(services: &Services, dataset: &Dataset, correlation_id: &str) -> Result<(), JobError> {
+async fn announce(
+    services: &Services,
+    dataset: &Dataset,
+    correlation_id: &str,
+) -> Result<(), JobError> {
     let profile = dataset.profile.as_ref();
     services
         .publish(
@@ -230,7 +234,10 @@ mod tests {
         let t = TenantId::parse("acme").unwrap();
         let id = DatasetId::new();
         let key = upload_key(&t, &id);
-        assert_eq!(parse_upload_key(key.as_str()), Some((t.clone(), id.clone())));
+        assert_eq!(
+            parse_upload_key(key.as_str()),
+            Some((t.clone(), id.clone()))
+        );
         for bad in [
             format!("tenants/acme/models/{id}.upload"),
             format!("tenants/acme/uploads/{id}.csv"),

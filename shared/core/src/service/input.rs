@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(e.status, 422);
         assert!(e.detail.contains("line 2"), "{e}");
         let wide = format!("{}\n", vec!["c"; MAX_COLUMNS + 1].join(","));
-        assert_eq!(Rows::from_csv(wide.as_bytes(), &[]).unwrap_err().status, 422);
+        assert_eq!(
+            Rows::from_csv(wide.as_bytes(), &[]).unwrap_err().status,
+            422
+        );
     }
 
     #[test]

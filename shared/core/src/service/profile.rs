@@ -140,7 +140,11 @@ impl Acc {
                 self.distinct_capped = true;
             }
         }
-        match std::str::from_utf8(trimmed).ok().and_then(|t| t.parse::<f64>().ok()).filter(|v| v.is_finite()) {
+        match std::str::from_utf8(trimmed)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+        {
             Some(v) => {
                 self.numeric += 1;
                 self.n += 1;
@@ -188,9 +192,13 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
         .map(|h| h.trim().to_string())
         .collect();
     if header.is_empty() || header.iter().all(|h| h.is_empty()) {
-        return Err(ProfileError::Unreadable("the file is empty: expected a header line".into()));
+        return Err(ProfileError::Unreadable(
+            "the file is empty: expected a header line".into(),
+        ));
     }
-    let mut accs: Vec<Acc> = (0..header.len()).map(|i| Acc::new(0x9E37_79B9_7F4A_7C15 ^ i as u64)).collect();
+    let mut accs: Vec<Acc> = (0..header.len())
+        .map(|i| Acc::new(0x9E37_79B9_7F4A_7C15 ^ i as u64))
+        .collect();
     let (mut rows, mut ragged) = (0u64, 0u64);
     let mut record = csv::ByteRecord::new();
     loop {
@@ -222,7 +230,10 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
             "text"
         };
         let digest = acc.hash.clone().finalize().to_vec();
-        let duplicate_of = seen_hashes.iter().find(|(h, _)| *h == digest).map(|(_, n)| n.clone());
+        let duplicate_of = seen_hashes
+            .iter()
+            .find(|(h, _)| *h == digest)
+            .map(|(_, n)| n.clone());
         if duplicate_of.is_none() {
             seen_hashes.push((digest, name.clone()));
         }
@@ -248,11 +259,20 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
             p.min = Some(acc.min);
             p.max = Some(acc.max);
             p.mean = Some(acc.mean);
-            p.std = Some(if acc.n > 1 { (acc.m2 / (acc.n - 1) as f64).sqrt() } else { 0.0 });
+            p.std = Some(if acc.n > 1 {
+                (acc.m2 / (acc.n - 1) as f64).sqrt()
+            } else {
+                0.0
+            });
             p.quantiles = Some(
                 QUANTILES
                     .iter()
-                    .map(|&q| (format!("p{}", (q * 100.0).round()), serde_json::json!(quantile(&sample, q))))
+                    .map(|&q| {
+                        (
+                            format!("p{}", (q * 100.0).round()),
+                            serde_json::json!(quantile(&sample, q)),
+                        )
+                    })
                     .collect(),
             );
         }
@@ -283,7 +303,9 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
         column_profiles.push(p);
     }
     if ragged > 0 {
-        issues.push(format!("{ragged} rows have a different number of fields from the header"));
+        issues.push(format!(
+            "{ragged} rows have a different number of fields from the header"
+        ));
     }
     if rows == 0 {
         issues.push("the file has a header but no data rows".into());
@@ -322,7 +344,10 @@ mod tests {
         assert_eq!(col("e").kind, "empty");
         assert_eq!(p.usable_columns, vec!["a"]);
         assert!(p.issues.iter().any(|i| i.contains("`c` is constant")));
-        assert!(p.issues.iter().any(|i| i.contains("`d` repeats column `a`")));
+        assert!(p
+            .issues
+            .iter()
+            .any(|i| i.contains("`d` repeats column `a`")));
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub async fn sweep(services: &Services) -> Result<Report, Problem> {
         if task.status != TaskStatus::Running || task.updated_at >= cutoff {
             continue;
         }
-        let job: Option<Job> = task.job.clone().and_then(|j| serde_json::from_value(j).ok());
+        let job: Option<Job> = task
+            .job
+            .clone()
+            .and_then(|j| serde_json::from_value(j).ok());
         match job {
             Some(job) if task.attempts < services.settings.max_attempts => {
                 let Ok(queued) = task.transition(TaskStatus::Queued) else {
@@ -60,6 +63,11 @@ pub async fn sweep(services: &Services) -> Result<Report, Problem> {
         }
     }
     report.expired = services.sweeper.sweep_expired(SWEEP).await?;
-    tracing::info!(requeued = report.requeued, failed = report.failed, expired = report.expired, "sweep done");
+    tracing::info!(
+        requeued = report.requeued,
+        failed = report.failed,
+        expired = report.expired,
+        "sweep done"
+    );
     Ok(report)
 }

@@ -1,12 +1,12 @@
 //! Training: fit a model on inline rows or an uploaded dataset and store it.
 
+use crate::domain::{DatasetStatus, ModelRecord};
 use crate::domain::{Task, TaskKind, TenantId};
 use crate::ids::{DatasetId, ModelId, TaskId};
 use crate::ports::BlobKey;
 use crate::service::input::{FitSpec, Rows};
 use crate::service::jobs::{self, JobError};
 use crate::service::{models, Problem, Services};
-use crate::domain::{ModelRecord, DatasetStatus};
 use nomaly_detect::Model;
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,11 @@ pub async fn submit(
 }
 
 /// Loads the rows a training job names.
-async fn rows(services: &Services, tenant: &TenantId, data: &TrainingData) -> Result<Rows, JobError> {
+async fn rows(
+    services: &Services,
+    tenant: &TenantId,
+    data: &TrainingData,
+) -> Result<Rows, JobError> {
     match data {
         TrainingData::Inline(rows) => Ok(rows.clone()),
         TrainingData::Dataset {
@@ -155,16 +159,20 @@ async fn rows(services: &Services, tenant: &TenantId, data: &TrainingData) -> Re
                 .datasets
                 .get_dataset(tenant, dataset_id)
                 .await?
-                .ok_or_else(|| JobError::Fail(Problem::not_found(format!("dataset {dataset_id} not found"))))?;
+                .ok_or_else(|| {
+                    JobError::Fail(Problem::not_found(format!(
+                        "dataset {dataset_id} not found"
+                    )))
+                })?;
             let key = BlobKey::parse(&dataset.blob_key)
                 .ok()
                 .filter(|k| k.belongs_to(tenant))
                 .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
-            let bytes = services
-                .blobs
-                .get_blob(&key)
-                .await?
-                .ok_or_else(|| JobError::Fail(Problem::not_found(format!("dataset {dataset_id}'s upload is gone"))))?;
+            let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
+                JobError::Fail(Problem::not_found(format!(
+                    "dataset {dataset_id}'s upload is gone"
+                )))
+            })?;
             let exclude = exclude_columns.clone();
             tokio::task::spawn_blocking(move || Rows::from_csv(&bytes, &exclude))
                 .await
@@ -186,7 +194,10 @@ pub async fn run_job(
         return Ok(existing);
     }
     let rows = rows(services, tenant, &job.data).await?;
-    let options = job.spec.options(rows.columns.clone()).map_err(JobError::Fail)?;
+    let options = job
+        .spec
+        .options(rows.columns.clone())
+        .map_err(JobError::Fail)?;
     let fitted = tokio::task::spawn_blocking(move || {
         Model::fit_with_progress(rows.matrix().view(), &options, &progress)
     })

@@ -80,7 +80,10 @@ pub async fn connect(
 
 /// Forgets a connection.
 pub async fn disconnect(services: &Services, connection_id: &str) -> Result<(), Problem> {
-    services.connections.delete_connection(connection_id).await?;
+    services
+        .connections
+        .delete_connection(connection_id)
+        .await?;
     tracing::info!(connection = connection_id, "disconnected");
     Ok(())
 }
@@ -109,7 +112,11 @@ pub async fn message_received(services: &Services, connection_id: &str, body: &[
     }
 }
 
-async fn handle(services: &Services, connection_id: &str, body: &[u8]) -> Result<Option<Vec<u8>>, Problem> {
+async fn handle(
+    services: &Services,
+    connection_id: &str,
+    body: &[u8],
+) -> Result<Option<Vec<u8>>, Problem> {
     let mut connection = services
         .connections
         .get_connection(connection_id)
@@ -123,29 +130,48 @@ async fn handle(services: &Services, connection_id: &str, body: &[u8]) -> Result
     match action {
         Action::Ping => Ok(Some(reply(serde_json::json!({"type": "pong"})))),
         Action::Subscribe { channel, after } => {
-            let channel = Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
+            let channel =
+                Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
             let after = after
-                .map(|a| EventId::parse(&a).map_err(|_| Problem::invalid_parameter("`after` must be an event id (evt_...)")))
+                .map(|a| {
+                    EventId::parse(&a).map_err(|_| {
+                        Problem::invalid_parameter("`after` must be an event id (evt_...)")
+                    })
+                })
                 .transpose()?;
             if !connection.subscriptions.contains(&channel) {
                 connection.subscriptions.push(channel.clone());
             }
-            connection.expires_at = Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs));
+            connection.expires_at =
+                Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs));
             services.connections.put_connection(&connection).await?;
             let replayed = match after {
-                Some(after) => replay(services, connection_id, &connection.tenant, &channel, after).await?,
+                Some(after) => {
+                    replay(services, connection_id, &connection.tenant, &channel, after).await?
+                }
                 None => 0,
             };
-            Ok(Some(reply(serde_json::json!({"type": "subscribed", "channel": channel, "replayed": replayed}))))
+            Ok(Some(reply(
+                serde_json::json!({"type": "subscribed", "channel": channel, "replayed": replayed}),
+            )))
         }
         Action::Unsubscribe { channel } => {
-            let channel = Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
+            let channel =
+                Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
             connection.subscriptions.retain(|c| *c != channel);
             services.connections.put_connection(&connection).await?;
-            Ok(Some(reply(serde_json::json!({"type": "unsubscribed", "channel": channel}))))
+            Ok(Some(reply(
+                serde_json::json!({"type": "unsubscribed", "channel": channel}),
+            )))
         }
-        Action::Score { model_id, rows, request_id } => {
-            let model_id = ModelId::parse(&model_id).map_err(|_| Problem::invalid_parameter("`model_id` must be a model id (mdl_...)"))?;
+        Action::Score {
+            model_id,
+            rows,
+            request_id,
+        } => {
+            let model_id = ModelId::parse(&model_id).map_err(|_| {
+                Problem::invalid_parameter("`model_id` must be a model id (mdl_...)")
+            })?;
             if rows.len() > MAX_SCORE_ROWS {
                 return Err(Problem::too_large(format!(
                     "a score message takes at most {MAX_SCORE_ROWS} rows; use POST /v1/detect for more"
@@ -161,9 +187,11 @@ async fn handle(services: &Services, connection_id: &str, body: &[u8]) -> Result
                 )));
             }
             let id = model_id.clone();
-            let detection = tokio::task::spawn_blocking(move || score_with(&model, Some(id), &rows, false, None, &|_| {}))
-                .await
-                .map_err(|e| Problem::internal(e.to_string()))??;
+            let detection = tokio::task::spawn_blocking(move || {
+                score_with(&model, Some(id), &rows, false, None, &|_| {})
+            })
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))??;
             Ok(Some(reply(serde_json::json!({
                 "type": "scores",
                 "request_id": request_id,
@@ -188,7 +216,10 @@ async fn replay(
     let mut sent = 0;
     let mut read = 0;
     while let Some(position) = cursor.take() {
-        let page = services.events.events_after(tenant, Some(&position), 500).await?;
+        let page = services
+            .events
+            .events_after(tenant, Some(&position), 500)
+            .await?;
         read += page.items.len();
         for event in page.items.iter().filter(|e| matches(channel, e)) {
             services

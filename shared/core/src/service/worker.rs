@@ -72,7 +72,9 @@ fn task_id_of(body: &serde_json::Value) -> Option<TaskId> {
 async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
     let job = match claim_check::check_out(&delivery.job, services.blobs.as_ref()).await {
         Ok(job) => job,
-        Err(StoreError::Backend { .. }) => return Handled::Retry("could not read the job body".into()),
+        Err(StoreError::Backend { .. }) => {
+            return Handled::Retry("could not read the job body".into())
+        }
         Err(e) => {
             tracing::error!(job_id = %delivery.job.job_id, error = %e, "dropping a job whose body is gone");
             return Handled::Done;
@@ -111,23 +113,35 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
         return Handled::Done;
     };
     if started.attempts > services.settings.max_attempts {
-        fail(services, &started, &format!("gave up after {} attempts", started.attempts - 1)).await;
+        fail(
+            services,
+            &started,
+            &format!("gave up after {} attempts", started.attempts - 1),
+        )
+        .await;
         return Handled::Done;
     }
     started.error = None;
     match services.tasks.update_task(&started).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Handled::Retry("the task changed; will look again".into()),
+        Err(StoreError::Conflict(_)) => {
+            return Handled::Retry("the task changed; will look again".into())
+        }
         Err(e) => return Handled::Retry(format!("starting the task: {e}")),
     }
     let reporter = Reporter::new(services.clone(), started);
-    let work = run(services, kind, &job.body, &tenant, &job.correlation_id, reporter.clone());
+    let work = run(
+        services,
+        kind,
+        &job.body,
+        &tenant,
+        &job.correlation_id,
+        reporter.clone(),
+    );
     let result = reporter.clone().drive(work).await;
     let current = reporter.task.lock().await.clone();
     match result {
-        Ok(output) => {
-            complete(services, &current, output).await
-        }
+        Ok(output) => complete(services, &current, output).await,
         Err(JobError::Fail(problem)) => {
             fail(services, &current, &problem.detail).await;
             Handled::Done
@@ -135,7 +149,12 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
         Err(JobError::Retry(e)) => {
             let last = delivery.receive_count >= services.settings.max_receives;
             if last {
-                fail(services, &current, &format!("{e} (after {} deliveries)", delivery.receive_count)).await;
+                fail(
+                    services,
+                    &current,
+                    &format!("{e} (after {} deliveries)", delivery.receive_count),
+                )
+                .await;
             } else if let Ok(requeued) = current.transition(TaskStatus::Queued) {
                 // Hand it back at once, so the next delivery need not wait out the lease.
                 let _ = services.tasks.update_task(&requeued).await;
@@ -153,13 +172,15 @@ async fn run(
     correlation_id: &str,
     reporter: Reporter,
 ) -> Result<Output, JobError> {
-    let bad_body = |e: serde_json::Error| JobError::Fail(Problem::invalid_data(format!("job body: {e}")));
+    let bad_body =
+        |e: serde_json::Error| JobError::Fail(Problem::invalid_data(format!("job body: {e}")));
     match kind {
         JobKind::Train => {
             let job: TrainJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
             reporter.report(0.05);
             let r = reporter.clone();
-            let record = training::run_job(services, tenant, &job, move |p| r.report(0.1 + 0.8 * p)).await?;
+            let record =
+                training::run_job(services, tenant, &job, move |p| r.report(0.1 + 0.8 * p)).await?;
             Ok(Output {
                 result: record.id.to_string(),
                 payload: serde_json::json!({
@@ -174,7 +195,10 @@ async fn run(
             reporter.report(0.05);
             let r = reporter.clone();
             let (key, detection) =
-                detection::run_job(services, tenant, correlation_id, &job, move |p| r.report(0.1 + 0.8 * p)).await?;
+                detection::run_job(services, tenant, correlation_id, &job, move |p| {
+                    r.report(0.1 + 0.8 * p)
+                })
+                .await?;
             Ok(Output {
                 result: key.as_str().to_string(),
                 payload: serde_json::json!({
@@ -188,7 +212,9 @@ async fn run(
         JobKind::Profile => {
             let job: ProfileJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
             reporter.report(0.05);
-            let dataset = ingest::run_profile(services, tenant, correlation_id, &job.dataset_id, job.size).await?;
+            let dataset =
+                ingest::run_profile(services, tenant, correlation_id, &job.dataset_id, job.size)
+                    .await?;
             Ok(Output {
                 result: dataset.id.to_string(),
                 payload: serde_json::json!({ "dataset_id": dataset.id, "status": dataset.status }),
@@ -214,7 +240,15 @@ async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
     let mut payload = output.payload;
     payload["task_id"] = serde_json::json!(done.id);
     payload["kind"] = serde_json::json!(done.kind);
-    if let Err(e) = services.publish(&done.tenant, EventType::TaskCompleted, &done.correlation_id, payload).await {
+    if let Err(e) = services
+        .publish(
+            &done.tenant,
+            EventType::TaskCompleted,
+            &done.correlation_id,
+            payload,
+        )
+        .await
+    {
         tracing::error!(error = %e, "task completed but its event was not stored");
     }
     tracing::info!(task_id = %done.id, "task completed");
@@ -230,13 +264,24 @@ pub async fn fail(services: &Services, task: &Task, error: &str) {
     failed.error = Some(error.to_string());
     match services.tasks.update_task(&failed).await {
         Ok(()) => {
-            let payload = serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
-            if let Err(e) = services.publish(&failed.tenant, EventType::TaskFailed, &failed.correlation_id, payload).await {
+            let payload =
+                serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
+            if let Err(e) = services
+                .publish(
+                    &failed.tenant,
+                    EventType::TaskFailed,
+                    &failed.correlation_id,
+                    payload,
+                )
+                .await
+            {
                 tracing::error!(error = %e, "task failed but its event was not stored");
             }
             tracing::warn!(task_id = %failed.id, error, "task failed");
         }
-        Err(e) => tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed"),
+        Err(e) => {
+            tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed")
+        }
     }
 }
 
@@ -263,7 +308,12 @@ impl Reporter {
         let share = share.clamp(0.0, 1.0);
         let mut current = self.share.load(Ordering::Relaxed);
         while f64::from_bits(current) < share {
-            match self.share.compare_exchange_weak(current, share.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
+            match self.share.compare_exchange_weak(
+                current,
+                share.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(seen) => current = seen,
             }
@@ -274,7 +324,8 @@ impl Reporter {
     /// touching the task at least every quarter lease, so it is not taken for lost.
     async fn drive<T>(self, work: impl std::future::Future<Output = T>) -> T {
         tokio::pin!(work);
-        let heartbeat = Duration::from_secs(u64::from(self.services.settings.task_lease_secs / 4).max(1));
+        let heartbeat =
+            Duration::from_secs(u64::from(self.services.settings.task_lease_secs / 4).max(1));
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut last_touch = tokio::time::Instant::now();
         let mut published = 0u8;
@@ -307,7 +358,8 @@ impl Reporter {
                 // Cancelled or taken over: keep working (the final CAS decides), but
                 // stop announcing progress for a task we no longer hold.
                 tracing::info!(task_id = %task.id, error = %e, "progress not recorded");
-                if let Ok(Some(fresh)) = self.services.tasks.get_task(&task.tenant, &task.id).await {
+                if let Ok(Some(fresh)) = self.services.tasks.get_task(&task.tenant, &task.id).await
+                {
                     *task = fresh;
                 }
                 return;
@@ -315,7 +367,16 @@ impl Reporter {
         }
         if announce {
             let payload = serde_json::json!({"task_id": task.id, "kind": task.kind, "progress": task.progress});
-            if let Err(e) = self.services.publish(&task.tenant, EventType::TaskProgress, &task.correlation_id, payload).await {
+            if let Err(e) = self
+                .services
+                .publish(
+                    &task.tenant,
+                    EventType::TaskProgress,
+                    &task.correlation_id,
+                    payload,
+                )
+                .await
+            {
                 tracing::warn!(error = %e, "progress event not stored");
             }
         }

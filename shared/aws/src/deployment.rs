@@ -1,0 +1,120 @@
+//! A deployment's resources, named by environment variables (the SAM template sets them
+//! on every function; `nomaly serve --aws` and the tests set them by hand), and the
+//! [`Services`] built on them.
+
+use crate::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
+use nomaly_core::service::{models::LoadedModels, BadSetting, Services, Settings};
+use std::sync::Arc;
+
+/// State table name.
+pub const TABLE: &str = "NOMALY_TABLE";
+/// Events table name.
+pub const EVENTS_TABLE: &str = "NOMALY_EVENTS_TABLE";
+/// Bucket name.
+pub const BUCKET: &str = "NOMALY_BUCKET";
+/// Jobs queue URL.
+pub const JOBS_QUEUE_URL: &str = "NOMALY_JOBS_QUEUE_URL";
+/// Dead-letter queue URL.
+pub const JOBS_DLQ_URL: &str = "NOMALY_JOBS_DLQ_URL";
+/// WebSocket management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
+pub const WS_ENDPOINT: &str = "NOMALY_WS_ENDPOINT";
+
+/// Every variable [`Deployment::from_env`] requires.
+pub const REQUIRED: [&str; 6] = [
+    TABLE,
+    EVENTS_TABLE,
+    BUCKET,
+    JOBS_QUEUE_URL,
+    JOBS_DLQ_URL,
+    WS_ENDPOINT,
+];
+
+/// What is wrong with the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    /// A required variable is not set.
+    #[error("environment variable {0} is not set (the SAM template sets it on every function)")]
+    Missing(&'static str),
+    /// A tunable is not a number.
+    #[error(transparent)]
+    Setting(#[from] BadSetting),
+}
+
+/// Where a deployment's resources are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// State table.
+    pub table: String,
+    /// Events table.
+    pub events_table: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Jobs queue URL.
+    pub queue_url: String,
+    /// Dead-letter queue URL.
+    pub dead_letter_url: String,
+    /// WebSocket management endpoint.
+    pub ws_endpoint: String,
+}
+
+fn required(name: &'static str) -> Result<String, DeploymentError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(DeploymentError::Missing(name))
+}
+
+impl Deployment {
+    /// Reads every variable of [`REQUIRED`].
+    pub fn from_env() -> Result<Self, DeploymentError> {
+        Ok(Deployment {
+            table: required(TABLE)?,
+            events_table: required(EVENTS_TABLE)?,
+            bucket: required(BUCKET)?,
+            queue_url: required(JOBS_QUEUE_URL)?,
+            dead_letter_url: required(JOBS_DLQ_URL)?,
+            ws_endpoint: required(WS_ENDPOINT)?,
+        })
+    }
+
+    /// The services on this deployment's resources, with `clients` built once by the
+    /// caller.
+    pub fn services(&self, clients: &Clients, settings: Settings) -> Services {
+        let store = Arc::new(DynamoStore::new(
+            clients.dynamodb.clone(),
+            &self.table,
+            &self.events_table,
+        ));
+        let blobs = Arc::new(S3Blobs::new(clients.s3.clone(), &self.bucket));
+        Services {
+            tasks: store.clone(),
+            events: store.clone(),
+            models: store.clone(),
+            datasets: store.clone(),
+            keys: store.clone(),
+            connections: store.clone(),
+            idempotency: store.clone(),
+            cache: store.clone(),
+            sweeper: store,
+            blobs: blobs.clone(),
+            uploads: blobs,
+            queue: Arc::new(SqsQueue::new(
+                clients.sqs.clone(),
+                &self.queue_url,
+                &self.dead_letter_url,
+            )),
+            notifier: Arc::new(ApiGatewayPush::new(&clients.config, &self.ws_endpoint)),
+            settings,
+            loaded_models: Arc::new(LoadedModels::default()),
+        }
+    }
+}
+
+/// Builds the clients and the services from the environment: what every function does
+/// once, at init.
+pub async fn services_from_env() -> Result<Services, DeploymentError> {
+    let deployment = Deployment::from_env()?;
+    let settings = Settings::from_env()?;
+    let clients = Clients::from_env(false).await;
+    Ok(deployment.services(&clients, settings))
+}

@@ -1,0 +1,54 @@
+//! Every port on one machine, assembled into [`Services`].
+
+use crate::{Database, FileBlobs, LocalNotifier, LocalUploads, SqliteQueue, SqliteStore};
+use nomaly_core::ports::StoreResult;
+use nomaly_core::service::{models::LoadedModels, Services, Settings};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The embedded stack: the services, and the parts a local server drives directly.
+#[derive(Clone)]
+pub struct Stack {
+    /// The services on embedded adapters.
+    pub services: Services,
+    /// WebSocket sessions of this process.
+    pub notifier: LocalNotifier,
+    /// Upload URL signing and checking.
+    pub uploads: LocalUploads,
+    /// The jobs queue.
+    pub queue: SqliteQueue,
+}
+
+impl Stack {
+    /// Opens (or creates) the stack in `data_dir`; upload URLs point at `base_url`.
+    pub fn open(data_dir: &Path, base_url: &str, settings: Settings) -> StoreResult<Self> {
+        let db = Database::open(data_dir)?;
+        let store = Arc::new(SqliteStore::new(db.clone()));
+        let queue = SqliteQueue::new(db, "jobs", settings.max_receives);
+        let notifier = LocalNotifier::default();
+        let uploads = LocalUploads::open(data_dir, base_url)?;
+        let services = Services {
+            tasks: store.clone(),
+            events: store.clone(),
+            models: store.clone(),
+            datasets: store.clone(),
+            keys: store.clone(),
+            connections: store.clone(),
+            idempotency: store.clone(),
+            cache: store.clone(),
+            sweeper: store,
+            blobs: Arc::new(FileBlobs::new(data_dir)),
+            uploads: Arc::new(uploads.clone()),
+            queue: Arc::new(queue.clone()),
+            notifier: Arc::new(notifier.clone()),
+            settings,
+            loaded_models: Arc::new(LoadedModels::default()),
+        };
+        Ok(Stack {
+            services,
+            notifier,
+            uploads,
+            queue,
+        })
+    }
+}

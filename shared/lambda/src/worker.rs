@@ -1,0 +1,45 @@
+//! The `worker` function: an SQS batch of jobs, each handled on its own; the response
+//! lists only the messages to retry (`ReportBatchItemFailures`), so one bad message never
+//! sends the others round again.
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use nomaly_core::ports::{Delivery, Job};
+use nomaly_core::service::worker::{self, Handled};
+use nomaly_core::service::Services;
+use serde_json::{json, Value};
+
+fn delivery(message: &SqsMessage) -> Result<Delivery, String> {
+    let body = message.body.as_deref().ok_or("the message has no body")?;
+    let job: Job = serde_json::from_str(body).map_err(|e| format!("the body is not a job: {e}"))?;
+    Ok(Delivery {
+        job,
+        receipt: message.receipt_handle.clone().unwrap_or_default(),
+        receive_count: message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+    })
+}
+
+/// Handles a batch; returns `{"batchItemFailures": [{"itemIdentifier": <message id>}]}`.
+pub async fn handle(services: &Services, event: SqsEvent) -> Value {
+    let mut failures = Vec::new();
+    for message in &event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let outcome = match delivery(message) {
+            Ok(d) => worker::handle(services, &d).await,
+            Err(why) => {
+                // Left to the redrive policy: after the maximum receives it lands in the
+                // dead-letter queue for someone to look at.
+                tracing::error!(message_id = %id, why, "unreadable message");
+                Handled::Retry(why)
+            }
+        };
+        if let Handled::Retry(why) = outcome {
+            tracing::warn!(message_id = %id, why, "message will be retried");
+            failures.push(json!({ "itemIdentifier": id }));
+        }
+    }
+    json!({ "batchItemFailures": failures })
+}

@@ -1,0 +1,40 @@
+//! The `ws` function: the WebSocket API's `$connect`, `$disconnect` and `$default`
+//! routes. `$connect` answers 401 to a missing or bad key, which refuses the connection;
+//! the key is never logged.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use nomaly_core::service::{websocket, Services};
+use serde_json::{json, Value};
+
+fn status(code: u16, body: &str) -> Value {
+    json!({ "statusCode": code, "body": body })
+}
+
+/// Handles one WebSocket event.
+pub async fn handle(services: &Services, event: ApiGatewayWebsocketProxyRequest) -> Value {
+    let ctx = &event.request_context;
+    let Some(connection) = ctx.connection_id.as_deref() else {
+        return status(400, "no connection id");
+    };
+    match ctx.route_key.as_deref().unwrap_or("$default") {
+        "$connect" => {
+            let key = event.query_string_parameters.first("api_key");
+            match websocket::connect(services, connection, key).await {
+                Ok(_) => status(200, "connected"),
+                Err(p) => {
+                    tracing::info!(connection, problem = %p.slug, "connection refused");
+                    status(p.status, &p.detail)
+                }
+            }
+        }
+        "$disconnect" => match websocket::disconnect(services, connection).await {
+            Ok(()) => status(200, "disconnected"),
+            Err(p) => status(p.status, &p.detail),
+        },
+        _ => {
+            let body = event.body.as_deref().unwrap_or("");
+            websocket::message_received(services, connection, body.as_bytes()).await;
+            status(200, "")
+        }
+    }
+}
