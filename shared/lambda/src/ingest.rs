@@ -56,7 +56,7 @@ mod tests {
             "tenants/acme/uploads/a:b c.upload"
         );
         assert_eq!(decode_key("100%"), "100%");
-        assert_eq!(decode_key("%+1x"), "%+1x");
+        assert_eq!(decode_key("%+1x"), "% 1x", "no hex after %: kept as is");
         assert_eq!(decode_key("%41%4a"), "AJ");
     }
 }

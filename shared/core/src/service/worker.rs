@@ -4,7 +4,7 @@
 //! a task another live worker holds is retried later, a stale one is taken over, and
 //! every status change is a compare-and-set on the task's version, so exactly one
 //! delivery completes it. Progress is published as `task.progress` at every tenth of the
-//! work and the task is touched regularly, so the scheduler can tell a lost worker from a
+//! work (and once when it starts) and the task is touched regularly, so the scheduler can tell a lost worker from a
 //! slow one.
 
 use crate::claim_check;
@@ -129,7 +129,20 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
         }
         Err(e) => return Handled::Retry(format!("starting the task: {e}")),
     }
-    let reporter = Reporter::new(services.clone(), started);
+    let reporter = Reporter::new(services.clone(), started.clone());
+    // Tell subscribers it started: a client that got 202 sees work begin at once.
+    let payload = serde_json::json!({"task_id": started.id, "kind": started.kind, "progress": started.progress, "attempt": started.attempts});
+    if let Err(e) = services
+        .publish(
+            &tenant,
+            EventType::TaskProgress,
+            &job.correlation_id,
+            payload,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "start event not stored");
+    }
     let work = run(
         services,
         kind,
@@ -291,6 +304,7 @@ pub struct Reporter {
     services: Services,
     task: Arc<Mutex<Task>>,
     share: Arc<AtomicU64>,
+    crossed: Arc<tokio::sync::Notify>,
 }
 
 impl Reporter {
@@ -299,6 +313,7 @@ impl Reporter {
             services,
             task: Arc::new(Mutex::new(task)),
             share: Arc::new(AtomicU64::new(0f64.to_bits())),
+            crossed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -314,35 +329,39 @@ impl Reporter {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => {
+                    let tenth = |x: f64| (x * 10.0).floor() as u8;
+                    if tenth(share) > tenth(f64::from_bits(current)) {
+                        self.crossed.notify_one();
+                    }
+                    break;
+                }
                 Err(seen) => current = seen,
             }
         }
     }
 
-    /// Runs `work`, publishing `task.progress` each time another tenth is done and
-    /// touching the task at least every quarter lease, so it is not taken for lost.
+    /// Runs `work`, publishing `task.progress` as soon as another tenth is done (tenths
+    /// crossed faster than one store write are announced together) and touching the task
+    /// at least every quarter lease, so it is not taken for lost.
     async fn drive<T>(self, work: impl std::future::Future<Output = T>) -> T {
         tokio::pin!(work);
         let heartbeat =
             Duration::from_secs(u64::from(self.services.settings.task_lease_secs / 4).max(1));
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut last_touch = tokio::time::Instant::now();
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let mut published = 0u8;
         loop {
-            tokio::select! {
+            let crossed = tokio::select! {
                 out = &mut work => return out,
-                _ = tick.tick() => {
-                    let percent = (f64::from_bits(self.share.load(Ordering::Relaxed)) * 100.0).floor() as u8;
-                    let due = percent / 10 > published / 10;
-                    if due || last_touch.elapsed() >= heartbeat {
-                        self.publish_progress(percent.min(99), due).await;
-                        last_touch = tokio::time::Instant::now();
-                        if due {
-                            published = percent;
-                        }
-                    }
-                }
+                _ = self.crossed.notified() => true,
+                _ = beat.tick() => false,
+            };
+            let percent =
+                (f64::from_bits(self.share.load(Ordering::Relaxed)) * 100.0).floor() as u8;
+            let announce = crossed && percent / 10 > published / 10;
+            self.publish_progress(percent.min(99), announce).await;
+            if announce {
+                published = percent;
             }
         }
     }

@@ -1,0 +1,1282 @@
+//! The handlers end to end on the embedded stack: HTTP through the shared router, jobs
+//! through the worker handler as the SQS trigger hands them over, uploads through the
+//! ingest handler, events through the stream handler, WebSocket actions through the ws
+//! handler. No network: the same code the Lambda binaries run, on local storage.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::s3::S3Event;
+use aws_lambda_events::sqs::SqsEvent;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use nomaly_core::domain::{ApiKey, Event, TaskStatus, TenantId};
+use nomaly_core::ids::TaskId;
+use nomaly_core::ports::{BlobKey, JobQueue};
+use nomaly_core::service::{Services, Settings};
+use nomaly_embedded::Stack;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Env {
+    stack: Stack,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn env_with(settings: Settings) -> Env {
+    let dir = std::env::temp_dir().join(format!("nomaly-flows-{}", TaskId::new()));
+    let stack = Stack::open(&dir, "http://127.0.0.1:9", settings).expect("open the stack");
+    Env { stack, dir }
+}
+
+fn env() -> Env {
+    env_with(Settings::default())
+}
+
+impl Env {
+    fn services(&self) -> &Services {
+        &self.stack.services
+    }
+
+    async fn key(&self, tenant: &str) -> String {
+        let issued = ApiKey::issue(TenantId::parse(tenant).unwrap());
+        self.services().keys.put_key(&issued.record).await.unwrap();
+        issued.plaintext
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        self.call_with(method, path, key, content_type, body, &[])
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let router = nomaly_core::http::router(self.services().clone());
+        let response = router
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
+        (parts.status, parts.headers, value)
+    }
+
+    async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        self.call(
+            method,
+            path,
+            Some(key),
+            Some("application/json"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+    }
+
+    /// Runs every queued job through the worker handler, as SQS batches of up to 10.
+    async fn drain(&self) -> usize {
+        let mut handled = 0;
+        for _ in 0..50 {
+            let deliveries = self.stack.queue.receive(10, 30).await.unwrap();
+            if deliveries.is_empty() {
+                return handled;
+            }
+            let records: Vec<Value> = deliveries
+                .iter()
+                .map(|d| {
+                    json!({
+                        "messageId": d.receipt,
+                        "receiptHandle": d.receipt,
+                        "body": serde_json::to_string(&d.job).unwrap(),
+                        "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
+                        "messageAttributes": {},
+                        "eventSource": "aws:sqs"
+                    })
+                })
+                .collect();
+            let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+            let response = nomaly_lambda::worker::handle(self.services(), event).await;
+            let failed: Vec<&str> = response["batchItemFailures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["itemIdentifier"].as_str().unwrap())
+                .collect();
+            for d in &deliveries {
+                if !failed.contains(&d.receipt.as_str()) {
+                    self.stack.queue.delete(&d.receipt).await.unwrap();
+                    handled += 1;
+                } else {
+                    self.stack
+                        .queue
+                        .change_visibility(&d.receipt, 0)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        handled
+    }
+
+    /// Runs every stored event of `tenant` through the stream handler, as DynamoDB
+    /// stream INSERT records.
+    async fn stream(&self, tenant: &str, after: Option<&str>) -> Vec<Event> {
+        let t = TenantId::parse(tenant).unwrap();
+        let after = after.map(|a| nomaly_core::ids::EventId::parse(a).unwrap());
+        let page = self
+            .services()
+            .events
+            .events_after(&t, after.as_ref(), 1000)
+            .await
+            .unwrap();
+        let records: Vec<Value> = page
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                json!({
+                    "eventName": "INSERT",
+                    "dynamodb": {
+                        "NewImage": {"pk": {"S": tenant}, "sk": {"S": e.event_id.to_string()}, "body": {"S": serde_json::to_string(e).unwrap()}},
+                        "SequenceNumber": format!("{}", 100 + i)
+                    }
+                })
+            })
+            .collect();
+        let event = serde_json::from_value(json!({ "Records": records })).unwrap();
+        let response = nomaly_lambda::events::handle(self.services(), event).await;
+        assert_eq!(response["batchItemFailures"], json!([]));
+        page.items
+    }
+
+    async fn events(&self, tenant: &str) -> Vec<Event> {
+        let t = TenantId::parse(tenant).unwrap();
+        self.services()
+            .events
+            .events_after(&t, None, 1000)
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+fn rows(n: usize) -> Vec<Vec<f64>> {
+    let mut out: Vec<Vec<f64>> = (0..n)
+        .map(|i| vec![(i % 17) as f64 * 0.1, (i % 13) as f64 * 0.2, (i % 7) as f64])
+        .collect();
+    out.push(vec![40.0, -30.0, 90.0]);
+    out
+}
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_a_key() {
+    let e = env();
+    let (s, _, body) = e.call("GET", "/healthz", None, None, vec![]).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    for (method, path) in [
+        ("GET", "/v1/tasks"),
+        ("POST", "/v1/detect"),
+        ("GET", "/v1/models/mdl_x"),
+        ("GET", "/v1/events"),
+    ] {
+        let (s, h, body) = e.call(method, path, None, None, vec![]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(h["content-type"], "application/problem+json");
+        assert_eq!(body["type"], "https://nomaly.dev/problems/unauthorized");
+    }
+    let key = e.key("acme").await;
+    let (s, _, _) = e
+        .call(
+            "GET",
+            "/v1/tasks",
+            Some(&format!("{}0", &key[..key.len() - 1])),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "wrong secret");
+    let (id, _) = ApiKey::split(&key).unwrap();
+    e.services()
+        .keys
+        .revoke_key(&TenantId::parse("acme").unwrap(), &id)
+        .await
+        .unwrap();
+    let (s, _, _) = e.call("GET", "/v1/tasks", Some(&key), None, vec![]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked keys stop at once");
+    let key = e.key("acme").await;
+    let (s, _, body) = e.call("GET", "/v1/nowhere", Some(&key), None, vec![]).await;
+    assert_eq!(
+        (s, body["status"].as_u64()),
+        (StatusCode::NOT_FOUND, Some(404))
+    );
+    let (s, _, body) = e.call("PUT", "/v1/tasks", Some(&key), None, vec![]).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+}
+
+#[tokio::test]
+async fn inline_detection_answers_at_once_caches_and_publishes_anomalies() {
+    let e = env();
+    let key = e.key("acme").await;
+    let request =
+        json!({"algorithm": "zscore", "rows": rows(200), "contamination": 0.01, "explain": true});
+    let (s, _, first) = e.json("POST", "/v1/detect", &key, request.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["rows"], 201);
+    assert_eq!(first["labels"][200], 1, "the planted outlier is found");
+    assert_eq!(first["cached"], false);
+    assert_eq!(first["explanations"][200].as_array().unwrap().len(), 3);
+    let (_, _, second) = e.json("POST", "/v1/detect", &key, request).await;
+    assert_eq!(second["cached"], true);
+    assert_eq!(second["scores"], first["scores"]);
+    let anomalies: Vec<Event> = e
+        .events("acme")
+        .await
+        .into_iter()
+        .filter(|ev| ev.kind.as_str() == "anomaly.detected")
+        .collect();
+    assert_eq!(anomalies.len(), 2);
+    assert!(anomalies[0].payload["anomaly_rows"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(200)));
+
+    let csv = "a,b,label\n1,2,0\n1.1,2.1,0\n0.9,1.9,0\n1,2.05,0\n50,-40,1\n";
+    let (s, _, body) = e
+        .call(
+            "POST",
+            "/v1/detect?algorithm=zscore&exclude_columns=label&threshold=3",
+            Some(&key),
+            Some("text/csv"),
+            csv.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["labels"], json!([0, 0, 0, 0, 1]));
+}
+
+/// Path, content type, body, expected status, expected problem slug.
+type BadCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
+#[tokio::test]
+async fn bad_requests_get_problems_not_crashes() {
+    let e = env();
+    let key = e.key("acme").await;
+    let cases: Vec<BadCase> = vec![
+        (
+            "/v1/detect",
+            Some("application/json"),
+            b"{not json".to_vec(),
+            400,
+            "malformed-request",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [[1, "x"]], "algorithm": "iforest"}"#.to_vec(),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [], "algorithm": "iforest"}"#.to_vec(),
+            422,
+            "invalid-data",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [[1,2],[3]], "algorithm": "iforest"}"#.to_vec(),
+            422,
+            "invalid-data",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [[1]], "algorithm": "magic"}"#.to_vec(),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [[1]]}"#.to_vec(),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [[1]], "algorithm": "iforest", "surprise": 1}"#.to_vec(),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            br#"{"rows": [[1e999]], "algorithm": "iforest"}"#.to_vec(),
+            400,
+            "malformed-request",
+        ),
+        (
+            "/v1/detect",
+            Some("application/xml"),
+            b"<rows/>".to_vec(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "/v1/detect",
+            None,
+            b"1,2".to_vec(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "/v1/detect?algorithm=iforest",
+            Some("text/csv"),
+            b"a,b\n1,zz\n".to_vec(),
+            422,
+            "invalid-data",
+        ),
+        (
+            "/v1/detect",
+            Some("application/json"),
+            b"\xff\xfe".to_vec(),
+            400,
+            "malformed-request",
+        ),
+        (
+            "/v1/models",
+            Some("application/json"),
+            br#"{"algorithm": "iforest"}"#.to_vec(),
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/datasets",
+            Some("application/json"),
+            br#"{"name": "x", "size": 0}"#.to_vec(),
+            400,
+            "invalid-parameter",
+        ),
+    ];
+    for (path, ct, body, status, slug) in cases {
+        let shown = String::from_utf8_lossy(&body).into_owned();
+        let (s, h, problem) = e.call("POST", path, Some(&key), ct, body).await;
+        assert_eq!(s.as_u16(), status, "{path} {shown}: {problem}");
+        assert_eq!(
+            h["content-type"], "application/problem+json",
+            "{path} {shown}"
+        );
+        assert_eq!(
+            problem["type"],
+            format!("https://nomaly.dev/problems/{slug}"),
+            "{path} {shown}: {problem}"
+        );
+    }
+    let huge = vec![b'1'; 6 * 1024 * 1024 + 1];
+    let (s, _, problem) = e
+        .call(
+            "POST",
+            "/v1/detect?algorithm=iforest",
+            Some(&key),
+            Some("text/csv"),
+            huge,
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+    let (s, _, _) = e
+        .call("GET", "/v1/tasks?limit=0", Some(&key), None, vec![])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = e
+        .call("GET", "/v1/tasks?next_token=zz", Some(&key), None, vec![])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn training_runs_in_the_worker_with_progress_and_the_model_scores_like_the_library() {
+    let e = env();
+    let key = e.key("acme").await;
+    let data = rows(3000);
+    let (s, h, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "iforest", "rows": data, "params": {"n_estimators": 50}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let task_id = body["task"]["id"].as_str().unwrap().to_string();
+    assert_eq!(h["location"], format!("/v1/tasks/{task_id}"));
+    assert_eq!(body["task"]["status"], "queued");
+    assert_eq!(e.drain().await, 1);
+    let (_, _, task) = e
+        .call(
+            "GET",
+            &format!("/v1/tasks/{task_id}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["progress"], 100);
+    let model_id = task["result"].as_str().unwrap().to_string();
+    assert_eq!(model_id, body["model_id"].as_str().unwrap());
+    let kinds: Vec<String> = e
+        .events("acme")
+        .await
+        .iter()
+        .filter(|ev| ev.payload["task_id"] == json!(task_id))
+        .map(|ev| ev.kind.as_str().to_string())
+        .collect();
+    assert!(
+        kinds.iter().filter(|k| *k == "task.progress").count() >= 1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "task.completed").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last().map(String::as_str), Some("task.completed"));
+
+    let (s, _, scored) = e
+        .json(
+            "POST",
+            "/v1/detect",
+            &key,
+            json!({"model_id": model_id, "rows": data}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{scored}");
+    let artifact = BlobKey::parse(&format!("tenants/acme/models/{model_id}.json")).unwrap();
+    let model = nomaly_detect::Model::from_json(
+        &e.services()
+            .blobs
+            .get_blob(&artifact)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let flat: Vec<f64> = data.iter().flatten().copied().collect();
+    let x = ndarray::Array2::from_shape_vec((data.len(), 3), flat).unwrap();
+    let expected = model.score(x.view()).unwrap();
+    let got: Vec<f64> = scored["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got, expected, "the API scores exactly as the library");
+
+    let (s, _, list) = e.call("GET", "/v1/models", Some(&key), None, vec![]).await;
+    assert_eq!(
+        (s, list["items"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (s, _, _) = e
+        .call(
+            "DELETE",
+            &format!("/v1/models/{model_id}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(
+        e.services()
+            .blobs
+            .get_blob(&artifact)
+            .await
+            .unwrap()
+            .is_none(),
+        "the artifact goes too"
+    );
+    let (s, _, _) = e
+        .json(
+            "POST",
+            "/v1/detect",
+            &key,
+            json!({"model_id": model_id, "rows": data}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_work_reports_progress_by_tenths() {
+    let e = env_with(Settings {
+        detect_budget_ms: 0,
+        ..Settings::default()
+    });
+    let key = e.key("acme").await;
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "iforest", "rows": rows(200), "params": {"n_estimators": 300}}),
+        )
+        .await;
+    e.drain().await;
+    let model = body["model_id"].as_str().unwrap();
+    // 400k rows scored in 98 blocks: each tenth takes far longer than a progress write.
+    let big: Vec<Vec<f64>> = (0..400_000)
+        .map(|i| vec![(i % 101) as f64, (i % 37) as f64, (i % 7) as f64])
+        .collect();
+    let (s, _, body) = e
+        .json(
+            "POST",
+            "/v1/detect",
+            &key,
+            json!({"model_id": model, "rows": big}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let task = body["task"]["id"].clone();
+    e.drain().await;
+    let progress: Vec<u64> = e
+        .events("acme")
+        .await
+        .iter()
+        .filter(|ev| ev.kind.as_str() == "task.progress" && ev.payload["task_id"] == task)
+        .map(|ev| ev.payload["progress"].as_u64().unwrap())
+        .collect();
+    assert!(progress.len() >= 6, "progress events: {progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "rising: {progress:?}"
+    );
+    let (_, _, done) = e
+        .call(
+            "GET",
+            &format!("/v1/tasks/{}", task.as_str().unwrap()),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(done["status"], "completed");
+}
+
+#[tokio::test]
+async fn detection_over_budget_becomes_a_task_with_a_result() {
+    let e = env_with(Settings {
+        detect_budget_ms: 0,
+        ..Settings::default()
+    });
+    let key = e.key("acme").await;
+    let (s, h, body) = e
+        .json(
+            "POST",
+            "/v1/detect",
+            &key,
+            json!({"algorithm": "ecod", "rows": rows(500)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let task_id = body["task"]["id"].as_str().unwrap().to_string();
+    assert_eq!(h["location"], format!("/v1/tasks/{task_id}"));
+    let (s, _, _) = e
+        .call(
+            "GET",
+            &format!("/v1/tasks/{task_id}/result"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "not finished yet");
+    e.drain().await;
+    let (s, _, result) = e
+        .call(
+            "GET",
+            &format!("/v1/tasks/{task_id}/result"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{result}");
+    assert_eq!(result["rows"], 501);
+    assert_eq!(result["labels"][500], 1);
+    let completed: Vec<Event> = e
+        .events("acme")
+        .await
+        .into_iter()
+        .filter(|ev| ev.kind.as_str() == "task.completed")
+        .collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].payload["anomalies"], result["anomalies"]);
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_own() {
+    let e = env();
+    let (a, b) = (e.key("tenant-a").await, e.key("tenant-b").await);
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &a,
+            json!({"algorithm": "zscore", "rows": rows(50)}),
+        )
+        .await;
+    let task = body["task"]["id"].as_str().unwrap().to_string();
+    e.drain().await;
+    let model = body["model_id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/v1/tasks/{task}"),
+        format!("/v1/models/{model}"),
+        format!("/v1/tasks/{task}/result"),
+    ] {
+        let (s, _, _) = e.call("GET", &path, Some(&b), None, vec![]).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (s, _, _) = e
+        .json(
+            "POST",
+            "/v1/detect",
+            &b,
+            json!({"model_id": model, "rows": [[1, 2, 3]]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = e
+        .call(
+            "DELETE",
+            &format!("/v1/models/{model}"),
+            Some(&b),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, _, list) = e.call("GET", "/v1/tasks", Some(&b), None, vec![]).await;
+    assert_eq!(list["items"], json!([]));
+    let (_, _, events) = e.call("GET", "/v1/events", Some(&b), None, vec![]).await;
+    assert_eq!(events["items"], json!([]));
+    let (s, _, _) = e
+        .call(
+            "GET",
+            &format!("/v1/models/{model}"),
+            Some(&a),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "the owner still sees it");
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_first_response() {
+    let e = env();
+    let key = e.key("acme").await;
+    let body = serde_json::to_vec(&json!({"algorithm": "zscore", "rows": rows(20)})).unwrap();
+    let post = |b: Vec<u8>, k: &'static str| {
+        let key = key.clone();
+        let e = &e;
+        async move {
+            e.call_with(
+                "POST",
+                "/v1/models",
+                Some(&key),
+                Some("application/json"),
+                b,
+                &[("idempotency-key", k)],
+            )
+            .await
+        }
+    };
+    let (s1, h1, first) = post(body.clone(), "retry-1").await;
+    let (s2, h2, second) = post(body.clone(), "retry-1").await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(
+        first["task"]["id"], second["task"]["id"],
+        "one task for both"
+    );
+    assert_eq!(h1["location"], h2["location"]);
+    assert_eq!(h2["idempotent-replayed"], "true");
+    let (_, _, list) = e.call("GET", "/v1/tasks", Some(&key), None, vec![]).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let other = serde_json::to_vec(&json!({"algorithm": "ecod", "rows": rows(20)})).unwrap();
+    let (s, _, problem) = post(other, "retry-1").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (s, _, _) = post(body, "retry-2").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "a new key is a new request");
+}
+
+#[tokio::test]
+async fn listings_page_and_cancel_stops_a_task() {
+    let e = env();
+    let key = e.key("acme").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, _, body) = e
+            .json(
+                "POST",
+                "/v1/models",
+                &key,
+                json!({"algorithm": "zscore", "rows": rows(10)}),
+            )
+            .await;
+        ids.push(body["task"]["id"].as_str().unwrap().to_string());
+    }
+    let (_, _, page1) = e
+        .call("GET", "/v1/tasks?limit=2", Some(&key), None, vec![])
+        .await;
+    assert_eq!(page1["items"].as_array().unwrap().len(), 2);
+    let token = page1["next_token"].as_str().unwrap();
+    let (_, _, page2) = e
+        .call(
+            "GET",
+            &format!("/v1/tasks?limit=2&next_token={token}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(page2["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["items"][0]["id"], json!(ids[0]), "newest first");
+    let (s, _, cancelled) = e
+        .call(
+            "POST",
+            &format!("/v1/tasks/{}/cancel", ids[1]),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        (s, cancelled["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (s, _, _) = e
+        .call(
+            "POST",
+            &format!("/v1/tasks/{}/cancel", ids[1]),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    e.drain().await;
+    let t = TenantId::parse("acme").unwrap();
+    let status = |id: &str| {
+        let id = TaskId::parse(id).unwrap();
+        let t = t.clone();
+        let s = e.services().tasks.clone();
+        async move { s.get_task(&t, &id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(
+        status(&ids[1]).await,
+        TaskStatus::Cancelled,
+        "the worker leaves a cancelled task alone"
+    );
+    assert_eq!(status(&ids[0]).await, TaskStatus::Completed);
+    let (_, _, events) = e
+        .call("GET", "/v1/events?limit=1", Some(&key), None, vec![])
+        .await;
+    let first = events["items"][0]["event_id"].as_str().unwrap().to_string();
+    let (_, _, rest) = e
+        .call(
+            "GET",
+            &format!("/v1/events?after={first}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert!(rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|ev| ev["event_id"].as_str().unwrap() > first.as_str()));
+}
+
+#[tokio::test]
+async fn uploads_are_profiled_and_train_when_asked() {
+    let e = env();
+    let key = e.key("acme").await;
+    let csv = {
+        let mut s = String::from("a,b,name\n");
+        for i in 0..300 {
+            s.push_str(&format!("{},{},row{}\n", i % 10, (i * 7) % 11, i));
+        }
+        s
+    };
+    let (s, _, grant) = e
+        .json(
+            "POST",
+            "/v1/datasets",
+            &key,
+            json!({"name": "sensors.csv", "size": csv.len(), "train": {"algorithm": "hbos"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{grant}");
+    let dataset_id = grant["dataset"]["id"].as_str().unwrap().to_string();
+    assert_eq!(grant["dataset"]["status"], "awaiting_upload");
+    assert!(grant["upload"]["url"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("tenants/acme/uploads/{dataset_id}.upload")));
+    let object = format!("tenants/acme/uploads/{dataset_id}.upload");
+    e.services()
+        .blobs
+        .put_blob(&BlobKey::parse(&object).unwrap(), csv.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let s3: S3Event = serde_json::from_value(json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-27T05:00:00.000Z", "userIdentity": {"principalId": "AWS:X"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads", "bucket": {"name": "b", "arn": "arn:aws:s3:::b"},
+               "object": {"key": object, "size": csv.len()}}
+    }]}))
+    .unwrap();
+    assert_eq!(
+        nomaly_lambda::ingest::handle(e.services(), s3)
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, _, dataset) = e
+        .call(
+            "GET",
+            &format!("/v1/datasets/{dataset_id}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(dataset["status"], "profiled", "{dataset}");
+    assert_eq!(dataset["profile"]["rows"], 300);
+    assert_eq!(dataset["profile"]["usable_columns"], json!(["a", "b"]));
+    assert!(
+        e.drain().await == 0,
+        "nothing trains before the events function runs the chain"
+    );
+    e.stream("acme", None).await;
+    e.stream("acme", None).await; // the stream may deliver twice: still one training
+    assert_eq!(e.drain().await, 1);
+    let (_, _, models) = e.call("GET", "/v1/models", Some(&key), None, vec![]).await;
+    assert_eq!(models["items"].as_array().unwrap().len(), 1);
+    assert_eq!(models["items"][0]["feature_names"], json!(["a", "b"]));
+
+    let (_, _, big) = e
+        .json(
+            "POST",
+            "/v1/datasets",
+            &key,
+            json!({"name": "liar.csv", "size": 10}),
+        )
+        .await;
+    let big_id = big["dataset"]["id"].as_str().unwrap();
+    let object = format!("tenants/acme/uploads/{big_id}.upload");
+    e.services()
+        .blobs
+        .put_blob(&BlobKey::parse(&object).unwrap(), vec![b'1'; 11])
+        .await
+        .unwrap();
+    nomaly_core::service::ingest::object_created(e.services(), &object, 11)
+        .await
+        .unwrap();
+    let (_, _, rejected) = e
+        .call(
+            "GET",
+            &format!("/v1/datasets/{big_id}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(rejected["status"], "rejected");
+    assert!(
+        e.services()
+            .blobs
+            .get_blob(&BlobKey::parse(&object).unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the oversized object is deleted"
+    );
+}
+
+fn ws_event(
+    route: &str,
+    connection: &str,
+    query: Value,
+    body: Option<&str>,
+) -> ApiGatewayWebsocketProxyRequest {
+    serde_json::from_value(json!({
+        "requestContext": {"routeKey": route, "connectionId": connection, "eventType": "MESSAGE", "connectedAt": 0, "requestTimeEpoch": 0},
+        "queryStringParameters": query,
+        "body": body,
+        "isBase64Encoded": false
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn websocket_connects_replays_pushes_and_scores() {
+    let e = env();
+    let key = e.key("acme").await;
+    let other = e.key("other").await;
+    let refused = nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$connect", "c0", json!({"api_key": "nmk_nope"}), None),
+    )
+    .await;
+    assert_eq!(refused["statusCode"], 401);
+    let refused =
+        nomaly_lambda::ws::handle(e.services(), ws_event("$connect", "c0", json!({}), None)).await;
+    assert_eq!(refused["statusCode"], 401);
+    let mut inbox = e.stack.notifier.open("c1");
+    let mut other_inbox = e.stack.notifier.open("c2");
+    let ok = nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$connect", "c1", json!({"api_key": key}), None),
+    )
+    .await;
+    assert_eq!(ok["statusCode"], 200);
+    nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$connect", "c2", json!({"api_key": other}), None),
+    )
+    .await;
+    nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event(
+            "$default",
+            "c2",
+            json!({}),
+            Some(r#"{"action":"subscribe","channel":"tenant"}"#),
+        ),
+    )
+    .await;
+    let _ = other_inbox.recv().await;
+
+    let marker = e
+        .services()
+        .publish(
+            &TenantId::parse("acme").unwrap(),
+            nomaly_core::domain::EventType::TaskProgress,
+            "c",
+            json!({"task_id": "tsk_none"}),
+        )
+        .await
+        .unwrap();
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(30)}),
+        )
+        .await;
+    let task = body["task"]["id"].as_str().unwrap().to_string();
+    e.drain().await;
+    // Subscribing after the work finished still delivers it: replay after the marker.
+    let sub = format!(
+        r#"{{"action":"subscribe","channel":"task:{task}","after":"{}"}}"#,
+        marker.event_id
+    );
+    nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$default", "c1", json!({}), Some(&sub)),
+    )
+    .await;
+    let mut got = Vec::new();
+    while let Ok(Some(m)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), inbox.recv()).await
+    {
+        got.push(serde_json::from_slice::<Value>(&m).unwrap());
+    }
+    let types: Vec<&str> = got.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(types.last(), Some(&"subscribed"), "{types:?}");
+    assert_eq!(
+        types.iter().filter(|t| **t == "task.completed").count(),
+        1,
+        "{types:?}"
+    );
+    assert!(
+        !types.contains(&"task.progress")
+            || got
+                .iter()
+                .all(|m| m["type"] != "task.progress" || m["payload"]["task_id"] == json!(task))
+    );
+
+    // Live: the stream handler pushes new events to the subscribed connection only.
+    let before = e.events("acme").await.last().unwrap().event_id.to_string();
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(30)}),
+        )
+        .await;
+    let task2 = body["task"]["id"].as_str().unwrap().to_string();
+    let sub2 = format!(r#"{{"action":"subscribe","channel":"task:{task2}"}}"#);
+    nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$default", "c1", json!({}), Some(&sub2)),
+    )
+    .await;
+    e.drain().await;
+    e.stream("acme", Some(&before)).await;
+    let mut live = Vec::new();
+    while let Ok(Some(m)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), inbox.recv()).await
+    {
+        live.push(serde_json::from_slice::<Value>(&m).unwrap());
+    }
+    assert!(
+        live.iter()
+            .any(|m| m["type"] == "task.completed" && m["payload"]["task_id"] == json!(task2)),
+        "{live:?}"
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), other_inbox.recv())
+            .await
+            .is_err(),
+        "another tenant hears nothing"
+    );
+
+    // Score on the socket.
+    let model = body["model_id"].as_str().unwrap();
+    let score = format!(
+        r#"{{"action":"score","model_id":"{model}","rows":[[0.1,0.2,1],[40,-30,90]],"request_id":"r1"}}"#
+    );
+    nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$default", "c1", json!({}), Some(&score)),
+    )
+    .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(
+        (reply["type"].as_str(), reply["request_id"].as_str()),
+        (Some("scores"), Some("r1")),
+        "{reply}"
+    );
+    assert_eq!(reply["labels"], json!([0, 1]));
+    nomaly_lambda::ws::handle(
+        e.services(),
+        ws_event("$default", "c1", json!({}), Some("{\"action\":\"dance\"}")),
+    )
+    .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(reply["type"], "error");
+    assert_eq!(reply["error"]["status"], 400);
+
+    // A gone connection is forgotten when an event finds it.
+    drop(inbox);
+    let before = e.events("acme").await.last().unwrap().event_id.to_string();
+    e.services()
+        .publish(
+            &TenantId::parse("acme").unwrap(),
+            nomaly_core::domain::EventType::TaskProgress,
+            "c",
+            json!({"task_id": task2}),
+        )
+        .await
+        .unwrap();
+    e.stream("acme", Some(&before)).await;
+    assert!(e
+        .services()
+        .connections
+        .get_connection("c1")
+        .await
+        .unwrap()
+        .is_none());
+    let bye =
+        nomaly_lambda::ws::handle(e.services(), ws_event("$disconnect", "c2", json!({}), None))
+            .await;
+    assert_eq!(bye["statusCode"], 200);
+    assert!(e
+        .services()
+        .connections
+        .get_connection("c2")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_bad_message_fails_only_itself() {
+    let e = env();
+    let key = e.key("acme").await;
+    e.json(
+        "POST",
+        "/v1/models",
+        &key,
+        json!({"algorithm": "zscore", "rows": rows(20)}),
+    )
+    .await;
+    let good = e.stack.queue.receive(1, 30).await.unwrap().remove(0);
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [
+        {"messageId": "m-good", "receiptHandle": good.receipt, "body": serde_json::to_string(&good.job).unwrap(), "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}},
+        {"messageId": "m-bad", "receiptHandle": "r", "body": "{\"not\": \"a job\"}", "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}}
+    ]}))
+    .unwrap();
+    let response = nomaly_lambda::worker::handle(e.services(), event.clone()).await;
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "m-bad"}])
+    );
+    let again = nomaly_lambda::worker::handle(e.services(), event).await;
+    assert_eq!(
+        again["batchItemFailures"],
+        json!([{"itemIdentifier": "m-bad"}]),
+        "a redelivered finished job is acknowledged"
+    );
+    let t = TenantId::parse("acme").unwrap();
+    let tasks = e
+        .services()
+        .tasks
+        .list_tasks(&t, &Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(tasks[0].status, TaskStatus::Completed);
+    let completions = e
+        .events("acme")
+        .await
+        .iter()
+        .filter(|ev| ev.kind.as_str() == "task.completed")
+        .count();
+    assert_eq!(completions, 1, "one completion for two deliveries");
+}
+
+#[tokio::test]
+async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
+    let e = env_with(Settings {
+        task_lease_secs: 1,
+        max_attempts: 2,
+        ..Settings::default()
+    });
+    let key = e.key("acme").await;
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(20)}),
+        )
+        .await;
+    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let t = TenantId::parse("acme").unwrap();
+    // A worker takes the job and dies: the message is gone, the task stays running.
+    let lost = e.stack.queue.receive(1, 300).await.unwrap().remove(0);
+    e.stack.queue.delete(&lost.receipt).await.unwrap();
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    e.services()
+        .tasks
+        .update_task(&task.transition(TaskStatus::Running).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let report = nomaly_lambda::scheduler::handle(e.services())
+        .await
+        .unwrap();
+    assert_eq!(report["requeued"], 1, "{report}");
+    assert_eq!(e.drain().await, 1);
+    assert_eq!(
+        e.services()
+            .tasks
+            .get_task(&t, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TaskStatus::Completed
+    );
+
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(20)}),
+        )
+        .await;
+    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    for _ in 0..2 {
+        let lost = e.stack.queue.receive(1, 300).await.unwrap().remove(0);
+        e.stack.queue.delete(&lost.receipt).await.unwrap();
+        let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+        e.services()
+            .tasks
+            .update_task(&task.transition(TaskStatus::Running).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        nomaly_lambda::scheduler::handle(e.services())
+            .await
+            .unwrap();
+    }
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
+    assert!(task.error.unwrap().contains("stopped responding"));
+    let failed = e
+        .events("acme")
+        .await
+        .iter()
+        .filter(|ev| ev.kind.as_str() == "task.failed")
+        .count();
+    assert_eq!(failed, 1);
+}
