@@ -11,9 +11,9 @@ moto_pid=""
 trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; rm -f "$results" "$moto_log"' EXIT
 
 echo "== reference environment (.venv)"
-if ! .venv/bin/python -c "import sklearn, pandas, moto" 2>/dev/null; then
-  rm -rf .venv
-  python3 -m venv .venv
+if ! .venv/bin/python -c "import sklearn, pandas, moto, samtranslator, cfnlint" 2>/dev/null \
+   || ! [ -x .venv/bin/cargo-lambda ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 .venv/bin/python -c "import sklearn, numpy; print('scikit-learn', sklearn.__version__, 'numpy', numpy.__version__)"
