@@ -32,9 +32,18 @@ const ENV: &[(&str, &str)] = &[
     ("NOMALY_TABLE", "nomaly-state"),
     ("NOMALY_EVENTS_TABLE", "nomaly-events"),
     ("NOMALY_BUCKET", "nomaly-123456789012-us-east-1"),
-    ("NOMALY_JOBS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-jobs"),
-    ("NOMALY_JOBS_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-dlq"),
-    ("NOMALY_WS_ENDPOINT", "https://abc123.execute-api.us-east-1.amazonaws.com/live"),
+    (
+        "NOMALY_JOBS_QUEUE_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-jobs",
+    ),
+    (
+        "NOMALY_JOBS_DLQ_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-dlq",
+    ),
+    (
+        "NOMALY_WS_ENDPOINT",
+        "https://abc123.execute-api.us-east-1.amazonaws.com/live",
+    ),
 ];
 
 /// One start: milliseconds from spawn to the runtime's first request.
@@ -48,7 +57,9 @@ fn once(binary: &PathBuf) -> Result<f64> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let started = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("start {}", binary.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
     listener.set_nonblocking(true)?;
     let stream = loop {
         match listener.accept() {
@@ -59,7 +70,10 @@ fn once(binary: &PathBuf) -> Result<f64> {
                     bail!("{} never called the Runtime API", binary.display());
                 }
                 if let Some(status) = child.try_wait()? {
-                    bail!("{} exited with {status} before calling the Runtime API", binary.display());
+                    bail!(
+                        "{} exited with {status} before calling the Runtime API",
+                        binary.display()
+                    );
                 }
                 std::thread::sleep(Duration::from_micros(50));
             }
@@ -99,9 +113,22 @@ fn main() -> Result<()> {
             times.push(once(binary)?);
         }
         times.sort_by(f64::total_cmp);
-        let median = if runs % 2 == 1 { times[runs / 2] } else { (times[runs / 2 - 1] + times[runs / 2]) / 2.0 };
-        let name = binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        println!("{:<12} {:>10.2} {:>8.2} {:>8.2}", name, median, times[0], times[runs - 1]);
+        let median = if runs % 2 == 1 {
+            times[runs / 2]
+        } else {
+            (times[runs / 2 - 1] + times[runs / 2]) / 2.0
+        };
+        let name = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:>10.2} {:>8.2} {:>8.2}",
+            name,
+            median,
+            times[0],
+            times[runs - 1]
+        );
     }
     Ok(())
 }

@@ -1,15 +1,9 @@
 //! `worker`: SQS batches of jobs (train, detect, profile), with partial batch failures.
 
-use lambda_runtime::{service_fn, LambdaEvent};
-use nomaly_lambda::worker;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    nomaly_lambda::telemetry::init();
-    let services = nomaly_aws::deployment::services_from_env().await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| {
-        let services = services.clone();
-        async move { Ok::<_, lambda_runtime::Error>(worker::handle(&services, event.payload).await) }
-    }))
+    nomaly_lambda::run(|services, event| async move {
+        Ok(nomaly_lambda::worker::handle(&services, event).await)
+    })
     .await
 }

@@ -3,7 +3,7 @@
 //! [`Services`] built on them.
 
 use crate::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
-use nomaly_core::service::{models::LoadedModels, BadSetting, Services, Settings};
+use nomaly_core::service::{BadSetting, Services, Settings};
 use std::sync::Arc;
 
 /// State table name.
@@ -80,33 +80,23 @@ impl Deployment {
     /// The services on this deployment's resources, with `clients` built once by the
     /// caller.
     pub fn services(&self, clients: &Clients, settings: Settings) -> Services {
-        let store = Arc::new(DynamoStore::new(
-            clients.dynamodb.clone(),
-            &self.table,
-            &self.events_table,
-        ));
         let blobs = Arc::new(S3Blobs::new(clients.s3.clone(), &self.bucket));
-        Services {
-            tasks: store.clone(),
-            events: store.clone(),
-            models: store.clone(),
-            datasets: store.clone(),
-            keys: store.clone(),
-            connections: store.clone(),
-            idempotency: store.clone(),
-            cache: store.clone(),
-            sweeper: store,
-            blobs: blobs.clone(),
-            uploads: blobs,
-            queue: Arc::new(SqsQueue::new(
+        Services::assemble(
+            Arc::new(DynamoStore::new(
+                clients.dynamodb.clone(),
+                &self.table,
+                &self.events_table,
+            )),
+            blobs.clone(),
+            blobs,
+            Arc::new(SqsQueue::new(
                 clients.sqs.clone(),
                 &self.queue_url,
                 &self.dead_letter_url,
             )),
-            notifier: Arc::new(ApiGatewayPush::new(&clients.config, &self.ws_endpoint)),
+            Arc::new(ApiGatewayPush::new(&clients.config, &self.ws_endpoint)),
             settings,
-            loaded_models: Arc::new(LoadedModels::default()),
-        }
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::{Database, FileBlobs, LocalNotifier, LocalUploads, SqliteQueue, SqliteStore};
 use nomaly_core::ports::StoreResult;
-use nomaly_core::service::{models::LoadedModels, Services, Settings};
+use nomaly_core::service::{Services, Settings};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,27 +23,18 @@ impl Stack {
     /// Opens (or creates) the stack in `data_dir`; upload URLs point at `base_url`.
     pub fn open(data_dir: &Path, base_url: &str, settings: Settings) -> StoreResult<Self> {
         let db = Database::open(data_dir)?;
-        let store = Arc::new(SqliteStore::new(db.clone()));
+        let records = Arc::new(SqliteStore::new(db.clone()));
         let queue = SqliteQueue::new(db, "jobs", settings.max_receives);
         let notifier = LocalNotifier::default();
         let uploads = LocalUploads::open(data_dir, base_url)?;
-        let services = Services {
-            tasks: store.clone(),
-            events: store.clone(),
-            models: store.clone(),
-            datasets: store.clone(),
-            keys: store.clone(),
-            connections: store.clone(),
-            idempotency: store.clone(),
-            cache: store.clone(),
-            sweeper: store,
-            blobs: Arc::new(FileBlobs::new(data_dir)),
-            uploads: Arc::new(uploads.clone()),
-            queue: Arc::new(queue.clone()),
-            notifier: Arc::new(notifier.clone()),
+        let services = Services::assemble(
+            records,
+            Arc::new(FileBlobs::new(data_dir)),
+            Arc::new(uploads.clone()),
+            Arc::new(queue.clone()),
+            Arc::new(notifier.clone()),
             settings,
-            loaded_models: Arc::new(LoadedModels::default()),
-        };
+        );
         Ok(Stack {
             services,
             notifier,

@@ -13,3 +13,27 @@ pub mod ws;
 
 /// What a handler returns to the runtime on failure.
 pub type Error = lambda_runtime::Error;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use nomaly_core::service::Services;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+
+/// What every function's `main` does: JSON logs, the clients and services built once
+/// from the environment, then `handler` for every event until the runtime stops.
+pub async fn run<E, R, F, Fut>(handler: F) -> Result<(), Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Services, E) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Error>> + Send + 'static,
+{
+    telemetry::init();
+    let services = nomaly_aws::deployment::services_from_env().await?;
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
+        handler(services.clone(), event.payload)
+    }))
+    .await
+}

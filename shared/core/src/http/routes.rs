@@ -3,7 +3,7 @@
 use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, TaskId};
-use crate::ports::{BlobKey, PageRequest};
+use crate::ports::PageRequest;
 use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
 use crate::service::ingest::{self, UploadRequest};
 use crate::service::input::Rows;
@@ -54,6 +54,11 @@ fn query<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Problem> {
     q.map(|Query(v)| v)
         .map_err(|e| Problem::invalid_parameter(format!("query string: {}", e.body_text())))
+}
+
+/// A listing's JSON: `{"items": [...], "next_token": ...}`.
+fn listing<T: serde::Serialize>(items: &[T], next_token: Option<String>) -> Response {
+    Json(json!({"items": items, "next_token": next_token})).into_response()
 }
 
 fn accepted(task: &crate::domain::Task) -> Response {
@@ -141,7 +146,7 @@ pub async fn list_models(
         .models
         .list_models(&tenant, &query(q)?.page()?)
         .await?;
-    Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
+    Ok(listing(&page.items, page.next_token))
 }
 
 /// `GET /v1/models/{id}`.
@@ -181,7 +186,7 @@ pub async fn list_tasks(
         .list_tasks(&tenant, &query(q)?.page()?)
         .await?;
     let items: Vec<Value> = page.items.iter().map(jobs::view).collect();
-    Ok(Json(json!({"items": items, "next_token": page.next_token})).into_response())
+    Ok(listing(&items, page.next_token))
 }
 
 async fn task_of(
@@ -297,7 +302,7 @@ pub async fn list_datasets(
         .datasets
         .list_datasets(&tenant, &query(q)?.page()?)
         .await?;
-    Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
+    Ok(listing(&page.items, page.next_token))
 }
 
 /// `GET /v1/datasets/{id}`: the record with its profile.
@@ -322,17 +327,7 @@ pub async fn delete_dataset(
     Path(id): Path<String>,
 ) -> Answer {
     let id = parse_id(&id, "dataset", DatasetId::parse)?;
-    let dataset = services
-        .datasets
-        .get_dataset(&tenant, &id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
-    services.datasets.delete_dataset(&tenant, &id).await?;
-    if let Ok(key) = BlobKey::parse(&dataset.blob_key) {
-        if key.belongs_to(&tenant) {
-            services.blobs.delete_blob(&key).await?;
-        }
-    }
+    ingest::delete(&services, &tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -370,5 +365,5 @@ pub async fn list_events(
         .events
         .events_after(&tenant, after.as_ref(), limit)
         .await?;
-    Ok(Json(json!({"items": page.items, "next_token": page.next_token})).into_response())
+    Ok(listing(&page.items, page.next_token))
 }

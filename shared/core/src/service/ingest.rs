@@ -148,6 +148,22 @@ pub async fn object_created(services: &Services, key: &str, size: u64) -> Result
     Ok(())
 }
 
+/// Deletes the tenant's dataset: its record, then its upload.
+pub async fn delete(services: &Services, tenant: &TenantId, id: &DatasetId) -> Result<(), Problem> {
+    let dataset = services
+        .datasets
+        .get_dataset(tenant, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
+    services.datasets.delete_dataset(tenant, id).await?;
+    if let Ok(key) = BlobKey::parse(&dataset.blob_key) {
+        if key.belongs_to(tenant) {
+            services.blobs.delete_blob(&key).await?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_upload_key(key: &str) -> Option<(TenantId, DatasetId)> {
     let key = BlobKey::parse(key).ok()?;
     let mut parts = key.as_str().split('/');

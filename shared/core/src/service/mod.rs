@@ -141,7 +141,64 @@ pub struct Services {
     pub loaded_models: Arc<models::LoadedModels>,
 }
 
+/// Every record port on one store (one SQLite database, one pair of DynamoDB tables).
+pub trait Records:
+    TaskStore
+    + EventLog
+    + ModelRegistry
+    + DatasetStore
+    + KeyStore
+    + ConnectionRegistry
+    + IdempotencyStore
+    + ResultCache
+    + ExpirySweeper
+    + 'static
+{
+}
+
+impl<T> Records for T where
+    T: TaskStore
+        + EventLog
+        + ModelRegistry
+        + DatasetStore
+        + KeyStore
+        + ConnectionRegistry
+        + IdempotencyStore
+        + ResultCache
+        + ExpirySweeper
+        + 'static
+{
+}
+
 impl Services {
+    /// The services on one record store and the given blobs, uploads, queue and push.
+    pub fn assemble<R: Records>(
+        records: Arc<R>,
+        blobs: Arc<dyn BlobStore>,
+        uploads: Arc<dyn UploadSigner>,
+        queue: Arc<dyn JobQueue>,
+        notifier: Arc<dyn PushNotifier>,
+        settings: Settings,
+    ) -> Self {
+        Services {
+            tasks: records.clone(),
+            events: records.clone(),
+            models: records.clone(),
+            datasets: records.clone(),
+            keys: records.clone(),
+            connections: records.clone(),
+            idempotency: records.clone(),
+            cache: records.clone(),
+            sweeper: records,
+            blobs,
+            uploads,
+            queue,
+            notifier,
+            settings,
+            loaded_models: Arc::new(models::LoadedModels::default()),
+        }
+    }
+
     /// Appends an event to the log (the stream behind it pushes it to subscribers and
     /// runs the chains).
     pub async fn publish(
