@@ -609,17 +609,26 @@ impl IdempotencyStore for DynamoStore {
         }
     }
 
-    async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()> {
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        response: &[u8],
+        ttl_secs: u32,
+    ) -> StoreResult<()> {
+        let expires = Timestamp::now().plus_seconds(i64::from(ttl_secs)).seconds();
         match self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(tenant_pk(tenant)))
             .key("sk", s(format!("IDEM#{key}")))
-            .update_expression("SET #r = :r")
+            .update_expression("SET #r = :r, #ttl = :ttl")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#r", "response")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":r", AttributeValue::B(response.to_vec().into()))
+            .expression_attribute_values(":ttl", n(expires))
             .send()
             .await
         {

@@ -551,7 +551,7 @@ pub async fn idempotency_returns_the_first_response(store: &dyn IdempotencyStore
     );
     assert!(claims.contains(&Claim::InProgress));
     store
-        .complete(&t, "k1", b"{\"task\":1}")
+        .complete(&t, "k1", b"{\"task\":1}", 60)
         .await
         .expect("complete");
     assert_eq!(
@@ -678,15 +678,26 @@ pub async fn expired_entries_are_not_returned(
     cache.put_cached(&t, "short", b"v", 1).await.expect("put");
     idempotency.claim(&t, "short", 1).await.expect("claim");
     idempotency
-        .complete(&t, "short", b"first")
+        .complete(&t, "short", b"first", 1)
         .await
         .expect("complete");
     assert_eq!(
         idempotency.claim(&t, "short", 1).await.expect("claim"),
         Claim::Done(b"first".to_vec())
     );
+    // A short claim whose work finished is kept for the completion's own time.
+    idempotency.claim(&t, "extended", 1).await.expect("claim");
+    idempotency
+        .complete(&t, "extended", b"kept", 60)
+        .await
+        .expect("complete");
     // TTLs count whole seconds: wait past the next second boundary and one more.
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        idempotency.claim(&t, "extended", 1).await.expect("claim"),
+        Claim::Done(b"kept".to_vec()),
+        "completing extends a claim's lease"
+    );
     assert_eq!(
         cache.get_cached(&t, "short").await.expect("get"),
         None,

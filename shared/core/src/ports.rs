@@ -347,10 +347,18 @@ pub enum Claim {
 /// Remembers requests by idempotency key for a while.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for `ttl_secs`; exactly one of concurrent callers gets `New`.
+    /// Claims `key` for `ttl_secs` (a lease: longer than the work may take, so a caller
+    /// that dies mid-way blocks retries only that long); exactly one of concurrent callers
+    /// gets `New`.
     async fn claim(&self, tenant: &TenantId, key: &str, ttl_secs: u32) -> StoreResult<Claim>;
-    /// Stores the response of a claimed key.
-    async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()>;
+    /// Stores the response of a claimed key, kept for `ttl_secs` from now.
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        response: &[u8],
+        ttl_secs: u32,
+    ) -> StoreResult<()>;
     /// Gives up a claim without a response (the work failed in a way a retry may fix), so
     /// the next request with the key is `New` again. No error if there was no claim.
     async fn release(&self, tenant: &TenantId, key: &str) -> StoreResult<()>;

@@ -566,14 +566,21 @@ impl IdempotencyStore for SqliteStore {
             .await
     }
 
-    async fn complete(&self, tenant: &TenantId, key: &str, response: &[u8]) -> StoreResult<()> {
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        response: &[u8],
+        ttl_secs: u32,
+    ) -> StoreResult<()> {
         let (tenant, key, response) = (tenant.to_string(), key.to_string(), response.to_vec());
+        let expires = Timestamp::now().plus_seconds(i64::from(ttl_secs)).millis();
         self.db
             .run("complete an idempotency key", move |c| {
                 let n = c
                     .execute(
-                        "UPDATE idempotency SET response = ?1 WHERE tenant = ?2 AND key = ?3",
-                        params![response, tenant, key],
+                        "UPDATE idempotency SET response = ?1, expires_ms = ?4 WHERE tenant = ?2 AND key = ?3",
+                        params![response, tenant, key, expires],
                     )
                     .map_err(sql("complete an idempotency key"))?;
                 if n == 0 {

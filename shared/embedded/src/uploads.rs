@@ -57,6 +57,12 @@ impl LocalUploads {
                     .map_err(|e| StoreError::backend("make the data folder", e))?;
                 nomaly_core::atomic_file::write(&path, &fresh)
                     .map_err(|e| StoreError::backend("store the upload secret", e))?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| StoreError::backend("protect the upload secret", e))?;
+                }
                 fresh.to_vec()
             }
         };

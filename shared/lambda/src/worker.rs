@@ -1,6 +1,7 @@
 //! The `worker` function: an SQS batch of jobs, each handled on its own; the response
 //! lists only the messages to retry (`ReportBatchItemFailures`), so one bad message never
-//! sends the others round again.
+//! sends the others round again. A message to retry comes back after a backoff (30 s,
+//! doubling, at most 15 min) rather than the queue's 90-minute visibility timeout.
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use nomaly_core::ports::{Delivery, Job};
@@ -37,7 +38,22 @@ pub async fn handle(services: &Services, event: SqsEvent) -> Value {
             }
         };
         if let Handled::Retry(why) = outcome {
-            tracing::warn!(message_id = %id, why, "message will be retried");
+            // Back off from the queue's long visibility timeout (6 x the function's):
+            // 30 s, then 60, 120, ... up to 15 minutes.
+            let count = message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse::<u32>().ok())
+                .unwrap_or(1);
+            let backoff = 30u32
+                .saturating_mul(1 << count.clamp(1, 6).saturating_sub(1))
+                .min(900);
+            if let Some(receipt) = &message.receipt_handle {
+                if let Err(e) = services.queue.change_visibility(receipt, backoff).await {
+                    tracing::warn!(message_id = %id, error = %e, "could not shorten the retry delay");
+                }
+            }
+            tracing::warn!(message_id = %id, why, backoff_secs = backoff, "message will be retried");
             failures.push(json!({ "itemIdentifier": id }));
         }
     }

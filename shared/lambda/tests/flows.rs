@@ -229,7 +229,11 @@ async fn health_is_open_and_everything_else_needs_a_key() {
         .call(
             "GET",
             "/v1/tasks",
-            Some(&format!("{}0", &key[..key.len() - 1])),
+            Some(&format!(
+                "{}{}",
+                &key[..key.len() - 1],
+                if key.ends_with('0') { '1' } else { '0' }
+            )),
             None,
             vec![],
         )
@@ -1272,6 +1276,42 @@ async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
     let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
     assert!(task.error.unwrap().contains("stopped responding"));
+    let failed = e
+        .events("acme")
+        .await
+        .iter()
+        .filter(|ev| ev.kind.as_str() == "task.failed")
+        .count();
+    assert_eq!(failed, 1);
+}
+
+#[tokio::test]
+async fn a_task_past_its_attempts_fails_instead_of_running_again() {
+    let e = env_with(Settings {
+        max_attempts: 1,
+        ..Settings::default()
+    });
+    let key = e.key("acme").await;
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(20)}),
+        )
+        .await;
+    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let t = TenantId::parse("acme").unwrap();
+    // One attempt already spent: a worker started it, then handed it back.
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    let started = task.transition(TaskStatus::Running).unwrap();
+    e.services().tasks.update_task(&started).await.unwrap();
+    let requeued = started.transition(TaskStatus::Queued).unwrap();
+    e.services().tasks.update_task(&requeued).await.unwrap();
+    assert_eq!(e.drain().await, 1, "the message is acknowledged");
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
+    assert!(task.error.unwrap().contains("gave up after 1 attempts"));
     let failed = e
         .events("acme")
         .await

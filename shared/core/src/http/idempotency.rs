@@ -14,7 +14,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// How long a stored response is returned again.
 const TTL_SECS: u32 = 24 * 3600;
+/// How long a claim holds while its request runs: past the API's 29 s timeout, so a
+/// request that died mid-way blocks its retries only this long.
+const LEASE_SECS: u32 = 60;
 /// Response headers kept with a stored response.
 const KEPT: [&str; 3] = ["content-type", "location", "retry-after"];
 
@@ -62,7 +66,7 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
     let record_key = format!("http:{key}");
     match services
         .idempotency
-        .claim(&tenant, &record_key, TTL_SECS)
+        .claim(&tenant, &record_key, LEASE_SECS)
         .await
     {
         Err(e) => return Problem::from(e).into_response(),
@@ -121,10 +125,13 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
         if let Ok(bytes) = serde_json::to_vec(&stored) {
             if let Err(e) = services
                 .idempotency
-                .complete(&tenant, &record_key, &bytes)
+                .complete(&tenant, &record_key, &bytes, TTL_SECS)
                 .await
             {
+                // Too large for an item, or storage failed: let a retry run again rather
+                // than answer 409 until the lease runs out.
                 tracing::warn!(error = %e, "could not store an idempotent response");
+                let _ = services.idempotency.release(&tenant, &record_key).await;
             }
         }
     }

@@ -11,6 +11,11 @@ use crate::service::input::FitSpec;
 use crate::service::training::{self, TrainingData};
 use crate::service::{Problem, Services};
 
+/// How long a chain's claim holds while it runs (past the events function's timeout).
+const CHAIN_LEASE_SECS: u32 = 300;
+/// How long a chain that ran is remembered (past the stream's 24 h retention).
+const CHAIN_MEMORY_SECS: u32 = 7 * 24 * 3600;
+
 /// How one event's pushes went.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pushed {
@@ -92,7 +97,7 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
     let key = format!("chain:{}", event.event_id);
     match services
         .idempotency
-        .claim(&event.tenant, &key, 7 * 24 * 3600)
+        .claim(&event.tenant, &key, CHAIN_LEASE_SECS)
         .await?
     {
         Claim::New => {}
@@ -140,7 +145,12 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
             let note = serde_json::json!({"task_id": task.id, "model_id": model_id});
             services
                 .idempotency
-                .complete(&event.tenant, &key, note.to_string().as_bytes())
+                .complete(
+                    &event.tenant,
+                    &key,
+                    note.to_string().as_bytes(),
+                    CHAIN_MEMORY_SECS,
+                )
                 .await?;
             tracing::info!(task_id = %task.id, dataset_id = %dataset_id, "training started on upload");
             Ok(Some(task.id))
@@ -153,7 +163,7 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
             // Cannot start (dataset deleted, bad spec): recorded so it is not retried.
             services
                 .idempotency
-                .complete(&event.tenant, &key, p.detail.as_bytes())
+                .complete(&event.tenant, &key, p.detail.as_bytes(), CHAIN_MEMORY_SECS)
                 .await?;
             tracing::warn!(dataset_id = %dataset_id, problem = %p, "training on upload not started");
             Ok(None)

@@ -114,7 +114,12 @@ pub async fn object_created(services: &Services, key: &str, size: u64) -> Result
         tracing::warn!(key, "an upload for no registered dataset; ignored");
         return Ok(());
     };
-    if dataset.status != DatasetStatus::AwaitingUpload {
+    // `Profiling` is taken in again: a notification retried after a failure part-way
+    // must finish the job (profiling is idempotent).
+    if !matches!(
+        dataset.status,
+        DatasetStatus::AwaitingUpload | DatasetStatus::Profiling
+    ) {
         tracing::info!(dataset_id = %id, status = ?dataset.status, "upload already taken in");
         return Ok(());
     }
@@ -176,8 +181,30 @@ fn parse_upload_key(key: &str) -> Option<(TenantId, DatasetId)> {
 }
 
 /// Profiles the dataset's upload, stores the report and publishes `dataset.profiled`
-/// (saying whether the upload asked for training: the `events` function starts it).
+/// (saying whether the upload asked for training: the `events` function starts it). A
+/// failure retrying cannot mend (the upload is gone) rejects the dataset, with its reason.
 pub async fn run_profile(
+    services: &Services,
+    tenant: &TenantId,
+    correlation_id: &str,
+    id: &DatasetId,
+    size: u64,
+) -> Result<Dataset, JobError> {
+    match profile_once(services, tenant, correlation_id, id, size).await {
+        Err(JobError::Fail(problem)) => {
+            if let Some(mut dataset) = services.datasets.get_dataset(tenant, id).await? {
+                dataset.status = DatasetStatus::Rejected;
+                dataset.error = Some(problem.detail.clone());
+                services.datasets.put_dataset(&dataset).await?;
+                announce(services, &dataset, correlation_id).await?;
+            }
+            Err(JobError::Fail(problem))
+        }
+        other => other,
+    }
+}
+
+async fn profile_once(
     services: &Services,
     tenant: &TenantId,
     correlation_id: &str,

@@ -79,6 +79,13 @@ impl Rows {
                 exclude: exclude.to_vec(),
             },
         )?;
+        if table.columns.len() > MAX_COLUMNS {
+            // A gzip body hides its width from the check above.
+            return Err(Problem::invalid_data(format!(
+                "the CSV has {} columns; at most {MAX_COLUMNS} are accepted",
+                table.columns.len()
+            )));
+        }
         let rows = table.data.outer_iter().map(|r| r.to_vec()).collect();
         Ok(Rows {
             columns: table.columns,

@@ -50,8 +50,8 @@ pub struct Settings {
     /// Uploads up to this size are profiled by `ingest` itself; larger ones by a worker
     /// job (`NOMALY_INLINE_PROFILE_BYTES`, default 64 MiB).
     pub inline_profile_bytes: u64,
-    /// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`, default 5 GiB, S3's
-    /// limit for one PUT).
+    /// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`, default 512 MiB:
+    /// profiling and training read an upload whole, and the worker has 3 GB).
     pub max_upload_bytes: u64,
 }
 
@@ -66,7 +66,7 @@ impl Default for Settings {
             max_receives: 3,
             upload_url_ttl_secs: 900,
             inline_profile_bytes: 64 << 20,
-            max_upload_bytes: 5 << 30,
+            max_upload_bytes: 512 << 20,
         }
     }
 }

@@ -191,6 +191,13 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
+    if header.len() > crate::service::input::MAX_COLUMNS {
+        return Err(ProfileError::Unreadable(format!(
+            "the header has {} columns; at most {} are accepted",
+            header.len(),
+            crate::service::input::MAX_COLUMNS
+        )));
+    }
     if header.is_empty() || header.iter().all(|h| h.is_empty()) {
         return Err(ProfileError::Unreadable(
             "the file is empty: expected a header line".into(),

@@ -42,13 +42,18 @@ pub async fn sweep(services: &Services) -> Result<Report, Problem> {
             .and_then(|j| serde_json::from_value(j).ok());
         match job {
             Some(job) if task.attempts < services.settings.max_attempts => {
+                // Send first: a duplicate message is harmless (the worker acknowledges a
+                // task it finds finished or held), a task queued with no message is lost.
+                if let Err(e) = services.queue.send(std::slice::from_ref(&job)).await {
+                    tracing::error!(task_id = %task.id, error = %e, "could not send a lost task's job again");
+                    continue;
+                }
                 let Ok(queued) = task.transition(TaskStatus::Queued) else {
                     continue;
                 };
                 if services.tasks.update_task(&queued).await.is_err() {
                     continue; // changed meanwhile: its worker is alive after all
                 }
-                services.queue.send(&[job]).await?;
                 tracing::warn!(task_id = %task.id, attempts = task.attempts, "worker lost; task queued again");
                 report.requeued += 1;
             }

@@ -113,9 +113,10 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
         return Handled::Done;
     };
     if started.attempts > services.settings.max_attempts {
+        // `started` was never stored: fail the task as it is stored.
         fail(
             services,
-            &started,
+            &task,
             &format!("gave up after {} attempts", started.attempts - 1),
         )
         .await;
@@ -168,6 +169,8 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
                     &format!("{e} (after {} deliveries)", delivery.receive_count),
                 )
                 .await;
+            } else if reporter.lost.load(Ordering::Relaxed) {
+                // Someone else holds the task now.
             } else if let Ok(requeued) = current.transition(TaskStatus::Queued) {
                 // Hand it back at once, so the next delivery need not wait out the lease.
                 let _ = services.tasks.update_task(&requeued).await;
@@ -244,8 +247,8 @@ async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
     match services.tasks.update_task(&done).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            // Cancelled (or finished by another delivery) while this one worked.
-            tracing::info!(task_id = %task.id, "the task changed while running; its outcome stands");
+            // Cancelled, or finished by another delivery, while this one worked.
+            discard_if_cancelled(services, task, &done).await;
             return Handled::Done;
         }
         Err(e) => return Handled::Retry(format!("completing the task: {e}")),
@@ -266,6 +269,45 @@ async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
     }
     tracing::info!(task_id = %done.id, "task completed");
     Handled::Done
+}
+
+/// After losing the final CAS: if the task was cancelled, what this delivery made is
+/// removed, so a cancelled training leaves no model and a cancelled detection no result.
+async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
+    let Ok(Some(now)) = services.tasks.get_task(&task.tenant, &task.id).await else {
+        return;
+    };
+    if now.status != TaskStatus::Cancelled {
+        tracing::info!(task_id = %task.id, status = now.status.as_str(), "the task changed while running; its outcome stands");
+        return;
+    }
+    let result = done.result.clone().unwrap_or_default();
+    let outcome = match task.kind {
+        crate::domain::TaskKind::Train => match crate::ids::ModelId::parse(&result) {
+            Ok(id) => crate::service::models::delete(services, &task.tenant, &id)
+                .await
+                .err(),
+            Err(_) => None,
+        },
+        crate::domain::TaskKind::Detect => {
+            let key = detection::result_key(&task.tenant, &task.id);
+            services
+                .blobs
+                .delete_blob(&key)
+                .await
+                .err()
+                .map(Problem::from)
+        }
+        crate::domain::TaskKind::Profile => None,
+    };
+    match outcome {
+        Some(p) => {
+            tracing::warn!(task_id = %task.id, problem = %p, "cancelled task's output not removed")
+        }
+        None => {
+            tracing::info!(task_id = %task.id, "task was cancelled while running; its output is discarded")
+        }
+    }
 }
 
 /// Marks `task` failed with `error` and publishes `task.failed` (unless it finished
@@ -305,6 +347,9 @@ pub struct Reporter {
     task: Arc<Mutex<Task>>,
     share: Arc<AtomicU64>,
     crossed: Arc<tokio::sync::Notify>,
+    /// Set once a write finds the task changed by someone else (cancelled, re-queued,
+    /// taken over): from then on this delivery no longer holds it.
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Reporter {
@@ -314,6 +359,7 @@ impl Reporter {
             task: Arc::new(Mutex::new(task)),
             share: Arc::new(AtomicU64::new(0f64.to_bits())),
             crossed: Arc::new(tokio::sync::Notify::new()),
+            lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -367,20 +413,24 @@ impl Reporter {
     }
 
     async fn publish_progress(&self, percent: u8, announce: bool) {
+        if self.lost.load(Ordering::Relaxed) {
+            return;
+        }
         let mut task = self.task.lock().await;
         let Ok(next) = task.with_progress(percent) else {
             return;
         };
         match self.services.tasks.update_task(&next).await {
             Ok(()) => *task = next,
+            Err(StoreError::Conflict(_)) | Err(StoreError::NotFound(_)) => {
+                // Cancelled, re-queued or taken over: this delivery no longer holds the
+                // task. It stops touching it; its final write will lose the CAS too.
+                tracing::info!(task_id = %task.id, "the task changed under this worker; it is no longer ours");
+                self.lost.store(true, Ordering::Relaxed);
+                return;
+            }
             Err(e) => {
-                // Cancelled or taken over: keep working (the final CAS decides), but
-                // stop announcing progress for a task we no longer hold.
-                tracing::info!(task_id = %task.id, error = %e, "progress not recorded");
-                if let Ok(Some(fresh)) = self.services.tasks.get_task(&task.tenant, &task.id).await
-                {
-                    *task = fresh;
-                }
+                tracing::warn!(task_id = %task.id, error = %e, "progress not recorded");
                 return;
             }
         }
