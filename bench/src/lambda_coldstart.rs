@@ -4,7 +4,7 @@
 //! A minimal Runtime API on loopback receives that request; nothing else is served.
 //!
 //! ```text
-//! lambda-coldstart [--runs 10] BINARY...
+//! lambda-coldstart [--runs 10] [--env KEY=VALUE]... BINARY...
 //! ```
 //! Prints, per binary, the median, minimum and maximum over the runs, in milliseconds.
 //! The environment given to each process is what the SAM template sets (resource names
@@ -47,12 +47,13 @@ const ENV: &[(&str, &str)] = &[
 ];
 
 /// One start: milliseconds from spawn to the runtime's first request.
-fn once(binary: &PathBuf) -> Result<f64> {
+fn once(binary: &PathBuf, extra: &[(String, String)]) -> Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind the Runtime API")?;
     let addr = listener.local_addr()?;
     let mut cmd = Command::new(binary);
     cmd.env_clear()
         .envs(ENV.iter().copied())
+        .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -96,21 +97,27 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     let mut runs = 10;
     let mut binaries = Vec::new();
+    let mut extra = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
+            "--env" => {
+                let kv = args.next().context("--env KEY=VALUE")?;
+                let (k, v) = kv.split_once('=').context("--env KEY=VALUE")?;
+                extra.push((k.to_string(), v.to_string()));
+            }
             _ => binaries.push(PathBuf::from(a)),
         }
     }
     if binaries.is_empty() {
-        bail!("usage: lambda-coldstart [--runs 10] BINARY...");
+        bail!("usage: lambda-coldstart [--runs 10] [--env KEY=VALUE]... BINARY...");
     }
     println!("{:<12} {:>10} {:>8} {:>8}  (ms from process start to the first Runtime API request, {runs} runs)", "function", "median", "min", "max");
     for binary in &binaries {
         let mut times = Vec::with_capacity(runs);
-        once(binary)?; // warm the page cache: a Lambda's code is local too
+        once(binary, &extra)?; // warm the page cache: a Lambda's code is local too
         for _ in 0..runs {
-            times.push(once(binary)?);
+            times.push(once(binary, &extra)?);
         }
         times.sort_by(f64::total_cmp);
         let median = if runs % 2 == 1 {
