@@ -1,6 +1,7 @@
 //! `nomaly`: anomaly detection from the command line.
 
 mod detect;
+mod keys;
 mod sample;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,9 @@ enum Command {
     Detect(detect::Args),
     /// Write a labelled synthetic CSV to try nomaly on.
     Sample(sample::Args),
+    /// Make, list and revoke API keys (embedded data folder, or a stack's table with --aws).
+    #[command(subcommand)]
+    Keys(keys::Command),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Keys(command) => keys::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
