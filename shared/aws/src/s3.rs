@@ -3,7 +3,9 @@
 use crate::error::sdk;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
-use nomaly_core::ports::{BlobKey, BlobStore, PresignedUpload, StoreResult, UploadSigner};
+use nomaly_core::ports::{
+    upload_url_lifetime, BlobKey, BlobStore, PresignedUpload, StoreResult, UploadSigner,
+};
 use nomaly_core::time::Timestamp;
 
 /// Blobs in one bucket; keys are `tenants/<tenant>/...` as [`BlobKey`] builds them.
@@ -76,7 +78,7 @@ impl UploadSigner for S3Blobs {
         size: u64,
         expires_in_secs: u32,
     ) -> StoreResult<PresignedUpload> {
-        let secs = u64::from(expires_in_secs.clamp(1, 7 * 24 * 3600));
+        let secs = u64::from(upload_url_lifetime(expires_in_secs));
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(
             std::time::Duration::from_secs(secs),
         )

@@ -388,11 +388,19 @@ pub struct PresignedUpload {
     pub expires_at: Timestamp,
 }
 
+/// The longest an upload URL may live: 7 days, S3's limit for a presigned URL.
+pub const MAX_UPLOAD_URL_SECS: u32 = 7 * 24 * 3600;
+
+/// An upload URL's lifetime as granted: `asked` clamped to 1 s ..= [`MAX_UPLOAD_URL_SECS`].
+pub fn upload_url_lifetime(asked: u32) -> u32 {
+    asked.clamp(1, MAX_UPLOAD_URL_SECS)
+}
+
 /// Grants one upload of a declared size to one blob key, for a limited time.
 #[async_trait]
 pub trait UploadSigner: Send + Sync {
     /// A URL that stores exactly `size` bytes under `key` until `expires_in_secs` pass
-    /// (clamped to 1 s .. 7 days).
+    /// (as [`upload_url_lifetime`] clamps it).
     async fn presign_upload(
         &self,
         key: &BlobKey,

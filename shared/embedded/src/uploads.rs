@@ -3,7 +3,9 @@
 //! a URL can upload, only to that key, only that many bytes, and only until it expires.
 
 use async_trait::async_trait;
-use nomaly_core::ports::{BlobKey, PresignedUpload, StoreError, StoreResult, UploadSigner};
+use nomaly_core::ports::{
+    upload_url_lifetime, BlobKey, PresignedUpload, StoreError, StoreResult, UploadSigner,
+};
 use nomaly_core::time::Timestamp;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -98,7 +100,7 @@ impl UploadSigner for LocalUploads {
         expires_in_secs: u32,
     ) -> StoreResult<PresignedUpload> {
         let expires_at =
-            Timestamp::now().plus_seconds(i64::from(expires_in_secs.clamp(1, 7 * 24 * 3600)));
+            Timestamp::now().plus_seconds(i64::from(upload_url_lifetime(expires_in_secs)));
         let sig = hmac(&self.secret, &message(key, size, expires_at.millis()));
         Ok(PresignedUpload {
             url: format!(
