@@ -189,6 +189,26 @@ impl Env {
         page.items
     }
 
+    /// A worker takes the task's job and dies: the message is gone, the task stays
+    /// running, and (with a 1 s lease) it goes stale.
+    async fn lose_worker(&self, tenant: &TenantId, id: &TaskId) {
+        let lost = self.stack.queue.receive(1, 300).await.unwrap().remove(0);
+        self.stack.queue.delete(&lost.receipt).await.unwrap();
+        let task = self
+            .services()
+            .tasks
+            .get_task(tenant, id)
+            .await
+            .unwrap()
+            .unwrap();
+        self.services()
+            .tasks
+            .update_task(&task.transition(TaskStatus::Running).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+
     async fn events(&self, tenant: &str) -> Vec<Event> {
         let t = TenantId::parse(tenant).unwrap();
         self.services()
@@ -1224,16 +1244,7 @@ async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
         .await;
     let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
     let t = TenantId::parse("acme").unwrap();
-    // A worker takes the job and dies: the message is gone, the task stays running.
-    let lost = e.stack.queue.receive(1, 300).await.unwrap().remove(0);
-    e.stack.queue.delete(&lost.receipt).await.unwrap();
-    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
-    e.services()
-        .tasks
-        .update_task(&task.transition(TaskStatus::Running).unwrap())
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    e.lose_worker(&t, &id).await;
     let report = nomaly_lambda::scheduler::handle(e.services())
         .await
         .unwrap();
@@ -1260,15 +1271,7 @@ async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
         .await;
     let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
     for _ in 0..2 {
-        let lost = e.stack.queue.receive(1, 300).await.unwrap().remove(0);
-        e.stack.queue.delete(&lost.receipt).await.unwrap();
-        let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
-        e.services()
-            .tasks
-            .update_task(&task.transition(TaskStatus::Running).unwrap())
-            .await
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        e.lose_worker(&t, &id).await;
         nomaly_lambda::scheduler::handle(e.services())
             .await
             .unwrap();
