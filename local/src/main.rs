@@ -3,6 +3,7 @@
 mod detect;
 mod keys;
 mod sample;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 #[command(
     name = "nomaly",
     version,
-    about = "Anomaly detection: score CSV files, save and reuse models"
+    about = "Anomaly detection: score CSV files, save and reuse models, serve the whole system"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +28,8 @@ enum Command {
     /// Make, list and revoke API keys (embedded data folder, or a stack's table with --aws).
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Serve the HTTP and WebSocket APIs, with workers, on this machine.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Keys(command) => keys::run(command),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

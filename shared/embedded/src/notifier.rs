@@ -2,30 +2,54 @@
 
 use async_trait::async_trait;
 use nomaly_core::ports::{PushError, PushNotifier};
+use nomaly_core::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
+struct Session {
+    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    opened_at: Timestamp,
+}
+
 /// Connection ids mapped to the sending half of each session's outbox.
 #[derive(Clone, Default)]
 pub struct LocalNotifier {
-    sessions: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Vec<u8>>>>>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
 }
 
 impl LocalNotifier {
     /// Registers a session; its messages arrive on the returned receiver.
     pub fn open(&self, connection_id: &str) -> mpsc::UnboundedReceiver<Vec<u8>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().insert(connection_id.to_string(), tx);
+        let session = Session {
+            outbox: tx,
+            opened_at: Timestamp::now(),
+        };
+        self.lock().insert(connection_id.to_string(), session);
         rx
     }
 
-    /// Forgets a session; pushes to it are `Gone` from now on.
-    pub fn close(&self, connection_id: &str) {
-        self.lock().remove(connection_id);
+    /// Forgets a session; pushes to it are `Gone` from now on, and its receiver ends,
+    /// which closes the socket. Returns whether it was open.
+    pub fn close(&self, connection_id: &str) -> bool {
+        self.lock().remove(connection_id).is_some()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Vec<u8>>>> {
+    /// When the session opened, if it is open.
+    pub fn opened_at(&self, connection_id: &str) -> Option<Timestamp> {
+        self.lock()
+            .get(connection_id)
+            .filter(|s| !s.outbox.is_closed())
+            .map(|s| s.opened_at)
+    }
+
+    /// Ids of the open sessions.
+    pub fn open_sessions(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -33,7 +57,7 @@ impl LocalNotifier {
 #[async_trait]
 impl PushNotifier for LocalNotifier {
     async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError> {
-        let sender = self.lock().get(connection_id).cloned();
+        let sender = self.lock().get(connection_id).map(|s| s.outbox.clone());
         match sender {
             Some(tx) if tx.send(message.to_vec()).is_ok() => Ok(()),
             _ => {
@@ -60,7 +84,10 @@ mod tests {
             "receiver dropped"
         );
         let _rx2 = n.open("c2");
-        n.close("c2");
+        assert!(n.opened_at("c2").is_some());
+        assert!(n.close("c2"));
+        assert!(n.opened_at("c2").is_none());
+        assert!(!n.close("c2"), "closed once");
         assert!(matches!(n.push("c2", b"x").await, Err(PushError::Gone(_))));
         assert!(matches!(
             n.push("nobody", b"x").await,

@@ -25,6 +25,24 @@ impl SqliteQueue {
             max_receives: max_receives.max(1),
         }
     }
+
+    /// Makes every job received but not yet deleted visible again at once; returns how
+    /// many. Only for a process that owns the data folder alone and has just started:
+    /// whoever received those jobs is dead, so waiting out their visibility gains nothing.
+    pub async fn release_in_flight(&self) -> StoreResult<usize> {
+        let queue = self.name.clone();
+        let now = Timestamp::now().millis();
+        self.db
+            .run("release jobs in flight", move |c| {
+                c.execute(
+                    "UPDATE jobs SET visible_ms = ?1, receipt = NULL \
+                     WHERE queue = ?2 AND dead = 0 AND receipt IS NOT NULL AND visible_ms > ?1",
+                    params![now, queue],
+                )
+                .map_err(sql("release jobs in flight"))
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -163,5 +181,47 @@ impl JobQueue for SqliteQueue {
             .iter()
             .map(|b| serde_json::from_str(b).map_err(json("decode a job")))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomaly_core::domain::TenantId;
+    use nomaly_core::ids::JobId;
+
+    #[tokio::test]
+    async fn released_jobs_come_back_at_once_and_finished_ones_do_not() {
+        let dir = std::env::temp_dir().join(format!("nomaly-queue-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let q = SqliteQueue::new(Database::open(&dir).expect("db"), "jobs", 3);
+        let job = |n: u32| Job {
+            job_id: JobId::new(),
+            tenant: TenantId::parse("acme").expect("tenant"),
+            kind: "train".into(),
+            correlation_id: format!("c{n}"),
+            body: serde_json::json!({ "n": n }),
+        };
+        q.send(&[job(1), job(2), job(3)]).await.expect("send");
+        let taken = q.receive(2, 900).await.expect("receive");
+        assert_eq!(taken.len(), 2);
+        q.delete(&taken[1].receipt).await.expect("delete");
+        assert_eq!(q.receive(10, 900).await.expect("receive").len(), 1, "job 3");
+        // Jobs 1 and 3 are in flight, job 2 is gone.
+        assert_eq!(q.release_in_flight().await.expect("release"), 2);
+        let again = q.receive(10, 900).await.expect("receive");
+        let mut ns: Vec<u64> = again
+            .iter()
+            .filter_map(|d| d.job.body["n"].as_u64())
+            .collect();
+        ns.sort();
+        assert_eq!(ns, vec![1, 3]);
+        assert!(again.iter().all(|d| d.receive_count == 2));
+        // The old receipt no longer deletes anything.
+        q.delete(&taken[0].receipt)
+            .await
+            .expect("stale delete is a no-op");
+        assert_eq!(q.release_in_flight().await.expect("release"), 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -38,16 +38,13 @@ pub async fn handle(services: &Services, event: SqsEvent) -> Value {
             }
         };
         if let Handled::Retry(why) = outcome {
-            // Back off from the queue's long visibility timeout (6 x the function's):
-            // 30 s, then 60, 120, ... up to 15 minutes.
+            // Back off from the queue's long visibility timeout (6 x the function's).
             let count = message
                 .attributes
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse::<u32>().ok())
                 .unwrap_or(1);
-            let backoff = 30u32
-                .saturating_mul(1 << count.clamp(1, 6).saturating_sub(1))
-                .min(900);
+            let backoff = worker::retry_backoff_secs(count);
             if let Some(receipt) = &message.receipt_handle {
                 if let Err(e) = services.queue.change_visibility(receipt, backoff).await {
                     tracing::warn!(message_id = %id, error = %e, "could not shorten the retry delay");

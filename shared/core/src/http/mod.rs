@@ -26,6 +26,7 @@ pub fn router(services: Services) -> Router {
             "/models/{id}",
             get(routes::get_model).delete(routes::delete_model),
         )
+        .route("/models/{id}/artifact", get(routes::model_artifact))
         .route("/tasks", get(routes::list_tasks))
         .route("/tasks/{id}", get(routes::get_task))
         .route("/tasks/{id}/cancel", post(routes::cancel_task))

@@ -1,6 +1,6 @@
 //! The route handlers: each parses its input, calls a use case and shapes the answer.
 
-use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
+use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant, MAX_BODY};
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, TaskId};
 use crate::ports::PageRequest;
@@ -162,6 +162,39 @@ pub async fn get_model(
         .await?
         .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
     Ok(Json(model).into_response())
+}
+
+/// `GET /v1/models/{id}/artifact`: the saved model, as `nomaly detect --model` reads it.
+pub async fn model_artifact(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
+    let id = parse_id(&id, "model", ModelId::parse)?;
+    let record = services
+        .models
+        .get_model(&tenant, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+    let bytes = models::artifact(&services, &tenant, &record).await?;
+    if bytes.len() > MAX_BODY {
+        return Err(Problem::too_large(format!(
+            "model {id} is {} bytes, over the 6 MB a response may carry",
+            bytes.len()
+        )));
+    }
+    let disposition = format!("attachment; filename=\"{id}.json\"");
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/json".to_string(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `DELETE /v1/models/{id}`: the record and the artifact.

@@ -53,6 +53,11 @@ pub struct Settings {
     /// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`, default 512 MiB:
     /// profiling and training read an upload whole, and the worker has 3 GB).
     pub max_upload_bytes: u64,
+    /// Running tasks last touched before this instant have no live worker, whatever their
+    /// lease says. The local server sets its start time here: it holds its data folder's
+    /// lock, so no worker of an earlier process is alive. `None` (the default, and on
+    /// AWS, where workers come and go) leaves it to the lease.
+    pub orphaned_before: Option<crate::time::Timestamp>,
 }
 
 impl Default for Settings {
@@ -67,6 +72,7 @@ impl Default for Settings {
             upload_url_ttl_secs: 900,
             inline_profile_bytes: 64 << 20,
             max_upload_bytes: 512 << 20,
+            orphaned_before: None,
         }
     }
 }
@@ -101,6 +107,7 @@ impl Settings {
             upload_url_ttl_secs: read("NOMALY_UPLOAD_URL_TTL_SECS", d.upload_url_ttl_secs)?,
             inline_profile_bytes: read("NOMALY_INLINE_PROFILE_BYTES", d.inline_profile_bytes)?,
             max_upload_bytes: read("NOMALY_MAX_UPLOAD_BYTES", d.max_upload_bytes)?,
+            orphaned_before: None,
         })
     }
 }

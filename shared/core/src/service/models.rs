@@ -64,19 +64,31 @@ pub async fn load(
     if let Some(model) = services.loaded_models.get(tenant, id) {
         return Ok((record, model));
     }
-    let key = BlobKey::parse(&record.artifact_key)
-        .ok()
-        .filter(|k| k.belongs_to(tenant))
-        .ok_or_else(|| Problem::internal(format!("model {id} has an invalid artifact key")))?;
-    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
-        Problem::internal(format!("model {id}'s artifact is missing from storage"))
-    })?;
+    let bytes = artifact(services, tenant, &record).await?;
     let model = tokio::task::spawn_blocking(move || Model::from_json(&bytes))
         .await
         .map_err(|e| Problem::internal(format!("loading model {id}: {e}")))??;
     let model = Arc::new(model);
     services.loaded_models.put(tenant, id, model.clone());
     Ok((record, model))
+}
+
+/// The stored artifact of a model record (the JSON that `nomaly detect --model` reads).
+pub async fn artifact(
+    services: &Services,
+    tenant: &TenantId,
+    record: &ModelRecord,
+) -> Result<Vec<u8>, Problem> {
+    let id = &record.id;
+    let key = BlobKey::parse(&record.artifact_key)
+        .ok()
+        .filter(|k| k.belongs_to(tenant))
+        .ok_or_else(|| Problem::internal(format!("model {id} has an invalid artifact key")))?;
+    services
+        .blobs
+        .get_blob(&key)
+        .await?
+        .ok_or_else(|| Problem::internal(format!("model {id}'s artifact is missing from storage")))
 }
 
 /// Stores a fitted model's artifact and record under `id`. Storing the same id again

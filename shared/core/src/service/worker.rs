@@ -32,6 +32,15 @@ pub enum Handled {
     Retry(String),
 }
 
+/// How long a delivery to retry stays hidden before it comes back: 30 s after the first
+/// receive, doubling with each receive, at most 15 minutes (rather than the queue's long
+/// visibility timeout, which is sized for the longest job).
+pub fn retry_backoff_secs(receive_count: u32) -> u32 {
+    30u32
+        .saturating_mul(1 << receive_count.clamp(1, 6).saturating_sub(1))
+        .min(900)
+}
+
 /// What a finished job leaves on its task.
 struct Output {
     result: String,
@@ -103,7 +112,13 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
             tracing::info!(task_id = %task_id, status = s.as_str(), "the task is finished; duplicate delivery");
             return Handled::Done;
         }
-        TaskStatus::Running if task.updated_at.plus_seconds(lease) > Timestamp::now() => {
+        TaskStatus::Running
+            if task.updated_at.plus_seconds(lease) > Timestamp::now()
+                && services
+                    .settings
+                    .orphaned_before
+                    .is_none_or(|t| task.updated_at >= t) =>
+        {
             return Handled::Retry("another worker is running the task".into());
         }
         TaskStatus::Running => task.take_over(),
@@ -449,5 +464,16 @@ impl Reporter {
                 tracing::warn!(error = %e, "progress event not stored");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_backoff_secs;
+
+    #[test]
+    fn retries_back_off_by_doubling_up_to_fifteen_minutes() {
+        let waits: Vec<u32> = (0..=8).map(retry_backoff_secs).collect();
+        assert_eq!(waits, vec![30, 30, 60, 120, 240, 480, 900, 900, 900]);
     }
 }

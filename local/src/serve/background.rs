@@ -1,0 +1,170 @@
+//! The work behind the API: a pool of workers on the jobs queue (the `worker` function),
+//! the dispatcher of stored events (the `events` function), and the sweep on a timer
+//! (the `scheduler` function), each calling the same handler as its Lambda.
+
+use nomaly_core::domain::Event;
+use nomaly_core::ports::Delivery;
+use nomaly_core::service::worker::{self, Handled};
+use nomaly_core::service::{fanout, scheduler, Services};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+/// How a received job stays hidden from other workers: as long as the template's queue
+/// (6 × the worker's 15 minutes). A restart releases the jobs of the last run at once.
+const VISIBILITY_SECS: u32 = 5400;
+
+/// Sizes and periods.
+pub struct Plan {
+    /// Jobs at once.
+    pub workers: usize,
+    /// Wait between looks at an empty queue.
+    pub poll: Duration,
+    /// Period of the sweep.
+    pub sweep_every: Duration,
+}
+
+/// The running background work.
+pub struct Running {
+    workers: JoinSet<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    drain: oneshot::Sender<()>,
+}
+
+/// Starts the workers, the dispatcher and the sweep. Workers take no new job once
+/// `stop` turns true.
+pub fn start(
+    services: Services,
+    events: mpsc::UnboundedReceiver<Event>,
+    plan: Plan,
+    stop: watch::Receiver<bool>,
+) -> Running {
+    let mut workers = JoinSet::new();
+    for n in 0..plan.workers {
+        workers.spawn(work(services.clone(), n, plan.poll, stop.clone()));
+    }
+    let (drain, drained) = oneshot::channel();
+    Running {
+        workers,
+        sweeper: tokio::spawn(sweep(services.clone(), plan.sweep_every, stop)),
+        dispatcher: tokio::spawn(dispatch(services, events, drained)),
+        drain,
+    }
+}
+
+impl Running {
+    /// Lets running jobs finish for up to `grace`, then passes on the events they left
+    /// and stops. Returns whether every job finished; a job cut short keeps its message
+    /// in the queue and runs again on the next start.
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        self.sweeper.abort();
+        let finished = tokio::time::timeout(grace, async {
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !finished {
+            self.workers.abort_all();
+        }
+        let _ = self.drain.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.dispatcher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("events still being dispatched at exit");
+        }
+        finished
+    }
+}
+
+async fn work(services: Services, n: usize, poll: Duration, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let deliveries = match services.queue.receive(1, VISIBILITY_SECS).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(worker = n, error = %e, "cannot receive jobs");
+                Vec::new()
+            }
+        };
+        if deliveries.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for delivery in deliveries {
+            settle(
+                &services,
+                &delivery,
+                worker::handle(&services, &delivery).await,
+            )
+            .await;
+        }
+    }
+}
+
+/// Deletes a handled job, or hides a job to retry for its backoff (what Lambda's SQS
+/// integration does with a batch response).
+async fn settle(services: &Services, delivery: &Delivery, handled: Handled) {
+    let id = &delivery.job.job_id;
+    match handled {
+        Handled::Done => {
+            if let Err(e) = services.queue.delete(&delivery.receipt).await {
+                tracing::warn!(job_id = %id, error = %e, "could not delete a finished job; it will be delivered again and acknowledged");
+            }
+        }
+        Handled::Retry(why) => {
+            let backoff = worker::retry_backoff_secs(delivery.receive_count);
+            if let Err(e) = services
+                .queue
+                .change_visibility(&delivery.receipt, backoff)
+                .await
+            {
+                tracing::warn!(job_id = %id, error = %e, "could not shorten the retry delay");
+            }
+            tracing::warn!(job_id = %id, why, backoff_secs = backoff, "job will be retried");
+        }
+    }
+}
+
+async fn dispatch(
+    services: Services,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut drain: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => match event {
+                Some(event) => handle(&services, &event).await,
+                None => return,
+            },
+            _ = &mut drain => break,
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        handle(&services, &event).await;
+    }
+}
+
+async fn handle(services: &Services, event: &Event) {
+    if let Err(p) = fanout::handle(services, event).await {
+        tracing::error!(event_id = %event.event_id, kind = event.kind.as_str(), error = %p, "event not dispatched");
+    }
+}
+
+async fn sweep(services: Services, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(p) = scheduler::sweep(&services).await {
+            tracing::error!(error = %p, "sweep failed");
+        }
+    }
+}

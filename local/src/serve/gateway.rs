@@ -1,0 +1,305 @@
+//! What API Gateway and S3 do on AWS, served by the local server itself:
+//!
+//! - `GET /ws?api_key=<key>`: the WebSocket API. `$connect` authenticates the key, each
+//!   message runs the `ws` function's handler, and pushes reach the socket.
+//! - `POST|GET|DELETE /@connections/{id}` (and `/{stage}/@connections/{id}`): the
+//!   management API for this server's own connections, 410 Gone once a connection is
+//!   closed. The AWS notifier (`serve --aws`) pushes through it.
+//! - `PUT /uploads/<key>?size=&expires=&sig=`: a signed upload. It stores the object and
+//!   then runs ingest, as the bucket's notification would.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use nomaly_core::ports::{BlobKey, PushError, PushNotifier};
+use nomaly_core::service::{ingest, websocket, Problem, Services};
+use nomaly_embedded::{LocalNotifier, LocalUploads};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// Largest message the management API takes (API Gateway's limit).
+const MAX_MESSAGE: usize = 128 * 1024;
+
+/// Shared by the gateway routes.
+#[derive(Clone)]
+pub struct Gateway {
+    pub services: Services,
+    pub sessions: LocalNotifier,
+    pub uploads: LocalUploads,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// The whole HTTP surface: the API router and the gateway routes.
+pub fn app(gateway: Gateway) -> Router {
+    let api = nomaly_core::http::router(gateway.services.clone());
+    let edge = Router::new()
+        .route("/ws", get(connect))
+        .route("/uploads/{*key}", put(upload))
+        .route(
+            "/@connections/{id}",
+            post(post_to_connection)
+                .get(get_connection)
+                .delete(delete_connection),
+        )
+        .route(
+            "/{stage}/@connections/{id}",
+            post(staged_post).get(staged_get).delete(staged_delete),
+        )
+        .layer(middleware::from_fn(log_request))
+        .with_state(gateway);
+    api.merge(edge)
+}
+
+/// One line per request, as the API router logs its own.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    // Upload and connection paths carry tenant names and connection ids, not secrets;
+    // query strings (signatures, keys) are never logged.
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+// ---- WebSocket ---------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ConnectQuery {
+    api_key: Option<String>,
+}
+
+fn connection_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Unguessable: the id is what the management API acts on.
+    if getrandom::fill(&mut bytes).is_err() {
+        return format!("conn{}", nomaly_core::ids::Ulid::new().encode());
+    }
+    hex::encode(bytes)
+}
+
+async fn connect(
+    State(g): State<Gateway>,
+    query: Result<Query<ConnectQuery>, QueryRejection>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let key = query.ok().and_then(|Query(q)| q.api_key).or_else(|| {
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+    });
+    let id = connection_id();
+    let outbox = g.sessions.open(&id);
+    if let Err(p) = websocket::connect(&g.services, &id, key.as_deref()).await {
+        g.sessions.close(&id);
+        return p.into_response();
+    }
+    upgrade.on_upgrade(move |socket| session(g, id, outbox, socket))
+}
+
+async fn session(
+    g: Gateway,
+    id: String,
+    mut outbox: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    mut socket: WebSocket,
+) {
+    let mut stop = g.stop.clone();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    websocket::message_received(&g.services, &id, text.as_bytes()).await;
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    websocket::message_received(&g.services, &id, &bytes).await;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    tracing::info!(connection = %id, error = %e, "socket error");
+                    break;
+                }
+            },
+            out = outbox.recv() => match out {
+                Some(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                // Closed through the management API.
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            _ = stop.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+    g.sessions.close(&id);
+    if let Err(p) = websocket::disconnect(&g.services, &id).await {
+        tracing::warn!(connection = %id, error = %p, "connection record not deleted");
+    }
+}
+
+// ---- Management API ----------------------------------------------------------------
+
+fn gone(id: &str) -> Response {
+    (
+        StatusCode::GONE,
+        [("x-amzn-errortype", "GoneException")],
+        Json(serde_json::json!({"message": format!("connection {id} is gone")})),
+    )
+        .into_response()
+}
+
+async fn post_to_connection(
+    State(g): State<Gateway>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if body.len() > MAX_MESSAGE {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [("x-amzn-errortype", "PayloadTooLargeException")],
+            Json(serde_json::json!({"message": "messages are limited to 128 KB"})),
+        )
+            .into_response();
+    }
+    match g.sessions.push(&id, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(PushError::Gone(_)) => gone(&id),
+        Err(e) => Problem::internal(e.to_string()).into_response(),
+    }
+}
+
+async fn get_connection(
+    State(g): State<Gateway>,
+    Path(id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    match g.sessions.opened_at(&id) {
+        Some(at) => Json(serde_json::json!({
+            "connectedAt": at.rfc3339(),
+            "lastActiveAt": at.rfc3339(),
+            "identity": {"sourceIp": peer.ip().to_string()}
+        }))
+        .into_response(),
+        None => gone(&id),
+    }
+}
+
+async fn delete_connection(State(g): State<Gateway>, Path(id): Path<String>) -> Response {
+    if g.sessions.close(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        gone(&id)
+    }
+}
+
+async fn staged_post(
+    state: State<Gateway>,
+    Path((_, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    post_to_connection(state, Path(id), body).await
+}
+
+async fn staged_get(
+    state: State<Gateway>,
+    Path((_, id)): Path<(String, String)>,
+    peer: ConnectInfo<SocketAddr>,
+) -> Response {
+    get_connection(state, Path(id), peer).await
+}
+
+async fn staged_delete(state: State<Gateway>, Path((_, id)): Path<(String, String)>) -> Response {
+    delete_connection(state, Path(id)).await
+}
+
+// ---- Uploads -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Signed {
+    size: u64,
+    expires: i64,
+    sig: String,
+}
+
+async fn upload(
+    State(g): State<Gateway>,
+    Path(key): Path<String>,
+    signed: Result<Query<Signed>, QueryRejection>,
+    body: Body,
+) -> Response {
+    let refused = || {
+        Problem::forbidden(
+            "the upload URL is not valid (wrong signature, another key, or expired): ask for a new one",
+        )
+        .into_response()
+    };
+    let (Ok(Query(signed)), Ok(key)) = (signed, BlobKey::parse(&key)) else {
+        return refused();
+    };
+    if !g
+        .uploads
+        .verify(&key, signed.size, signed.expires, &signed.sig)
+    {
+        return refused();
+    }
+    let limit = usize::try_from(signed.size).unwrap_or(usize::MAX);
+    let bytes = match http_body_util::Limited::new(body, limit.saturating_add(1))
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Problem::too_large(format!(
+                "the body is larger than the {} bytes this URL was signed for",
+                signed.size
+            ))
+            .into_response()
+        }
+        Err(e) => {
+            return Problem::malformed_request(format!("reading the upload: {e}")).into_response()
+        }
+    };
+    if bytes.len() as u64 != signed.size {
+        return Problem::malformed_request(format!(
+            "the body is {} bytes; this URL was signed for exactly {}",
+            bytes.len(),
+            signed.size
+        ))
+        .into_response();
+    }
+    let size = signed.size;
+    if let Err(e) = g.services.blobs.put_blob(&key, bytes.to_vec()).await {
+        return Problem::from(e).into_response();
+    }
+    // The bucket notification's part: stored first, then taken in. The uploader's PUT
+    // succeeded either way, as on S3; the outcome shows on the dataset.
+    if let Err(p) = ingest::object_created(&g.services, key.as_str(), size).await {
+        tracing::error!(key = key.as_str(), error = %p, "ingest failed after an upload");
+    }
+    StatusCode::OK.into_response()
+}

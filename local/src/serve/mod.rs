@@ -1,0 +1,301 @@
+//! `nomaly serve`: the whole system in one process. The HTTP API (the same router as the
+//! `api` Lambda), a WebSocket endpoint (the `ws` Lambda's handlers), signed uploads that
+//! trigger ingest as an S3 notification would, a worker pool on the jobs queue, the
+//! events stream dispatched in-process after each commit, and the scheduler on a timer.
+//!
+//! On the embedded adapters by default (a data folder, nothing else); with `--aws` on
+//! DynamoDB, S3 and SQS (moto server or a real account).
+
+mod background;
+mod gateway;
+mod stream;
+
+use anyhow::{bail, Context, Result};
+use nomaly_core::service::{Services, Settings};
+use nomaly_core::time::Timestamp;
+use nomaly_embedded::{LocalNotifier, LocalUploads, Stack};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Arguments of `nomaly serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port; the first line printed names it).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Data folder: the database, blobs and the upload secret (made if missing).
+    #[arg(long, default_value = ".nomaly")]
+    data_dir: PathBuf,
+    /// Jobs run at once (training, large detections, large profiles).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// On Ctrl-C, how long running jobs may take to finish before the server exits
+    /// anyway (the jobs it leaves are run again on the next start).
+    #[arg(long, default_value_t = 30)]
+    grace_secs: u64,
+    /// Seconds between scheduler sweeps (lost workers, expired records).
+    #[arg(long, default_value_t = 30)]
+    sweep_secs: u64,
+    /// Log lines as `text` or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// The URL clients reach this server at, for the upload URLs it hands out
+    /// (default `http://<addr>`).
+    #[arg(long, env = "NOMALY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Run on the AWS adapters: DynamoDB tables, an S3 bucket and SQS queues, named by
+    /// the flags below or their variables (with `AWS_ENDPOINT_URL` for an emulator).
+    #[arg(long)]
+    aws: bool,
+    /// State table (`--aws`).
+    #[arg(long, env = "NOMALY_TABLE", requires = "aws")]
+    table: Option<String>,
+    /// Events table (`--aws`).
+    #[arg(long, env = "NOMALY_EVENTS_TABLE", requires = "aws")]
+    events_table: Option<String>,
+    /// Bucket (`--aws`).
+    #[arg(long, env = "NOMALY_BUCKET", requires = "aws")]
+    bucket: Option<String>,
+    /// Jobs queue URL (`--aws`).
+    #[arg(long, env = "NOMALY_JOBS_QUEUE_URL", requires = "aws")]
+    queue_url: Option<String>,
+    /// Jobs dead-letter queue URL (`--aws`).
+    #[arg(long, env = "NOMALY_JOBS_DLQ_URL", requires = "aws")]
+    dlq_url: Option<String>,
+    /// API Gateway management endpoint to push through (`--aws`; default: this server,
+    /// which answers that API for its own connections).
+    #[arg(long, env = "NOMALY_WS_ENDPOINT", requires = "aws")]
+    ws_endpoint: Option<String>,
+}
+
+/// What the server runs on.
+pub(crate) struct System {
+    pub services: Services,
+    pub sessions: LocalNotifier,
+    pub uploads: LocalUploads,
+    /// The embedded queue, when there is one (in-flight jobs are released on start).
+    pub embedded_queue: Option<nomaly_embedded::SqliteQueue>,
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+/// Takes the data folder's lock: one server per folder, so at start no worker of an
+/// earlier process can be alive.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("making the data folder {}", dir.display()))?;
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `nomaly serve` is using {}; stop it or pick another --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<System> {
+    if !args.aws {
+        let stack = Stack::open(&args.data_dir, base_url, settings)
+            .with_context(|| format!("opening the data folder {}", args.data_dir.display()))?;
+        return Ok(System {
+            services: stack.services,
+            sessions: stack.notifier,
+            uploads: stack.uploads,
+            embedded_queue: Some(stack.queue),
+        });
+    }
+    fn need(value: &Option<String>, flag: &str, var: &str) -> Result<String> {
+        match value {
+            Some(v) if !v.trim().is_empty() => Ok(v.clone()),
+            _ => bail!("--aws needs {flag} (or {var})"),
+        }
+    }
+    let deployment = nomaly_aws::deployment::Deployment {
+        table: need(&args.table, "--table", "NOMALY_TABLE")?,
+        events_table: need(&args.events_table, "--events-table", "NOMALY_EVENTS_TABLE")?,
+        bucket: need(&args.bucket, "--bucket", "NOMALY_BUCKET")?,
+        queue_url: need(&args.queue_url, "--queue-url", "NOMALY_JOBS_QUEUE_URL")?,
+        dead_letter_url: need(&args.dlq_url, "--dlq-url", "NOMALY_JOBS_DLQ_URL")?,
+        ws_endpoint: args
+            .ws_endpoint
+            .clone()
+            .unwrap_or_else(|| base_url.to_string()),
+    };
+    let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok();
+    let clients = nomaly_aws::Clients::from_env(path_style).await;
+    let mut services = deployment.services(&clients, settings);
+    // Uploads come to this server (there is no S3 notification to a local process), are
+    // stored in the bucket, and run ingest here.
+    let uploads = LocalUploads::open(&args.data_dir, base_url)
+        .with_context(|| format!("opening the data folder {}", args.data_dir.display()))?;
+    services.uploads = Arc::new(uploads.clone());
+    Ok(System {
+        services,
+        sessions: LocalNotifier::default(),
+        uploads,
+        embedded_queue: None,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    init_logs(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<()> {
+    let _lock = if args.aws {
+        None
+    } else {
+        Some(lock_data_dir(&args.data_dir)?)
+    };
+    let started = Timestamp::now();
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let base_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let mut settings = Settings::from_env().context("reading the NOMALY_* settings")?;
+    if !args.aws {
+        settings.orphaned_before = Some(started);
+    }
+    let mut system = open_system(&args, &base_url, settings).await?;
+    let events = stream::InProcess::wrap(&mut system.services);
+
+    if let Some(queue) = &system.embedded_queue {
+        let released = queue
+            .release_in_flight()
+            .await
+            .context("releasing the jobs of the last run")?;
+        if released > 0 {
+            tracing::info!(
+                jobs = released,
+                "jobs left running by the last run will run again"
+            );
+        }
+    }
+
+    let (stop_tx, stop) = watch::channel(false);
+    let app = gateway::app(gateway::Gateway {
+        services: system.services.clone(),
+        sessions: system.sessions.clone(),
+        uploads: system.uploads.clone(),
+        stop: stop.clone(),
+    });
+    let poll = if args.aws {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(100)
+    };
+    let work = background::start(
+        system.services.clone(),
+        events,
+        background::Plan {
+            workers: args.workers,
+            poll,
+            sweep_every: Duration::from_secs(args.sweep_secs.max(1)),
+        },
+        stop.clone(),
+    );
+
+    println!("nomaly listening on {base_url}");
+    tracing::info!(
+        url = %base_url,
+        data_dir = %args.data_dir.display(),
+        backend = if args.aws { "aws" } else { "embedded" },
+        workers = args.workers,
+        "serving"
+    );
+    let mut http_stop = stop.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    shutdown_signal().await;
+    tracing::info!("stopping: no new requests or jobs; waiting for running jobs");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(args.grace_secs);
+    let finished = work.stop(grace).await;
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server panicked"),
+        Err(_) => tracing::warn!("open HTTP connections did not close within 5 s"),
+    }
+    if finished {
+        tracing::info!("stopped");
+    } else {
+        tracing::warn!(
+            grace_secs = args.grace_secs,
+            "stopped with jobs still running: they run again on the next start"
+        );
+    }
+    Ok(())
+}
