@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: where the repository, the shared data and the built
 //! binaries are, and running the `nomaly` command.
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,346 @@
+//! End to end: the real `nomaly serve` binary on a free loopback port with a scratch data
+//! folder, driven over real HTTP and a real WebSocket. Covers two tenants kept apart,
+//! progress pushed while training, detection equal to `nomaly detect`, an oversized
+//! detection that becomes a background task, an upload profiled, a SIGKILL mid-training
+//! followed by a restart, and (`--aws`) the same server on moto with its pushes going
+//! through the API Gateway management API that the server answers.
+
+use nomaly_tests::server::{Api, Server, Socket};
+use nomaly_tests::{nomaly, parse_scores, scratch, shared_data};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// Header and numeric rows of a labelled CSV, without its `label` column.
+fn rows_of(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(path).expect("dataset");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != "label")
+        .collect();
+    let rows = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            keep.iter()
+                .map(|&i| cells[i].parse::<f64>().expect("numeric cell"))
+                .collect()
+        })
+        .collect();
+    (keep.iter().map(|&i| header[i].to_string()).collect(), rows)
+}
+
+fn events_of<'a>(seen: &'a [Value], kind: &str, task: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|m| m["type"] == kind && m["payload"]["task_id"] == task)
+        .collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_training_progress_and_detection() {
+    let dir = scratch("serve-tenants");
+    let server = Server::start(&dir.join("data"), &[], &[]);
+    let a_key = server.key("tenant-a");
+    let a = Api::new(&server, &a_key);
+    let b_key = server.key("tenant-b");
+    let b = Api::new(&server, &b_key);
+    let mut a_ws = Socket::connect(&server, &a_key).await;
+    a_ws.subscribe("tenant").await;
+    let mut b_ws = Socket::connect(&server, &b_key).await;
+    b_ws.subscribe("tenant").await;
+
+    // Tenant A trains iforest on ODDS cardio (1831 rows x 21 features).
+    let cardio = shared_data("tabular").join("cardio.csv");
+    let (columns, rows) = rows_of(&cardio);
+    let (s, accepted) = a
+        .call(
+            "POST",
+            "/v1/models",
+            Some(json!({"algorithm": "iforest", "rows": rows, "columns": columns, "params": {"n_estimators": 200}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{accepted}");
+    let task_id = accepted["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    let model_id = accepted["model_id"].as_str().expect("model id").to_string();
+    a_ws.until(LONG, |m| {
+        m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str()
+    })
+    .await;
+    // Anything late (a duplicate) would arrive within this.
+    a_ws.drain(Duration::from_millis(800)).await;
+    let progress = events_of(&a_ws.seen, "task.progress", &task_id);
+    assert!(!progress.is_empty(), "progress pushed: {:?}", a_ws.seen);
+    let shares: Vec<f64> = progress
+        .iter()
+        .map(|e| e["payload"]["progress"].as_f64().expect("progress"))
+        .collect();
+    assert!(
+        shares.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {shares:?}"
+    );
+    assert_eq!(
+        events_of(&a_ws.seen, "task.completed", &task_id).len(),
+        1,
+        "exactly one completion"
+    );
+
+    let (s, task) = a.call("GET", &format!("/v1/tasks/{task_id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"], model_id.as_str());
+    assert_eq!(task["progress"], 100);
+
+    // Detection over HTTP equals `nomaly detect` on the downloaded model.
+    let (s, artifact) = a
+        .raw("GET", &format!("/v1/models/{model_id}/artifact"), None)
+        .await;
+    assert_eq!(s, 200);
+    let model_file = dir.join("model.json");
+    std::fs::write(&model_file, &artifact).expect("model file");
+    let cli = nomaly(&[
+        "detect",
+        "--model",
+        model_file.to_str().expect("path"),
+        "--input",
+        cardio.to_str().expect("path"),
+        "--exclude-columns",
+        "label",
+    ]);
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let (cli_scores, cli_labels) = parse_scores(&cli.stdout);
+    let (s, detected) = a
+        .call(
+            "POST",
+            "/v1/detect",
+            Some(json!({"model_id": model_id, "rows": rows})),
+        )
+        .await;
+    assert_eq!(s, 200, "{detected}");
+    let api_scores = floats(&detected["scores"]);
+    assert_eq!(api_scores.len(), cli_scores.len());
+    for (i, (x, y)) in api_scores.iter().zip(&cli_scores).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+            "row {i}: API {x} vs CLI {y}"
+        );
+    }
+    let api_labels: Vec<u8> = detected["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|l| u8::from(l.as_bool().unwrap_or(l.as_u64() == Some(1))))
+        .collect();
+    assert_eq!(api_labels, cli_labels, "same anomalies");
+    a_ws.until(LONG, |m| m["type"] == "anomaly.detected").await;
+
+    // A WebSocket `score` answers with the scores of the rows sent.
+    a_ws.send(
+        json!({"action": "score", "model_id": model_id, "rows": &rows[..50], "request_id": "r-1"}),
+    )
+    .await;
+    let reply = a_ws.until(LONG, |m| m["type"] == "scores").await;
+    assert_eq!(reply["request_id"], "r-1");
+    let ws_scores = floats(&reply["scores"]);
+    assert_eq!(ws_scores.len(), 50);
+    for (x, y) in ws_scores.iter().zip(&api_scores[..50]) {
+        assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0));
+    }
+
+    // Tenant B sees none of it.
+    for path in [
+        format!("/v1/tasks/{task_id}"),
+        format!("/v1/models/{model_id}"),
+        format!("/v1/models/{model_id}/artifact"),
+    ] {
+        let (s, body) = b.call("GET", &path, None).await;
+        assert_eq!(s, 404, "{path}: {body}");
+    }
+    let (s, _) = b
+        .call(
+            "POST",
+            "/v1/detect",
+            Some(json!({"model_id": model_id, "rows": &rows[..3]})),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, listed) = b.call("GET", "/v1/tasks", None).await;
+    assert_eq!(
+        (s, listed["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    b_ws.send(json!({"action": "subscribe", "channel": format!("task:{task_id}"), "after": null}))
+        .await;
+    b_ws.drain(Duration::from_millis(800)).await;
+    let foreign: Vec<&Value> = b_ws
+        .seen
+        .iter()
+        .filter(|m| m["type"].as_str().is_some_and(|t| t.contains('.')))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "tenant B received A's events: {foreign:?}"
+    );
+    assert!(server.interrupt(), "stops cleanly on Ctrl-C");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_detection_completes_in_background() {
+    let dir = scratch("serve-oversized");
+    let server = Server::start(&dir.join("data"), &[], &[]);
+    let key = server.key("acme");
+    let api = Api::new(&server, &key);
+    let mut ws = Socket::connect(&server, &key).await;
+    ws.subscribe("tenant").await;
+    // LOF over ODDS shuttle (49097 x 9): predicted well over the 3 s budget.
+    let (columns, rows) = rows_of(&shared_data("tabular").join("shuttle.csv"));
+    let (s, accepted) = api
+        .call(
+            "POST",
+            "/v1/detect",
+            Some(json!({"algorithm": "lof", "rows": rows, "columns": columns})),
+        )
+        .await;
+    assert_eq!(s, 202, "{accepted}");
+    let task_id = accepted["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    let done = ws
+        .until(LONG, |m| {
+            m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str()
+        })
+        .await;
+    assert_eq!(done["payload"]["task_id"], task_id.as_str());
+    let (s, result) = api
+        .call("GET", &format!("/v1/tasks/{task_id}/result"), None)
+        .await;
+    assert_eq!(s, 200, "{result}");
+    assert_eq!(result["scores"].as_array().map(Vec::len), Some(rows.len()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_profile_then_kill_mid_training_and_restart() {
+    let dir = scratch("serve-restart");
+    let data = dir.join("data");
+    let server = Server::start(&data, &[], &[]);
+    let key = server.key("acme");
+    let api = Api::new(&server, &key);
+    let mut ws = Socket::connect(&server, &key).await;
+    ws.subscribe("tenant").await;
+
+    // An upload is profiled, as the S3 notification does on AWS.
+    let shuttle = std::fs::read(shared_data("tabular").join("shuttle.csv")).expect("shuttle");
+    let dataset = api.upload("shuttle.csv", shuttle).await;
+    let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
+    assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
+    let (s, record) = api
+        .call("GET", &format!("/v1/datasets/{dataset}"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(record["status"], "profiled", "{record}");
+    assert_eq!(record["profile"]["rows"], 49097, "{}", record["profile"]);
+    assert_eq!(record["profile"]["columns"], 10);
+
+    // A small model stored before the kill.
+    let (s, small) = api
+        .call(
+            "POST",
+            "/v1/models",
+            Some(json!({"algorithm": "hbos", "dataset_id": dataset, "exclude_columns": ["label"]})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let small_task = small["task"]["id"].as_str().expect("id").to_string();
+    api.wait_task(&small_task, LONG).await;
+    let (_, before) = api.call("GET", "/v1/events?limit=1000", None).await;
+    let before_ids: Vec<String> = before["items"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_string())
+        .collect();
+
+    // LOF on 49097 rows takes seconds: kill the server at its first progress event.
+    let (s, accepted) = api
+        .call("POST", "/v1/models", Some(json!({"algorithm": "lof", "dataset_id": dataset, "exclude_columns": ["label"], "params": {"n_neighbors": 30}})))
+        .await;
+    assert_eq!(s, 202, "{accepted}");
+    let task_id = accepted["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    let model_id = accepted["model_id"].as_str().expect("model id").to_string();
+    ws.until(LONG, |m| {
+        m["type"] == "task.progress" && m["payload"]["task_id"] == task_id.as_str()
+    })
+    .await;
+    server.kill();
+    drop(ws);
+
+    let server = Server::start(&data, &[], &[]);
+    let api = Api::new(&server, &key);
+    let task = api.wait_task(&task_id, LONG).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"], model_id.as_str());
+    assert_eq!(task["attempts"], 2, "run again once after the kill: {task}");
+
+    // Exactly once: one completion event, one model.
+    let (_, after) = api.call("GET", "/v1/events?limit=1000", None).await;
+    let events = after["items"].as_array().expect("events").clone();
+    let completions = events_of(&events, "task.completed", &task_id);
+    assert_eq!(completions.len(), 1, "{completions:?}");
+    let (_, models) = api.call("GET", "/v1/models", None).await;
+    let ids: Vec<&str> = models["items"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&model_id.as_str()));
+    let (s, _) = api
+        .raw("GET", &format!("/v1/models/{model_id}/artifact"), None)
+        .await;
+    assert_eq!(s, 200);
+
+    // Nothing stored before the kill is missing.
+    let after_ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    for id in &before_ids {
+        assert!(after_ids.contains(&id.as_str()), "event {id} lost");
+    }
+    let (s, record) = api
+        .call("GET", &format!("/v1/datasets/{dataset}"), None)
+        .await;
+    assert_eq!((s, record["status"].as_str()), (200, Some("profiled")));
+    let (s, small_task) = api
+        .call("GET", &format!("/v1/tasks/{small_task}"), None)
+        .await;
+    assert_eq!((s, small_task["status"].as_str()), (200, Some("completed")));
+    let small_model = small_task["result"].as_str().expect("model");
+    let (s, _) = api
+        .raw("GET", &format!("/v1/models/{small_model}/artifact"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(server.interrupt(), "stops cleanly on Ctrl-C");
+}
