@@ -344,3 +344,89 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
     assert_eq!(s, 200);
     assert!(server.interrupt(), "stops cleanly on Ctrl-C");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_mode_on_moto_pushes_through_the_management_api() {
+    use nomaly_core::ports::{ConnectionRegistry, PushError, PushNotifier};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "AWS_ENDPOINT_URL must point at moto server on loopback (tests/run.sh starts it), got {endpoint:?}"
+    );
+    let clients = nomaly_aws::Clients::from_env(true).await;
+    let suffix = nomaly_core::ids::JobId::new().as_str()[20..].to_ascii_lowercase();
+    let names = nomaly_aws::provision::Names::with_prefix(&format!("nm-serve-{suffix}"));
+    let queues = nomaly_aws::provision::ensure(&clients, &names, 3)
+        .await
+        .expect("provision on moto");
+    let dir = scratch("serve-aws");
+    let data = dir.join("data");
+    let server = Server::start(
+        &data,
+        &["--aws"],
+        &[
+            ("NOMALY_TABLE", names.table.as_str()),
+            ("NOMALY_EVENTS_TABLE", names.events_table.as_str()),
+            ("NOMALY_BUCKET", names.bucket.as_str()),
+            ("NOMALY_JOBS_QUEUE_URL", queues.queue_url.as_str()),
+            ("NOMALY_JOBS_DLQ_URL", queues.dead_letter_url.as_str()),
+        ],
+    );
+    let made = nomaly(&["keys", "create", "--tenant", "acme", "--aws", "--table", &names.table]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let key = String::from_utf8(made.stdout).expect("utf-8").trim().to_string();
+    let api = Api::new(&server, &key);
+    let mut ws = Socket::connect(&server, &key).await;
+    ws.subscribe("tenant").await;
+
+    // Training: the job goes through SQS, the model to S3, the records to DynamoDB, and
+    // the events reach the socket through the management API (the AWS notifier).
+    let (columns, rows) = rows_of(&shared_data("tabular").join("cardio.csv"));
+    let (s, accepted) = api
+        .call("POST", "/v1/models", Some(json!({"algorithm": "iforest", "rows": rows, "columns": columns})))
+        .await;
+    assert_eq!(s, 202, "{accepted}");
+    let task_id = accepted["task"]["id"].as_str().expect("task id").to_string();
+    ws.until(LONG, |m| m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str())
+        .await;
+    assert!(!events_of(&ws.seen, "task.progress", &task_id).is_empty());
+    let model_id = accepted["model_id"].as_str().expect("model");
+    let stored = clients
+        .s3
+        .get_object()
+        .bucket(&names.bucket)
+        .key(format!("tenants/acme/models/{model_id}.json"))
+        .send()
+        .await;
+    assert!(stored.is_ok(), "the model artifact is in the bucket");
+
+    // An upload lands in the bucket and is profiled here, as the notification would.
+    let thyroid = std::fs::read(shared_data("tabular").join("thyroid.csv")).expect("thyroid");
+    let dataset = api.upload("thyroid.csv", thyroid).await;
+    let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
+    assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
+
+    // The AWS notifier against the server's management API, with and without a stage:
+    // a live connection gets the message, a closed one is 410 Gone.
+    let store = nomaly_aws::DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table);
+    let tenant = nomaly_core::domain::TenantId::parse("acme").expect("tenant");
+    let live = store.tenant_connections(&tenant).await.expect("connections");
+    assert_eq!(live.len(), 1, "{live:?}");
+    let id = live[0].id.clone();
+    for base in [server.url.clone(), format!("{}/live", server.url)] {
+        let push = nomaly_aws::ApiGatewayPush::new(&clients.config, &base);
+        push.push(&id, br#"{"type":"hello"}"#).await.expect("pushed to a live connection");
+        ws.until(LONG, |m| m["type"] == "hello").await;
+        assert!(matches!(push.push("0123456789abcdef", b"{}").await, Err(PushError::Gone(_))));
+    }
+    let (s, info) = api.call("GET", &format!("/@connections/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert!(info["connectedAt"].is_string(), "{info}");
+    let push = nomaly_aws::ApiGatewayPush::new(&clients.config, &format!("{}/live", server.url));
+    push.disconnect(&id).await.expect("closed by the server");
+    assert!(ws.next(Duration::from_secs(10)).await.is_none(), "the socket is closed");
+    assert!(matches!(push.push(&id, b"{}").await, Err(PushError::Gone(_))));
+    let (s, _) = api.call("GET", &format!("/live/@connections/{id}"), None).await;
+    assert_eq!(s, 410);
+    assert!(server.interrupt(), "stops cleanly on Ctrl-C");
+}
