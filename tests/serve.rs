@@ -372,9 +372,24 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
             ("NOMALY_JOBS_DLQ_URL", queues.dead_letter_url.as_str()),
         ],
     );
-    let made = nomaly(&["keys", "create", "--tenant", "acme", "--aws", "--table", &names.table]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let key = String::from_utf8(made.stdout).expect("utf-8").trim().to_string();
+    let made = nomaly(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--aws",
+        "--table",
+        &names.table,
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = String::from_utf8(made.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
     let api = Api::new(&server, &key);
     let mut ws = Socket::connect(&server, &key).await;
     ws.subscribe("tenant").await;
@@ -383,12 +398,21 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     // the events reach the socket through the management API (the AWS notifier).
     let (columns, rows) = rows_of(&shared_data("tabular").join("cardio.csv"));
     let (s, accepted) = api
-        .call("POST", "/v1/models", Some(json!({"algorithm": "iforest", "rows": rows, "columns": columns})))
+        .call(
+            "POST",
+            "/v1/models",
+            Some(json!({"algorithm": "iforest", "rows": rows, "columns": columns})),
+        )
         .await;
     assert_eq!(s, 202, "{accepted}");
-    let task_id = accepted["task"]["id"].as_str().expect("task id").to_string();
-    ws.until(LONG, |m| m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str())
-        .await;
+    let task_id = accepted["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    ws.until(LONG, |m| {
+        m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str()
+    })
+    .await;
     assert!(!events_of(&ws.seen, "task.progress", &task_id).is_empty());
     let model_id = accepted["model_id"].as_str().expect("model");
     let stored = clients
@@ -408,25 +432,42 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
 
     // The AWS notifier against the server's management API, with and without a stage:
     // a live connection gets the message, a closed one is 410 Gone.
-    let store = nomaly_aws::DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table);
+    let store =
+        nomaly_aws::DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table);
     let tenant = nomaly_core::domain::TenantId::parse("acme").expect("tenant");
-    let live = store.tenant_connections(&tenant).await.expect("connections");
+    let live = store
+        .tenant_connections(&tenant)
+        .await
+        .expect("connections");
     assert_eq!(live.len(), 1, "{live:?}");
     let id = live[0].id.clone();
     for base in [server.url.clone(), format!("{}/live", server.url)] {
         let push = nomaly_aws::ApiGatewayPush::new(&clients.config, &base);
-        push.push(&id, br#"{"type":"hello"}"#).await.expect("pushed to a live connection");
+        push.push(&id, br#"{"type":"hello"}"#)
+            .await
+            .expect("pushed to a live connection");
         ws.until(LONG, |m| m["type"] == "hello").await;
-        assert!(matches!(push.push("0123456789abcdef", b"{}").await, Err(PushError::Gone(_))));
+        assert!(matches!(
+            push.push("0123456789abcdef", b"{}").await,
+            Err(PushError::Gone(_))
+        ));
     }
     let (s, info) = api.call("GET", &format!("/@connections/{id}"), None).await;
     assert_eq!(s, 200);
     assert!(info["connectedAt"].is_string(), "{info}");
     let push = nomaly_aws::ApiGatewayPush::new(&clients.config, &format!("{}/live", server.url));
     push.disconnect(&id).await.expect("closed by the server");
-    assert!(ws.next(Duration::from_secs(10)).await.is_none(), "the socket is closed");
-    assert!(matches!(push.push(&id, b"{}").await, Err(PushError::Gone(_))));
-    let (s, _) = api.call("GET", &format!("/live/@connections/{id}"), None).await;
+    assert!(
+        ws.next(Duration::from_secs(10)).await.is_none(),
+        "the socket is closed"
+    );
+    assert!(matches!(
+        push.push(&id, b"{}").await,
+        Err(PushError::Gone(_))
+    ));
+    let (s, _) = api
+        .call("GET", &format!("/live/@connections/{id}"), None)
+        .await;
     assert_eq!(s, 410);
     assert!(server.interrupt(), "stops cleanly on Ctrl-C");
 }

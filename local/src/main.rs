@@ -4,6 +4,7 @@ mod detect;
 mod keys;
 mod sample;
 mod serve;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Keys(keys::Command),
     /// Serve the HTTP and WebSocket APIs, with workers, on this machine.
     Serve(serve::Args),
+    /// Print the events of a channel as they are pushed (a WebSocket client).
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Keys(command) => keys::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
