@@ -1323,3 +1323,45 @@ async fn a_task_past_its_attempts_fails_instead_of_running_again() {
         .count();
     assert_eq!(failed, 1);
 }
+
+/// The local server's restart: the jobs of the dead process are released at once, and a
+/// task it left running is taken over without waiting out the lease, because the new
+/// process knows no worker from before its start is alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_takes_over_tasks_left_running_at_once() {
+    let mut e = env();
+    let key = e.key("acme").await;
+    let (_, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(20)}),
+        )
+        .await;
+    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let t = TenantId::parse("acme").unwrap();
+    // The dead process had received the job and started the task.
+    let _in_flight = e.stack.queue.receive(1, 5400).await.unwrap();
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    e.services()
+        .tasks
+        .update_task(&task.transition(TaskStatus::Running).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(e.drain().await, 0, "the job is in flight");
+    // Without knowing better, a fresh lease means another worker holds it.
+    assert_eq!(e.stack.queue.release_in_flight().await.unwrap(), 1);
+    let held = e.stack.queue.receive(1, 30).await.unwrap().remove(0);
+    assert!(matches!(
+        nomaly_core::service::worker::handle(e.services(), &held).await,
+        nomaly_core::service::worker::Handled::Retry(_)
+    ));
+    // The new process: nothing from before its start is alive.
+    e.stack.services.settings.orphaned_before = Some(nomaly_core::time::Timestamp::now());
+    assert_eq!(e.stack.queue.release_in_flight().await.unwrap(), 1);
+    assert_eq!(e.drain().await, 1);
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    assert_eq!(task.attempts, 2);
+}

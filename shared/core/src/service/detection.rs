@@ -385,14 +385,20 @@ async fn ready(
     }
 }
 
-/// Fits (when asked) and scores, off the async runtime.
+/// Work predicted to take less than this runs on the async thread that received it: a
+/// hand-off to the blocking pool would cost more than the work.
+const INLINE_MS: f64 = 0.5;
+
+/// Fits (when asked) and scores: off the async runtime, unless predicted to take under
+/// [`INLINE_MS`].
 async fn compute(
     ready: Ready,
     rows: Arc<Rows>,
     explain: bool,
+    predicted_ms: f64,
     progress: impl Fn(f64) + Send + Sync + 'static,
 ) -> Result<Detection, Problem> {
-    tokio::task::spawn_blocking(move || match ready {
+    let work = move || match ready {
         Ready::Stored(id, model) => score_with(&model, Some(id), &rows, explain, None, &progress),
         Ready::Fit(fit) => {
             let options = fit.options(rows.columns.clone())?;
@@ -406,9 +412,13 @@ async fn compute(
                 &|_| {},
             )
         }
-    })
-    .await
-    .map_err(|e| Problem::internal(format!("detection stopped: {e}")))?
+    };
+    if predicted_ms < INLINE_MS {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Problem::internal(format!("detection stopped: {e}")))?
 }
 
 fn cache_key(spec: &DetectSpec, rows: &Rows) -> String {
@@ -506,7 +516,7 @@ pub async fn detect(
             return Ok(Outcome::Done(Box::new(hit)));
         }
     }
-    let detection = compute(ready, Arc::new(rows), spec.explain, |_| {}).await?;
+    let detection = compute(ready, Arc::new(rows), spec.explain, predicted, |_| {}).await?;
     if let Ok(bytes) = serde_json::to_vec(&detection) {
         if let Err(e) = services
             .cache
@@ -563,9 +573,15 @@ pub async fn run_job(
     let ready = ready(services, tenant, &job.spec, &rows)
         .await
         .map_err(jobs::JobError::from)?;
-    let detection = compute(ready, Arc::new(rows), job.spec.explain, progress)
-        .await
-        .map_err(jobs::JobError::from)?;
+    let detection = compute(
+        ready,
+        Arc::new(rows),
+        job.spec.explain,
+        f64::INFINITY,
+        progress,
+    )
+    .await
+    .map_err(jobs::JobError::from)?;
     let result = result_key(tenant, &job.task_id);
     let body = serde_json::to_vec(&detection)
         .map_err(|e| jobs::JobError::Fail(Problem::internal(e.to_string())))?;
