@@ -149,9 +149,17 @@ async fn dispatch(
     }
 }
 
+/// Pushes and chains one event; a panic in either is caught, so later events still go.
 async fn handle(services: &Services, event: &Event) {
-    if let Err(p) = fanout::handle(services, event).await {
-        tracing::error!(event_id = %event.event_id, kind = event.kind.as_str(), error = %p, "event not dispatched");
+    let (services2, event2) = (services.clone(), event.clone());
+    match tokio::spawn(async move { fanout::handle(&services2, &event2).await }).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(p)) => {
+            tracing::error!(event_id = %event.event_id, kind = event.kind.as_str(), error = %p, "event not dispatched")
+        }
+        Err(e) => {
+            tracing::error!(event_id = %event.event_id, kind = event.kind.as_str(), error = %e, "dispatching the event panicked")
+        }
     }
 }
 

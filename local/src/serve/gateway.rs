@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// Largest message the management API takes (API Gateway's limit).
+/// Largest message the management API and the WebSocket take (API Gateway's limit).
 const MAX_MESSAGE: usize = 128 * 1024;
 
 /// Shared by the gateway routes.
@@ -54,6 +54,7 @@ pub fn app(gateway: Gateway) -> Router {
             "/{stage}/@connections/{id}",
             post(staged_post).get(staged_get).delete(staged_delete),
         )
+        .layer(middleware::from_fn(management_from_loopback))
         .layer(middleware::from_fn(log_request))
         .with_state(gateway);
     api.merge(edge)
@@ -74,6 +75,20 @@ async fn log_request(req: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+/// The management API answers only this machine (the server itself and tests), as on
+/// AWS it answers only signed IAM callers.
+async fn management_from_loopback(req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    if req.uri().path().contains("/@connections/") && !peer.is_some_and(|ip| ip.is_loopback()) {
+        return Problem::forbidden("the management API answers only loopback callers")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 // ---- WebSocket ---------------------------------------------------------------------
@@ -111,16 +126,29 @@ async fn connect(
         g.sessions.close(&id);
         return p.into_response();
     }
-    upgrade.on_upgrade(move |socket| session(g, id, outbox, socket))
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(g, id, outbox, socket))
 }
 
 async fn session(
     g: Gateway,
     id: String,
-    mut outbox: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    mut outbox: tokio::sync::mpsc::Receiver<Vec<u8>>,
     mut socket: WebSocket,
 ) {
     let mut stop = g.stop.clone();
+    // The connection record expires after this; close the socket then, as API Gateway
+    // closes its sockets after 2 hours, so the client reconnects instead of going deaf.
+    let expiry = tokio::time::sleep(std::time::Duration::from_secs(u64::from(
+        g.services
+            .settings
+            .connection_ttl_secs
+            .saturating_sub(60)
+            .max(1),
+    )));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
@@ -151,6 +179,10 @@ async fn session(
                 }
             },
             _ = stop.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+            _ = &mut expiry => {
                 let _ = socket.send(Message::Close(None)).await;
                 break;
             }
@@ -293,7 +325,7 @@ async fn upload(
         .into_response();
     }
     let size = signed.size;
-    if let Err(e) = g.services.blobs.put_blob(&key, bytes.to_vec()).await {
+    if let Err(e) = g.services.blobs.put_blob(&key, Vec::from(bytes)).await {
         return Problem::from(e).into_response();
     }
     // The bucket notification's part: stored first, then taken in. The uploader's PUT

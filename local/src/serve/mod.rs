@@ -193,19 +193,24 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--workers must be at least 1");
     }
     init_logs(&args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(args))
-}
-
-async fn serve(args: Args) -> Result<()> {
+    // Held until the process has let go of everything (after the runtime below).
     let _lock = if args.aws {
         None
     } else {
         Some(lock_data_dir(&args.data_dir)?)
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(serve(args));
+    // Work still on the blocking pool (a job cut short by the grace period) is not
+    // waited for: its message stays in the queue and runs again on the next start.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+async fn serve(args: Args) -> Result<()> {
     let started = Timestamp::now();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -282,13 +287,17 @@ async fn serve(args: Args) -> Result<()> {
     tracing::info!("stopping: no new requests or jobs; waiting for running jobs");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.grace_secs);
-    let finished = work.stop(grace).await;
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    // Requests in flight finish first (the events they store are still dispatched),
+    // while the workers finish their jobs; then the dispatcher drains.
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
         Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server panicked"),
-        Err(_) => tracing::warn!("open HTTP connections did not close within 5 s"),
+        Err(_) => tracing::warn!("requests still open at the end of the grace period"),
     }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let finished = work.stop(left).await;
     if finished {
         tracing::info!("stopped");
     } else {

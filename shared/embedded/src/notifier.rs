@@ -7,8 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
+/// Messages a session may have waiting; a client that stops reading is disconnected
+/// once this many are waiting (API Gateway likewise drops clients that do not keep up).
+pub const OUTBOX: usize = 1024;
+
 struct Session {
-    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    outbox: mpsc::Sender<Vec<u8>>,
     opened_at: Timestamp,
 }
 
@@ -20,8 +24,8 @@ pub struct LocalNotifier {
 
 impl LocalNotifier {
     /// Registers a session; its messages arrive on the returned receiver.
-    pub fn open(&self, connection_id: &str) -> mpsc::UnboundedReceiver<Vec<u8>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn open(&self, connection_id: &str) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(OUTBOX);
         let session = Session {
             outbox: tx,
             opened_at: Timestamp::now(),
@@ -58,8 +62,17 @@ impl LocalNotifier {
 impl PushNotifier for LocalNotifier {
     async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError> {
         let sender = self.lock().get(connection_id).map(|s| s.outbox.clone());
-        match sender {
-            Some(tx) if tx.send(message.to_vec()).is_ok() => Ok(()),
+        match sender.map(|tx| tx.try_send(message.to_vec())) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                tracing::warn!(
+                    connection = connection_id,
+                    waiting = OUTBOX,
+                    "the client does not read its messages; disconnecting it"
+                );
+                self.close(connection_id);
+                Err(PushError::Gone(connection_id.to_string()))
+            }
             _ => {
                 self.close(connection_id);
                 Err(PushError::Gone(connection_id.to_string()))
@@ -93,5 +106,12 @@ mod tests {
             n.push("nobody", b"x").await,
             Err(PushError::Gone(_))
         ));
+        // A client that stops reading is disconnected when its outbox is full.
+        let _slow = n.open("c3");
+        for _ in 0..OUTBOX {
+            n.push("c3", b"x").await.expect("room in the outbox");
+        }
+        assert!(matches!(n.push("c3", b"x").await, Err(PushError::Gone(_))));
+        assert!(n.opened_at("c3").is_none());
     }
 }

@@ -1357,7 +1357,9 @@ async fn a_restart_takes_over_tasks_left_running_at_once() {
         nomaly_core::service::worker::handle(e.services(), &held).await,
         nomaly_core::service::worker::Handled::Retry(_)
     ));
-    // The new process: nothing from before its start is alive.
+    // The new process (started at least a millisecond after the task's last change):
+    // nothing from before its start is alive.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     e.stack.services.settings.orphaned_before = Some(nomaly_core::time::Timestamp::now());
     assert_eq!(e.stack.queue.release_in_flight().await.unwrap(), 1);
     assert_eq!(e.drain().await, 1);
