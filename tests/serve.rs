@@ -248,9 +248,19 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
 
     // An upload is profiled, as the S3 notification does on AWS.
     let shuttle = std::fs::read(shared_data("tabular").join("shuttle.csv")).expect("shuttle");
-    let dataset = api.upload("shuttle.csv", shuttle).await;
+    let (dataset, url) = api.upload("shuttle.csv", shuttle.clone()).await;
     let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
     assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
+    // The URL delivered once: a second PUT would replace what the profile describes.
+    assert_eq!(api.put(&url, shuttle.clone()).await, 409);
+    // A tampered signature, or the signature of another key, is refused.
+    assert_eq!(
+        api.put(&url.replace("sig=", "sig=0"), shuttle.clone())
+            .await,
+        403
+    );
+    let other = url.replace(&dataset, "dst_01JDKX0000000000000000DST9");
+    assert_eq!(api.put(&other, shuttle).await, 403);
     let (s, record) = api
         .call("GET", &format!("/v1/datasets/{dataset}"), None)
         .await;
@@ -426,7 +436,7 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
 
     // An upload lands in the bucket and is profiled here, as the notification would.
     let thyroid = std::fs::read(shared_data("tabular").join("thyroid.csv")).expect("thyroid");
-    let dataset = api.upload("thyroid.csv", thyroid).await;
+    let (dataset, _) = api.upload("thyroid.csv", thyroid).await;
     let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
     assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
 

@@ -194,8 +194,8 @@ impl Api {
     }
 
     /// Registers a dataset, uploads `bytes` to the URL it grants, and returns the
-    /// dataset id.
-    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> String {
+    /// dataset id and the URL.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (String, String) {
         let (s, grant) = self
             .call(
                 "POST",
@@ -205,18 +205,21 @@ impl Api {
             .await;
         assert_eq!(s, 201, "{grant}");
         let url = grant["upload"]["url"].as_str().expect("upload url");
-        let put = self
-            .http
+        assert_eq!(self.put(url, bytes).await, 200, "upload accepted");
+        let id = grant["dataset"]["id"].as_str().expect("dataset id");
+        (id.to_string(), url.to_string())
+    }
+
+    /// PUTs `bytes` to a URL with no key (an upload URL); returns the status.
+    pub async fn put(&self, url: &str, bytes: Vec<u8>) -> u16 {
+        self.http
             .put(url)
             .body(bytes)
             .send()
             .await
-            .expect("upload sent");
-        assert_eq!(put.status().as_u16(), 200, "upload accepted");
-        grant["dataset"]["id"]
-            .as_str()
-            .expect("dataset id")
-            .to_string()
+            .expect("upload sent")
+            .status()
+            .as_u16()
     }
 }
 

@@ -299,6 +299,9 @@ async fn upload(
     {
         return refused();
     }
+    if let Err(p) = ingest::check_upload_open(&g.services, key.as_str()).await {
+        return p.into_response();
+    }
     let limit = usize::try_from(signed.size).unwrap_or(usize::MAX);
     let bytes = match http_body_util::Limited::new(body, limit.saturating_add(1))
         .collect()

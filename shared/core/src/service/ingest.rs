@@ -169,6 +169,26 @@ pub async fn delete(services: &Services, tenant: &TenantId, id: &DatasetId) -> R
     Ok(())
 }
 
+/// Whether an upload to `key` may still be stored: its dataset exists and is waiting
+/// for its upload. A second PUT to a URL that already delivered would replace the file
+/// the profile describes and training reads: 409.
+pub async fn check_upload_open(services: &Services, key: &str) -> Result<(), Problem> {
+    let (tenant, id) = parse_upload_key(key)
+        .ok_or_else(|| Problem::forbidden("this is not an upload location"))?;
+    let dataset = services
+        .datasets
+        .get_dataset(&tenant, &id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
+    if dataset.status != DatasetStatus::AwaitingUpload {
+        return Err(Problem::conflict(format!(
+            "dataset {id} already has its upload (status {:?}); register a new dataset to upload again",
+            dataset.status
+        )));
+    }
+    Ok(())
+}
+
 fn parse_upload_key(key: &str) -> Option<(TenantId, DatasetId)> {
     let key = BlobKey::parse(key).ok()?;
     let mut parts = key.as_str().split('/');
