@@ -156,11 +156,7 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> Answer {
     let id = parse_id(&id, "model", ModelId::parse)?;
-    let model = services
-        .models
-        .get_model(&tenant, &id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+    let model = models::record(&services, &tenant, &id).await?;
     Ok(Json(model).into_response())
 }
 
@@ -171,11 +167,7 @@ pub async fn model_artifact(
     Path(id): Path<String>,
 ) -> Answer {
     let id = parse_id(&id, "model", ModelId::parse)?;
-    let record = services
-        .models
-        .get_model(&tenant, &id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+    let record = models::record(&services, &tenant, &id).await?;
     let bytes = models::artifact(&services, &tenant, &record).await?;
     if bytes.len() > MAX_BODY {
         return Err(Problem::too_large(format!(

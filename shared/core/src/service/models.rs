@@ -50,17 +50,26 @@ pub fn artifact_key(tenant: &TenantId, id: &ModelId) -> BlobKey {
         .expect("a model id is a valid key part")
 }
 
+/// The tenant's model record `id`: 404 if the tenant has no such model.
+pub async fn record(
+    services: &Services,
+    tenant: &TenantId,
+    id: &ModelId,
+) -> Result<ModelRecord, Problem> {
+    services
+        .models
+        .get_model(tenant, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))
+}
+
 /// The tenant's model `id` with its record: 404 if the tenant has no such model.
 pub async fn load(
     services: &Services,
     tenant: &TenantId,
     id: &ModelId,
 ) -> Result<(ModelRecord, Arc<Model>), Problem> {
-    let record = services
-        .models
-        .get_model(tenant, id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+    let record = record(services, tenant, id).await?;
     if let Some(model) = services.loaded_models.get(tenant, id) {
         return Ok((record, model));
     }
@@ -136,11 +145,7 @@ pub async fn save(
 
 /// Deletes the tenant's model: its record, then its artifact.
 pub async fn delete(services: &Services, tenant: &TenantId, id: &ModelId) -> Result<(), Problem> {
-    let record = services
-        .models
-        .get_model(tenant, id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+    let record = record(services, tenant, id).await?;
     services.models.delete_model(tenant, id).await?;
     services.loaded_models.forget(tenant, id);
     if let Ok(key) = BlobKey::parse(&record.artifact_key) {
