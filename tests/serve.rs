@@ -63,18 +63,7 @@ async fn tenants_training_progress_and_detection() {
     // Tenant A trains iforest on ODDS cardio (1831 rows x 21 features).
     let cardio = shared_data("tabular").join("cardio.csv");
     let (columns, rows) = rows_of(&cardio);
-    let (s, accepted) = a
-        .call(
-            "POST",
-            "/v1/models",
-            Some(json!({"algorithm": "iforest", "rows": rows, "columns": columns, "params": {"n_estimators": 200}})),
-        )
-        .await;
-    assert_eq!(s, 202, "{accepted}");
-    let task_id = accepted["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
+    let (task_id, accepted) = a.accepted("/v1/models", json!({"algorithm": "iforest", "rows": rows, "columns": columns, "params": {"n_estimators": 200}})).await;
     let model_id = accepted["model_id"].as_str().expect("model id").to_string();
     a_ws.until(LONG, |m| {
         m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str()
@@ -211,18 +200,12 @@ async fn oversized_detection_completes_in_background() {
     ws.subscribe("tenant").await;
     // LOF over ODDS shuttle (49097 x 9): predicted well over the 3 s budget.
     let (columns, rows) = rows_of(&shared_data("tabular").join("shuttle.csv"));
-    let (s, accepted) = api
-        .call(
-            "POST",
+    let (task_id, _) = api
+        .accepted(
             "/v1/detect",
-            Some(json!({"algorithm": "lof", "rows": rows, "columns": columns})),
+            json!({"algorithm": "lof", "rows": rows, "columns": columns}),
         )
         .await;
-    assert_eq!(s, 202, "{accepted}");
-    let task_id = accepted["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
     let done = ws
         .until(LONG, |m| {
             m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str()
@@ -272,15 +255,12 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
     assert_eq!(record["profile"]["columns"], 10);
 
     // A small model stored before the kill.
-    let (s, small) = api
-        .call(
-            "POST",
+    let (small_task, _) = api
+        .accepted(
             "/v1/models",
-            Some(json!({"algorithm": "hbos", "dataset_id": dataset, "exclude_columns": ["label"]})),
+            json!({"algorithm": "hbos", "dataset_id": dataset, "exclude_columns": ["label"]}),
         )
         .await;
-    assert_eq!(s, 202);
-    let small_task = small["task"]["id"].as_str().expect("id").to_string();
     api.wait_task(&small_task, LONG).await;
     let (_, before) = api.call("GET", "/v1/events?limit=1000", None).await;
     let before_ids: Vec<String> = before["items"]
@@ -291,14 +271,7 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
         .collect();
 
     // LOF on 49097 rows takes seconds: kill the server at its first progress event.
-    let (s, accepted) = api
-        .call("POST", "/v1/models", Some(json!({"algorithm": "lof", "dataset_id": dataset, "exclude_columns": ["label"], "params": {"n_neighbors": 30}})))
-        .await;
-    assert_eq!(s, 202, "{accepted}");
-    let task_id = accepted["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
+    let (task_id, accepted) = api.accepted("/v1/models", json!({"algorithm": "lof", "dataset_id": dataset, "exclude_columns": ["label"], "params": {"n_neighbors": 30}})).await;
     let model_id = accepted["model_id"].as_str().expect("model id").to_string();
     ws.until(LONG, |m| {
         m["type"] == "task.progress" && m["payload"]["task_id"] == task_id.as_str()
@@ -409,18 +382,12 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     // Training: the job goes through SQS, the model to S3, the records to DynamoDB, and
     // the events reach the socket through the management API (the AWS notifier).
     let (columns, rows) = rows_of(&shared_data("tabular").join("cardio.csv"));
-    let (s, accepted) = api
-        .call(
-            "POST",
+    let (task_id, accepted) = api
+        .accepted(
             "/v1/models",
-            Some(json!({"algorithm": "iforest", "rows": rows, "columns": columns})),
+            json!({"algorithm": "iforest", "rows": rows, "columns": columns}),
         )
         .await;
-    assert_eq!(s, 202, "{accepted}");
-    let task_id = accepted["task"]["id"]
-        .as_str()
-        .expect("task id")
-        .to_string();
     ws.until(LONG, |m| {
         m["type"] == "task.completed" && m["payload"]["task_id"] == task_id.as_str()
     })

@@ -176,6 +176,18 @@ impl Api {
         (status, resp.bytes().await.expect("body").to_vec())
     }
 
+    /// POSTs `body` to `path`, which must answer 202 with a task; returns the task id
+    /// and the whole answer.
+    pub async fn accepted(&self, path: &str, body: Value) -> (String, Value) {
+        let (status, answer) = self.call("POST", path, Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+        let task = answer["task"]["id"]
+            .as_str()
+            .expect("a task id")
+            .to_string();
+        (task, answer)
+    }
+
     /// Polls a task until it is finished; returns it.
     pub async fn wait_task(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
