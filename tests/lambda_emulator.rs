@@ -292,6 +292,7 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
         .put_connection(&Connection {
             id: "Listener1conn=".into(),
             tenant: tenant.clone(),
+            key_id: None,
             subscriptions: vec![Channel::Tenant],
             expires_at: Timestamp::now().plus_seconds(600),
         })

@@ -3,7 +3,7 @@
 //! [`super::background`], which runs the same fan-out and chains as the `events` function.
 
 use async_trait::async_trait;
-use nomaly_core::domain::{Event, TenantId};
+use nomaly_core::domain::{Event, Task, TenantId};
 use nomaly_core::ids::EventId;
 use nomaly_core::ports::{EventLog, Page, StoreResult};
 use nomaly_core::service::Services;
@@ -36,6 +36,12 @@ impl EventLog for InProcess {
         // once.
         self.log.append(event).await?;
         // Fails only once the dispatcher has stopped, at shutdown.
+        let _ = self.stream.send(event.clone());
+        Ok(())
+    }
+
+    async fn append_with_task(&self, event: &Event, task: &Task) -> StoreResult<()> {
+        self.log.append_with_task(event, task).await?;
         let _ = self.stream.send(event.clone());
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! | cached result | `T#<tenant>` | `CACHE#<key>` | `value` (binary), `ttl` |
 //! | API key | `KEY#<id>` | `KEY` | `gsi1pk` = `T#<tenant>#KEYS`, `gsi1sk` = id |
 //! | connection | `CONN#<id>` | `CONN` | `gsi1pk` = `T#<tenant>#CONNS`, `gsi1sk` = id, `ttl` |
+//! | request counter | `T#<tenant>` | `RATE#<window>` | `n` (requests counted), `ttl` |
 //!
 //! Ids are ULIDs, so a query on `T#<tenant>` with `begins_with(sk, "TASK#")` read
 //! backwards lists tasks newest first; `ttl` (epoch seconds) lets DynamoDB drop expired
@@ -19,7 +20,8 @@
 
 use crate::error::sdk;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use nomaly_core::domain::{
     ApiKey, Connection, Dataset, Event, ModelRecord, Task, TaskStatus, TenantId,
@@ -27,7 +29,7 @@ use nomaly_core::domain::{
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
 use nomaly_core::ports::{
     Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
-    ModelRegistry, Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
+    ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -412,14 +414,66 @@ impl DatasetStore for DynamoStore {
     }
 }
 
+fn event_item(event: &Event) -> StoreResult<Item> {
+    Ok(HashMap::from([
+        ("pk".to_string(), s(event.tenant.to_string())),
+        ("sk".to_string(), s(event.event_id.to_string())),
+        ("body".to_string(), body(event)?),
+    ]))
+}
+
 #[async_trait]
 impl EventLog for DynamoStore {
+    /// One `TransactWriteItems` over the two tables: the task's conditional put and the
+    /// event's put-if-absent. A cancelled transaction says which condition failed.
+    async fn append_with_task(&self, event: &Event, task: &Task) -> StoreResult<()> {
+        let built = |e| StoreError::backend("finish a task", e);
+        let task_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(task_item(task)?))
+            .condition_expression("attribute_exists(pk) AND version = :expected")
+            .expression_attribute_values(":expected", n(task.version as i64 - 1))
+            .build()
+            .map_err(built)?;
+        let event_put = Put::builder()
+            .table_name(&self.events_table)
+            .set_item(Some(event_item(event)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(built)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(task_put).build())
+            .transact_items(TransactWriteItem::builder().put(event_put).build())
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(());
+        };
+        let failed = |i: usize| match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                .cancellation_reasons()
+                .get(i)
+                .and_then(|r| r.code())
+                .is_some_and(|code| code == "ConditionalCheckFailed"),
+            _ => false,
+        };
+        if failed(0) {
+            let (pk, sk) = (tenant_pk(&task.tenant), format!("TASK#{}", task.id));
+            return match self.get(pk, sk).await? {
+                Some(_) => Err(StoreError::Conflict(task.id.to_string())),
+                None => Err(StoreError::NotFound(task.id.to_string())),
+            };
+        }
+        if failed(1) {
+            return Err(StoreError::AlreadyExists(event.event_id.to_string()));
+        }
+        Err(sdk("finish a task")(e))
+    }
+
     async fn append(&self, event: &Event) -> StoreResult<()> {
-        let item = HashMap::from([
-            ("pk".to_string(), s(event.tenant.to_string())),
-            ("sk".to_string(), s(event.event_id.to_string())),
-            ("body".to_string(), body(event)?),
-        ]);
+        let item = event_item(event)?;
         match self
             .client
             .put_item()
@@ -745,5 +799,46 @@ impl ResultCache for DynamoStore {
             ),
         ]))
         .await
+    }
+}
+
+#[async_trait]
+impl RateLimiter for DynamoStore {
+    /// One conditional `ADD` on the window's counter item: DynamoDB applies it atomically,
+    /// so concurrent Lambda instances together count at most `limit`. The item expires a
+    /// window after its own.
+    async fn admit(
+        &self,
+        tenant: &TenantId,
+        window: i64,
+        window_secs: u32,
+        limit: u32,
+    ) -> StoreResult<bool> {
+        let expires = (window + 2) * i64::from(window_secs);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant)))
+            .key("sk", s(format!("RATE#{window}")))
+            .update_expression("ADD #n :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(i64::from(limit)))
+            .expression_attribute_values(":ttl", n(expires))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("count a request")(e)),
+        }
     }
 }

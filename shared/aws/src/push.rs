@@ -39,24 +39,6 @@ impl ApiGatewayPush {
             client: aws_sdk_apigatewaymanagement::Client::from_conf(conf),
         }
     }
-
-    /// Closes a connection from the server side (no error if it is already gone).
-    pub async fn disconnect(&self, connection_id: &str) -> Result<(), PushError> {
-        match self
-            .client
-            .delete_connection()
-            .connection_id(connection_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(()),
-            Err(e) => Err(PushError::Failed {
-                connection: connection_id.to_string(),
-                source: Box::new(crate::error::SdkFailure(e.to_string())),
-            }),
-        }
-    }
 }
 
 #[async_trait]
@@ -77,6 +59,25 @@ impl PushNotifier for ApiGatewayPush {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) => {
                 Err(PushError::Gone(connection_id.to_string()))
             }
+            Err(e) => Err(PushError::Failed {
+                connection: connection_id.to_string(),
+                source: Box::new(crate::error::SdkFailure(e.to_string())),
+            }),
+        }
+    }
+
+    /// `DELETE @connections/{id}`; a connection already gone (410) is not an error.
+    async fn disconnect(&self, connection_id: &str) -> Result<(), PushError> {
+        match self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) => Ok(()),
             Err(e) => Err(PushError::Failed {
                 connection: connection_id.to_string(),
                 source: Box::new(crate::error::SdkFailure(e.to_string())),

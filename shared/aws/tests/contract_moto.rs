@@ -242,3 +242,19 @@ async fn sweeping_deletes_expired_records() {
     let s = store("sweep").await;
     contract::sweeping_deletes_expired_records(&s, &s, &s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_instances() {
+    // Two stores on two SDK clients, as two Lambda instances would be.
+    let (clients, names, _) = setup("rate").await;
+    let a = DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table);
+    let other = Clients::from_env(true).await;
+    let b = DynamoStore::new(other.dynamodb.clone(), &names.table, &names.events_table);
+    contract::rate_limits_hold_across_instances(&a, &b).await;
+}
+
+#[tokio::test]
+async fn finishing_a_task_stores_both_or_neither() {
+    let s = store("finish").await;
+    contract::finishing_a_task_stores_both_or_neither(&s, &s).await;
+}

@@ -12,7 +12,8 @@ use nomaly_core::domain::{
 use nomaly_core::ids::{JobId, ModelId, TaskId};
 use nomaly_core::ports::{
     BlobKey, BlobStore, Claim, ConnectionRegistry, EventLog, ExpirySweeper, IdempotencyStore, Job,
-    JobQueue, KeyStore, ModelRegistry, PageRequest, ResultCache, StoreError, TaskStore,
+    JobQueue, KeyStore, ModelRegistry, PageRequest, RateLimiter, ResultCache, StoreError,
+    TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use std::collections::HashSet;
@@ -503,6 +504,7 @@ pub async fn connections_register_and_expire(connections: &dyn ConnectionRegistr
     let live = Connection {
         id: format!("conn-{}", JobId::new()),
         tenant: t.clone(),
+        key_id: None,
         subscriptions: vec![Channel::Tenant],
         expires_at: Timestamp::now().plus_seconds(600),
     };
@@ -636,6 +638,7 @@ pub async fn sweeping_deletes_expired_records(
     let conn = Connection {
         id: format!("sweep-{}", TaskId::new()),
         tenant: t.clone(),
+        key_id: None,
         subscriptions: vec![Channel::Tenant],
         expires_at: Timestamp::now().plus_seconds(1),
     };
@@ -708,4 +711,121 @@ pub async fn expired_entries_are_not_returned(
         Claim::New,
         "an expired idempotency key can be claimed again"
     );
+}
+
+/// Request counters: two limiters on one backend (two processes, or two Lambda
+/// instances) together admit at most `limit` requests of a tenant per window, even when
+/// they race; a new window starts from zero; tenants are counted apart.
+pub async fn rate_limits_hold_across_instances(a: &dyn RateLimiter, b: &dyn RateLimiter) {
+    let (t, other) = (tenant(), tenant());
+    // A window number far from the clock's, so no other check shares it.
+    let window = 1_000_000 + i64::from(rand_u16());
+    let limit = 7;
+    let calls = (0..24).map(|i| {
+        let limiter = if i % 2 == 0 { a } else { b };
+        limiter.admit(&t, window, 60, limit)
+    });
+    let admitted = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("admit"))
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(
+        admitted, limit as usize,
+        "admitted {admitted} of 24 racing calls with limit {limit}"
+    );
+    assert!(
+        !a.admit(&t, window, 60, limit).await.expect("admit"),
+        "the window is spent"
+    );
+    assert!(
+        b.admit(&t, window + 1, 60, limit).await.expect("admit"),
+        "the next window starts again"
+    );
+    assert!(
+        a.admit(&other, window, 60, limit).await.expect("admit"),
+        "another tenant has its own count"
+    );
+}
+
+fn rand_u16() -> u16 {
+    let id = JobId::new();
+    let tail = id.as_str().as_bytes();
+    tail[tail.len() - 3..].iter().fold(0u16, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u16::from(*b))
+    })
+}
+
+/// A task's final write and its event are one transaction: a lost compare-and-set stores
+/// no event, an event id already stored leaves the task as it was, and a win stores both.
+pub async fn finishing_a_task_stores_both_or_neither(tasks: &dyn TaskStore, events: &dyn EventLog) {
+    let t = tenant();
+    let task = Task::new(t.clone(), TaskKind::Train, "c-fin");
+    tasks.create_task(&task).await.expect("create a task");
+    let running = task
+        .transition(TaskStatus::Running)
+        .expect("queued -> running");
+    tasks.update_task(&running).await.expect("start");
+    let event_of = |task: &Task| {
+        Event::new(
+            t.clone(),
+            EventType::TaskCompleted,
+            "c-fin",
+            serde_json::json!({"task_id": task.id}),
+        )
+    };
+    // A stale writer (from the queued version) loses, and its event is not stored.
+    let stale = running.clone();
+    let lost = event_of(&stale);
+    assert!(matches!(
+        events.append_with_task(&lost, &stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let done = running
+        .transition(TaskStatus::Completed)
+        .expect("running -> completed");
+    let won = event_of(&done);
+    // An event id already stored cancels the whole write: the task stays running.
+    events.append(&won).await.expect("append");
+    assert!(matches!(
+        events.append_with_task(&won, &done).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        tasks
+            .get_task(&t, &task.id)
+            .await
+            .expect("get")
+            .map(|x| x.status),
+        Some(TaskStatus::Running),
+        "the task write was rolled back with the event's"
+    );
+    let fresh = event_of(&done);
+    events
+        .append_with_task(&fresh, &done)
+        .await
+        .expect("finish");
+    assert_eq!(tasks.get_task(&t, &task.id).await.expect("get"), Some(done));
+    let stored: Vec<_> = events
+        .events_after(&t, None, 100)
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![won.event_id, fresh.event_id],
+        "the lost write's event is absent"
+    );
+    // An unknown task: NotFound, nothing stored.
+    let ghost = Task::new(t.clone(), TaskKind::Train, "c-ghost")
+        .transition(TaskStatus::Running)
+        .expect("queued -> running");
+    assert!(matches!(
+        events.append_with_task(&event_of(&ghost), &ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

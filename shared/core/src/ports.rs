@@ -110,6 +110,11 @@ pub trait EventLog: Send + Sync {
     /// Appends an event. Appending the same `event_id` twice stores it once
     /// (`AlreadyExists` the second time).
     async fn append(&self, event: &Event) -> StoreResult<()>;
+    /// Stores `task` as [`TaskStore::update_task`] does (a compare-and-set: `Conflict` or
+    /// `NotFound` when it loses) and appends `event`, in one transaction: a reader sees
+    /// both or neither. A task finishes this way, so its final status and its
+    /// `task.completed` or `task.failed` event cannot part.
+    async fn append_with_task(&self, event: &Event, task: &Task) -> StoreResult<()>;
     /// The tenant's events with ids after `after` (all when `None`), oldest first.
     async fn events_after(
         &self,
@@ -331,6 +336,8 @@ pub enum PushError {
 pub trait PushNotifier: Send + Sync {
     /// Sends one message to one connection.
     async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError>;
+    /// Closes a connection from the server's side (no error if it is already gone).
+    async fn disconnect(&self, connection_id: &str) -> Result<(), PushError>;
 }
 
 /// The first response to a request carrying an `Idempotency-Key`.
@@ -372,6 +379,23 @@ pub trait IdempotencyStore: Send + Sync {
 pub trait ExpirySweeper: Send + Sync {
     /// Deletes up to `limit` expired records; returns how many it deleted.
     async fn sweep_expired(&self, limit: usize) -> StoreResult<usize>;
+}
+
+/// Counts each tenant's requests in fixed windows of time, so that a request limit holds
+/// across every process sharing the store (on AWS, every Lambda instance).
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request of `tenant` in window number `window` (windows are `window_secs`
+    /// long, counted from the Unix epoch) if fewer than `limit` were counted in it, and
+    /// says whether it was counted. Of any number of concurrent callers, at most `limit`
+    /// are counted in one window. A window's count may be dropped once it has passed.
+    async fn admit(
+        &self,
+        tenant: &TenantId,
+        window: i64,
+        window_secs: u32,
+        limit: u32,
+    ) -> StoreResult<bool>;
 }
 
 /// A presigned upload: PUT the bytes to `url` with exactly these headers before

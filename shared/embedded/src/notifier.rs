@@ -79,6 +79,11 @@ impl PushNotifier for LocalNotifier {
             }
         }
     }
+
+    async fn disconnect(&self, connection_id: &str) -> Result<(), PushError> {
+        self.close(connection_id);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

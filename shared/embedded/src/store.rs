@@ -6,23 +6,31 @@ use nomaly_core::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task,
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
 use nomaly_core::ports::{
     Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
-    ModelRegistry, Page, PageRequest, ResultCache, StoreError, StoreResult, TaskStore,
+    ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use rusqlite::{params, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-/// The record ports on one SQLite database.
+/// The record ports on one SQLite database. Rate counters are kept in memory: the local
+/// server is the one process serving a data folder (it holds the folder's lock), so its
+/// counts are the only ones, and they need not outlive it.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Database,
+    rates: Arc<Mutex<HashMap<TenantId, (i64, u32)>>>,
 }
 
 impl SqliteStore {
     /// The store on `db`.
     pub fn new(db: Database) -> Self {
-        SqliteStore { db }
+        SqliteStore {
+            db,
+            rates: Arc::default(),
+        }
     }
 }
 
@@ -209,32 +217,9 @@ impl TaskStore for SqliteStore {
     }
 
     async fn update_task(&self, task: &Task) -> StoreResult<()> {
-        let body = to_json(task)?;
-        let (tenant, id, version) = (
-            task.tenant.to_string(),
-            task.id.to_string(),
-            task.version as i64,
-        );
+        let row = TaskRow::of(task)?;
         self.db
-            .run("update a task", move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE tasks SET body = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4 AND version = ?2 - 1",
-                        params![body, version, tenant, id],
-                    )
-                    .map_err(sql("update a task"))?;
-                if n == 1 {
-                    return Ok(());
-                }
-                let exists: Option<i64> = c
-                    .query_row("SELECT version FROM tasks WHERE tenant = ?1 AND id = ?2", params![tenant, id], |r| r.get(0))
-                    .optional()
-                    .map_err(sql("update a task"))?;
-                Err(match exists {
-                    Some(_) => StoreError::Conflict(id),
-                    None => StoreError::NotFound(id),
-                })
-            })
+            .run("update a task", move |c| row.compare_and_set(c))
             .await
     }
     async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>> {
@@ -323,24 +308,85 @@ impl DatasetStore for SqliteStore {
     }
 }
 
+/// A task as the `tasks` table holds it, for a compare-and-set.
+struct TaskRow {
+    tenant: String,
+    id: String,
+    version: i64,
+    body: String,
+}
+
+impl TaskRow {
+    fn of(task: &Task) -> StoreResult<Self> {
+        Ok(TaskRow {
+            tenant: task.tenant.to_string(),
+            id: task.id.to_string(),
+            version: task.version as i64,
+            body: to_json(task)?,
+        })
+    }
+
+    /// Replaces the stored task if its version is one less; `Conflict` or `NotFound`.
+    fn compare_and_set(&self, c: &rusqlite::Connection) -> StoreResult<()> {
+        let n = c
+            .execute(
+                "UPDATE tasks SET body = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4 AND version = ?2 - 1",
+                params![self.body, self.version, self.tenant, self.id],
+            )
+            .map_err(sql("update a task"))?;
+        if n == 1 {
+            return Ok(());
+        }
+        let exists: Option<i64> = c
+            .query_row(
+                "SELECT version FROM tasks WHERE tenant = ?1 AND id = ?2",
+                params![self.tenant, self.id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("update a task"))?;
+        Err(match exists {
+            Some(_) => StoreError::Conflict(self.id.clone()),
+            None => StoreError::NotFound(self.id.clone()),
+        })
+    }
+}
+
+/// Inserts an event row; `AlreadyExists` if its id is stored.
+fn insert_event(c: &rusqlite::Connection, event: &Event) -> StoreResult<()> {
+    let body = to_json(event)?;
+    let id = event.event_id.to_string();
+    let n = c
+        .execute(
+            "INSERT OR IGNORE INTO events (tenant, id, body) VALUES (?1, ?2, ?3)",
+            params![event.tenant.to_string(), id, body],
+        )
+        .map_err(sql("append an event"))?;
+    if n == 0 {
+        Err(StoreError::AlreadyExists(id))
+    } else {
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn append(&self, event: &Event) -> StoreResult<()> {
-        let body = to_json(event)?;
-        let (tenant, id) = (event.tenant.to_string(), event.event_id.to_string());
+        let event = event.clone();
         self.db
-            .run("append an event", move |c| {
-                let n = c
-                    .execute(
-                        "INSERT OR IGNORE INTO events (tenant, id, body) VALUES (?1, ?2, ?3)",
-                        params![tenant, id, body],
-                    )
-                    .map_err(sql("append an event"))?;
-                if n == 0 {
-                    Err(StoreError::AlreadyExists(id))
-                } else {
-                    Ok(())
-                }
+            .run("append an event", move |c| insert_event(c, &event))
+            .await
+    }
+
+    async fn append_with_task(&self, event: &Event, task: &Task) -> StoreResult<()> {
+        let (event, row) = (event.clone(), TaskRow::of(task)?);
+        self.db
+            .run("finish a task", move |c| {
+                // Dropped without a commit, the transaction rolls back.
+                let tx = c.transaction().map_err(sql("finish a task"))?;
+                row.compare_and_set(&tx)?;
+                insert_event(&tx, &event)?;
+                tx.commit().map_err(sql("finish a task"))
             })
             .await
     }
@@ -674,6 +720,34 @@ impl ResultCache for SqliteStore {
                 Ok(())
             })
             .await
+    }
+}
+
+#[async_trait]
+impl RateLimiter for SqliteStore {
+    /// One counter per tenant, for its latest window (so memory grows with tenants, not
+    /// with time).
+    async fn admit(
+        &self,
+        tenant: &TenantId,
+        window: i64,
+        _window_secs: u32,
+        limit: u32,
+    ) -> StoreResult<bool> {
+        let mut rates = self
+            .rates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = rates.entry(tenant.clone()).or_insert((window, 0));
+        // A caller with an older clock reading than the counter's counts in its window.
+        if entry.0 < window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= limit {
+            return Ok(false);
+        }
+        entry.1 += 1;
+        Ok(true)
     }
 }
 

@@ -171,3 +171,16 @@ async fn sweeping_deletes_expired_records() {
     let s = store("sweep");
     contract::sweeping_deletes_expired_records(&s, &s, &s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_instances() {
+    // The local server is one process: its clones share one set of counters.
+    let s = store("rate");
+    contract::rate_limits_hold_across_instances(&s, &s.clone()).await;
+}
+
+#[tokio::test]
+async fn finishing_a_task_stores_both_or_neither() {
+    let s = store("finish");
+    contract::finishing_a_task_stores_both_or_neither(&s, &s).await;
+}

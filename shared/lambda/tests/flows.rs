@@ -3,230 +3,17 @@
 //! ingest handler, events through the stream handler, WebSocket actions through the ws
 //! handler. No network: the same code the Lambda binaries run, on local storage.
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sqs::SqsEvent;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use nomaly_core::domain::{ApiKey, Event, TaskStatus, TenantId};
+use axum::http::StatusCode;
+use nomaly_core::domain::{ApiKey, Event, EventType, TaskStatus, TenantId};
 use nomaly_core::ids::TaskId;
 use nomaly_core::ports::{BlobKey, JobQueue};
-use nomaly_core::service::{Services, Settings};
-use nomaly_embedded::Stack;
+use nomaly_core::service::Settings;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-struct Env {
-    stack: Stack,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn env_with(settings: Settings) -> Env {
-    let dir = std::env::temp_dir().join(format!("nomaly-flows-{}", TaskId::new()));
-    let stack = Stack::open(&dir, "http://127.0.0.1:9", settings).expect("open the stack");
-    Env { stack, dir }
-}
-
-fn env() -> Env {
-    env_with(Settings::default())
-}
-
-impl Env {
-    fn services(&self) -> &Services {
-        &self.stack.services
-    }
-
-    async fn key(&self, tenant: &str) -> String {
-        let issued = ApiKey::issue(TenantId::parse(tenant).unwrap());
-        self.services().keys.put_key(&issued.record).await.unwrap();
-        issued.plaintext
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        self.call_with(method, path, key, content_type, body, &[])
-            .await
-    }
-
-    async fn call_with(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
-        }
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let router = nomaly_core::http::router(self.services().clone());
-        let response = router
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
-        };
-        (parts.status, parts.headers, value)
-    }
-
-    async fn json(
-        &self,
-        method: &str,
-        path: &str,
-        key: &str,
-        body: Value,
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        self.call(
-            method,
-            path,
-            Some(key),
-            Some("application/json"),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await
-    }
-
-    /// Runs every queued job through the worker handler, as SQS batches of up to 10.
-    async fn drain(&self) -> usize {
-        let mut handled = 0;
-        for _ in 0..50 {
-            let deliveries = self.stack.queue.receive(10, 30).await.unwrap();
-            if deliveries.is_empty() {
-                return handled;
-            }
-            let records: Vec<Value> = deliveries
-                .iter()
-                .map(|d| {
-                    json!({
-                        "messageId": d.receipt,
-                        "receiptHandle": d.receipt,
-                        "body": serde_json::to_string(&d.job).unwrap(),
-                        "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
-                        "messageAttributes": {},
-                        "eventSource": "aws:sqs"
-                    })
-                })
-                .collect();
-            let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-            let response = nomaly_lambda::worker::handle(self.services(), event).await;
-            let failed: Vec<&str> = response["batchItemFailures"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f["itemIdentifier"].as_str().unwrap())
-                .collect();
-            for d in &deliveries {
-                if !failed.contains(&d.receipt.as_str()) {
-                    self.stack.queue.delete(&d.receipt).await.unwrap();
-                    handled += 1;
-                } else {
-                    self.stack
-                        .queue
-                        .change_visibility(&d.receipt, 0)
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-        handled
-    }
-
-    /// Runs every stored event of `tenant` through the stream handler, as DynamoDB
-    /// stream INSERT records.
-    async fn stream(&self, tenant: &str, after: Option<&str>) -> Vec<Event> {
-        let t = TenantId::parse(tenant).unwrap();
-        let after = after.map(|a| nomaly_core::ids::EventId::parse(a).unwrap());
-        let page = self
-            .services()
-            .events
-            .events_after(&t, after.as_ref(), 1000)
-            .await
-            .unwrap();
-        let records: Vec<Value> = page
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                json!({
-                    "eventName": "INSERT",
-                    "dynamodb": {
-                        "NewImage": {"pk": {"S": tenant}, "sk": {"S": e.event_id.to_string()}, "body": {"S": serde_json::to_string(e).unwrap()}},
-                        "SequenceNumber": format!("{}", 100 + i)
-                    }
-                })
-            })
-            .collect();
-        let event = serde_json::from_value(json!({ "Records": records })).unwrap();
-        let response = nomaly_lambda::events::handle(self.services(), event).await;
-        assert_eq!(response["batchItemFailures"], json!([]));
-        page.items
-    }
-
-    /// A worker takes the task's job and dies: the message is gone, the task stays
-    /// running, and (with a 1 s lease) it goes stale.
-    async fn lose_worker(&self, tenant: &TenantId, id: &TaskId) {
-        let lost = self.stack.queue.receive(1, 300).await.unwrap().remove(0);
-        self.stack.queue.delete(&lost.receipt).await.unwrap();
-        let task = self
-            .services()
-            .tasks
-            .get_task(tenant, id)
-            .await
-            .unwrap()
-            .unwrap();
-        self.services()
-            .tasks
-            .update_task(&task.transition(TaskStatus::Running).unwrap())
-            .await
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    }
-
-    async fn events(&self, tenant: &str) -> Vec<Event> {
-        let t = TenantId::parse(tenant).unwrap();
-        self.services()
-            .events
-            .events_after(&t, None, 1000)
-            .await
-            .unwrap()
-            .items
-    }
-}
-
-fn rows(n: usize) -> Vec<Vec<f64>> {
-    let mut out: Vec<Vec<f64>> = (0..n)
-        .map(|i| vec![(i % 17) as f64 * 0.1, (i % 13) as f64 * 0.2, (i % 7) as f64])
-        .collect();
-    out.push(vec![40.0, -30.0, 90.0]);
-    out
-}
+mod support;
+use support::{env, env_with, rows, ws_event};
 
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_key() {
@@ -980,21 +767,6 @@ async fn uploads_are_profiled_and_train_when_asked() {
     );
 }
 
-fn ws_event(
-    route: &str,
-    connection: &str,
-    query: Value,
-    body: Option<&str>,
-) -> ApiGatewayWebsocketProxyRequest {
-    serde_json::from_value(json!({
-        "requestContext": {"routeKey": route, "connectionId": connection, "eventType": "MESSAGE", "connectedAt": 0, "requestTimeEpoch": 0},
-        "queryStringParameters": query,
-        "body": body,
-        "isBase64Encoded": false
-    }))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn websocket_connects_replays_pushes_and_scores() {
     let e = env();
@@ -1360,10 +1132,106 @@ async fn a_restart_takes_over_tasks_left_running_at_once() {
     // The new process (started at least a millisecond after the task's last change):
     // nothing from before its start is alive.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    e.stack.services.settings.orphaned_before = Some(nomaly_core::time::Timestamp::now());
+    e.services.settings.orphaned_before = Some(nomaly_core::time::Timestamp::now());
     assert_eq!(e.stack.queue.release_in_flight().await.unwrap(), 1);
     assert_eq!(e.drain().await, 1);
     let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
     assert_eq!(task.attempts, 2);
+}
+
+#[tokio::test]
+async fn each_tenant_is_held_to_its_request_rate() {
+    let e = env_with(Settings {
+        rate_limit: 5,
+        rate_window_secs: 3600,
+        ..Settings::default()
+    });
+    let (key, other) = (e.key("acme").await, e.key("other").await);
+    // Fixed windows: two of them can meet inside this loop at most, so 11 calls see a 429.
+    let mut limited = None;
+    for _ in 0..11 {
+        let (s, h, body) = e.call("GET", "/v1/tasks", Some(&key), None, vec![]).await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((h, body));
+            break;
+        }
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let (h, body) = limited.expect("a 429 within 11 requests at 5 per window");
+    assert_eq!(body["type"], "https://nomaly.dev/problems/rate-limited");
+    assert_eq!(h["content-type"], "application/problem+json");
+    let wait: u32 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&wait), "Retry-After {wait}");
+    // The limit is per tenant, and covers WebSocket actions too.
+    let (s, _, _) = e.call("GET", "/v1/tasks", Some(&other), None, vec![]).await;
+    assert_eq!(s, StatusCode::OK, "another tenant is not limited");
+    let mut inbox = e.stack.notifier.open("c1");
+    e.ws("$connect", "c1", json!({"api_key": key}), None).await;
+    e.ws("$default", "c1", json!({}), Some(r#"{"action":"ping"}"#))
+        .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["status"], 429, "{reply}");
+    // Health is never limited.
+    let (s, _, _) = e.call("GET", "/healthz", None, None, vec![]).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_its_websocket_at_once() {
+    let e = env();
+    let key = e.key("acme").await;
+    let spare = e.key("acme").await;
+    let mut revoked_inbox = e.listen("c1", &key).await;
+    let mut spare_inbox = e.listen("c2", &spare).await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let (id, _) = ApiKey::split(&key).unwrap();
+    e.services().keys.revoke_key(&tenant, &id).await.unwrap();
+
+    // The next event reaches the connection of the live key only; the other is closed.
+    e.services()
+        .publish(
+            &tenant,
+            EventType::TaskProgress,
+            "c",
+            json!({"task_id": "tsk_x"}),
+        )
+        .await
+        .unwrap();
+    e.stream("acme", None).await;
+    let got: Value = serde_json::from_slice(&spare_inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(got["type"], "task.progress");
+    assert_eq!(revoked_inbox.recv().await, None, "closed without the event");
+    assert!(e.stack.notifier.opened_at("c1").is_none());
+    assert!(e
+        .services()
+        .connections
+        .get_connection("c1")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A socket whose key is revoked between events is refused on its next message.
+    let mut late = e.stack.notifier.open("c3");
+    e.ws("$connect", "c3", json!({"api_key": spare}), None)
+        .await;
+    let (spare_id, _) = ApiKey::split(&spare).unwrap();
+    e.services()
+        .keys
+        .revoke_key(&tenant, &spare_id)
+        .await
+        .unwrap();
+    e.ws("$default", "c3", json!({}), Some(r#"{"action":"ping"}"#))
+        .await;
+    let reply: Value = serde_json::from_slice(&late.recv().await.unwrap()).unwrap();
+    assert_eq!(reply["error"]["status"], 401, "{reply}");
+    assert_eq!(late.recv().await, None, "then closed");
+    assert!(e
+        .services()
+        .connections
+        .get_connection("c3")
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -1,7 +1,7 @@
 //! WebSocket connections and what they listen to.
 
 use crate::domain::TenantId;
-use crate::ids::{ModelId, TaskId};
+use crate::ids::{KeyId, ModelId, TaskId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,11 @@ pub struct Connection {
     pub id: String,
     /// Whose.
     pub tenant: TenantId,
+    /// The API key it connected with: once that key is revoked, the connection gets
+    /// nothing more and is closed. (`None` only on records written before keys were
+    /// recorded.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<KeyId>,
     /// What it listens to.
     pub subscriptions: Vec<Channel>,
     /// When the record may be dropped if nothing refreshes it.

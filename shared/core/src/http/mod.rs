@@ -91,7 +91,7 @@ async fn frame(mut req: Request, next: Next) -> Response {
         ))
         .into_response()
     } else {
-        next.run(req).await
+        as_problem(next.run(req).await).await
     };
     if let Ok(v) = HeaderValue::from_str(&correlation) {
         response.headers_mut().insert("x-correlation-id", v);
@@ -112,7 +112,35 @@ async fn frame(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Resolves the bearer key to a tenant; 401 otherwise.
+/// Turns an error answered below the handlers (an extractor's rejection, such as a path
+/// that is not valid UTF-8 once decoded) into a problem, so every error is
+/// `application/problem+json`.
+async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut problem = Problem::for_status(status.as_u16(), detail).into_response();
+    problem.extensions_mut().extend(parts.extensions);
+    problem
+}
+
+/// Resolves the bearer key to a tenant (401 otherwise) and counts the request against
+/// the tenant's rate limit (429 past it).
 async fn authenticate(State(services): State<Services>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
@@ -128,6 +156,11 @@ async fn authenticate(State(services): State<Services>, mut req: Request, next: 
     };
     match services.authenticate(&presented).await {
         Ok(tenant) => {
+            if let Err(p) = crate::service::rate_limit::admit(&services, &tenant).await {
+                let mut response = p.into_response();
+                response.extensions_mut().insert(Tenant(tenant));
+                return response;
+            }
             req.extensions_mut().insert(Tenant(tenant.clone()));
             let mut response = next.run(req).await;
             response.extensions_mut().insert(Tenant(tenant));

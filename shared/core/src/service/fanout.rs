@@ -25,6 +25,8 @@ pub struct Pushed {
     pub gone: usize,
     /// Pushes that failed otherwise (logged; not retried, so others get no duplicate).
     pub failed: usize,
+    /// Connections whose key was revoked: sent nothing, closed and forgotten.
+    pub revoked: usize,
 }
 
 /// Whether `channel` carries `event`.
@@ -63,6 +65,11 @@ pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem>
     let body = message(event);
     let mut pushed = Pushed::default();
     for c in connections.iter().filter(|c| wants(c, event)) {
+        if !services.connection_key_live(c).await? {
+            pushed.revoked += 1;
+            crate::service::websocket::close(services, &c.id).await;
+            continue;
+        }
         match services.notifier.push(&c.id, &body).await {
             Ok(()) => pushed.delivered += 1,
             Err(PushError::Gone(_)) => {

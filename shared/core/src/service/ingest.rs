@@ -20,7 +20,8 @@ pub const UPLOAD_SUFFIX: &str = ".upload";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
-    /// A name to show (1-200 characters; never used in a storage key).
+    /// A file name to show (1-200 printable characters without `/` or `\`; never used
+    /// in a storage key).
     pub name: String,
     /// The exact size of the file to upload, in bytes.
     pub size: u64,
@@ -62,9 +63,16 @@ pub async fn register(
     request: UploadRequest,
 ) -> Result<UploadGrant, Problem> {
     let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > 200
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        || name == "."
+        || name == ".."
+    {
         return Err(Problem::invalid_parameter(
-            "`name` must be 1-200 printable characters",
+            "`name` is a file name: 1-200 printable characters, without / or \\, not . or ..",
         ));
     }
     if request.size == 0 || request.size > services.settings.max_upload_bytes {

@@ -20,8 +20,8 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// Checks a JSON matrix: at least one row, every row as wide as the first, at most
-    /// [`MAX_COLUMNS`] columns, and `columns` (when given) naming each column once.
+    /// Checks a JSON matrix: at least one row, every row as wide as the first, every value
+    /// finite, at most [`MAX_COLUMNS`] columns, and `columns` (when given) naming each column once.
     /// Missing names are `f0, f1, ...`.
     pub fn new(rows: Vec<Vec<f64>>, columns: Option<Vec<String>>) -> Result<Self, Problem> {
         let width = rows
@@ -41,6 +41,13 @@ impl Rows {
                 "row {i} has {} values, but row 0 has {width}",
                 r.len()
             )));
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if let Some(j) = r.iter().position(|v| !v.is_finite()) {
+                return Err(Problem::invalid_data(format!(
+                    "row {i}, column {j} is not a finite number"
+                )));
+            }
         }
         let columns = match columns {
             Some(c) if c.len() != width => {
@@ -219,5 +226,79 @@ mod tests {
             serde_json::from_str(r#"{"algorithm":"knn","params":{"nope":1}}"#).unwrap();
         assert_eq!(bad_param.validate().unwrap_err().slug, "invalid-parameter");
         assert!(serde_json::from_str::<FitSpec>(r#"{"algorithm":"knn","nope":1}"#).is_err());
+    }
+
+    /// Bounded fuzzing of the matrix parsers (a fixed number of cases, so it runs in
+    /// CI): CSV bodies built from cells that break parsers, and random bytes, must parse
+    /// or be refused with a 4xx problem, never panic; what parses is rectangular and
+    /// finite.
+    #[test]
+    fn the_matrix_parsers_refuse_or_parse_anything_without_panicking() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let cell = prop::sample::select(vec![
+            "1",
+            "-2.5",
+            "1e308",
+            "1e999",
+            "-1e999",
+            "NaN",
+            "nan",
+            "inf",
+            "-Infinity",
+            "",
+            " ",
+            "x",
+            "\"",
+            "\"1\"",
+            "\"a,b\"",
+            "0x10",
+            "1_000",
+            "\u{feff}1",
+            "é",
+            "\r",
+            "\t3",
+            "label",
+        ]);
+        let line = prop::collection::vec(cell, 0..6).prop_map(|c| c.join(","));
+        let csv = prop_oneof![
+            3 => prop::collection::vec(line, 0..8).prop_map(|l| l.join("\n").into_bytes()),
+            1 => prop::collection::vec(any::<u8>(), 0..200),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: 4000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&(csv, any::<bool>()), |(bytes, exclude)| {
+                let exclude = if exclude {
+                    vec!["label".to_string()]
+                } else {
+                    vec![]
+                };
+                match Rows::from_csv(&bytes, &exclude) {
+                    Ok(rows) => {
+                        let width = rows.columns.len();
+                        prop_assert!(width > 0 && !rows.rows.is_empty());
+                        prop_assert!(rows.rows.iter().all(|r| r.len() == width));
+                        prop_assert!(rows.rows.iter().flatten().all(|v| v.is_finite()));
+                    }
+                    Err(p) => prop_assert!((400..500).contains(&p.status), "{p}"),
+                }
+                Ok(())
+            })
+            .unwrap();
+        let number = prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(0.0)];
+        let rows = prop::collection::vec(prop::collection::vec(number, 0..5), 0..6);
+        runner
+            .run(&rows, |rows| {
+                match Rows::new(rows, None) {
+                    Ok(r) => prop_assert!(r.rows.iter().flatten().all(|v| v.is_finite())),
+                    Err(p) => prop_assert!((400..500).contains(&p.status), "{p}"),
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -11,16 +11,17 @@ pub mod jobs;
 pub mod models;
 pub mod problem;
 pub mod profile;
+pub mod rate_limit;
 pub mod scheduler;
 pub mod training;
 pub mod websocket;
 pub mod worker;
 
-use crate::domain::{ApiKey, Event, EventType, TenantId};
+use crate::domain::{ApiKey, Connection, Event, EventType, TenantId};
 use crate::ports::{
     BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
-    JobQueue, KeyStore, ModelRegistry, PushNotifier, ResultCache, StoreResult, TaskStore,
-    UploadSigner,
+    JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreResult,
+    TaskStore, UploadSigner,
 };
 pub use problem::Problem;
 use std::sync::Arc;
@@ -58,6 +59,12 @@ pub struct Settings {
     /// lock, so no worker of an earlier process is alive. `None` (the default, and on
     /// AWS, where workers come and go) leaves it to the lease.
     pub orphaned_before: Option<crate::time::Timestamp>,
+    /// Requests one tenant may make per rate window, over HTTP and WebSocket actions
+    /// together (`NOMALY_RATE_LIMIT`, default 100; 0 turns the limit off). Past it the
+    /// caller gets 429 with `Retry-After`.
+    pub rate_limit: u32,
+    /// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`, default 1).
+    pub rate_window_secs: u32,
 }
 
 impl Default for Settings {
@@ -73,6 +80,8 @@ impl Default for Settings {
             inline_profile_bytes: 64 << 20,
             max_upload_bytes: 512 << 20,
             orphaned_before: None,
+            rate_limit: 100,
+            rate_window_secs: 1,
         }
     }
 }
@@ -108,6 +117,8 @@ impl Settings {
             inline_profile_bytes: read("NOMALY_INLINE_PROFILE_BYTES", d.inline_profile_bytes)?,
             max_upload_bytes: read("NOMALY_MAX_UPLOAD_BYTES", d.max_upload_bytes)?,
             orphaned_before: None,
+            rate_limit: read("NOMALY_RATE_LIMIT", d.rate_limit)?,
+            rate_window_secs: read("NOMALY_RATE_WINDOW_SECS", d.rate_window_secs)?.max(1),
         })
     }
 }
@@ -142,6 +153,8 @@ pub struct Services {
     pub sweeper: Arc<dyn ExpirySweeper>,
     /// Grants uploads.
     pub uploads: Arc<dyn UploadSigner>,
+    /// Counts requests per tenant.
+    pub rate: Arc<dyn RateLimiter>,
     /// Tunables.
     pub settings: Settings,
     /// Models loaded from the blob store, kept while the process lives.
@@ -159,6 +172,7 @@ pub trait Records:
     + IdempotencyStore
     + ResultCache
     + ExpirySweeper
+    + RateLimiter
     + 'static
 {
 }
@@ -173,6 +187,7 @@ impl<T> Records for T where
         + IdempotencyStore
         + ResultCache
         + ExpirySweeper
+        + RateLimiter
         + 'static
 {
 }
@@ -196,6 +211,7 @@ impl Services {
             connections: records.clone(),
             idempotency: records.clone(),
             cache: records.clone(),
+            rate: records.clone(),
             sweeper: records,
             blobs,
             uploads,
@@ -221,16 +237,49 @@ impl Services {
         Ok(event)
     }
 
+    /// Stores `task` (compare-and-set) and appends its event in one transaction.
+    pub async fn publish_with_task(
+        &self,
+        task: &crate::domain::Task,
+        kind: EventType,
+        payload: serde_json::Value,
+    ) -> StoreResult<Event> {
+        let event = Event::new(task.tenant.clone(), kind, &task.correlation_id, payload);
+        self.events.append_with_task(&event, task).await?;
+        tracing::debug!(event_id = %event.event_id, kind = kind.as_str(), tenant = %task.tenant, "event");
+        Ok(event)
+    }
+
     /// The tenant of a presented API key (`nmk_...`), or 401.
     pub async fn authenticate(&self, presented: &str) -> Result<TenantId, Problem> {
+        self.authenticate_key(presented).await.map(|key| key.tenant)
+    }
+
+    /// The stored record of a presented API key (`nmk_...`), or 401. The secret is
+    /// compared with the stored hash in constant time.
+    pub async fn authenticate_key(&self, presented: &str) -> Result<ApiKey, Problem> {
         let Some((id, secret)) = ApiKey::split(presented.trim()) else {
             return Err(Problem::unauthorized("the API key is malformed"));
         };
         match self.keys.get_key(&id).await? {
-            Some(key) if key.accepts(secret) => Ok(key.tenant),
+            Some(key) if key.accepts(secret) => Ok(key),
             _ => Err(Problem::unauthorized(
                 "the API key is not valid (unknown, wrong or revoked)",
             )),
         }
+    }
+
+    /// Whether the key a connection was opened with still works (not revoked, not
+    /// deleted). A connection without a recorded key predates key binding and is judged
+    /// by its tenant alone.
+    pub async fn connection_key_live(&self, connection: &Connection) -> StoreResult<bool> {
+        let Some(id) = &connection.key_id else {
+            return Ok(true);
+        };
+        Ok(self
+            .keys
+            .get_key(id)
+            .await?
+            .is_some_and(|k| k.revoked_at.is_none() && k.tenant == connection.tenant))
     }
 }

@@ -74,6 +74,7 @@ problems! {
     idempotency_mismatch => 422, "idempotency-key-reused", "The Idempotency-Key was used with a different request";
     too_large => 413, "payload-too-large", "The request body is too large";
     unsupported_media_type => 415, "unsupported-media-type", "The body's content type is not accepted";
+    rate_limited => 429, "rate-limited", "Too many requests for this tenant; retry after the time given";
     unavailable => 503, "storage-unavailable", "A backing service failed; retry later";
     internal => 500, "internal", "Something went wrong on our side";
 }
@@ -91,6 +92,21 @@ impl Problem {
             title: self.title,
             status: self.status,
             detail: &self.detail,
+        }
+    }
+
+    /// The problem for a bare status from a layer below the handlers (an extractor's
+    /// rejection, a body limit), with its text as the detail.
+    pub fn for_status(status: u16, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        match status {
+            404 => Problem::not_found(detail),
+            405 => Problem::method_not_allowed(detail),
+            413 => Problem::too_large(detail),
+            415 => Problem::unsupported_media_type(detail),
+            422 => Problem::invalid_data(detail),
+            400..=499 => Problem::invalid_parameter(detail),
+            _ => Problem::internal(detail),
         }
     }
 

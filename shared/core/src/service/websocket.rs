@@ -56,7 +56,7 @@ pub enum Action {
         request_id: Option<String>,
     },
     /// Liveness.
-    Ping,
+    Ping {},
 }
 
 /// Registers a new connection for the key's tenant; 401 without a valid key.
@@ -66,10 +66,12 @@ pub async fn connect(
     api_key: Option<&str>,
 ) -> Result<TenantId, Problem> {
     let key = api_key.ok_or_else(|| Problem::unauthorized("connect with ?api_key=<key>"))?;
-    let tenant = services.authenticate(key).await?;
+    let key = services.authenticate_key(key).await?;
+    let tenant = key.tenant;
     let connection = Connection {
         id: connection_id.to_string(),
         tenant: tenant.clone(),
+        key_id: Some(key.id),
         subscriptions: Vec::new(),
         expires_at: Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs)),
     };
@@ -99,9 +101,11 @@ pub fn error_message(problem: &Problem) -> Vec<u8> {
 
 /// Handles one message from `connection_id`; replies and replayed events are pushed to
 /// the connection through the notifier. A message that cannot be handled gets an
-/// `error` reply; the connection stays open.
+/// `error` reply; the connection stays open, unless its key has been revoked: then the
+/// reply says so and the connection is closed.
 pub async fn message_received(services: &Services, connection_id: &str, body: &[u8]) {
     let outcome = handle(services, connection_id, body).await;
+    let revoked = matches!(&outcome, Err(p) if p.slug == "unauthorized");
     let out = match outcome {
         Ok(Some(r)) => r,
         Ok(None) => return,
@@ -109,6 +113,23 @@ pub async fn message_received(services: &Services, connection_id: &str, body: &[
     };
     if let Err(e) = services.notifier.push(connection_id, &out).await {
         tracing::warn!(connection = connection_id, error = %e, "reply not delivered");
+    }
+    if revoked {
+        close(services, connection_id).await;
+    }
+}
+
+/// Closes a connection whose key no longer works and forgets it.
+pub async fn close(services: &Services, connection_id: &str) {
+    tracing::info!(
+        connection = connection_id,
+        "closing a connection whose key no longer works"
+    );
+    if let Err(e) = services.notifier.disconnect(connection_id).await {
+        tracing::warn!(connection = connection_id, error = %e, "the connection was not closed");
+    }
+    if let Err(e) = services.connections.delete_connection(connection_id).await {
+        tracing::warn!(connection = connection_id, error = %e, "the connection record was not deleted");
     }
 }
 
@@ -122,13 +143,19 @@ async fn handle(
         .get_connection(connection_id)
         .await?
         .ok_or_else(|| Problem::unauthorized("this connection is not registered; reconnect"))?;
+    if !services.connection_key_live(&connection).await? {
+        return Err(Problem::unauthorized(
+            "the API key of this connection was revoked; reconnect with a valid key",
+        ));
+    }
+    crate::service::rate_limit::admit(services, &connection.tenant).await?;
     let action: Action = serde_json::from_slice(body).map_err(|e| {
         Problem::malformed_request(format!(
             "messages are JSON objects with an `action` of subscribe, unsubscribe, score or ping: {e}"
         ))
     })?;
     match action {
-        Action::Ping => Ok(Some(reply(serde_json::json!({"type": "pong"})))),
+        Action::Ping {} => Ok(Some(reply(serde_json::json!({"type": "pong"})))),
         Action::Subscribe { channel, after } => {
             let channel =
                 Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;

@@ -52,6 +52,8 @@ struct Output {
 pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
     let services2 = services.clone();
     let delivery2 = delivery.clone();
+    let held = Held::default();
+    let held2 = held.clone();
     let span = tracing::info_span!(
         "job",
         job_id = %delivery.job.job_id,
@@ -60,15 +62,37 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
         correlation_id = %delivery.job.correlation_id,
         receive = delivery.receive_count
     );
-    let outcome =
-        tokio::spawn(async move { handle_inner(&services2, &delivery2).await }.instrument(span))
-            .await;
+    let outcome = tokio::spawn(
+        async move { handle_inner(&services2, &delivery2, &held2).await }.instrument(span),
+    )
+    .await;
     match outcome {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(job_id = %delivery.job.job_id, error = %e, "the job's handler panicked");
+            let holding = held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(task) = holding {
+                let current = task.lock().await.clone();
+                requeue(services, &current).await;
+            }
             Handled::Retry(format!("the handler panicked: {e}"))
         }
+    }
+}
+
+/// The task a delivery started, as its reporter last wrote it: after a panic, the
+/// delivery hands the task back instead of leaving it `running` until its lease ends.
+type Held = Arc<std::sync::Mutex<Option<Arc<Mutex<Task>>>>>;
+
+/// Hands a task this delivery holds back to the queue's next delivery (`running` →
+/// `queued`), so a retry need not wait out the lease. Best effort: if the write fails or
+/// the task changed meanwhile, the lease still frees it.
+async fn requeue(services: &Services, task: &Task) {
+    let Ok(requeued) = task.transition(TaskStatus::Queued) else {
+        return;
+    };
+    if let Err(e) = services.tasks.update_task(&requeued).await {
+        tracing::warn!(task_id = %task.id, error = %e, "the task was not handed back; its lease will free it");
     }
 }
 
@@ -78,7 +102,7 @@ fn task_id_of(body: &serde_json::Value) -> Option<TaskId> {
         .and_then(|s| TaskId::parse(s).ok())
 }
 
-async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
+async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> Handled {
     let job = match claim_check::check_out(&delivery.job, services.blobs.as_ref()).await {
         Ok(job) => job,
         Err(StoreError::Backend { .. }) => {
@@ -146,6 +170,7 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
         Err(e) => return Handled::Retry(format!("starting the task: {e}")),
     }
     let reporter = Reporter::new(services.clone(), started.clone());
+    *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.task.clone());
     // Tell subscribers it started: a client that got 202 sees work begin at once.
     let payload = serde_json::json!({"task_id": started.id, "kind": started.kind, "progress": started.progress, "attempt": started.attempts});
     if let Err(e) = services
@@ -186,9 +211,8 @@ async fn handle_inner(services: &Services, delivery: &Delivery) -> Handled {
                 .await;
             } else if reporter.lost.load(Ordering::Relaxed) {
                 // Someone else holds the task now.
-            } else if let Ok(requeued) = current.transition(TaskStatus::Queued) {
-                // Hand it back at once, so the next delivery need not wait out the lease.
-                let _ = services.tasks.update_task(&requeued).await;
+            } else {
+                requeue(services, &current).await;
             }
             Handled::Retry(e.to_string())
         }
@@ -259,28 +283,25 @@ async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
         return Handled::Done;
     };
     done.result = Some(output.result);
-    match services.tasks.update_task(&done).await {
-        Ok(()) => {}
+    let mut payload = output.payload;
+    payload["task_id"] = serde_json::json!(done.id);
+    payload["kind"] = serde_json::json!(done.kind);
+    match services
+        .publish_with_task(&done, EventType::TaskCompleted, payload)
+        .await
+    {
+        Ok(_) => {}
         Err(StoreError::Conflict(_)) => {
             // Cancelled, or finished by another delivery, while this one worked.
             discard_if_cancelled(services, task, &done).await;
             return Handled::Done;
         }
-        Err(e) => return Handled::Retry(format!("completing the task: {e}")),
-    }
-    let mut payload = output.payload;
-    payload["task_id"] = serde_json::json!(done.id);
-    payload["kind"] = serde_json::json!(done.kind);
-    if let Err(e) = services
-        .publish(
-            &done.tenant,
-            EventType::TaskCompleted,
-            &done.correlation_id,
-            payload,
-        )
-        .await
-    {
-        tracing::error!(error = %e, "task completed but its event was not stored");
+        Err(e) => {
+            // Nothing the task shows changed: the next delivery finds the work (a model
+            // is stored under the job's own id) and completes it.
+            requeue(services, task).await;
+            return Handled::Retry(format!("completing the task: {e}"));
+        }
     }
     tracing::info!(task_id = %done.id, "task completed");
     Handled::Done
@@ -332,23 +353,12 @@ pub async fn fail(services: &Services, task: &Task, error: &str) {
         return;
     };
     failed.error = Some(error.to_string());
-    match services.tasks.update_task(&failed).await {
-        Ok(()) => {
-            let payload =
-                serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
-            if let Err(e) = services
-                .publish(
-                    &failed.tenant,
-                    EventType::TaskFailed,
-                    &failed.correlation_id,
-                    payload,
-                )
-                .await
-            {
-                tracing::error!(error = %e, "task failed but its event was not stored");
-            }
-            tracing::warn!(task_id = %failed.id, error, "task failed");
-        }
+    let payload = serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
+    match services
+        .publish_with_task(&failed, EventType::TaskFailed, payload)
+        .await
+    {
+        Ok(_) => tracing::warn!(task_id = %failed.id, error, "task failed"),
         Err(e) => {
             tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed")
         }

@@ -1,0 +1,300 @@
+//! What the in-process suites share: an embedded stack in a scratch folder, and helpers
+//! that drive it the way the Lambda triggers do (HTTP through the router, SQS batches
+//! through the worker handler, stream records through the events handler).
+#![allow(dead_code)]
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::sqs::SqsEvent;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use nomaly_core::domain::{ApiKey, Event, TaskStatus, TenantId};
+use nomaly_core::ids::TaskId;
+use nomaly_core::ports::JobQueue;
+use nomaly_core::service::{Services, Settings};
+use nomaly_embedded::Stack;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// An embedded stack in a scratch folder, removed on drop. `services` starts as the
+/// stack's own; a test may swap a port for a faulty wrapper.
+pub struct Env {
+    pub stack: Stack,
+    pub services: Services,
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn env_with(settings: Settings) -> Env {
+    let dir = std::env::temp_dir().join(format!("nomaly-flows-{}", TaskId::new()));
+    let stack = Stack::open(&dir, "http://127.0.0.1:9", settings).expect("open the stack");
+    let services = stack.services.clone();
+    Env {
+        stack,
+        services,
+        dir,
+    }
+}
+
+pub fn env() -> Env {
+    env_with(Settings::default())
+}
+
+impl Env {
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub async fn key(&self, tenant: &str) -> String {
+        let issued = ApiKey::issue(TenantId::parse(tenant).unwrap());
+        self.services().keys.put_key(&issued.record).await.unwrap();
+        issued.plaintext
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        self.call_with(method, path, key, content_type, body, &[])
+            .await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let router = nomaly_core::http::router(self.services().clone());
+        let response = router
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
+        (parts.status, parts.headers, value)
+    }
+
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        self.call(
+            method,
+            path,
+            Some(key),
+            Some("application/json"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+    }
+
+    /// Hands up to `max` queued jobs to the worker function as one SQS batch, deletes
+    /// the ones it handled and makes the failed ones visible again at once (instead of
+    /// after the back-off the worker set), so a test can redeliver them. Returns how many
+    /// were delivered and the message ids reported failed.
+    pub async fn batch(&self, max: usize) -> (usize, Vec<String>) {
+        let deliveries = self.stack.queue.receive(max, 30).await.unwrap();
+        let records: Vec<Value> = deliveries
+            .iter()
+            .map(|d| {
+                json!({
+                    "messageId": d.receipt,
+                    "receiptHandle": d.receipt,
+                    "body": serde_json::to_string(&d.job).unwrap(),
+                    "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs"
+                })
+            })
+            .collect();
+        if records.is_empty() {
+            return (0, Vec::new());
+        }
+        let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+        let response = nomaly_lambda::worker::handle(self.services(), event).await;
+        let failed: Vec<String> = response["batchItemFailures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+            .collect();
+        for d in &deliveries {
+            if failed.contains(&d.receipt) {
+                self.stack
+                    .queue
+                    .change_visibility(&d.receipt, 0)
+                    .await
+                    .unwrap();
+            } else {
+                self.stack.queue.delete(&d.receipt).await.unwrap();
+            }
+        }
+        (deliveries.len(), failed)
+    }
+
+    /// Runs every queued job through the worker handler, as SQS batches of up to 10;
+    /// returns how many were handled.
+    pub async fn drain(&self) -> usize {
+        let mut handled = 0;
+        for _ in 0..50 {
+            let (n, failed) = self.batch(10).await;
+            if n == 0 {
+                return handled;
+            }
+            handled += n - failed.len();
+        }
+        handled
+    }
+
+    /// Sends a WebSocket message (or `$connect` with `query`) from `connection` through
+    /// the ws function; returns its answer.
+    pub async fn ws(
+        &self,
+        route: &str,
+        connection: &str,
+        query: Value,
+        body: Option<&str>,
+    ) -> Value {
+        nomaly_lambda::ws::handle(self.services(), ws_event(route, connection, query, body)).await
+    }
+
+    /// Opens `connection` with `key` (its pushes arrive on the returned inbox) and
+    /// subscribes it to the tenant channel, consuming the acknowledgement.
+    pub async fn listen(
+        &self,
+        connection: &str,
+        key: &str,
+    ) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+        let mut inbox = self.stack.notifier.open(connection);
+        let connected = self
+            .ws("$connect", connection, json!({"api_key": key}), None)
+            .await;
+        assert_eq!(connected["statusCode"], 200, "{connected}");
+        self.ws(
+            "$default",
+            connection,
+            json!({}),
+            Some(r#"{"action":"subscribe","channel":"tenant"}"#),
+        )
+        .await;
+        let ack: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+        assert_eq!(ack["type"], "subscribed", "{ack}");
+        inbox
+    }
+
+    /// Runs every stored event of `tenant` through the stream handler, as DynamoDB
+    /// stream INSERT records.
+    pub async fn stream(&self, tenant: &str, after: Option<&str>) -> Vec<Event> {
+        let t = TenantId::parse(tenant).unwrap();
+        let after = after.map(|a| nomaly_core::ids::EventId::parse(a).unwrap());
+        let page = self
+            .services()
+            .events
+            .events_after(&t, after.as_ref(), 1000)
+            .await
+            .unwrap();
+        let records: Vec<Value> = page
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                json!({
+                    "eventName": "INSERT",
+                    "dynamodb": {
+                        "NewImage": {"pk": {"S": tenant}, "sk": {"S": e.event_id.to_string()}, "body": {"S": serde_json::to_string(e).unwrap()}},
+                        "SequenceNumber": format!("{}", 100 + i)
+                    }
+                })
+            })
+            .collect();
+        let event = serde_json::from_value(json!({ "Records": records })).unwrap();
+        let response = nomaly_lambda::events::handle(self.services(), event).await;
+        assert_eq!(response["batchItemFailures"], json!([]));
+        page.items
+    }
+
+    /// A worker takes the task's job and dies: the message is gone, the task stays
+    /// running, and (with a 1 s lease) it goes stale.
+    pub async fn lose_worker(&self, tenant: &TenantId, id: &TaskId) {
+        let lost = self.stack.queue.receive(1, 300).await.unwrap().remove(0);
+        self.stack.queue.delete(&lost.receipt).await.unwrap();
+        let task = self
+            .services()
+            .tasks
+            .get_task(tenant, id)
+            .await
+            .unwrap()
+            .unwrap();
+        self.services()
+            .tasks
+            .update_task(&task.transition(TaskStatus::Running).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+
+    pub async fn events(&self, tenant: &str) -> Vec<Event> {
+        let t = TenantId::parse(tenant).unwrap();
+        self.services()
+            .events
+            .events_after(&t, None, 1000)
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+pub fn rows(n: usize) -> Vec<Vec<f64>> {
+    let mut out: Vec<Vec<f64>> = (0..n)
+        .map(|i| vec![(i % 17) as f64 * 0.1, (i % 13) as f64 * 0.2, (i % 7) as f64])
+        .collect();
+    out.push(vec![40.0, -30.0, 90.0]);
+    out
+}
+
+pub fn ws_event(
+    route: &str,
+    connection: &str,
+    query: Value,
+    body: Option<&str>,
+) -> ApiGatewayWebsocketProxyRequest {
+    serde_json::from_value(json!({
+        "requestContext": {"routeKey": route, "connectionId": connection, "eventType": "MESSAGE", "connectedAt": 0, "requestTimeEpoch": 0},
+        "queryStringParameters": query,
+        "body": body,
+        "isBase64Encoded": false
+    }))
+    .unwrap()
+}
