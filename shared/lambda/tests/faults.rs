@@ -93,6 +93,7 @@ struct Faulty {
 #[async_trait]
 impl TaskStore for Faulty {
     async fn create_task(&self, task: &Task) -> StoreResult<()> {
+        self.faults.check("create_task")?;
         self.tasks.create_task(task).await
     }
     async fn get_task(&self, tenant: &TenantId, id: &TaskId) -> StoreResult<Option<Task>> {
@@ -368,4 +369,25 @@ async fn a_gone_connection_is_forgotten_and_the_others_still_get_the_event() {
     );
     assert!(c.get_connection("c1").await.unwrap().is_some());
     assert!(c.get_connection("c3").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_panicking_request_gets_a_500_problem_and_the_next_one_works() {
+    let (e, faults) = faulty_env();
+    let key = e.key("acme").await;
+    faults.arm("create_task", 1, Mode::Panic);
+    let (s, h, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": rows(40)}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 500, "{body}");
+    assert_eq!(h["content-type"], "application/problem+json");
+    assert_eq!(body["type"], "https://nomaly.dev/problems/internal");
+    assert!(body["detail"].as_str().unwrap().contains("req_"), "{body}");
+    train(&e, &key).await;
+    assert_eq!(faults.tripped(), 1);
 }

@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use extract::{Correlation, Tenant, MAX_BODY};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 /// The API: `/healthz` and `/v1/...`.
@@ -67,7 +69,8 @@ async fn method_not_allowed() -> Problem {
 }
 
 /// Correlation id, body size check, one log line per request, and a problem for any
-/// failure before a handler ran.
+/// failure before a handler ran, and for a handler that panics (a 500, instead of a
+/// dropped connection).
 async fn frame(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let correlation = req
@@ -91,7 +94,17 @@ async fn frame(mut req: Request, next: Next) -> Response {
         ))
         .into_response()
     } else {
-        as_problem(next.run(req).await).await
+        match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+            Ok(response) => as_problem(response).await,
+            Err(_) => {
+                // The panic itself was printed by the panic hook.
+                tracing::error!(method = %method, path = %path, correlation_id = %correlation, "the request's handler panicked");
+                Problem::internal(format!(
+                    "the request failed on our side; quote {correlation} when reporting it"
+                ))
+                .into_response()
+            }
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&correlation) {
         response.headers_mut().insert("x-correlation-id", v);
