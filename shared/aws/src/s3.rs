@@ -89,6 +89,10 @@ impl UploadSigner for S3Blobs {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            // Signed, so the URL can store the object once: a second PUT meets an
+            // existing object and S3 answers 412, and the file that was profiled is
+            // never replaced behind the profile's back.
+            .if_none_match("*")
             .presigned(config)
             .await
             .map_err(sdk("presign an upload"))?;

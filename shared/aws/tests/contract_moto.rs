@@ -213,6 +213,18 @@ async fn presigned_uploads_sign_the_size_and_expire() {
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v == "1234"));
     assert_eq!(upload.method, "PUT");
+    assert!(
+        signed.split("%3B").any(|h| h == "if-none-match"),
+        "if-none-match is signed: {signed}"
+    );
+    // The URL stores the object once: the second PUT finds it there (412).
+    let body = vec![b'x'; 1234];
+    assert_eq!(put(&upload, &body).await, 200, "the first upload is stored");
+    assert_eq!(
+        put(&upload, &body).await,
+        412,
+        "a second PUT cannot replace it"
+    );
     let long = blobs
         .presign_upload(&key, 1, 10 * 24 * 3600)
         .await
@@ -222,6 +234,33 @@ async fn presigned_uploads_sign_the_size_and_expire() {
         "clamped to 7 days: {}",
         long.url
     );
+}
+
+/// PUTs `body` to a presigned upload with the headers it lists, over plain HTTP/1.1 to
+/// moto; returns the status.
+async fn put(upload: &nomaly_core::ports::PresignedUpload, body: &[u8]) -> u16 {
+    let rest = upload
+        .url
+        .strip_prefix("http://")
+        .expect("moto is plain http");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connect to moto");
+    let mut request = format!("PUT {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in &upload.headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    stream.write_all(body).await.expect("send the body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// moto never deletes items by TTL, so this shows the adapter's own expiry check on
