@@ -8,6 +8,7 @@
 
 mod background;
 mod gateway;
+mod recover;
 mod stream;
 
 use anyhow::{bail, Context, Result};
@@ -78,6 +79,8 @@ pub(crate) struct System {
     pub uploads: LocalUploads,
     /// The embedded queue, when there is one (in-flight jobs are released on start).
     pub embedded_queue: Option<nomaly_embedded::SqliteQueue>,
+    /// The record store of the embedded stack (not with `--aws`).
+    pub embedded_store: Option<Arc<nomaly_embedded::SqliteStore>>,
 }
 
 fn init_logs(format: &str) {
@@ -126,6 +129,7 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
             sessions: stack.notifier,
             uploads: stack.uploads,
             embedded_queue: Some(stack.queue),
+            embedded_store: Some(stack.store),
         });
     }
     fn need(value: &Option<String>, flag: &str, var: &str) -> Result<String> {
@@ -158,6 +162,7 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
         sessions: LocalNotifier::default(),
         uploads,
         embedded_queue: None,
+        embedded_store: None,
     })
 }
 
@@ -238,6 +243,18 @@ async fn serve(args: Args) -> Result<()> {
             tracing::info!(
                 jobs = released,
                 "jobs left running by the last run will run again"
+            );
+        }
+    }
+    if let Some(store) = &system.embedded_store {
+        let done = recover::recover(&system.services, store)
+            .await
+            .context("finishing what the last run left half done")?;
+        if done != recover::Recovered::default() {
+            tracing::info!(
+                profiled = done.profiled,
+                trainings = done.chained,
+                "finished what the last run left half done"
             );
         }
     }

@@ -17,6 +17,9 @@ pub struct Stack {
     pub uploads: LocalUploads,
     /// The jobs queue.
     pub queue: SqliteQueue,
+    /// The record store behind `services` (for what only the local server does, such as
+    /// its recovery at start).
+    pub store: Arc<SqliteStore>,
 }
 
 impl Stack {
@@ -28,7 +31,7 @@ impl Stack {
         let notifier = LocalNotifier::default();
         let uploads = LocalUploads::open(data_dir, base_url)?;
         let services = Services::assemble(
-            records,
+            records.clone(),
             Arc::new(FileBlobs::new(data_dir)),
             Arc::new(uploads.clone()),
             Arc::new(queue.clone()),
@@ -36,6 +39,7 @@ impl Stack {
             settings,
         );
         Ok(Stack {
+            store: records,
             services,
             notifier,
             uploads,

@@ -2,7 +2,9 @@
 
 use crate::db::{json, sql, Database};
 use async_trait::async_trait;
-use nomaly_core::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
+use nomaly_core::domain::{
+    ApiKey, Connection, Dataset, DatasetStatus, Event, EventType, ModelRecord, Task, TenantId,
+};
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
 use nomaly_core::ports::{
     Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
@@ -79,6 +81,54 @@ impl Records {
 }
 
 impl SqliteStore {
+    /// Every tenant's datasets in `status`: for the local server's recovery at start,
+    /// not a port (no listing crosses tenants on AWS).
+    pub async fn datasets_in_status(&self, status: DatasetStatus) -> StoreResult<Vec<Dataset>> {
+        let status = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.bodies(
+            "list datasets by status",
+            "SELECT body FROM datasets WHERE json_extract(body, '$.status') = ?1 ORDER BY created_ms",
+            vec![status.into()],
+        )
+        .await
+    }
+
+    /// Every tenant's events of `kind` stored at or after `since`, oldest first: for the
+    /// local server's recovery at start.
+    pub async fn events_since(&self, kind: EventType, since: Timestamp) -> StoreResult<Vec<Event>> {
+        self.bodies(
+            "list recent events",
+            "SELECT body FROM events WHERE json_extract(body, '$.type') = ?1 \
+             AND json_extract(body, '$.at') >= ?2 ORDER BY id",
+            vec![kind.as_str().to_string().into(), since.millis().into()],
+        )
+        .await
+    }
+
+    async fn bodies<T: DeserializeOwned + Send + 'static>(
+        &self,
+        operation: &'static str,
+        query: &'static str,
+        values: Vec<rusqlite::types::Value>,
+    ) -> StoreResult<Vec<T>> {
+        let rows: Vec<String> = self
+            .db
+            .run(operation, move |c| {
+                let mut stmt = c.prepare(query).map_err(sql(operation))?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(values), |r| r.get(0))
+                    .map_err(sql(operation))?
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(sql(operation));
+                rows
+            })
+            .await?;
+        rows.iter().map(|b| from_json(b)).collect()
+    }
+
     async fn insert(
         &self,
         r: Records,
