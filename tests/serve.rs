@@ -187,6 +187,53 @@ async fn tenants_training_progress_and_detection() {
         foreign.is_empty(),
         "tenant B received A's events: {foreign:?}"
     );
+
+    // Revoking B's key stops it at once: HTTP answers 401, and B's socket (opened with
+    // that key) is closed at B's next event instead of receiving it, while a socket of
+    // B's other key gets the event.
+    let b_other = server.key("tenant-b");
+    let mut b_other_ws = Socket::connect(&server, &b_other).await;
+    b_other_ws.subscribe("tenant").await;
+    let (key_id, _) = nomaly_core::domain::ApiKey::split(&b_key).expect("a key");
+    let revoked = nomaly(&[
+        "keys",
+        "revoke",
+        "--tenant",
+        "tenant-b",
+        "--id",
+        key_id.as_str(),
+        "--data-dir",
+        server.data_dir.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let (s, _) = b.call("GET", "/v1/tasks", None).await;
+    assert_eq!(s, 401, "a revoked key stops at once");
+    Api::new(&server, &b_other)
+        .accepted(
+            "/v1/models",
+            json!({"algorithm": "zscore", "rows": &rows[..50]}),
+        )
+        .await;
+    b_other_ws
+        .until(LONG, |m| m["type"] == "task.completed")
+        .await;
+    // Reading ends when the server closes the socket; a socket left open and quiet
+    // would read on until the 10 s wait ran out.
+    let reading = std::time::Instant::now();
+    let late = b_ws.drain(Duration::from_secs(10)).await;
+    assert!(
+        late.iter()
+            .all(|m| !m["type"].as_str().is_some_and(|t| t.starts_with("task."))),
+        "the revoked key's socket got events: {late:?}"
+    );
+    assert!(
+        reading.elapsed() < Duration::from_secs(9),
+        "the revoked key's socket is closed"
+    );
     assert!(server.interrupt(), "stops cleanly on Ctrl-C");
 }
 
