@@ -302,37 +302,54 @@ async fn a_panicking_job_fails_only_its_own_item_of_the_batch() {
 
 #[tokio::test]
 async fn a_poison_job_is_dead_lettered_and_its_task_failed_once() {
-    let (e, faults) = faulty_env();
-    let key = e.key("acme").await;
-    let t = TenantId::parse("acme").unwrap();
-    let id = train(&e, &key).await;
-    faults.arm("put_blob", u32::MAX, Mode::Error);
-    let mut deliveries = 0;
-    for _ in 0..10 {
-        let (n, failed) = e.batch(10).await;
-        if n == 0 {
-            break;
+    // A job whose storage always fails, and one whose code always panics.
+    for (mode, expected) in [
+        (Mode::Error, "put_blob failed (injected)"),
+        (Mode::Panic, "the handler panicked"),
+    ] {
+        let (e, faults) = faulty_env();
+        let key = e.key("acme").await;
+        let t = TenantId::parse("acme").unwrap();
+        let id = train(&e, &key).await;
+        faults.arm("put_blob", u32::MAX, mode);
+        let mut deliveries = 0;
+        for _ in 0..10 {
+            let (n, failed) = e.batch(10).await;
+            if n == 0 {
+                break;
+            }
+            assert_eq!(failed.len(), n);
+            deliveries += n;
         }
-        assert_eq!(failed.len(), n);
-        deliveries += n;
+        let max = e.services().settings.max_receives as usize;
+        assert_eq!(
+            deliveries, max,
+            "{mode:?}: received {max} times, then no more"
+        );
+        let failed = task(&e, &t, &id).await;
+        assert_eq!(
+            failed.status,
+            TaskStatus::Failed,
+            "{mode:?}: not left queued"
+        );
+        let error = failed.error.unwrap_or_default();
+        assert!(
+            error.contains(expected) && error.contains("after 3 deliveries"),
+            "{mode:?}: the last error is kept: {error}"
+        );
+        assert_eq!(events_of(&e, "acme", "task.failed", &id).await, 1);
+        assert_eq!(events_of(&e, "acme", "task.completed", &id).await, 0);
+        let dead = e.stack.queue.dead_letters(10).await.unwrap();
+        assert_eq!(
+            dead.len(),
+            1,
+            "{mode:?}: the job is in the dead-letter queue"
+        );
+        assert_eq!(dead[0].body["task_id"], json!(id));
+        faults.disarm();
+        assert_eq!(e.batch(10).await.0, 0, "{mode:?}: nothing retries it");
+        assert!(models(&e, &t).await.is_empty());
     }
-    let max = e.services().settings.max_receives as usize;
-    assert_eq!(deliveries, max, "received {max} times, then no more");
-    let failed = task(&e, &t, &id).await;
-    assert_eq!(failed.status, TaskStatus::Failed);
-    let error = failed.error.unwrap_or_default();
-    assert!(
-        error.contains("put_blob failed (injected)") || error.contains("storage"),
-        "the last error is kept: {error}"
-    );
-    assert_eq!(events_of(&e, "acme", "task.failed", &id).await, 1);
-    assert_eq!(events_of(&e, "acme", "task.completed", &id).await, 0);
-    let dead = e.stack.queue.dead_letters(10).await.unwrap();
-    assert_eq!(dead.len(), 1, "the job is in the dead-letter queue");
-    assert_eq!(dead[0].body["task_id"], json!(id));
-    faults.disarm();
-    assert_eq!(e.batch(10).await.0, 0, "nothing retries it");
-    assert!(models(&e, &t).await.is_empty());
 }
 
 #[tokio::test]

@@ -64,8 +64,23 @@ pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem>
         .await?;
     let body = message(event);
     let mut pushed = Pushed::default();
+    // Whether each key is still valid, looked up once per event.
+    let mut keys: std::collections::HashMap<Option<crate::ids::KeyId>, bool> =
+        std::collections::HashMap::new();
     for c in connections.iter().filter(|c| wants(c, event)) {
-        if !services.connection_key_live(c).await? {
+        let live = match keys.get(&c.key_id) {
+            Some(live) => *live,
+            None => {
+                let live = services.connection_key_live(c).await.unwrap_or_else(|e| {
+                    // Pushing on is the lesser harm than failing the whole event.
+                    tracing::warn!(connection = %c.id, error = %e, "the connection's key could not be checked");
+                    true
+                });
+                keys.insert(c.key_id.clone(), live);
+                live
+            }
+        };
+        if !live {
             pushed.revoked += 1;
             crate::service::websocket::close(services, &c.id).await;
             continue;

@@ -70,12 +70,13 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(job_id = %delivery.job.job_id, error = %e, "the job's handler panicked");
+            let error = format!("the handler panicked: {e}");
             let holding = held.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(task) = holding {
                 let current = task.lock().await.clone();
-                requeue(services, &current).await;
+                give_back(services, &current, delivery, &error).await;
             }
-            Handled::Retry(format!("the handler panicked: {e}"))
+            Handled::Retry(error)
         }
     }
 }
@@ -83,6 +84,23 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
 /// The task a delivery started, as its reporter last wrote it: after a panic, the
 /// delivery hands the task back instead of leaving it `running` until its lease ends.
 type Held = Arc<std::sync::Mutex<Option<Arc<Mutex<Task>>>>>;
+
+/// After a delivery failed in a way a retry may mend: hands its task back for the next
+/// delivery, or, when this was the last delivery the queue makes (the message goes to
+/// the dead-letter queue next), fails the task with `error`. A task left `queued` with
+/// no message would wait forever; one left `running` is found by the scheduler.
+async fn give_back(services: &Services, task: &Task, delivery: &Delivery, error: &str) {
+    if delivery.receive_count >= services.settings.max_receives {
+        fail(
+            services,
+            task,
+            &format!("{error} (after {} deliveries)", delivery.receive_count),
+        )
+        .await;
+    } else {
+        requeue(services, task).await;
+    }
+}
 
 /// Hands a task this delivery holds back to the queue's next delivery (`running` →
 /// `queued`), so a retry need not wait out the lease. Best effort: if the write fails or
@@ -195,24 +213,15 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
     let result = reporter.clone().drive(work).await;
     let current = reporter.task.lock().await.clone();
     match result {
-        Ok(output) => complete(services, &current, output).await,
+        Ok(output) => complete(services, &current, output, delivery).await,
         Err(JobError::Fail(problem)) => {
             fail(services, &current, &problem.detail).await;
             Handled::Done
         }
         Err(JobError::Retry(e)) => {
-            let last = delivery.receive_count >= services.settings.max_receives;
-            if last {
-                fail(
-                    services,
-                    &current,
-                    &format!("{e} (after {} deliveries)", delivery.receive_count),
-                )
-                .await;
-            } else if reporter.lost.load(Ordering::Relaxed) {
-                // Someone else holds the task now.
-            } else {
-                requeue(services, &current).await;
+            // Unless someone else holds the task now.
+            if !reporter.lost.load(Ordering::Relaxed) {
+                give_back(services, &current, delivery, &e.to_string()).await;
             }
             Handled::Retry(e.to_string())
         }
@@ -278,7 +287,12 @@ async fn run(
     }
 }
 
-async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
+async fn complete(
+    services: &Services,
+    task: &Task,
+    output: Output,
+    delivery: &Delivery,
+) -> Handled {
     let Ok(mut done) = task.transition(TaskStatus::Completed) else {
         return Handled::Done;
     };
@@ -299,8 +313,9 @@ async fn complete(services: &Services, task: &Task, output: Output) -> Handled {
         Err(e) => {
             // Nothing the task shows changed: the next delivery finds the work (a model
             // is stored under the job's own id) and completes it.
-            requeue(services, task).await;
-            return Handled::Retry(format!("completing the task: {e}"));
+            let error = format!("completing the task: {e}");
+            give_back(services, task, delivery, &error).await;
+            return Handled::Retry(error);
         }
     }
     tracing::info!(task_id = %done.id, "task completed");
