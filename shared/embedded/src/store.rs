@@ -108,6 +108,7 @@ impl SqliteStore {
         .await
     }
 
+    /// The `body` column of every row `query` selects with `values`, parsed.
     async fn bodies<T: DeserializeOwned + Send + 'static>(
         &self,
         operation: &'static str,
@@ -273,26 +274,17 @@ impl TaskStore for SqliteStore {
             .await
     }
     async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>> {
-        let (before, limit) = (before.millis(), PageRequest::cap(limit) as i64);
-        let rows: Vec<String> = self
-            .db
-            .run("list stale running tasks", move |c| {
-                let mut stmt = c
-                    .prepare(
-                        "SELECT body FROM tasks WHERE json_extract(body, '$.status') = 'running' \
-                         AND json_extract(body, '$.updated_at') < ?1 \
-                         ORDER BY json_extract(body, '$.updated_at') LIMIT ?2",
-                    )
-                    .map_err(sql("list stale running tasks"))?;
-                let rows = stmt
-                    .query_map(params![before, limit], |r| r.get(0))
-                    .map_err(sql("list stale running tasks"))?
-                    .collect::<Result<Vec<String>, _>>()
-                    .map_err(sql("list stale running tasks"))?;
-                Ok(rows)
-            })
-            .await?;
-        rows.iter().map(|b| from_json(b)).collect()
+        self.bodies(
+            "list stale running tasks",
+            "SELECT body FROM tasks WHERE json_extract(body, '$.status') = 'running' \
+             AND json_extract(body, '$.updated_at') < ?1 \
+             ORDER BY json_extract(body, '$.updated_at') LIMIT ?2",
+            vec![
+                before.millis().into(),
+                (PageRequest::cap(limit) as i64).into(),
+            ],
+        )
+        .await
     }
 }
 
@@ -520,22 +512,12 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
-        let tenant = tenant.to_string();
-        let rows: Vec<String> = self
-            .db
-            .run("list keys", move |c| {
-                let mut stmt = c
-                    .prepare("SELECT body FROM api_keys WHERE tenant = ?1 ORDER BY id")
-                    .map_err(sql("list keys"))?;
-                let rows = stmt
-                    .query_map(params![tenant], |r| r.get(0))
-                    .map_err(sql("list keys"))?
-                    .collect::<Result<Vec<String>, _>>()
-                    .map_err(sql("list keys"))?;
-                Ok(rows)
-            })
-            .await?;
-        rows.iter().map(|b| from_json(b)).collect()
+        self.bodies(
+            "list keys",
+            "SELECT body FROM api_keys WHERE tenant = ?1 ORDER BY id",
+            vec![tenant.to_string().into()],
+        )
+        .await
     }
 
     async fn revoke_key(&self, tenant: &TenantId, id: &KeyId) -> StoreResult<()> {
@@ -608,22 +590,12 @@ impl ConnectionRegistry for SqliteStore {
     }
 
     async fn tenant_connections(&self, tenant: &TenantId) -> StoreResult<Vec<Connection>> {
-        let (tenant, now) = (tenant.to_string(), Timestamp::now().millis());
-        let rows: Vec<String> = self
-            .db
-            .run("list connections", move |c| {
-                let mut stmt = c
-                    .prepare("SELECT body FROM connections WHERE tenant = ?1 AND expires_ms > ?2 ORDER BY id")
-                    .map_err(sql("list connections"))?;
-                let rows = stmt
-                    .query_map(params![tenant, now], |r| r.get(0))
-                    .map_err(sql("list connections"))?
-                    .collect::<Result<Vec<String>, _>>()
-                    .map_err(sql("list connections"))?;
-                Ok(rows)
-            })
-            .await?;
-        rows.iter().map(|b| from_json(b)).collect()
+        self.bodies(
+            "list connections",
+            "SELECT body FROM connections WHERE tenant = ?1 AND expires_ms > ?2 ORDER BY id",
+            vec![tenant.to_string().into(), Timestamp::now().millis().into()],
+        )
+        .await
     }
 }
 
