@@ -185,19 +185,6 @@ fn faulty_env() -> (Env, Arc<Faults>) {
     (e, faults)
 }
 
-async fn train(e: &Env, key: &str) -> TaskId {
-    let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            key,
-            json!({"algorithm": "zscore", "rows": rows(40)}),
-        )
-        .await;
-    assert_eq!(s.as_u16(), 202, "{body}");
-    TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap()
-}
-
 async fn task(e: &Env, tenant: &TenantId, id: &TaskId) -> Task {
     e.stack
         .services
@@ -232,7 +219,7 @@ async fn a_storage_error_in_any_step_of_finishing_a_task_is_retried_and_leaves_n
         let (e, faults) = faulty_env();
         let key = e.key("acme").await;
         let t = TenantId::parse("acme").unwrap();
-        let id = train(&e, &key).await;
+        let id = e.train(&key, 40).await;
         faults.arm(point, 1, Mode::Error);
         let (n, failed) = e.batch(10).await;
         assert_eq!((n, failed.len()), (1, 1), "{point}: the delivery fails");
@@ -282,7 +269,7 @@ async fn a_panicking_job_fails_only_its_own_item_of_the_batch() {
     let (e, faults) = faulty_env();
     let key = e.key("acme").await;
     let t = TenantId::parse("acme").unwrap();
-    let (a, b) = (train(&e, &key).await, train(&e, &key).await);
+    let (a, b) = (e.train(&key, 40).await, e.train(&key, 40).await);
     faults.arm("put_blob", 1, Mode::Panic);
     let (n, failed) = e.batch(10).await;
     assert_eq!((n, failed.len()), (2, 1), "one item of two fails");
@@ -310,7 +297,7 @@ async fn a_poison_job_is_dead_lettered_and_its_task_failed_once() {
         let (e, faults) = faulty_env();
         let key = e.key("acme").await;
         let t = TenantId::parse("acme").unwrap();
-        let id = train(&e, &key).await;
+        let id = e.train(&key, 40).await;
         faults.arm("put_blob", u32::MAX, mode);
         let mut deliveries = 0;
         for _ in 0..10 {
@@ -362,7 +349,7 @@ async fn a_gone_connection_is_forgotten_and_the_others_still_get_the_event() {
     }
     // c2's client went away without a $disconnect: pushes to it are 410 Gone.
     drop(inboxes.remove(1));
-    let id = train(&e, &key).await;
+    let id = e.train(&key, 40).await;
     e.drain().await;
     e.stream("acme", None).await;
     for inbox in &mut inboxes {
@@ -405,6 +392,6 @@ async fn a_panicking_request_gets_a_500_problem_and_the_next_one_works() {
     assert_eq!(h["content-type"], "application/problem+json");
     assert_eq!(body["type"], "https://nomaly.dev/problems/internal");
     assert!(body["detail"].as_str().unwrap().contains("req_"), "{body}");
-    train(&e, &key).await;
+    e.train(&key, 40).await;
     assert_eq!(faults.tripped(), 1);
 }

@@ -1006,15 +1006,7 @@ async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
         ..Settings::default()
     });
     let key = e.key("acme").await;
-    let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(20)}),
-        )
-        .await;
-    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let id = e.train(&key, 20).await;
     let t = TenantId::parse("acme").unwrap();
     e.lose_worker(&t, &id).await;
     let report = nomaly_lambda::scheduler::handle(e.services())
@@ -1033,15 +1025,7 @@ async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
         TaskStatus::Completed
     );
 
-    let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(20)}),
-        )
-        .await;
-    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let id = e.train(&key, 20).await;
     for _ in 0..2 {
         e.lose_worker(&t, &id).await;
         nomaly_lambda::scheduler::handle(e.services())
@@ -1067,15 +1051,7 @@ async fn a_task_past_its_attempts_fails_instead_of_running_again() {
         ..Settings::default()
     });
     let key = e.key("acme").await;
-    let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(20)}),
-        )
-        .await;
-    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let id = e.train(&key, 20).await;
     let t = TenantId::parse("acme").unwrap();
     // One attempt already spent: a worker started it, then handed it back.
     let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
@@ -1103,15 +1079,7 @@ async fn a_task_past_its_attempts_fails_instead_of_running_again() {
 async fn a_restart_takes_over_tasks_left_running_at_once() {
     let mut e = env();
     let key = e.key("acme").await;
-    let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(20)}),
-        )
-        .await;
-    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let id = e.train(&key, 20).await;
     let t = TenantId::parse("acme").unwrap();
     // The dead process had received the job and started the task.
     let _in_flight = e.stack.queue.receive(1, 5400).await.unwrap();

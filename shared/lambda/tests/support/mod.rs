@@ -120,6 +120,21 @@ impl Env {
         .await
     }
 
+    /// Submits a z-score training on `n` rows of [`rows`] with `key`; it must answer 202.
+    /// Returns the task's id.
+    pub async fn train(&self, key: &str, n: usize) -> TaskId {
+        let (s, _, body) = self
+            .json(
+                "POST",
+                "/v1/models",
+                key,
+                json!({"algorithm": "zscore", "rows": rows(n)}),
+            )
+            .await;
+        assert_eq!(s.as_u16(), 202, "{body}");
+        TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap()
+    }
+
     /// Hands up to `max` queued jobs to the worker function as one SQS batch, deletes
     /// the ones it handled and makes the failed ones visible again at once (instead of
     /// after the back-off the worker set), so a test can redeliver them. Returns how many
