@@ -138,6 +138,7 @@ def main():
     events["api-models-list"] = http("models-list", "GET", "/v1/models", query="limit=10")
     events["api-models-get"] = http("models-get", "GET", f"/v1/models/{MODEL}")
     events["api-models-delete"] = http("models-delete", "DELETE", f"/v1/models/{MODEL}")
+    events["api-models-report"] = http("models-report", "POST", f"/v1/models/{MODEL}/reports", json.dumps({"rows": TRAIN_ROWS, "columns": ["a", "b"]}))
     events["api-tasks-list"] = http("tasks-list", "GET", "/v1/tasks", query="limit=2")
     events["api-tasks-get"] = http("tasks-get", "GET", f"/v1/tasks/{TASK_TRAIN}")
     events["api-tasks-cancel"] = http("tasks-cancel", "POST", f"/v1/tasks/{TASK_QUEUED}/cancel")

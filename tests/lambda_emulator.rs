@@ -51,6 +51,8 @@ struct Watch {
     child: Child,
     port: u16,
     env: Vec<(String, String)>,
+    /// What the emulator and the functions wrote (logs and metric lines).
+    log: std::path::PathBuf,
 }
 
 impl Drop for Watch {
@@ -78,9 +80,11 @@ impl Watch {
             &port.to_string(),
             "--ignore-changes",
         ])
-        .current_dir(repo_root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .current_dir(repo_root());
+        let log = std::env::temp_dir().join(format!("nomaly-emulator-{port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(file.try_clone().expect("log file"))
+            .stderr(Stdio::from(file));
         for v in &vars {
             cmd.args(["--env-var", v]);
         }
@@ -93,7 +97,22 @@ impl Watch {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Watch { child, port, env }
+        Watch {
+            child,
+            port,
+            env,
+            log,
+        }
+    }
+
+    /// The JSON lines the functions wrote so far.
+    fn json_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.find('{').map(|i| &l[i..]))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// `cargo lambda invoke <function> --data-file events/<event>.json`: the function's
@@ -462,6 +481,20 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         jobs.len() > before && jobs.iter().any(|j| j.body["task_id"] == json!(created)),
         "the training job is on the queue"
     );
+    let (s, _, report) = watch.http("api-models-report");
+    assert_eq!(
+        (s, report["task"]["kind"].as_str()),
+        (202, Some("report")),
+        "{report}"
+    );
+    let report_task = report["task"]["id"].as_str().expect("task id").to_string();
+    assert!(
+        queued_jobs(&clients, &provisioned.queue_url)
+            .await
+            .iter()
+            .any(|j| j.kind == "report" && j.body["task_id"] == json!(report_task)),
+        "the report job is on the queue"
+    );
     let (s, h, again) = watch.http("api-models-create");
     assert_eq!(
         (s, again["task"]["id"].as_str()),
@@ -637,6 +670,62 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
     // Last, as it removes the model the others use.
     let (s, _, _) = watch.http("api-models-delete");
     assert_eq!(s, 204);
+
+    // Each invocation ended with an Embedded Metric Format line, under the function's
+    // name; log lines carry lambda_runtime's request id.
+    let lines = watch.json_lines();
+    let metrics: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let sum = |function: &str, name: &str| -> u64 {
+        metrics
+            .iter()
+            .filter(|m| m["Function"] == function)
+            .filter_map(|m| m[name].as_u64())
+            .sum()
+    };
+    println!(
+        "EMF lines: {}; api Requests {}, worker JobsSucceeded {}, RowsScored {}",
+        metrics.len(),
+        sum("api", "Requests"),
+        sum("worker", "JobsSucceeded"),
+        sum("api", "RowsScored") + sum("worker", "RowsScored")
+    );
+    for m in &metrics {
+        let directive = &m["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "nomaly", "{m}");
+        for d in directive["Metrics"].as_array().expect("metrics") {
+            assert!(m.get(d["Name"].as_str().expect("name")).is_some(), "{m}");
+        }
+    }
+    assert!(
+        sum("api", "Requests") >= 20,
+        "every API invocation is counted"
+    );
+    assert!(sum("api", "ClientErrors") >= 1, "the unauthorized call");
+    assert!(
+        sum("worker", "JobsSucceeded") >= 2,
+        "training and detection"
+    );
+    assert!(sum("worker", "JobsRetried") >= 1, "the poison batch");
+    assert!(sum("api", "ColdStarts") >= 1 && sum("worker", "ColdStarts") >= 1);
+    assert!(metrics
+        .iter()
+        .any(|m| m["Function"] == "api" && m["DetectLatency"].as_array().is_some()));
+    let job_line = lines
+        .iter()
+        .find(|l| l["message"] == "task completed")
+        .expect("the worker's `task completed` line");
+    let spans = job_line["spans"].as_array().expect("spans");
+    assert!(
+        spans.iter().any(|s| s["requestId"].as_str().is_some()),
+        "lambda_runtime's request id: {job_line}"
+    );
+    assert!(
+        spans.iter().any(|s| s["name"] == "job"
+            && s["task_id"].as_str().is_some()
+            && s["tenant"] == "acme"),
+        "{job_line}"
+    );
+    std::fs::remove_file(&watch.log).ok();
     assert!(
         services
             .blobs

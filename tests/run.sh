@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of nomaly: formatting, lints, unit tests, and the end-to-end tests in
 # tests/ (which measure detection quality against scikit-learn and PyOD on the data in
-# ../shared/data). Installs what the tests need when it is missing: a Python virtual
-# environment in .venv with the reference libraries of tests/requirements.txt.
+# ../shared/data, and drive the dashboard in a real browser). Installs what the tests
+# need when it is missing: a Python virtual environment in .venv with the reference
+# libraries of tests/requirements.txt, Debian's chromium, and tests/browser's npm
+# packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=$(mktemp)
@@ -17,6 +19,18 @@ if ! .venv/bin/python -c "import sklearn, pandas, moto, samtranslator, cfnlint" 
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 .venv/bin/python -c "import sklearn, numpy; print('scikit-learn', sklearn.__version__, 'numpy', numpy.__version__)"
+
+echo "== browser for the dashboard test (Debian's Chromium, npm playwright-core)"
+if ! [ -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -qq --no-install-recommends chromium > /dev/null \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium > /dev/null; }
+fi
+/usr/bin/chromium --version
+if ! [ -d tests/browser/node_modules/playwright-core ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

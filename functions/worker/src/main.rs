@@ -1,4 +1,4 @@
-//! `worker`: SQS batches of jobs (train, detect, profile), with partial batch failures.
+//! `worker`: SQS batches of jobs (train, detect, profile, report), with partial batch failures.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -7,6 +7,12 @@
 //!   closed. The AWS notifier (`serve --aws`) pushes through it.
 //! - `PUT /uploads/<key>?size=&expires=&sig=`: a signed upload. It stores the object and
 //!   then runs ingest, as the bucket's notification would.
+//! - `GET /metrics`: the counters of `nomaly_core::metrics` in the Prometheus text
+//!   format, for loopback callers, or any caller with `Authorization: Bearer <token>`
+//!   when `NOMALY_METRICS_TOKEN` is set (the Lambda functions write the same counters
+//!   to CloudWatch as embedded metrics).
+//! - `GET /downloads/<key>?type=&expires=&sig=`: a signed download (a report), served as
+//!   the signed content type, as a presigned S3 GET would.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -44,6 +50,8 @@ pub fn app(gateway: Gateway) -> Router {
     let edge = Router::new()
         .route("/ws", get(connect))
         .route("/uploads/{*key}", put(upload))
+        .route("/downloads/{*key}", get(download))
+        .route("/metrics", get(metrics))
         .route(
             "/@connections/{id}",
             post(post_to_connection)
@@ -57,7 +65,7 @@ pub fn app(gateway: Gateway) -> Router {
         .layer(middleware::from_fn(management_from_loopback))
         .layer(middleware::from_fn(log_request))
         .with_state(gateway);
-    api.merge(edge)
+    api.merge(edge).merge(super::dashboard::routes())
 }
 
 /// One line per request, as the API router logs its own.
@@ -276,6 +284,94 @@ struct Signed {
     size: u64,
     expires: i64,
     sig: String,
+}
+
+/// `GET /metrics`: aggregate counters of every tenant, so not for tenants' keys: loopback
+/// callers, or the bearer of `NOMALY_METRICS_TOKEN`.
+async fn metrics(ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+    let token = std::env::var("NOMALY_METRICS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = match (&token, presented) {
+        (Some(t), Some(p)) => {
+            t.len() == p.len()
+                && t.bytes()
+                    .zip(p.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        }
+        _ => peer.ip().is_loopback(),
+    };
+    if !allowed {
+        return Problem::forbidden(
+            "metrics answer loopback callers, or `Authorization: Bearer $NOMALY_METRICS_TOKEN`",
+        )
+        .into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        nomaly_core::metrics::global().prometheus(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct SignedDownload {
+    #[serde(rename = "type")]
+    content_type: String,
+    expires: i64,
+    sig: String,
+}
+
+/// What a download may run: nothing. A report is static HTML with inline styles and
+/// SVG; even if a value escaped its escaping, no script would run.
+const DOWNLOAD_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'";
+
+async fn download(
+    State(g): State<Gateway>,
+    Path(key): Path<String>,
+    signed: Result<Query<SignedDownload>, QueryRejection>,
+) -> Response {
+    let (Ok(Query(signed)), Ok(key)) = (signed, BlobKey::parse(&key)) else {
+        return Problem::forbidden("the download URL is not valid").into_response();
+    };
+    if !g
+        .uploads
+        .verify_download(&key, &signed.content_type, signed.expires, &signed.sig)
+    {
+        return Problem::forbidden(
+            "the download URL is not valid (wrong signature, another key, or expired): ask for a new one",
+        )
+        .into_response();
+    }
+    match g.services.blobs.get_blob(&key).await {
+        Ok(Some(bytes)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, signed.content_type),
+                (
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    DOWNLOAD_POLICY.to_string(),
+                ),
+                (
+                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                    "nosniff".to_string(),
+                ),
+                (axum::http::header::CACHE_CONTROL, "private".to_string()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => Problem::not_found("the object is gone").into_response(),
+        Err(e) => Problem::from(e).into_response(),
+    }
 }
 
 async fn upload(

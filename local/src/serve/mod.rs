@@ -7,6 +7,7 @@
 //! DynamoDB, S3 and SQS (moto server or a real account).
 
 mod background;
+mod dashboard;
 mod gateway;
 mod recover;
 mod stream;
@@ -90,7 +91,14 @@ fn init_logs(format: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().flatten_event(true).init();
+        // Every line carries the fields of the spans it was logged in: the request's
+        // correlation id and tenant, the job's id, task and tenant.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init();
     } else {
         builder.with_ansi(false).init();
     }
@@ -198,6 +206,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--workers must be at least 1");
     }
     init_logs(&args.log_format);
+    nomaly_core::metrics::global().add(nomaly_core::metrics::Counter::ColdStarts, 1);
     // Held until the process has let go of everything (after the runtime below).
     let _lock = if args.aws {
         None

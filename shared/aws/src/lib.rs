@@ -12,6 +12,7 @@
 //! Clients are built once per process by [`Clients::from_env`], which honours
 //! `AWS_ENDPOINT_URL` (moto server in the tests).
 
+mod calls;
 pub mod deployment;
 mod dynamo;
 mod error;
@@ -19,7 +20,9 @@ pub mod provision;
 mod push;
 mod s3;
 mod sqs;
+pub mod xray;
 
+pub use calls::AwsCalls;
 pub use dynamo::DynamoStore;
 pub use push::{management_endpoint, ApiGatewayPush};
 pub use s3::S3Blobs;
@@ -50,11 +53,18 @@ impl Clients {
             s3_path_style || std::env::var("NOMALY_S3_PATH_STYLE").is_ok_and(|v| v == "1");
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(path_style)
+            .interceptor(AwsCalls)
+            .build();
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(AwsCalls)
+            .build();
+        let sqs_config = aws_sdk_sqs::config::Builder::from(&config)
+            .interceptor(AwsCalls)
             .build();
         Clients {
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            sqs: aws_sdk_sqs::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs_config),
             config,
         }
     }

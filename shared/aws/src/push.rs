@@ -34,6 +34,7 @@ impl ApiGatewayPush {
     pub fn new(config: &aws_config::SdkConfig, endpoint: &str) -> Self {
         let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint.trim_end_matches('/'))
+            .interceptor(crate::AwsCalls)
             .build();
         ApiGatewayPush {
             client: aws_sdk_apigatewaymanagement::Client::from_conf(conf),

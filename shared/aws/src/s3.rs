@@ -4,7 +4,8 @@ use crate::error::sdk;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use nomaly_core::ports::{
-    upload_url_lifetime, BlobKey, BlobStore, PresignedUpload, StoreResult, UploadSigner,
+    upload_url_lifetime, BlobKey, BlobStore, PresignedDownload, PresignedUpload, StoreResult,
+    UrlSigner,
 };
 use nomaly_core::time::Timestamp;
 
@@ -68,8 +69,19 @@ impl BlobStore for S3Blobs {
     }
 }
 
+/// A URL's lifetime as granted, and the presigning configuration for it.
+fn presigning(
+    expires_in_secs: u32,
+) -> StoreResult<(u64, aws_sdk_s3::presigning::PresigningConfig)> {
+    let secs = u64::from(upload_url_lifetime(expires_in_secs));
+    let config =
+        aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(secs))
+            .map_err(sdk("configure a presigned URL"))?;
+    Ok((secs, config))
+}
+
 #[async_trait]
-impl UploadSigner for S3Blobs {
+impl UrlSigner for S3Blobs {
     /// A URL that uploads exactly `size` bytes to `key`: the declared Content-Length is
     /// part of the signature, so S3 refuses a body of another size.
     async fn presign_upload(
@@ -78,11 +90,7 @@ impl UploadSigner for S3Blobs {
         size: u64,
         expires_in_secs: u32,
     ) -> StoreResult<PresignedUpload> {
-        let secs = u64::from(upload_url_lifetime(expires_in_secs));
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(
-            std::time::Duration::from_secs(secs),
-        )
-        .map_err(sdk("configure a presigned upload"))?;
+        let (secs, config) = presigning(expires_in_secs)?;
         let request = self
             .client
             .put_object()
@@ -103,6 +111,29 @@ impl UploadSigner for S3Blobs {
                 .headers()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            expires_at: Timestamp::now().plus_seconds(secs as i64),
+        })
+    }
+
+    /// A presigned GetObject that also sets the response's `Content-Type`.
+    async fn presign_download(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        expires_in_secs: u32,
+    ) -> StoreResult<PresignedDownload> {
+        let (secs, config) = presigning(expires_in_secs)?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .response_content_type(content_type)
+            .presigned(config)
+            .await
+            .map_err(sdk("presign a download"))?;
+        Ok(PresignedDownload {
+            url: request.uri().to_string(),
             expires_at: Timestamp::now().plus_seconds(secs as i64),
         })
     }

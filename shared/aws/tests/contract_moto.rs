@@ -5,7 +5,7 @@
 use nomaly_aws::provision::{self, Names, Provisioned};
 use nomaly_aws::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
 use nomaly_contract as contract;
-use nomaly_core::ports::{PushError, PushNotifier, UploadSigner};
+use nomaly_core::ports::{PushError, PushNotifier, UrlSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_RECEIVES: u32 = 3;

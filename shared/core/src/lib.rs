@@ -7,6 +7,7 @@ pub mod claim_check;
 pub mod domain;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod ports;
 pub mod service;
 pub mod table;

@@ -420,9 +420,19 @@ pub fn upload_url_lifetime(asked: u32) -> u32 {
     asked.clamp(1, MAX_UPLOAD_URL_SECS)
 }
 
-/// Grants one upload of a declared size to one blob key, for a limited time.
+/// A presigned download: GET `url` (no other credentials) before `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignedDownload {
+    /// Where to GET.
+    pub url: String,
+    /// When the URL stops working.
+    pub expires_at: Timestamp,
+}
+
+/// Grants access to one blob key for a limited time, without the caller's credentials:
+/// one upload of a declared size, or downloads.
 #[async_trait]
-pub trait UploadSigner: Send + Sync {
+pub trait UrlSigner: Send + Sync {
     /// A URL that stores exactly `size` bytes under `key` until `expires_in_secs` pass
     /// (as [`upload_url_lifetime`] clamps it).
     async fn presign_upload(
@@ -431,6 +441,15 @@ pub trait UploadSigner: Send + Sync {
         size: u64,
         expires_in_secs: u32,
     ) -> StoreResult<PresignedUpload>;
+
+    /// A URL that reads `key` until `expires_in_secs` pass (clamped as uploads are).
+    /// `content_type` is what the download is served as.
+    async fn presign_download(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        expires_in_secs: u32,
+    ) -> StoreResult<PresignedDownload>;
 }
 
 /// A cache of results with a time to live.

@@ -1,10 +1,17 @@
-//! Upload URLs for the local server: `<base>/uploads/<blob key>?size=&expires=&sig=`,
-//! signed with HMAC-SHA256 under a secret kept in the data folder, so only the holder of
-//! a URL can upload, only to that key, only that many bytes, and only until it expires.
+//! Signed URLs for the local server, with HMAC-SHA256 under a secret kept in the data
+//! folder:
+//! - uploads, `<base>/uploads/<blob key>?size=&expires=&sig=`: only the holder of a URL
+//!   can upload, only to that key, only that many bytes, and only until it expires;
+//! - downloads, `<base>/downloads/<blob key>?type=&expires=&sig=`: only that key, served
+//!   as that content type, until it expires.
+//!
+//! The signed messages start with the method, so an upload signature never opens a
+//! download or the reverse.
 
 use async_trait::async_trait;
 use nomaly_core::ports::{
-    upload_url_lifetime, BlobKey, PresignedUpload, StoreError, StoreResult, UploadSigner,
+    upload_url_lifetime, BlobKey, PresignedDownload, PresignedUpload, StoreError, StoreResult,
+    UrlSigner,
 };
 use nomaly_core::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -38,6 +45,20 @@ fn hmac(secret: &[u8; 32], message: &str) -> String {
 
 fn message(key: &BlobKey, size: u64, expires_ms: i64) -> String {
     format!("PUT\n{}\n{size}\n{expires_ms}", key.as_str())
+}
+
+fn download_message(key: &BlobKey, content_type: &str, expires_ms: i64) -> String {
+    format!("GET\n{}\n{content_type}\n{expires_ms}", key.as_str())
+}
+
+/// Whether `signature` is `expected`, compared in constant time.
+fn same(expected: &str, signature: &str) -> bool {
+    expected.len() == signature.len()
+        && expected
+            .bytes()
+            .zip(signature.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 impl LocalUploads {
@@ -81,18 +102,33 @@ impl LocalUploads {
         if expires_ms < Timestamp::now().millis() {
             return false;
         }
-        let expected = hmac(&self.secret, &message(key, size, expires_ms));
-        expected.len() == signature.len()
-            && expected
-                .bytes()
-                .zip(signature.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        same(
+            &hmac(&self.secret, &message(key, size, expires_ms)),
+            signature,
+        )
+    }
+
+    /// Whether a download of `key` as `content_type` carries a valid, unexpired signature.
+    pub fn verify_download(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        expires_ms: i64,
+        signature: &str,
+    ) -> bool {
+        expires_ms >= Timestamp::now().millis()
+            && same(
+                &hmac(
+                    &self.secret,
+                    &download_message(key, content_type, expires_ms),
+                ),
+                signature,
+            )
     }
 }
 
 #[async_trait]
-impl UploadSigner for LocalUploads {
+impl UrlSigner for LocalUploads {
     async fn presign_upload(
         &self,
         key: &BlobKey,
@@ -114,12 +150,55 @@ impl UploadSigner for LocalUploads {
             expires_at,
         })
     }
+
+    async fn presign_download(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        expires_in_secs: u32,
+    ) -> StoreResult<PresignedDownload> {
+        let expires_at =
+            Timestamp::now().plus_seconds(i64::from(upload_url_lifetime(expires_in_secs)));
+        let sig = hmac(
+            &self.secret,
+            &download_message(key, content_type, expires_at.millis()),
+        );
+        let mut url = format!("{}/downloads/{}?", self.base_url, key.as_str());
+        url.push_str(&format!(
+            "type={}&expires={}&sig={sig}",
+            percent_encode(content_type),
+            expires_at.millis()
+        ));
+        Ok(PresignedDownload { url, expires_at })
+    }
+}
+
+/// Query-string encoding of a content type (`text/html; charset=utf-8`).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use nomaly_core::domain::TenantId;
+
+    /// The query string of a URL as a map.
+    fn query(url: &str) -> std::collections::HashMap<&str, &str> {
+        url.split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .collect()
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2_shape() {
@@ -148,14 +227,7 @@ mod tests {
         assert!(grant
             .url
             .starts_with("http://127.0.0.1:9/uploads/tenants/acme/uploads/d.upload?size=10&"));
-        let q: std::collections::HashMap<&str, &str> = grant
-            .url
-            .split_once('?')
-            .unwrap()
-            .1
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .collect();
+        let q = query(&grant.url);
         let (exp, sig) = (q["expires"].parse::<i64>().unwrap(), q["sig"]);
         assert!(uploads.verify(&key, 10, exp, sig));
         assert!(!uploads.verify(&key, 11, exp, sig));
@@ -168,6 +240,26 @@ mod tests {
             past,
             &hmac(&uploads.secret, &message(&key, 10, past))
         ));
+        // Downloads: their own signatures, for their key and type only.
+        let down = uploads
+            .presign_download(&key, "text/html; charset=utf-8", 60)
+            .await
+            .unwrap();
+        assert!(down.url.starts_with(
+            "http://127.0.0.1:9/downloads/tenants/acme/uploads/d.upload?type=text%2Fhtml%3B%20charset%3Dutf-8&expires="
+        ));
+        let dq = query(&down.url);
+        let (dexp, dsig) = (dq["expires"].parse::<i64>().unwrap(), dq["sig"]);
+        let html = "text/html; charset=utf-8";
+        assert!(uploads.verify_download(&key, html, dexp, dsig));
+        assert!(!uploads.verify_download(&other, html, dexp, dsig));
+        assert!(!uploads.verify_download(&key, "text/plain", dexp, dsig));
+        assert!(!uploads.verify_download(&key, html, dexp + 1, dsig));
+        assert!(
+            !uploads.verify(&key, 10, dexp, dsig),
+            "a download signature is no upload signature"
+        );
+        assert!(!uploads.verify_download(&key, html, exp, sig));
         let reopened = LocalUploads::open(&dir, "http://x").unwrap();
         assert!(
             reopened.verify(&key, 10, exp, sig),

@@ -33,7 +33,12 @@ where
     let services = nomaly_aws::deployment::services_from_env().await?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
-        handler(services.clone(), event.payload)
+        let invocation = handler(services.clone(), event.payload);
+        async move {
+            let result = invocation.await;
+            telemetry::flush_metrics();
+            result
+        }
     }))
     .await
 }

@@ -25,6 +25,20 @@ pub enum TaskKind {
     Detect,
     /// Profile an uploaded dataset.
     Profile,
+    /// Render a report.
+    Report,
+}
+
+impl TaskKind {
+    /// The kind as written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Train => "train",
+            TaskKind::Detect => "detect",
+            TaskKind::Profile => "profile",
+            TaskKind::Report => "report",
+        }
+    }
 }
 
 /// Where a task is.

@@ -18,6 +18,7 @@ use extract::{Correlation, Tenant, MAX_BODY};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// The API: `/healthz` and `/v1/...`.
 pub fn router(services: Services) -> Router {
@@ -29,10 +30,12 @@ pub fn router(services: Services) -> Router {
             get(routes::get_model).delete(routes::delete_model),
         )
         .route("/models/{id}/artifact", get(routes::model_artifact))
+        .route("/models/{id}/reports", post(routes::create_report))
         .route("/tasks", get(routes::list_tasks))
         .route("/tasks/{id}", get(routes::get_task))
         .route("/tasks/{id}/cancel", post(routes::cancel_task))
         .route("/tasks/{id}/result", get(routes::task_result))
+        .route("/tasks/{id}/report", get(routes::task_report))
         .route(
             "/datasets",
             post(routes::register_dataset).get(routes::list_datasets),
@@ -88,13 +91,24 @@ async fn frame(mut req: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Every line logged while the request runs carries these; `tenant` once known.
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %correlation,
+        method = %method,
+        path = %path,
+        tenant = tracing::field::Empty
+    );
     let mut response = if declared.is_some_and(|n| n > MAX_BODY as u64) {
         Problem::too_large(format!(
             "request bodies are limited to {MAX_BODY} bytes (6 MB)"
         ))
         .into_response()
     } else {
-        match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        match AssertUnwindSafe(next.run(req).instrument(span.clone()))
+            .catch_unwind()
+            .await
+        {
             Ok(response) => as_problem(response).await,
             Err(_) => {
                 // The panic itself was printed by the panic hook.
@@ -113,6 +127,7 @@ async fn frame(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<Tenant>()
         .map(|t| t.0.to_string());
+    crate::metrics::global().request(response.status().as_u16());
     tracing::info!(
         method = %method,
         path = %path,
@@ -169,6 +184,7 @@ async fn authenticate(State(services): State<Services>, mut req: Request, next: 
     };
     match services.authenticate(&presented).await {
         Ok(tenant) => {
+            tracing::Span::current().record("tenant", tracing::field::display(&tenant));
             if let Err(p) = crate::service::rate_limit::admit(&services, &tenant).await {
                 let mut response = p.into_response();
                 response.extensions_mut().insert(Tenant(tenant));

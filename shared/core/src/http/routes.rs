@@ -8,6 +8,7 @@ use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
 use crate::service::ingest::{self, UploadRequest};
 use crate::service::input::Rows;
 use crate::service::jobs;
+use crate::service::report::{self, ReportRequest};
 use crate::service::training::{self, TrainRequest};
 use crate::service::{models, Problem, Services};
 use axum::extract::{Path, Query, State};
@@ -187,6 +188,35 @@ pub async fn model_artifact(
         bytes,
     )
         .into_response())
+}
+
+/// `POST /v1/models/{id}/reports`: 202 and a report task over a dataset or inline rows.
+pub async fn create_report(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ReportRequest>,
+) -> Answer {
+    let id = parse_id(&id, "model", ModelId::parse)?;
+    let task = report::submit(&services, &tenant, &correlation, &id, request).await?;
+    Ok(accepted(&task))
+}
+
+/// `GET /v1/tasks/{id}/report`: a completed report task's page, as a presigned URL.
+pub async fn task_report(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
+    let task = task_of(&services, &tenant, &id).await?;
+    let grant = report::download(&services, &task).await?;
+    Ok(Json(json!({
+        "url": grant.url,
+        "expires_at": grant.expires_at.rfc3339(),
+        "content_type": report::CONTENT_TYPE,
+    }))
+    .into_response())
 }
 
 /// `DELETE /v1/models/{id}`: the record and the artifact.

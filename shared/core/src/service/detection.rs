@@ -312,6 +312,10 @@ pub fn score_with(
         None => model.score_with_progress(x.view(), progress)?,
     };
     let labels = model.labels(&scores);
+    let anomalies = labels.iter().filter(|&&l| l == 1).count();
+    let metrics = crate::metrics::global();
+    metrics.add(crate::metrics::Counter::RowsScored, scores.len() as u64);
+    metrics.add(crate::metrics::Counter::AnomaliesFound, anomalies as u64);
     let (explanations, method) = if explain {
         let mut all = Vec::with_capacity(x.nrows());
         let mut method = None;
@@ -339,7 +343,7 @@ pub fn score_with(
         rows: x.nrows(),
         features: x.ncols(),
         threshold: model.threshold(),
-        anomalies: labels.iter().filter(|&&l| l == 1).count(),
+        anomalies,
         scores,
         labels,
         explanations,
@@ -484,6 +488,21 @@ pub async fn announce(
 
 /// Detects anomalies in `rows`: from the cache, inline, or (over budget) as a task.
 pub async fn detect(
+    services: &Services,
+    tenant: &TenantId,
+    correlation_id: &str,
+    rows: Rows,
+    spec: DetectSpec,
+) -> Result<Outcome, Problem> {
+    let started = Instant::now();
+    let outcome = detect_now_or_queue(services, tenant, correlation_id, rows, spec).await?;
+    if matches!(outcome, Outcome::Done(_)) {
+        crate::metrics::global().detect_latency(started.elapsed().as_secs_f64());
+    }
+    Ok(outcome)
+}
+
+async fn detect_now_or_queue(
     services: &Services,
     tenant: &TenantId,
     correlation_id: &str,

@@ -17,6 +17,8 @@ pub enum JobKind {
     Detect,
     /// Profile an uploaded dataset too large for `ingest` to profile itself.
     Profile,
+    /// Render a report on a model's scores.
+    Report,
 }
 
 impl JobKind {
@@ -26,6 +28,7 @@ impl JobKind {
             JobKind::Train => "train",
             JobKind::Detect => "detect",
             JobKind::Profile => "profile",
+            JobKind::Report => "report",
         }
     }
 
@@ -35,6 +38,7 @@ impl JobKind {
             "train" => Some(JobKind::Train),
             "detect" => Some(JobKind::Detect),
             "profile" => Some(JobKind::Profile),
+            "report" => Some(JobKind::Report),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ pub mod models;
 pub mod problem;
 pub mod profile;
 pub mod rate_limit;
+pub mod report;
 pub mod scheduler;
 pub mod training;
 pub mod websocket;
@@ -21,7 +22,7 @@ use crate::domain::{ApiKey, Connection, Event, EventType, TenantId};
 use crate::ports::{
     BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
     JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreResult,
-    TaskStore, UploadSigner,
+    TaskStore, UrlSigner,
 };
 pub use problem::Problem;
 use std::sync::Arc;
@@ -152,7 +153,7 @@ pub struct Services {
     /// Deletes expired records.
     pub sweeper: Arc<dyn ExpirySweeper>,
     /// Grants uploads.
-    pub uploads: Arc<dyn UploadSigner>,
+    pub uploads: Arc<dyn UrlSigner>,
     /// Counts requests per tenant.
     pub rate: Arc<dyn RateLimiter>,
     /// Tunables.
@@ -197,7 +198,7 @@ impl Services {
     pub fn assemble<R: Records>(
         records: Arc<R>,
         blobs: Arc<dyn BlobStore>,
-        uploads: Arc<dyn UploadSigner>,
+        uploads: Arc<dyn UrlSigner>,
         queue: Arc<dyn JobQueue>,
         notifier: Arc<dyn PushNotifier>,
         settings: Settings,

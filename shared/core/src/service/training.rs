@@ -82,32 +82,66 @@ impl TrainRequest {
             seed: self.seed,
         };
         spec.validate()?;
-        let data = match (self.rows, self.dataset_id) {
-            (Some(_), Some(_)) => {
-                return Err(Problem::invalid_parameter(
-                    "give `rows` or `dataset_id`, not both",
-                ))
-            }
-            (None, None) => {
-                return Err(Problem::invalid_parameter(
-                    "give `rows` (inline data) or `dataset_id` (an uploaded dataset)",
-                ))
-            }
+        let data = TrainingData::from_parts(
+            self.rows,
+            self.columns,
+            self.dataset_id,
+            self.exclude_columns,
+        )?;
+        Ok((spec, data))
+    }
+}
+
+impl TrainingData {
+    /// The data a request names: inline `rows` (with `columns`), or an uploaded dataset
+    /// (less `exclude_columns`), never both.
+    pub fn from_parts(
+        rows: Option<Vec<Vec<f64>>>,
+        columns: Option<Vec<String>>,
+        dataset_id: Option<DatasetId>,
+        exclude_columns: Vec<String>,
+    ) -> Result<Self, Problem> {
+        match (rows, dataset_id) {
+            (Some(_), Some(_)) => Err(Problem::invalid_parameter(
+                "give `rows` or `dataset_id`, not both",
+            )),
+            (None, None) => Err(Problem::invalid_parameter(
+                "give `rows` (inline data) or `dataset_id` (an uploaded dataset)",
+            )),
             (Some(rows), None) => {
-                if !self.exclude_columns.is_empty() {
+                if !exclude_columns.is_empty() {
                     return Err(Problem::invalid_parameter(
                         "`exclude_columns` applies to datasets; leave the columns out of `rows`",
                     ));
                 }
-                TrainingData::Inline(Rows::new(rows, self.columns)?)
+                Ok(TrainingData::Inline(Rows::new(rows, columns)?))
             }
-            (None, Some(dataset_id)) => TrainingData::Dataset {
+            (None, Some(dataset_id)) => Ok(TrainingData::Dataset {
                 dataset_id,
-                exclude_columns: self.exclude_columns,
-            },
-        };
-        Ok((spec, data))
+                exclude_columns,
+            }),
+        }
     }
+}
+
+/// The tenant's dataset `id`, which must be profiled (404 or 409 otherwise).
+pub async fn profiled_dataset(
+    services: &Services,
+    tenant: &TenantId,
+    id: &DatasetId,
+) -> Result<crate::domain::Dataset, Problem> {
+    let dataset = services
+        .datasets
+        .get_dataset(tenant, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
+    if dataset.status != DatasetStatus::Profiled {
+        return Err(Problem::conflict(format!(
+            "dataset {id} is {:?}, not profiled yet",
+            dataset.status
+        )));
+    }
+    Ok(dataset)
 }
 
 /// Queues training. A dataset must be the tenant's and profiled.
@@ -119,17 +153,7 @@ pub async fn submit(
     data: TrainingData,
 ) -> Result<(Task, ModelId), Problem> {
     if let TrainingData::Dataset { dataset_id, .. } = &data {
-        let dataset = services
-            .datasets
-            .get_dataset(tenant, dataset_id)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("dataset {dataset_id} not found")))?;
-        if dataset.status != DatasetStatus::Profiled {
-            return Err(Problem::conflict(format!(
-                "dataset {dataset_id} is {:?}, not profiled yet",
-                dataset.status
-            )));
-        }
+        profiled_dataset(services, tenant, dataset_id).await?;
     }
     let task = Task::new(tenant.clone(), TaskKind::Train, correlation_id);
     let model_id = ModelId::new();
@@ -143,8 +167,8 @@ pub async fn submit(
     Ok((task, model_id))
 }
 
-/// Loads the rows a training job names.
-async fn rows(
+/// Loads the rows a job names.
+pub async fn rows(
     services: &Services,
     tenant: &TenantId,
     data: &TrainingData,

@@ -104,6 +104,7 @@ pub fn error_message(problem: &Problem) -> Vec<u8> {
 /// `error` reply; the connection stays open, unless its key has been revoked: then the
 /// reply says so and the connection is closed.
 pub async fn message_received(services: &Services, connection_id: &str, body: &[u8]) {
+    crate::metrics::global().add(crate::metrics::Counter::WebSocketMessages, 1);
     let outcome = handle(services, connection_id, body).await;
     let revoked = matches!(&outcome, Err(p) if p.slug == "unauthorized");
     let out = match outcome {

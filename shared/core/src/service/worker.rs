@@ -14,6 +14,7 @@ use crate::ports::{Delivery, StoreError};
 use crate::service::detection::{self, DetectJob};
 use crate::service::ingest::{self, ProfileJob};
 use crate::service::jobs::{JobError, JobKind};
+use crate::service::report::{self, ReportJob};
 use crate::service::training::{self, TrainJob};
 use crate::service::{Problem, Services};
 use crate::time::Timestamp;
@@ -60,12 +61,16 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
         kind = %delivery.job.kind,
         tenant = %delivery.job.tenant,
         correlation_id = %delivery.job.correlation_id,
+        task_id = tracing::field::Empty,
         receive = delivery.receive_count
     );
     let outcome = tokio::spawn(
         async move { handle_inner(&services2, &delivery2, &held2).await }.instrument(span),
     )
     .await;
+    if matches!(outcome, Ok(Handled::Retry(_)) | Err(_)) {
+        crate::metrics::global().add(crate::metrics::Counter::JobsRetried, 1);
+    }
     match outcome {
         Ok(h) => h,
         Err(e) => {
@@ -140,6 +145,7 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
         return Handled::Done;
     };
     let tenant = job.tenant.clone();
+    tracing::Span::current().record("task_id", tracing::field::display(&task_id));
     let task = match services.tasks.get_task(&tenant, &task_id).await {
         Ok(Some(t)) => t,
         Ok(None) => {
@@ -284,6 +290,23 @@ async fn run(
                 payload: serde_json::json!({ "dataset_id": dataset.id, "status": dataset.status }),
             })
         }
+        JobKind::Report => {
+            let job: ReportJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
+            reporter.report(0.05);
+            let r = reporter.clone();
+            let (key, summary) =
+                report::run_job(services, tenant, &job, move |p| r.report(0.05 + 0.9 * p)).await?;
+            Ok(Output {
+                result: key.as_str().to_string(),
+                payload: serde_json::json!({
+                    "model_id": job.model_id,
+                    "rows": summary.rows,
+                    "anomalies": summary.anomalies,
+                    "bytes": summary.bytes,
+                    "report_url": format!("/v1/tasks/{}/report", job.task_id),
+                }),
+            })
+        }
     }
 }
 
@@ -318,6 +341,7 @@ async fn complete(
             return Handled::Retry(error);
         }
     }
+    crate::metrics::global().add(crate::metrics::Counter::JobsSucceeded, 1);
     tracing::info!(task_id = %done.id, "task completed");
     Handled::Done
 }
@@ -349,6 +373,12 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
                 .err()
                 .map(Problem::from)
         }
+        crate::domain::TaskKind::Report => services
+            .blobs
+            .delete_blob(&report::report_key(&task.tenant, &task.id))
+            .await
+            .err()
+            .map(Problem::from),
         crate::domain::TaskKind::Profile => None,
     };
     match outcome {
@@ -373,7 +403,10 @@ pub async fn fail(services: &Services, task: &Task, error: &str) {
         .publish_with_task(&failed, EventType::TaskFailed, payload)
         .await
     {
-        Ok(_) => tracing::warn!(task_id = %failed.id, error, "task failed"),
+        Ok(_) => {
+            crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
+            tracing::warn!(task_id = %failed.id, error, "task failed")
+        }
         Err(e) => {
             tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed")
         }

@@ -103,6 +103,12 @@ impl Env {
         (parts.status, parts.headers, value)
     }
 
+    /// `GET path` with `key`: the status and the JSON body.
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let (status, _, body) = self.call("GET", path, Some(key), None, vec![]).await;
+        (status, body)
+    }
+
     pub async fn json(
         &self,
         method: &str,

@@ -1,0 +1,75 @@
+//! One interceptor on every SDK client: each call (DynamoDB, S3, SQS, API Gateway) is
+//! timed, logged at debug level with its service, operation, status and milliseconds,
+//! and recorded as an X-Ray subsegment (see [`crate::xray`]).
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use std::time::{Instant, SystemTime};
+
+/// Times and records every call of the client it is added to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AwsCalls;
+
+#[derive(Debug, Clone)]
+struct Started(SystemTime, Instant);
+
+impl Storable for Started {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for AwsCalls {
+    fn name(&self) -> &'static str {
+        "nomaly-aws-calls"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(Started(SystemTime::now(), Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Started(start, clock)) = cfg.load::<Started>().cloned() else {
+            return Ok(());
+        };
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_else(|| ("aws".into(), "unknown".into()));
+        let status = context.response().map(|r| r.status().as_u16());
+        let failed = matches!(context.output_or_error(), Some(Err(_)) | None);
+        let ms = clock.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            service = %service,
+            operation = %operation,
+            status = status.unwrap_or(0),
+            ms,
+            failed,
+            "aws call"
+        );
+        crate::xray::record(&crate::xray::Call {
+            service: &service,
+            operation: &operation,
+            start,
+            end: start + clock.elapsed(),
+            status,
+            failed,
+        });
+        Ok(())
+    }
+}
