@@ -152,36 +152,46 @@
 
   // ---- configuration -----------------------------------------------------------------
 
-  /** API base and WebSocket URL: same origin, or `?api=` / `&ws=` overrides. */
-  function configure() {
-    const params = new URLSearchParams(location.search);
-    let apiBase = location.origin;
-    let wsUrl = `${location.protocol === 'https:' ? 'wss://' : 'ws://'}${location.host}/ws`;
-    const api = params.get('api');
-    if (api) {
-      try {
-        const u = new URL(api);
+  /**
+   * API base and WebSocket URL: this page's origin, unless the site serving the page has a
+   * `config.json` beside it (`{"api": "https://...", "ws": "wss://.../live"}`), as a hosted
+   * copy does. Never from the page's URL: a link must not be able to choose where the key
+   * is sent.
+   */
+  async function loadConfig() {
+    const own = {
+      apiBase: location.origin,
+      wsUrl: `${location.protocol === 'https:' ? 'wss://' : 'ws://'}${location.host}/ws`,
+    };
+    let file;
+    try {
+      const res = await fetch(new URL('config.json', document.baseURI), { cache: 'no-store', credentials: 'omit' });
+      if (!res.ok) return own;
+      file = await res.json();
+    } catch (_) {
+      return own;
+    }
+    const cfg = { ...own };
+    try {
+      if (file && typeof file.api === 'string' && file.api) {
+        const u = new URL(file.api);
         if (u.protocol === 'https:' || u.protocol === 'http:') {
-          apiBase = (u.origin + u.pathname).replace(/\/+$/, '');
-          wsUrl = `${apiBase.replace(/^http/, 'ws')}/ws`;
+          cfg.apiBase = (u.origin + u.pathname).replace(/\/+$/, '');
+          cfg.wsUrl = `${cfg.apiBase.replace(/^http/, 'ws')}/ws`;
         }
-      } catch (_) {
-        /* ignored: keep the page's origin */
       }
-    }
-    const ws = params.get('ws');
-    if (ws) {
-      try {
-        const u = new URL(ws);
-        if (u.protocol === 'wss:' || u.protocol === 'ws:') wsUrl = u.href;
-      } catch (_) {
-        /* ignored */
+      if (file && typeof file.ws === 'string' && file.ws) {
+        const u = new URL(file.ws);
+        if (u.protocol === 'wss:' || u.protocol === 'ws:') cfg.wsUrl = u.href;
       }
+    } catch (_) {
+      return own;
     }
-    return { apiBase, wsUrl };
+    return cfg;
   }
 
-  const cfg = configure();
+  // Filled in by loadConfig() before the page is wired.
+  const cfg = { apiBase: location.origin, wsUrl: '' };
 
   const state = {
     key: null,
@@ -1801,6 +1811,11 @@
     if (saved) guard(connect)(saved);
   }
 
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', wire);
-  else wire();
+  async function start() {
+    Object.assign(cfg, await loadConfig());
+    wire();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
 })();

@@ -55,11 +55,15 @@ async function main(page, problems) {
   const summary = { ok: false, csv_rows: shape.rows, csv_columns: shape.columns };
 
   // ---- open and connect ------------------------------------------------------------
-  step(`open ${baseUrl}/`);
-  const response = await page.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded', timeout: WAIT });
+  // A link that tries to point the page elsewhere: the page ignores it.
+  const lure = '/?api=http%3A%2F%2F127.0.0.1%3A9&ws=ws%3A%2F%2F127.0.0.1%3A9%2Fsteal';
+  step(`open ${baseUrl}${lure}`);
+  const response = await page.goto(`${baseUrl}${lure}`, { waitUntil: 'domcontentloaded', timeout: WAIT });
   if (!response || !response.ok()) fail(`GET / answered ${response ? response.status() : 'nothing'}`);
   const csp = response.headers()['content-security-policy'] || '';
-  if (!csp.includes("script-src 'self'")) fail(`the page has no strict Content-Security-Policy (got "${csp}")`);
+  if (!csp.includes("script-src 'self'") || !/connect-src 'self'(;|$)/.test(csp)) {
+    fail(`the page has no strict Content-Security-Policy (got "${csp}")`);
+  }
 
   // Every value each progress bar takes, seen by a MutationObserver and a 50 ms poll.
   await page.evaluate(() => {
@@ -297,6 +301,22 @@ try {
     if (m.type() === 'error') problems.push(`console error: ${m.text().replaceAll(apiKey, '<key>')}`);
   });
   page.on('pageerror', (e) => problems.push(`page error: ${String(e && e.message).replaceAll(apiKey, '<key>')}`));
+  // The key must go nowhere but the page's own server, whatever the page's URL says.
+  const own = new URL(baseUrl).host;
+  const elsewhere = (url) => {
+    try {
+      const u = new URL(url);
+      return (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'ws:' || u.protocol === 'wss:') && u.host !== own;
+    } catch (_) {
+      return false;
+    }
+  };
+  page.on('request', (r) => {
+    if (elsewhere(r.url())) problems.push(`request to another host: ${r.url().replaceAll(apiKey, '<key>')}`);
+  });
+  page.on('websocket', (w) => {
+    if (elsewhere(w.url())) problems.push(`WebSocket to another host: ${w.url().replaceAll(apiKey, '<key>')}`);
+  });
   try {
     const summary = await main(page, problems);
     process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -1,7 +1,8 @@
 //! The dashboard: one page of plain HTML, JavaScript and CSS (no build step), embedded in
 //! the binary and served at `/`. It holds no data of its own: everything it shows comes
 //! from the API and the WebSocket with the key the user pastes, so the page itself needs
-//! no key. The same three files can be served from S3 (see the README).
+//! no key. The same three files can be served from S3 (see the README), with a
+//! `config.json` beside them naming the API; here `config.json` is `{}`: this origin.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -14,11 +15,15 @@ const APP_CSS: &str = include_str!("../../dashboard/app.css");
 
 /// Scripts, styles and connections from this origin only; no frames, no inline script.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `/`, `/dashboard/app.js` and `/dashboard/app.css`.
+/// `/`, `/dashboard/app.js`, `/dashboard/app.css` and `/config.json`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
+        .route(
+            "/config.json",
+            get(|| async { asset("application/json", "{}") }),
+        )
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX) }),
@@ -67,6 +72,7 @@ mod tests {
             ("/", "text/html", INDEX),
             ("/dashboard/app.js", "text/javascript", APP_JS),
             ("/dashboard/app.css", "text/css", APP_CSS),
+            ("/config.json", "application/json", "{}"),
         ] {
             let response = get_path(path).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -78,7 +84,7 @@ mod tests {
             assert!(headers[header::CONTENT_SECURITY_POLICY]
                 .to_str()
                 .expect("ascii")
-                .contains("script-src 'self'"));
+                .contains("script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"));
             let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
                 .await
                 .expect("body");

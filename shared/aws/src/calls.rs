@@ -52,6 +52,10 @@ impl Intercept for AwsCalls {
             .map(|m| (m.service().to_string(), m.name().to_string()))
             .unwrap_or_else(|| ("aws".into(), "unknown".into()));
         let status = context.response().map(|r| r.status().as_u16());
+        if status.is_none() && context.output_or_error().is_none() {
+            // Presigning runs the interceptors but sends nothing: no call was made.
+            return Ok(());
+        }
         let failed = matches!(context.output_or_error(), Some(Err(_)) | None);
         let ms = clock.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(

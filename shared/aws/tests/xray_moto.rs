@@ -6,7 +6,7 @@
 use nomaly_aws::provision::{self, Names};
 use nomaly_aws::{Clients, S3Blobs};
 use nomaly_core::domain::TenantId;
-use nomaly_core::ports::{BlobKey, BlobStore};
+use nomaly_core::ports::{BlobKey, BlobStore, UrlSigner};
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -39,6 +39,12 @@ async fn every_sdk_call_is_a_subsegment_of_the_invocation_trace() {
     let blobs = S3Blobs::new(clients.s3.clone(), &names.bucket);
     let tenant = TenantId::parse("acme").expect("tenant");
     let key = BlobKey::for_tenant(&tenant, &["x", "a.json"]).expect("key");
+    // Presigned URLs run the interceptors but call nothing: no subsegment.
+    blobs.presign_upload(&key, 2, 60).await.expect("presign");
+    blobs
+        .presign_download(&key, "application/json", 60)
+        .await
+        .expect("presign");
     blobs.put_blob(&key, b"{}".to_vec()).await.expect("put");
     let missing = BlobKey::for_tenant(&tenant, &["x", "none.json"]).expect("key");
     assert_eq!(blobs.get_blob(&missing).await.expect("get"), None);
@@ -92,6 +98,16 @@ async fn every_sdk_call_is_a_subsegment_of_the_invocation_trace() {
         .find(|d| d["aws"]["operation"] == "PutObject")
         .expect("put");
     assert_eq!(put["http"]["response"]["status"], 200);
+    assert_eq!(
+        ops.iter().filter(|o| *o == "S3.PutObject").count(),
+        1,
+        "one PutObject made, none for the presigned URLs: {ops:?}"
+    );
+    assert_eq!(
+        ops.iter().filter(|o| *o == "S3.GetObject").count(),
+        1,
+        "{ops:?}"
+    );
     assert!(put.get("error").is_none() && put.get("fault").is_none());
     let miss = seen
         .iter()

@@ -43,7 +43,7 @@ const COUNTERS: [(&str, &str, &str); 10] = [
     (
         "RowsScored",
         "nomaly_rows_scored_total",
-        "Rows scored by any model.",
+        "Rows scored by any model (detections, WebSocket scores, reports).",
     ),
     (
         "AnomaliesFound",
@@ -63,7 +63,7 @@ const COUNTERS: [(&str, &str, &str); 10] = [
     (
         "JobsRetried",
         "nomaly_jobs_retried_total",
-        "Job deliveries left for the queue to deliver again.",
+        "Job deliveries left for the queue to deliver again (not counting the last, which fails its task).",
     ),
     (
         "ColdStarts",

@@ -15,12 +15,17 @@ fn delivery(message: &SqsMessage) -> Result<Delivery, String> {
     Ok(Delivery {
         job,
         receipt: message.receipt_handle.clone().unwrap_or_default(),
-        receive_count: message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1),
+        receive_count: receives(message),
     })
+}
+
+/// How many times SQS has delivered the message (1 on the first delivery).
+fn receives(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Handles a batch; returns `{"batchItemFailures": [{"itemIdentifier": <message id>}]}`.
@@ -34,18 +39,16 @@ pub async fn handle(services: &Services, event: SqsEvent) -> Value {
                 // Left to the redrive policy: after the maximum receives it lands in the
                 // dead-letter queue for someone to look at.
                 tracing::error!(message_id = %id, why, "unreadable message");
-                nomaly_core::metrics::global().add(nomaly_core::metrics::Counter::JobsRetried, 1);
+                if receives(message) < services.settings.max_receives {
+                    nomaly_core::metrics::global()
+                        .add(nomaly_core::metrics::Counter::JobsRetried, 1);
+                }
                 Handled::Retry(why)
             }
         };
         if let Handled::Retry(why) = outcome {
             // Back off from the queue's long visibility timeout (6 x the function's).
-            let count = message
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse::<u32>().ok())
-                .unwrap_or(1);
-            let backoff = worker::retry_backoff_secs(count);
+            let backoff = worker::retry_backoff_secs(receives(message));
             if let Some(receipt) = &message.receipt_handle {
                 if let Err(e) = services.queue.change_visibility(receipt, backoff).await {
                     tracing::warn!(message_id = %id, error = %e, "could not shorten the retry delay");

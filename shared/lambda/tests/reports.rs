@@ -20,7 +20,7 @@ async fn trained_model(e: &support::Env, key: &str) -> String {
             "POST",
             "/v1/models",
             key,
-            json!({"algorithm": "zscore", "rows": rows(200), "columns": ["temp", HOSTILE, "load & \"x\""]}),
+            json!({"algorithm": "zscore", "rows": rows(200), "columns": ["temp, °C", HOSTILE, "load & \"x\""]}),
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
@@ -131,6 +131,14 @@ async fn a_report_plots_every_score_and_explains_the_top_rows() {
         .expect("profile");
     let profile = profile.split("</table>").next().expect("end");
     assert_eq!(profile.matches("<tr><td>").count(), 3);
+    assert!(
+        profile.contains("<tr><td>temp, °C</td><td>numeric</td>"),
+        "{profile}"
+    );
+    assert!(
+        html.contains("201 rows, 3 columns, 0 ragged rows"),
+        "names with commas and quotes"
+    );
     // Hostile names are shown, escaped; the page has no script at all.
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(html.contains("load &amp; &quot;x&quot;"));

@@ -68,7 +68,11 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
         async move { handle_inner(&services2, &delivery2, &held2).await }.instrument(span),
     )
     .await;
-    if matches!(outcome, Ok(Handled::Retry(_)) | Err(_)) {
+    // A delivery left for the queue is a retry, unless it was the last the queue makes
+    // (its task was failed, and the message goes to the dead-letter queue).
+    if matches!(outcome, Ok(Handled::Retry(_)) | Err(_))
+        && delivery.receive_count < services.settings.max_receives
+    {
         crate::metrics::global().add(crate::metrics::Counter::JobsRetried, 1);
     }
     match outcome {

@@ -39,7 +39,7 @@ pub struct ReportRequest {
     /// Inline rows (or give `dataset_id`).
     #[serde(default)]
     pub rows: Option<Vec<Vec<f64>>>,
-    /// Their column names.
+    /// Their column names (the model's feature names when left out).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
 }
@@ -80,18 +80,25 @@ pub async fn submit(
     model_id: &ModelId,
     request: ReportRequest,
 ) -> Result<Task, Problem> {
-    let data = TrainingData::from_parts(
+    let named = request.columns.is_some();
+    let mut data = TrainingData::from_parts(
         request.rows,
         request.columns,
         request.dataset_id,
         request.exclude_columns,
     )?;
     let model = models::record(services, tenant, model_id).await?;
-    match &data {
+    match &mut data {
         TrainingData::Dataset { dataset_id, .. } => {
             training::profiled_dataset(services, tenant, dataset_id).await?;
         }
-        TrainingData::Inline(rows) => width_matches(&model.feature_names, rows)?,
+        TrainingData::Inline(rows) => {
+            width_matches(&model.feature_names, rows)?;
+            if !named {
+                // Unnamed rows are the model's features, and the report says so.
+                rows.columns = model.feature_names.clone();
+            }
+        }
     }
     let task = Task::new(tenant.clone(), TaskKind::Report, correlation_id);
     let job = ReportJob {
@@ -192,17 +199,21 @@ pub async fn run_job(
     Ok((key, summary))
 }
 
-/// The profile of inline rows, as an upload of the same values would get.
+/// The profile of inline rows, as an upload of the same values would get (column names
+/// quoted as CSV needs).
 fn profile_of(rows: &Rows) -> Result<Option<serde_json::Value>, Problem> {
-    let mut csv = rows.columns.join(",");
-    csv.push('\n');
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Problem::invalid_data(format!("the rows could not be profiled: {e}"))
+    };
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(&rows.columns)
+        .map_err(|e| unreadable(&e))?;
     for r in &rows.rows {
-        let line: Vec<String> = r.iter().map(|v| format!("{v:?}")).collect();
-        csv.push_str(&line.join(","));
-        csv.push('\n');
+        csv.write_record(r.iter().map(|v| format!("{v:?}")))
+            .map_err(|e| unreadable(&e))?;
     }
-    let p = profile::profile_csv(csv.as_bytes())
-        .map_err(|e| Problem::internal(format!("profiling the rows: {e}")))?;
+    let bytes = csv.into_inner().map_err(|e| unreadable(&e))?;
+    let p = profile::profile_csv(&bytes).map_err(|e| unreadable(&e))?;
     Ok(serde_json::to_value(p).ok())
 }
 

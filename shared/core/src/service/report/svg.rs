@@ -72,9 +72,9 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .map(|m| m * magnitude)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * magnitude);
-    let first = (lo / step).ceil() as i64;
+    let first = (lo / step).ceil();
     (0..50)
-        .map(|i| (first + i) as f64 * step)
+        .map(|i| (first + f64::from(i)) * step)
         .take_while(|t| *t <= hi + step * 1e-9)
         .collect()
 }
@@ -397,6 +397,13 @@ mod tests {
         assert_eq!(num(0.0), "0");
         assert_eq!(num(2.5e7), "2.500e7");
         assert_eq!(num(f64::NAN), "–");
+    }
+
+    #[test]
+    fn huge_equal_scores_still_plot() {
+        let svg = series(&[1e17, 1e17], &[0, 1], 1e17);
+        assert_eq!(svg.matches(r#"class="anomaly""#).count(), 1);
+        assert!(histogram(&[-1e300, 1e300], 0.0, 40).contains("class=\"bin\""));
     }
 
     #[test]
