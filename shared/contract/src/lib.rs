@@ -713,27 +713,52 @@ pub async fn expired_entries_are_not_returned(
     );
 }
 
+/// How the calls of [`rate_limits_hold_across_instances`] are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calls {
+    /// All at once: the backend must count atomically.
+    Racing,
+    /// One after another, alternating between the limiters: for a stand-in backend that
+    /// does not apply conditional writes atomically (moto's DynamoDB over-admits under
+    /// concurrent requests; DynamoDB itself applies each conditional update atomically).
+    Alternating,
+}
+
 /// Request counters: two limiters on one backend (two processes, or two Lambda
-/// instances) together admit at most `limit` requests of a tenant per window, even when
-/// they race; a new window starts from zero; tenants are counted apart.
-pub async fn rate_limits_hold_across_instances(a: &dyn RateLimiter, b: &dyn RateLimiter) {
+/// instances) together admit at most `limit` requests of a tenant per window (even when
+/// they race, with [`Calls::Racing`]); a new window starts from zero; tenants are counted
+/// apart.
+pub async fn rate_limits_hold_across_instances(
+    a: &dyn RateLimiter,
+    b: &dyn RateLimiter,
+    calls: Calls,
+) {
     let (t, other) = (tenant(), tenant());
     // A window number far from the clock's, so no other check shares it.
     let window = 1_000_000 + i64::from(rand_u16());
     let limit = 7;
-    let calls = (0..24).map(|i| {
-        let limiter = if i % 2 == 0 { a } else { b };
-        limiter.admit(&t, window, 60, limit)
-    });
-    let admitted = futures_util::future::join_all(calls)
-        .await
+    let limiter = |i: usize| if i % 2 == 0 { a } else { b };
+    let outcomes = match calls {
+        Calls::Racing => {
+            futures_util::future::join_all((0..24).map(|i| limiter(i).admit(&t, window, 60, limit)))
+                .await
+        }
+        Calls::Alternating => {
+            let mut out = Vec::new();
+            for i in 0..24 {
+                out.push(limiter(i).admit(&t, window, 60, limit).await);
+            }
+            out
+        }
+    };
+    let admitted = outcomes
         .into_iter()
         .map(|r| r.expect("admit"))
         .filter(|ok| *ok)
         .count();
     assert_eq!(
         admitted, limit as usize,
-        "admitted {admitted} of 24 racing calls with limit {limit}"
+        "admitted {admitted} of 24 calls ({calls:?}) with limit {limit}"
     );
     assert!(
         !a.admit(&t, window, 60, limit).await.expect("admit"),

@@ -176,7 +176,7 @@ async fn sweeping_deletes_expired_records() {
 async fn rate_limits_hold_across_instances() {
     // The local server is one process: its clones share one set of counters.
     let s = store("rate");
-    contract::rate_limits_hold_across_instances(&s, &s.clone()).await;
+    contract::rate_limits_hold_across_instances(&s, &s.clone(), contract::Calls::Racing).await;
 }
 
 #[tokio::test]
