@@ -737,7 +737,7 @@ pub async fn rate_limits_hold_across_instances(
     // A window number far from the clock's, so no other check shares it.
     let window = 1_000_000 + i64::from(rand_u16());
     let limit = 7;
-    let limiter = |i: usize| if i % 2 == 0 { a } else { b };
+    let limiter = |i: usize| if i.is_multiple_of(2) { a } else { b };
     let outcomes = match calls {
         Calls::Racing => {
             futures_util::future::join_all((0..24).map(|i| limiter(i).admit(&t, window, 60, limit)))
