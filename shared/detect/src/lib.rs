@@ -7,6 +7,9 @@
 //! scoring gives the same bits at any thread count. Models serialize to a versioned,
 //! self-describing JSON format ([`Model::to_json`], [`Model::from_json`]).
 //!
+//! Streaming detectors, which learn one point at a time, are in [`stream`]; [`nab`] scores
+//! detections against labelled windows as the Numenta Anomaly Benchmark does.
+//!
 //! This crate does no I/O and nothing async: callers bring matrices.
 //!
 //! ```
@@ -28,11 +31,13 @@ pub mod lof;
 pub mod matrix;
 pub mod metrics;
 pub mod model;
+pub mod nab;
 pub mod neighbors;
 pub mod pca;
 pub mod rng;
 pub mod scorer;
 pub mod stats;
+pub mod stream;
 pub mod zscore;
 
 pub use error::{DetectError, Result};

@@ -1,0 +1,377 @@
+//! Detectors that learn as points arrive, one point at a time, in constant memory per
+//! stream: Half-Space Trees for multivariate points ([`hst`]), a seasonal baseline for
+//! univariate series with timestamps ([`seasonal`]), and rolling windows ([`window`]).
+//!
+//! A [`StreamDetector`] scores each point against what it learned before it, then learns
+//! it (test-then-train, no look-ahead). Its whole state is plain data: it serializes to
+//! JSON between points ([`StreamDetector::to_json`]) and a restored detector gives
+//! exactly the scores the original would have.
+
+pub mod hst;
+pub mod seasonal;
+pub mod window;
+
+use crate::{DetectError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Which detector a stream runs, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", rename_all = "snake_case")]
+pub enum StreamSpec {
+    /// Half-Space Trees over each point, or over the last `shingle` values of a
+    /// univariate series.
+    HalfSpaceTrees {
+        /// The trees.
+        #[serde(default)]
+        params: hst::HstParams,
+        /// Consecutive values of a univariate series that make one point (default 1:
+        /// the point itself).
+        #[serde(default = "one")]
+        shingle: usize,
+    },
+    /// The seasonal baseline (univariate).
+    Seasonal {
+        /// Its parameters.
+        #[serde(default)]
+        params: seasonal::SeasonalParams,
+    },
+    /// The robust z-score against a rolling window's median and MAD.
+    RollingMedian {
+        /// The window.
+        #[serde(default)]
+        params: window::WindowParams,
+    },
+    /// The z-score against a rolling window's mean and standard deviation.
+    RollingMean {
+        /// The window.
+        #[serde(default)]
+        params: window::WindowParams,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A point must have `width` values, all finite.
+pub(crate) fn check_point(x: &[f64], width: usize) -> Result<()> {
+    if x.len() != width {
+        return Err(DetectError::WidthMismatch {
+            expected: width,
+            found: x.len(),
+        });
+    }
+    if let Some((column, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(DetectError::NonFinite {
+            row: 0,
+            column,
+            value: v.to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl StreamSpec {
+    /// The detector's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamSpec::HalfSpaceTrees { .. } => "half_space_trees",
+            StreamSpec::Seasonal { .. } => "seasonal",
+            StreamSpec::RollingMedian { .. } => "rolling_median",
+            StreamSpec::RollingMean { .. } => "rolling_mean",
+        }
+    }
+}
+
+/// The running detector of one stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamDetector {
+    spec: StreamSpec,
+    width: usize,
+    state: State,
+    /// The last point's timestamp: points come in time order.
+    last_t: Option<i64>,
+    /// Points learned.
+    seen: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum State {
+    Hst {
+        trees: hst::HalfSpaceTrees,
+        shingle: usize,
+        recent: VecDeque<f64>,
+    },
+    Seasonal {
+        baseline: seasonal::Seasonal,
+    },
+    Rolling {
+        window: window::Rolling,
+    },
+}
+
+impl StreamDetector {
+    /// A fresh detector for points of `width` values.
+    pub fn new(spec: StreamSpec, width: usize) -> Result<Self> {
+        if width == 0 {
+            return Err(DetectError::NoColumns);
+        }
+        let univariate = |name: &'static str| {
+            if width == 1 {
+                Ok(())
+            } else {
+                Err(DetectError::InvalidParameter {
+                    name,
+                    reason: format!(
+                        "applies to a univariate series; the points have {width} values"
+                    ),
+                })
+            }
+        };
+        let state = match &spec {
+            StreamSpec::HalfSpaceTrees { params, shingle } => {
+                if !(1..=64).contains(shingle) {
+                    return Err(DetectError::InvalidParameter {
+                        name: "shingle",
+                        reason: "must be between 1 and 64".into(),
+                    });
+                }
+                if *shingle > 1 {
+                    univariate("shingle")?;
+                }
+                State::Hst {
+                    trees: hst::HalfSpaceTrees::new(params.clone(), width * shingle)?,
+                    shingle: *shingle,
+                    recent: VecDeque::new(),
+                }
+            }
+            StreamSpec::Seasonal { params } => {
+                univariate("detector")?;
+                State::Seasonal {
+                    baseline: seasonal::Seasonal::new(params.clone())?,
+                }
+            }
+            StreamSpec::RollingMedian { params } => State::Rolling {
+                window: window::Rolling::new(params.clone(), window::Center::Median, width)?,
+            },
+            StreamSpec::RollingMean { params } => State::Rolling {
+                window: window::Rolling::new(params.clone(), window::Center::Mean, width)?,
+            },
+        };
+        Ok(StreamDetector {
+            spec,
+            width,
+            state,
+            last_t: None,
+            seen: 0,
+        })
+    }
+
+    /// The spec it runs.
+    pub fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
+
+    /// Values per point.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Points learned so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Scores the point `x` at `t` (seconds) against what came before, then learns it.
+    /// Points must come in time order (equal timestamps are allowed) with finite values.
+    pub fn update(&mut self, t: i64, x: &[f64]) -> Result<f64> {
+        check_point(x, self.width)?;
+        if self.last_t.is_some_and(|last| t < last) {
+            return Err(DetectError::InvalidParameter {
+                name: "timestamp",
+                reason: format!(
+                    "{t} is before the stream's last point ({}); points come in time order",
+                    self.last_t.unwrap_or_default()
+                ),
+            });
+        }
+        let score = match &mut self.state {
+            State::Hst {
+                trees,
+                shingle,
+                recent,
+            } => {
+                recent.extend(x.iter().copied());
+                while recent.len() > *shingle * x.len() {
+                    recent.pop_front();
+                }
+                if recent.len() < *shingle * x.len() {
+                    0.0
+                } else {
+                    let point: Vec<f64> = recent.iter().copied().collect();
+                    let s = trees.score_one(&point)?;
+                    trees.learn_one(&point)?;
+                    s
+                }
+            }
+            State::Seasonal { baseline } => {
+                let s = baseline.score_one(t, x[0])?;
+                baseline.learn_one(t, x[0])?;
+                s
+            }
+            State::Rolling { window } => {
+                let s = window.score_one(x)?;
+                window.learn_one(x)?;
+                s
+            }
+        };
+        self.last_t = Some(t);
+        self.seen += 1;
+        Ok(score)
+    }
+
+    /// The whole state as JSON.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| DetectError::InvalidModel(e.to_string()))
+    }
+
+    /// A detector restored from [`StreamDetector::to_json`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let d: StreamDetector =
+            serde_json::from_slice(bytes).map_err(|e| DetectError::InvalidModel(e.to_string()))?;
+        // The spec is checked again: a stored state must be one this build could make.
+        StreamDetector::new(d.spec.clone(), d.width)?;
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn series(n: usize, seed: u64) -> Vec<(i64, f64)> {
+        let mut rng = Rng::new(seed);
+        (0..n)
+            .map(|i| {
+                let day = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let spike = if i % 997 == 500 { 40.0 } else { 0.0 };
+                (
+                    1_400_000_000 + 300 * i as i64,
+                    50.0 + 10.0 * day.sin() + rng.next_f64() + spike,
+                )
+            })
+            .collect()
+    }
+
+    fn specs() -> Vec<StreamSpec> {
+        vec![
+            StreamSpec::HalfSpaceTrees {
+                params: hst::HstParams {
+                    window_size: 100,
+                    ..hst::HstParams::default()
+                },
+                shingle: 3,
+            },
+            StreamSpec::Seasonal {
+                params: seasonal::SeasonalParams::default(),
+            },
+            StreamSpec::RollingMedian {
+                params: window::WindowParams::default(),
+            },
+            StreamSpec::RollingMean {
+                params: window::WindowParams::default(),
+            },
+        ]
+    }
+
+    #[test]
+    fn restoring_between_any_two_points_gives_the_same_scores_as_never_stopping() {
+        let points = series(2000, 7);
+        for spec in specs() {
+            let mut straight = StreamDetector::new(spec.clone(), 1).expect("valid");
+            let expected: Vec<f64> = points
+                .iter()
+                .map(|(t, v)| straight.update(*t, &[*v]).expect("update"))
+                .collect();
+            // Stop and restore after every point, as a Lambda between requests.
+            let mut bytes = StreamDetector::new(spec.clone(), 1)
+                .expect("valid")
+                .to_json()
+                .expect("json");
+            let mut restored = Vec::new();
+            for (t, v) in &points {
+                let mut d = StreamDetector::from_json(&bytes).expect("restore");
+                restored.push(d.update(*t, &[*v]).expect("update"));
+                bytes = d.to_json().expect("json");
+            }
+            assert_eq!(
+                expected.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                restored.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                "{}",
+                spec.name()
+            );
+            // The spikes stand out once the detector has history.
+            let spikes: Vec<f64> = (0..points.len())
+                .filter(|i| i % 997 == 500 && *i > 1000)
+                .map(|i| expected[i])
+                .collect();
+            let mut normal: Vec<f64> = (1000..points.len())
+                .filter(|i| i % 997 != 500)
+                .map(|i| expected[i])
+                .collect();
+            normal.sort_by(f64::total_cmp);
+            let p99 = normal[normal.len() * 99 / 100];
+            assert!(
+                spikes.iter().all(|s| *s > p99),
+                "{}: spikes {spikes:?} vs p99 {p99}",
+                spec.name()
+            );
+        }
+    }
+
+    #[test]
+    fn state_size_stays_bounded() {
+        for spec in specs() {
+            let mut d = StreamDetector::new(spec.clone(), 1).expect("valid");
+            let mut sizes = Vec::new();
+            for (i, (t, v)) in series(6000, 9).iter().enumerate() {
+                d.update(*t, &[*v]).expect("update");
+                if i % 2000 == 1999 {
+                    sizes.push(d.to_json().expect("json").len());
+                }
+            }
+            let (first, last) = (sizes[0] as f64, sizes[sizes.len() - 1] as f64);
+            assert!(last < first * 1.2, "{}: {sizes:?}", spec.name());
+            assert!(last < 350_000.0, "{}: {last} bytes", spec.name());
+        }
+    }
+
+    #[test]
+    fn points_out_of_order_or_of_the_wrong_shape_are_refused_and_change_nothing() {
+        let mut d = StreamDetector::new(specs()[2].clone(), 1).expect("valid");
+        d.update(100, &[1.0]).expect("update");
+        let before = d.to_json().expect("json");
+        assert!(d.update(99, &[1.0]).is_err());
+        assert!(d.update(101, &[1.0, 2.0]).is_err());
+        assert!(d.update(101, &[f64::INFINITY]).is_err());
+        assert_eq!(d.to_json().expect("json"), before);
+        assert!(
+            StreamDetector::new(specs()[1].clone(), 2).is_err(),
+            "seasonal is univariate"
+        );
+        let spec: StreamSpec =
+            serde_json::from_str(r#"{"detector":"half_space_trees","params":{"n_trees":10}}"#)
+                .expect("parses");
+        assert!(matches!(
+            spec,
+            StreamSpec::HalfSpaceTrees { shingle: 1, .. }
+        ));
+        assert!(serde_json::from_str::<StreamSpec>(
+            r#"{"detector":"seasonal","params":{"cycle":3}}"#
+        )
+        .is_err());
+    }
+}
