@@ -297,13 +297,7 @@ async fn metrics(ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let allowed = match (&token, presented) {
-        (Some(t), Some(p)) => {
-            t.len() == p.len()
-                && t.bytes()
-                    .zip(p.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        }
+        (Some(t), Some(p)) => nomaly_core::constant_time::eq(t.as_bytes(), p.as_bytes()),
         _ => peer.ip().is_loopback(),
     };
     if !allowed {

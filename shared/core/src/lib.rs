@@ -4,6 +4,7 @@
 
 pub mod atomic_file;
 pub mod claim_check;
+pub mod constant_time;
 pub mod domain;
 pub mod http;
 pub mod ids;

@@ -9,6 +9,7 @@
 //! download or the reverse.
 
 use async_trait::async_trait;
+use nomaly_core::constant_time;
 use nomaly_core::ports::{
     upload_url_lifetime, BlobKey, PresignedDownload, PresignedUpload, StoreError, StoreResult,
     UrlSigner,
@@ -49,16 +50,6 @@ fn message(key: &BlobKey, size: u64, expires_ms: i64) -> String {
 
 fn download_message(key: &BlobKey, content_type: &str, expires_ms: i64) -> String {
     format!("GET\n{}\n{content_type}\n{expires_ms}", key.as_str())
-}
-
-/// Whether `signature` is `expected`, compared in constant time.
-fn same(expected: &str, signature: &str) -> bool {
-    expected.len() == signature.len()
-        && expected
-            .bytes()
-            .zip(signature.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 impl LocalUploads {
@@ -102,10 +93,8 @@ impl LocalUploads {
         if expires_ms < Timestamp::now().millis() {
             return false;
         }
-        same(
-            &hmac(&self.secret, &message(key, size, expires_ms)),
-            signature,
-        )
+        let expected = hmac(&self.secret, &message(key, size, expires_ms));
+        constant_time::eq(expected.as_bytes(), signature.as_bytes())
     }
 
     /// Whether a download of `key` as `content_type` carries a valid, unexpired signature.
@@ -117,12 +106,13 @@ impl LocalUploads {
         signature: &str,
     ) -> bool {
         expires_ms >= Timestamp::now().millis()
-            && same(
-                &hmac(
+            && constant_time::eq(
+                hmac(
                     &self.secret,
                     &download_message(key, content_type, expires_ms),
-                ),
-                signature,
+                )
+                .as_bytes(),
+                signature.as_bytes(),
             )
     }
 }

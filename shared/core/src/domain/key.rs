@@ -74,13 +74,8 @@ impl ApiKey {
     /// hashes in constant time.
     pub fn accepts(&self, secret: &str) -> bool {
         let presented = sha256_hex(secret);
-        let same = presented.len() == self.secret_sha256.len()
-            && presented
-                .bytes()
-                .zip(self.secret_sha256.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        same && self.revoked_at.is_none()
+        crate::constant_time::eq(presented.as_bytes(), self.secret_sha256.as_bytes())
+            && self.revoked_at.is_none()
     }
 }
 
