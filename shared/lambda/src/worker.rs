@@ -39,10 +39,7 @@ pub async fn handle(services: &Services, event: SqsEvent) -> Value {
                 // Left to the redrive policy: after the maximum receives it lands in the
                 // dead-letter queue for someone to look at.
                 tracing::error!(message_id = %id, why, "unreadable message");
-                if receives(message) < services.settings.max_receives {
-                    nomaly_core::metrics::global()
-                        .add(nomaly_core::metrics::Counter::JobsRetried, 1);
-                }
+                worker::count_retry(services, receives(message));
                 Handled::Retry(why)
             }
         };

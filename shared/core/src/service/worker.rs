@@ -68,12 +68,8 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
         async move { handle_inner(&services2, &delivery2, &held2).await }.instrument(span),
     )
     .await;
-    // A delivery left for the queue is a retry, unless it was the last the queue makes
-    // (its task was failed, and the message goes to the dead-letter queue).
-    if matches!(outcome, Ok(Handled::Retry(_)) | Err(_))
-        && delivery.receive_count < services.settings.max_receives
-    {
-        crate::metrics::global().add(crate::metrics::Counter::JobsRetried, 1);
+    if matches!(outcome, Ok(Handled::Retry(_)) | Err(_)) {
+        count_retry(services, delivery.receive_count);
     }
     match outcome {
         Ok(h) => h,
@@ -87,6 +83,15 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
             }
             Handled::Retry(error)
         }
+    }
+}
+
+/// Counts a delivery left for the queue (the `receive_count`-th) as a retry, unless it
+/// was the last the queue makes: its task was failed, and the message goes to the
+/// dead-letter queue.
+pub fn count_retry(services: &Services, receive_count: u32) {
+    if receive_count < services.settings.max_receives {
+        crate::metrics::global().add(crate::metrics::Counter::JobsRetried, 1);
     }
 }
 
