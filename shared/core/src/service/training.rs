@@ -167,8 +167,8 @@ pub async fn submit(
     Ok((task, model_id))
 }
 
-/// Loads the rows a job names.
-pub async fn rows(
+/// Loads the rows a training job names.
+async fn rows(
     services: &Services,
     tenant: &TenantId,
     data: &TrainingData,
@@ -188,22 +188,33 @@ pub async fn rows(
                         "dataset {dataset_id} not found"
                     )))
                 })?;
-            let key = BlobKey::parse(&dataset.blob_key)
-                .ok()
-                .filter(|k| k.belongs_to(tenant))
-                .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
-            let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
-                JobError::Fail(Problem::not_found(format!(
-                    "dataset {dataset_id}'s upload is gone"
-                )))
-            })?;
-            let exclude = exclude_columns.clone();
-            tokio::task::spawn_blocking(move || Rows::from_csv(&bytes, &exclude))
-                .await
-                .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?
-                .map_err(JobError::Fail)
+            dataset_rows(services, tenant, &dataset, exclude_columns).await
         }
     }
+}
+
+/// The rows of a dataset's upload, less `exclude_columns`.
+pub async fn dataset_rows(
+    services: &Services,
+    tenant: &TenantId,
+    dataset: &crate::domain::Dataset,
+    exclude_columns: &[String],
+) -> Result<Rows, JobError> {
+    let key = BlobKey::parse(&dataset.blob_key)
+        .ok()
+        .filter(|k| k.belongs_to(tenant))
+        .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
+    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
+        JobError::Fail(Problem::not_found(format!(
+            "dataset {}'s upload is gone",
+            dataset.id
+        )))
+    })?;
+    let exclude = exclude_columns.to_vec();
+    tokio::task::spawn_blocking(move || Rows::from_csv(&bytes, &exclude))
+        .await
+        .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?
+        .map_err(JobError::Fail)
 }
 
 /// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of

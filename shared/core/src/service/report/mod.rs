@@ -131,18 +131,27 @@ pub async fn run_job(
     progress: impl Fn(f64) + Send + Sync + 'static,
 ) -> Result<(BlobKey, Summary), JobError> {
     let (record, model) = models::load(services, tenant, &job.model_id).await?;
-    let rows = training::rows(services, tenant, &job.data).await?;
-    width_matches(&record.feature_names, &rows)?;
-    let (source, stored_profile) = match &job.data {
-        TrainingData::Dataset { dataset_id, .. } => {
+    // The dataset's record is read once: for its rows, its name and its profile.
+    let (rows, source, stored_profile) = match &job.data {
+        TrainingData::Dataset {
+            dataset_id,
+            exclude_columns,
+        } => {
             let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
+            let rows = training::dataset_rows(services, tenant, &dataset, exclude_columns).await?;
             (
+                rows,
                 format!("dataset {} ({})", dataset.name, dataset.id),
                 dataset.profile,
             )
         }
-        TrainingData::Inline(rows) => (format!("{} rows sent with the request", rows.len()), None),
+        TrainingData::Inline(rows) => (
+            rows.clone(),
+            format!("{} rows sent with the request", rows.len()),
+            None,
+        ),
     };
+    width_matches(&record.feature_names, &rows)?;
     progress(0.1);
     let render = move || -> Result<(String, Summary), Problem> {
         let profile = match stored_profile {
