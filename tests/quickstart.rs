@@ -98,4 +98,16 @@ fn the_readme_quickstart_runs_as_written() {
         .expect("model detection printed");
     assert_eq!(detection["model_id"], task["result"]);
     assert_eq!(detection["scores"].as_array().map(Vec::len), Some(5));
+    // The stream's anomalies: the spike at point 1300 among them.
+    let anomalies = find(&|v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|x| x.get("index").is_some()))
+    })
+    .expect("stream anomalies printed");
+    assert!(
+        anomalies
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["index"] == 1300)),
+        "{anomalies}"
+    );
 }

@@ -2,8 +2,9 @@
 //! folder, driven over real HTTP and a real WebSocket. Covers two tenants kept apart,
 //! progress pushed while training, detection equal to `nomaly detect`, an oversized
 //! detection that becomes a background task, an upload profiled, a SIGKILL mid-training
-//! followed by a restart, and (`--aws`) the same server on moto with its pushes going
-//! through the API Gateway management API that the server answers.
+//! followed by a restart, a NAB series streamed to a seasonal stream with its anomalies
+//! pushed live, and (`--aws`) the same server on moto with its pushes going through the
+//! API Gateway management API that the server answers.
 
 use nomaly_tests::server::{Api, Server, Socket};
 use nomaly_tests::{nomaly, parse_scores, scratch, shared_data};
@@ -45,6 +46,158 @@ fn floats(v: &Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().expect("a number"))
         .collect()
+}
+
+/// POSTs a CSV body to the server with `key`; the status and the JSON answer.
+async fn post_csv(server: &Server, key: &str, path: &str, body: String) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(key)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
+    use nomaly_detect::stream::{StreamDetector, StreamSpec};
+    let dir = scratch("serve-streams");
+    // No request limit: the two writers at the end send 80 requests as fast as they can.
+    let server = Server::start(&dir.join("data"), &[], &[("NOMALY_RATE_LIMIT", "0")]);
+    let key = server.key("tenant-a");
+    let a = Api::new(&server, &key);
+    let other_key = server.key("tenant-b");
+    let (s, created) = a
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(json!({"name": "nyc taxi", "detector": "seasonal"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let id = created["stream_id"].as_str().expect("id").to_string();
+    let mut ws = Socket::connect(&server, &key).await;
+    ws.subscribe(&format!("stream:{id}")).await;
+    let mut other_ws = Socket::connect(&server, &other_key).await;
+    other_ws.subscribe("tenant").await;
+
+    // NAB's nyc_taxi (10320 half-hourly points) in CSV requests of 2000 rows.
+    let text = std::fs::read_to_string(shared_data("nab").join("nyc_taxi.csv")).expect("nyc_taxi");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let body: Vec<&str> = lines.collect();
+    let (mut served, mut scores) = (Vec::new(), Vec::new());
+    for chunk in body.chunks(2000) {
+        let csv = format!("{header}\n{}\n", chunk.join("\n"));
+        let (s, answer) = post_csv(&server, &key, &format!("/v1/streams/{id}/points"), csv).await;
+        assert_eq!(s, 200, "{answer}");
+        served.extend(
+            answer["anomalies"]
+                .as_array()
+                .expect("anomalies")
+                .iter()
+                .map(|a| a["timestamp"].as_i64().expect("t")),
+        );
+        scores.extend(
+            answer["scores"]
+                .as_array()
+                .expect("scores")
+                .iter()
+                .map(|v| v.as_f64().expect("score")),
+        );
+    }
+    assert_eq!(scores.len(), body.len());
+
+    // The served scores are the library's own, run here over the same points.
+    let mut local = StreamDetector::new(
+        serde_json::from_value::<StreamSpec>(json!({"detector": "seasonal"})).expect("spec"),
+        1,
+    )
+    .expect("detector");
+    let mut expected = Vec::new();
+    for (i, line) in body.iter().enumerate() {
+        let (t, v) = line.split_once(',').expect("t,v");
+        let t = nomaly_core::time::parse_instant(t).expect("timestamp");
+        let score = local
+            .update(t, &[v.trim().parse().expect("value")])
+            .expect("update");
+        assert_eq!(score.to_bits(), scores[i].to_bits(), "point {i}");
+        if score > 7.0 {
+            expected.push(t);
+        }
+    }
+    assert_eq!(served, expected, "the served anomalies are the library's");
+    assert!(
+        !served.is_empty(),
+        "the seasonal detector flags some of nyc_taxi"
+    );
+
+    // Every anomaly reached the stream's subscriber, live.
+    let mut pushed = Vec::new();
+    while pushed.len() < served.len() {
+        let m = ws.until(LONG, |m| m["type"] == "anomaly.detected").await;
+        assert_eq!(m["payload"]["stream_id"], id.as_str());
+        pushed.extend(
+            m["payload"]["anomaly_points"]
+                .as_array()
+                .expect("points")
+                .iter()
+                .map(|p| p["timestamp"].as_i64().expect("t")),
+        );
+    }
+    assert_eq!(pushed, served);
+    assert!(
+        other_ws.drain(Duration::from_millis(500)).await.is_empty(),
+        "another tenant hears nothing of the stream"
+    );
+
+    // The socket appends too: one more point, a long way off the cycle.
+    let last_t = body
+        .last()
+        .and_then(|l| l.split_once(','))
+        .and_then(|(t, _)| nomaly_core::time::parse_instant(t))
+        .expect("the last timestamp");
+    ws.send(json!({"action": "score", "stream_id": id, "request_id": "w1", "points": [{"timestamp": last_t + 1800, "value": 1.0e6}]})).await;
+    let reply = ws.until(LONG, |m| m["type"] == "scores").await;
+    assert_eq!(reply["request_id"], "w1");
+    assert!(reply["scores"][0].as_f64().expect("score") > 7.0, "{reply}");
+    let (_, view) = a.call("GET", &format!("/v1/streams/{id}"), None).await;
+    assert_eq!(view["points"], body.len() + 1);
+
+    // Two clients appending at once to one stream lose nothing.
+    let (s, pair) = a
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(json!({"name": "pair", "detector": "rolling_mean"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let pair = pair["stream_id"].as_str().expect("id").to_string();
+    let writers = (0..2).map(|w| {
+        let (a, pair) = (a.clone(), pair.clone());
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let (s, answer) = a
+                    .call("POST", &format!("/v1/streams/{pair}/points"), Some(json!({"points": [{"timestamp": 1_700_000_000, "value": (w * 40 + i) as f64}]})))
+                    .await;
+                assert_eq!(s, 200, "{answer}");
+            }
+        })
+    });
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let (_, view) = a.call("GET", &format!("/v1/streams/{pair}"), None).await;
+    assert_eq!(
+        (view["points"].as_u64(), view["version"].as_u64()),
+        (Some(80), Some(81)),
+        "{view}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 //! `cargo run --release -p nomaly-bench --bin nab-bench [-- [<nab folder>] [--sweep]]`
 //! (`--sweep` adds how other thresholds would have done).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nomaly_detect::nab;
 use nomaly_detect::stream::{hst, seasonal, window, StreamDetector, StreamSpec};
 use std::path::{Path, PathBuf};
@@ -72,32 +72,8 @@ fn contenders() -> Vec<Contender> {
 
 /// Seconds since 1970 of `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC).
 fn epoch_seconds(text: &str) -> Result<i64> {
-    let text = text.trim();
-    let (date, time) = text
-        .split_once(' ')
-        .with_context(|| format!("timestamp `{text}`"))?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse::<i64>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("date `{date}`"))?;
-    let time = time.split('.').next().unwrap_or(time);
-    let t: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse::<i64>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("time `{time}`"))?;
-    if d.len() != 3 || t.len() != 3 {
-        bail!("timestamp `{text}` is not YYYY-MM-DD HH:MM:SS");
-    }
-    // Days from civil (Howard Hinnant).
-    let (y, m, day) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
+    nomaly_core::time::parse_instant(text)
+        .with_context(|| format!("timestamp `{}` is not YYYY-MM-DD HH:MM:SS", text.trim()))
 }
 
 fn load(dir: &Path, name: &str) -> Result<Series> {

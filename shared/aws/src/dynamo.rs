@@ -11,6 +11,7 @@
 //! | cached result | `T#<tenant>` | `CACHE#<key>` | `value` (binary), `ttl` |
 //! | API key | `KEY#<id>` | `KEY` | `gsi1pk` = `T#<tenant>#KEYS`, `gsi1sk` = id |
 //! | connection | `CONN#<id>` | `CONN` | `gsi1pk` = `T#<tenant>#CONNS`, `gsi1sk` = id, `ttl` |
+//! | stream | `T#<tenant>` | `STREAM#<id>` | `version` (compare-and-set); the detector's state as `state` (binary) or, when large, `state_key` (the S3 key of that version's state) |
 //! | request counter | `T#<tenant>` | `RATE#<window>` | `n` (requests counted), `ttl` |
 //!
 //! Ids are ULIDs, so a query on `T#<tenant>` with `begins_with(sk, "TASK#")` read
@@ -24,12 +25,14 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use nomaly_core::domain::{
-    ApiKey, Connection, Dataset, Event, ModelRecord, Task, TaskStatus, TenantId,
+    ApiKey, Connection, Dataset, Event, ModelRecord, Stream, StreamState, Task, TaskStatus,
+    TenantId,
 };
-use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
+use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, StreamId, TaskId};
 use nomaly_core::ports::{
-    Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
-    ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult, TaskStore,
+    BlobKey, Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
+    KeyStore, ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult,
+    StreamStore, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use serde::de::DeserializeOwned;
@@ -181,6 +184,43 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Replaces an item that has a `version` attribute if and only if the stored version
+    /// is `version - 1`: the compare-and-set of tasks and streams. `Conflict` if it
+    /// changed, `NotFound` if there is no such item.
+    async fn put_next_version(&self, item: Item, version: u64, id: &str) -> StoreResult<()> {
+        let (pk, sk) = match (item.get("pk"), item.get("sk")) {
+            (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => (pk.clone(), sk.clone()),
+            _ => {
+                return Err(StoreError::backend(
+                    "update an item",
+                    crate::error::SdkFailure("the item has no key".into()),
+                ))
+            }
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(pk) AND version = :expected")
+            .expression_attribute_values(":expected", n(version as i64 - 1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                match self.get(pk, sk).await? {
+                    Some(_) => Err(StoreError::Conflict(id.to_string())),
+                    None => Err(StoreError::NotFound(id.to_string())),
+                }
+            }
+            Err(e) => Err(sdk("update an item")(e)),
+        }
+    }
+
     /// A tenant's record of one kind, if present.
     async fn get_record<T: DeserializeOwned>(
         &self,
@@ -237,6 +277,8 @@ impl DynamoStore {
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
             .scan_index_forward(false)
+            // The record only: a stream's state may be hundreds of kilobytes.
+            .projection_expression("pk, sk, body")
             .limit(page.effective_limit() as i32)
             .set_exclusive_start_key(start)
             .consistent_read(true)
@@ -293,30 +335,8 @@ impl TaskStore for DynamoStore {
     }
 
     async fn update_task(&self, task: &Task) -> StoreResult<()> {
-        let (pk, sk) = (tenant_pk(&task.tenant), format!("TASK#{}", task.id));
-        let item = task_item(task)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(pk) AND version = :expected")
-            .expression_attribute_values(":expected", n(task.version as i64 - 1))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                match self.get(pk, sk).await? {
-                    Some(_) => Err(StoreError::Conflict(task.id.to_string())),
-                    None => Err(StoreError::NotFound(task.id.to_string())),
-                }
-            }
-            Err(e) => Err(sdk("update a task")(e)),
-        }
+        self.put_next_version(task_item(task)?, task.version, task.id.as_str())
+            .await
     }
 
     async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>> {
@@ -357,6 +377,76 @@ fn task_item(task: &Task) -> StoreResult<Item> {
         );
     }
     Ok(item)
+}
+
+/// A stream's item: the record, its version and its state (or the state's blob key).
+fn stream_item(stream: &Stream, state: &StreamState) -> StoreResult<Item> {
+    let mut item = tenant_item(&stream.tenant, "STREAM#", stream.id.as_str(), stream)?;
+    item.insert("version".to_string(), n(stream.version as i64));
+    match state {
+        StreamState::Inline(bytes) => item.insert(
+            "state".to_string(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes.clone())),
+        ),
+        StreamState::Blob(key) => item.insert("state_key".to_string(), s(key.as_str())),
+    };
+    Ok(item)
+}
+
+fn stream_state(item: &Item) -> StoreResult<StreamState> {
+    if let Some(key) = item.get("state_key").and_then(|v| v.as_s().ok()) {
+        return BlobKey::parse(key)
+            .map(StreamState::Blob)
+            .map_err(|e| StoreError::backend("read a stream's state key", e));
+    }
+    match item.get("state").and_then(|v| v.as_b().ok()) {
+        Some(bytes) => Ok(StreamState::Inline(bytes.as_ref().to_vec())),
+        None => Err(StoreError::backend(
+            "read a stream's state",
+            crate::error::SdkFailure("the stream item has no state".into()),
+        )),
+    }
+}
+
+#[async_trait]
+impl StreamStore for DynamoStore {
+    async fn create_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()> {
+        self.put_new(stream_item(stream, state)?, stream.id.as_str())
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+    ) -> StoreResult<Option<(Stream, StreamState)>> {
+        self.get(tenant_pk(tenant), format!("STREAM#{id}"))
+            .await?
+            .map(|item| Ok((parse(&item)?, stream_state(&item)?)))
+            .transpose()
+    }
+
+    async fn list_streams(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Stream>> {
+        self.list(tenant, "STREAM#", page).await
+    }
+
+    async fn update_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()> {
+        self.put_next_version(
+            stream_item(stream, state)?,
+            stream.version,
+            stream.id.as_str(),
+        )
+        .await
+    }
+
+    async fn delete_stream(&self, tenant: &TenantId, id: &StreamId) -> StoreResult<()> {
+        self.delete_existing(tenant_pk(tenant), format!("STREAM#{id}"), id.as_str())
+            .await
+    }
 }
 
 #[async_trait]

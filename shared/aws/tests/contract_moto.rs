@@ -300,3 +300,61 @@ async fn finishing_a_task_stores_both_or_neither() {
     let s = store("finish").await;
     contract::finishing_a_task_stores_both_or_neither(&s, &s).await;
 }
+
+#[tokio::test]
+async fn stream_store_compare_and_set() {
+    contract::stream_store_compare_and_set(&store("streams").await).await;
+}
+
+type Counted = std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;
+
+/// The services on moto, with state larger than `inline_state_bytes` kept in S3, and a
+/// count of the bucket's objects under a prefix.
+async fn services(
+    test: &str,
+    inline_state_bytes: usize,
+) -> (
+    nomaly_core::service::Services,
+    impl Fn(String) -> Counted + Sync,
+) {
+    let (clients, names, p) = setup(test).await;
+    let deployment = nomaly_aws::deployment::Deployment {
+        table: names.table.clone(),
+        events_table: names.events_table.clone(),
+        bucket: names.bucket.clone(),
+        queue_url: p.queue_url.clone(),
+        dead_letter_url: p.dead_letter_url.clone(),
+        ws_endpoint: "http://127.0.0.1:9/unused".into(),
+    };
+    let settings = nomaly_core::service::Settings {
+        stream_inline_state_bytes: inline_state_bytes,
+        ..Default::default()
+    };
+    let (s3, bucket) = (clients.s3.clone(), names.bucket.clone());
+    let count = move |prefix: String| -> Counted {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        Box::pin(async move {
+            s3.list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .expect("list objects")
+                .key_count()
+                .unwrap_or(0) as usize
+        })
+    };
+    (deployment.services(&clients, settings), count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stream_writers_lose_nothing_inline() {
+    let (s, count) = services("srace", 300_000).await;
+    contract::concurrent_stream_writers_lose_nothing(&s, 2, 15, &count).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stream_writers_lose_nothing_with_state_in_s3() {
+    let (s, count) = services("sraceblob", 1024).await;
+    contract::concurrent_stream_writers_lose_nothing(&s, 2, 15, &count).await;
+}

@@ -6,16 +6,19 @@
 
 use nomaly_core::claim_check;
 use nomaly_core::domain::{
-    ApiKey, Channel, Connection, Event, EventType, ModelRecord, Task, TaskKind, TaskStatus,
-    TenantId,
+    ApiKey, Channel, Connection, Event, EventType, ModelRecord, Stream, StreamState, Task,
+    TaskKind, TaskStatus, TenantId,
 };
 use nomaly_core::ids::{JobId, ModelId, TaskId};
 use nomaly_core::ports::{
     BlobKey, BlobStore, Claim, ConnectionRegistry, EventLog, ExpirySweeper, IdempotencyStore, Job,
     JobQueue, KeyStore, ModelRegistry, PageRequest, RateLimiter, ResultCache, StoreError,
-    TaskStore,
+    StreamStore, TaskStore,
 };
+use nomaly_core::service::streams::{self, CreateStream, Point};
+use nomaly_core::service::Services;
 use nomaly_core::time::Timestamp;
+use nomaly_detect::stream::{StreamDetector, StreamSpec};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -853,4 +856,272 @@ pub async fn finishing_a_task_stores_both_or_neither(tasks: &dyn TaskStore, even
         events.append_with_task(&event_of(&ghost), &ghost).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+fn stream(tenant: &TenantId) -> Stream {
+    Stream::new(
+        tenant.clone(),
+        "cpu".into(),
+        serde_json::json!({"detector": "seasonal"}),
+        vec!["value".into()],
+        7.0,
+    )
+}
+
+/// Streams: created once, read back with their state (inline bytes or a blob pointer),
+/// compare-and-set updates where exactly one of racing writers wins, listings without
+/// state, other tenants kept out, deletion.
+pub async fn stream_store_compare_and_set(streams: &dyn StreamStore) {
+    let (t, other) = (tenant(), tenant());
+    let s = stream(&t);
+    // 200 KB of state, in the record itself (within DynamoDB's 400 KB item).
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let inline = StreamState::Inline(big.clone());
+    streams
+        .create_stream(&s, &inline)
+        .await
+        .expect("create a stream");
+    assert!(
+        matches!(
+            streams.create_stream(&s, &inline).await,
+            Err(StoreError::AlreadyExists(_))
+        ),
+        "a second create with the same id must be AlreadyExists"
+    );
+    let (read, state) = streams
+        .get_stream(&t, &s.id)
+        .await
+        .expect("get")
+        .expect("the stream is there");
+    assert_eq!(read, s);
+    assert_eq!(state, inline, "the state's bytes come back as stored");
+    assert_eq!(
+        streams.get_stream(&other, &s.id).await.expect("get"),
+        None,
+        "another tenant reads nothing"
+    );
+
+    let mut next = s.clone();
+    next.version = 2;
+    next.points = 10;
+    let key = BlobKey::for_tenant(&t, &["streams", s.id.as_str(), "state-2.json"]).expect("key");
+    let pointer = StreamState::Blob(key);
+    streams
+        .update_stream(&next, &pointer)
+        .await
+        .expect("update from version 1");
+    assert!(
+        matches!(
+            streams.update_stream(&next, &inline).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an update made from a stale version must be a Conflict"
+    );
+    let (read, state) = streams
+        .get_stream(&t, &s.id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!((read.version, read.points), (2, 10));
+    assert_eq!(state, pointer, "the pointer replaced the inline state");
+
+    // Racing writers from version 2: exactly one wins.
+    let racers: Vec<Stream> = (0..6)
+        .map(|i| {
+            let mut r = next.clone();
+            r.version = 3;
+            r.points = 100 + i;
+            r
+        })
+        .collect();
+    let states: Vec<StreamState> = (0..6u8)
+        .map(|i| StreamState::Inline(vec![i; 1000]))
+        .collect();
+    let outcomes = futures_util::future::join_all(
+        racers
+            .iter()
+            .zip(&states)
+            .map(|(r, st)| streams.update_stream(r, st)),
+    )
+    .await;
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one racing writer wins: {outcomes:?}"
+    );
+    for o in &outcomes {
+        assert!(
+            o.is_ok() || matches!(o, Err(StoreError::Conflict(_))),
+            "{o:?}"
+        );
+    }
+    let (read, state) = streams
+        .get_stream(&t, &s.id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(read, racers[winners[0]], "the winner's record is stored");
+    assert_eq!(state, states[winners[0]], "with the winner's state");
+
+    let mut ghost = stream(&t);
+    ghost.version = 2;
+    assert!(
+        matches!(
+            streams.update_stream(&ghost, &inline).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "updating a stream that does not exist is NotFound"
+    );
+    let mut foreign = read.clone();
+    foreign.tenant = other.clone();
+    foreign.version = 4;
+    assert!(
+        matches!(
+            streams.update_stream(&foreign, &inline).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "another tenant cannot update the stream"
+    );
+
+    let second = stream(&t);
+    streams
+        .create_stream(&second, &StreamState::Inline(b"{}".to_vec()))
+        .await
+        .expect("create a second stream");
+    let page = streams
+        .list_streams(&t, &PageRequest::default())
+        .await
+        .expect("list");
+    let ids: Vec<_> = page.items.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, vec![second.id.clone(), s.id.clone()], "newest first");
+    assert!(streams
+        .list_streams(&other, &PageRequest::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    assert!(matches!(
+        streams.delete_stream(&other, &s.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    streams.delete_stream(&t, &s.id).await.expect("delete");
+    assert_eq!(streams.get_stream(&t, &s.id).await.expect("get"), None);
+    assert!(matches!(
+        streams.delete_stream(&t, &s.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Through the use case: `writers` concurrent writers each append `per_writer` points one
+/// request at a time to one stream. No update is lost: the stream counts every point,
+/// the stored detector state equals replaying every point in the order the writes won
+/// (their versions), and every answered score is the replay's score. With
+/// `stream_inline_state_bytes` set low, this runs the blob-pointer path, and no state
+/// object but the current one is left behind (`count_objects` counts the blobs under a
+/// key prefix).
+pub async fn concurrent_stream_writers_lose_nothing(
+    services: &Services,
+    writers: usize,
+    per_writer: usize,
+    count_objects: &(dyn Fn(String) -> futures_util::future::BoxFuture<'static, usize> + Sync),
+) {
+    let t = tenant();
+    let request: CreateStream = serde_json::from_value(serde_json::json!({
+        "name": "racing",
+        "detector": "half_space_trees",
+        "params": {"n_trees": 5, "height": 6, "window_size": 16, "seed": 3},
+        "shingle": 2,
+    }))
+    .expect("a create request");
+    let created = streams::create(services, &t, request)
+        .await
+        .expect("create the stream");
+    let id = created.id.clone();
+    // Every point at the same second, so any order the writes win in is a valid order.
+    let value = |w: usize, i: usize| ((w * 7919 + i * 104_729) % 1000) as f64 / 10.0;
+    let runs = (0..writers).map(|w| {
+        let (t, id) = (t.clone(), id.clone());
+        async move {
+            let mut answers = Vec::new();
+            for i in 0..per_writer {
+                let point = Point {
+                    t: 1_700_000_000,
+                    values: vec![value(w, i)],
+                };
+                let a = streams::append(services, &t, "c-race", &id, vec![point.clone()])
+                    .await
+                    .unwrap_or_else(|p| panic!("writer {w} point {i}: {p}"));
+                answers.push((a.version, point, a.scores[0], a.retries));
+            }
+            answers
+        }
+    });
+    let mut answers: Vec<(u64, Point, f64, u32)> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let total = writers * per_writer;
+    let retries: u32 = answers.iter().map(|a| a.3).sum();
+    answers.sort_by_key(|a| a.0);
+    let versions: Vec<u64> = answers.iter().map(|a| a.0).collect();
+    let expected: Vec<u64> = (2..2 + total as u64).collect();
+    assert_eq!(
+        versions, expected,
+        "each write made exactly one new version"
+    );
+    let (stored, state) = streams::get(services, &t, &id)
+        .await
+        .expect("get the stream");
+    assert_eq!(stored.points, total as u64, "every point was counted");
+    assert_eq!(stored.version, 1 + total as u64);
+    let spec: StreamSpec = serde_json::from_value(stored.detector.clone()).expect("the spec");
+    let mut replay = StreamDetector::new(spec, 1).expect("a detector");
+    for (version, point, score, _) in &answers {
+        let again = replay.update(point.t, &point.values).expect("replay");
+        assert_eq!(
+            again.to_bits(),
+            score.to_bits(),
+            "version {version}: the answered score is the replay's"
+        );
+    }
+    let bytes = match &state {
+        StreamState::Inline(b) => b.clone(),
+        StreamState::Blob(key) => services
+            .blobs
+            .get_blob(key)
+            .await
+            .expect("read the state blob")
+            .expect("the state blob is there"),
+    };
+    assert_eq!(
+        StreamDetector::from_json(&bytes).expect("the stored state loads"),
+        replay,
+        "the stored state is every point learned in the order the writes won"
+    );
+    let prefix = format!("tenants/{t}/streams/{id}/");
+    let objects = count_objects(prefix.clone()).await;
+    assert_eq!(
+        objects,
+        usize::from(state.blob().is_some()),
+        "only the current state object is left under {prefix}"
+    );
+    eprintln!(
+        "{writers} writers x {per_writer} points: {retries} lost compare-and-set rounds retried, state {}",
+        if state.blob().is_some() { "in the blob store" } else { "inline" }
+    );
+    streams::delete(services, &t, &id).await.expect("delete");
+    if let StreamState::Blob(key) = &state {
+        assert_eq!(
+            services.blobs.get_blob(key).await.expect("get"),
+            None,
+            "deleting the stream deletes its state"
+        );
+    }
 }

@@ -171,6 +171,12 @@ typed_id!(
     "key"
 );
 
+typed_id!(
+    /// A named stream of points scored as they arrive.
+    StreamId,
+    "stm"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

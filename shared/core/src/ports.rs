@@ -3,8 +3,10 @@
 //! pass the same contract tests. Each method's doc says what it guarantees; every method
 //! that reads or lists by tenant never returns another tenant's records.
 
-use crate::domain::{ApiKey, Connection, Dataset, Event, ModelRecord, Task, TenantId};
-use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, TaskId};
+use crate::domain::{
+    ApiKey, Connection, Dataset, Event, ModelRecord, Stream, StreamState, Task, TenantId,
+};
+use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, StreamId, TaskId};
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -156,6 +158,33 @@ pub trait DatasetStore: Send + Sync {
     ) -> StoreResult<Page<Dataset>>;
     /// Removes the record. `NotFound` if the tenant has no such dataset.
     async fn delete_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<()>;
+}
+
+/// Streams and their detectors' state, with compare-and-set updates.
+#[async_trait]
+pub trait StreamStore: Send + Sync {
+    /// Stores a new stream (its `version` is 1) with its state. `AlreadyExists` if its
+    /// id is taken.
+    async fn create_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()>;
+    /// The stream and where its state is, if it exists and belongs to `tenant`.
+    async fn get_stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+    ) -> StoreResult<Option<(Stream, StreamState)>>;
+    /// The tenant's streams, newest first (records only, not their state).
+    async fn list_streams(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Stream>>;
+    /// Replaces the stored stream and state if and only if the stored version is
+    /// `stream.version - 1`. `Conflict` otherwise; `NotFound` if there is no such stream
+    /// for the tenant. Of two writers racing from the same version, exactly one wins, so
+    /// no update is lost: the loser reads again and reapplies its points.
+    async fn update_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()>;
+    /// Removes the record. `NotFound` if the tenant has no such stream.
+    async fn delete_stream(&self, tenant: &TenantId, id: &StreamId) -> StoreResult<()>;
 }
 
 /// API keys (stored hashed).

@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS models (tenant TEXT NOT NULL, id TEXT NOT NULL, creat
     body TEXT NOT NULL, PRIMARY KEY (tenant, id));
 CREATE TABLE IF NOT EXISTS datasets (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS streams (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    version INTEGER NOT NULL, body TEXT NOT NULL, state BLOB, state_key TEXT, PRIMARY KEY (tenant, id));
 CREATE TABLE IF NOT EXISTS events (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (tenant, id));
 CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, body TEXT NOT NULL);

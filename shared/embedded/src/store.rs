@@ -3,12 +3,14 @@
 use crate::db::{json, sql, Database};
 use async_trait::async_trait;
 use nomaly_core::domain::{
-    ApiKey, Connection, Dataset, DatasetStatus, Event, EventType, ModelRecord, Task, TenantId,
+    ApiKey, Connection, Dataset, DatasetStatus, Event, EventType, ModelRecord, Stream, StreamState,
+    Task, TenantId,
 };
-use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, TaskId};
+use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, StreamId, TaskId};
 use nomaly_core::ports::{
-    Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore, KeyStore,
-    ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult, TaskStore,
+    BlobKey, Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
+    KeyStore, ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult,
+    StreamStore, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use rusqlite::{params, OptionalExtension};
@@ -68,6 +70,7 @@ enum Records {
     Tasks,
     Models,
     Datasets,
+    Streams,
 }
 
 impl Records {
@@ -76,6 +79,7 @@ impl Records {
             Records::Tasks => "tasks",
             Records::Models => "models",
             Records::Datasets => "datasets",
+            Records::Streams => "streams",
         }
     }
 }
@@ -347,6 +351,122 @@ impl DatasetStore for SqliteStore {
 
     async fn delete_dataset(&self, tenant: &TenantId, id: &DatasetId) -> StoreResult<()> {
         self.remove(Records::Datasets, tenant, id.as_str()).await
+    }
+}
+
+/// A stream's state as the `state` and `state_key` columns hold it.
+fn state_columns(state: &StreamState) -> (Option<Vec<u8>>, Option<String>) {
+    match state {
+        StreamState::Inline(bytes) => (Some(bytes.clone()), None),
+        StreamState::Blob(key) => (None, Some(key.as_str().to_string())),
+    }
+}
+
+fn state_of(bytes: Option<Vec<u8>>, key: Option<String>) -> StoreResult<StreamState> {
+    match (bytes, key) {
+        (_, Some(key)) => BlobKey::parse(&key)
+            .map(StreamState::Blob)
+            .map_err(|e| StoreError::backend("read a stream's state key", e)),
+        (Some(bytes), None) => Ok(StreamState::Inline(bytes)),
+        (None, None) => Err(StoreError::backend(
+            "read a stream's state",
+            std::io::Error::other("the stream has no state"),
+        )),
+    }
+}
+
+#[async_trait]
+impl StreamStore for SqliteStore {
+    async fn create_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()> {
+        let (tenant, id) = (stream.tenant.to_string(), stream.id.to_string());
+        let (body, created, version) = (
+            to_json(stream)?,
+            stream.created_at.millis(),
+            stream.version as i64,
+        );
+        let (bytes, key) = state_columns(state);
+        self.db
+            .run("create a stream", move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO streams (tenant, id, created_ms, version, body, state, state_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![tenant, id, created, version, body, bytes, key],
+                    )
+                    .map_err(sql("create a stream"))?;
+                if n == 0 {
+                    return Err(StoreError::AlreadyExists(id));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+    ) -> StoreResult<Option<(Stream, StreamState)>> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        type Row = (String, Option<Vec<u8>>, Option<String>);
+        let row: Option<Row> = self
+            .db
+            .run("read a stream", move |c| {
+                c.query_row(
+                    "SELECT body, state, state_key FROM streams WHERE tenant = ?1 AND id = ?2",
+                    params![tenant, id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(sql("read a stream"))
+            })
+            .await?;
+        row.map(|(body, bytes, key)| Ok((from_json(&body)?, state_of(bytes, key)?)))
+            .transpose()
+    }
+
+    async fn list_streams(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Stream>> {
+        self.list(Records::Streams, tenant, page).await
+    }
+
+    async fn update_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()> {
+        let (tenant, id) = (stream.tenant.to_string(), stream.id.to_string());
+        let (body, version) = (to_json(stream)?, stream.version as i64);
+        let (bytes, key) = state_columns(state);
+        self.db
+            .run("update a stream", move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE streams SET body = ?1, version = ?2, state = ?3, state_key = ?4 \
+                         WHERE tenant = ?5 AND id = ?6 AND version = ?2 - 1",
+                        params![body, version, bytes, key, tenant, id],
+                    )
+                    .map_err(sql("update a stream"))?;
+                if n == 1 {
+                    return Ok(());
+                }
+                let exists: Option<i64> = c
+                    .query_row(
+                        "SELECT version FROM streams WHERE tenant = ?1 AND id = ?2",
+                        params![tenant, id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql("update a stream"))?;
+                Err(match exists {
+                    Some(_) => StoreError::Conflict(id),
+                    None => StoreError::NotFound(id),
+                })
+            })
+            .await
+    }
+
+    async fn delete_stream(&self, tenant: &TenantId, id: &StreamId) -> StoreResult<()> {
+        self.remove(Records::Streams, tenant, id.as_str()).await
     }
 }
 

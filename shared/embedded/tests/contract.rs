@@ -5,9 +5,14 @@ use nomaly_embedded::{Database, FileBlobs, SqliteQueue, SqliteStore};
 use std::path::PathBuf;
 
 fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nomaly-contract-{name}-{}", std::process::id()));
+    let dir = data_dir_kept(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// The folder `data_dir(name)` made, without emptying it.
+fn data_dir_kept(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("nomaly-contract-{name}-{}", std::process::id()))
 }
 
 fn store(name: &str) -> SqliteStore {
@@ -183,4 +188,46 @@ async fn rate_limits_hold_across_instances() {
 async fn finishing_a_task_stores_both_or_neither() {
     let s = store("finish");
     contract::finishing_a_task_stores_both_or_neither(&s, &s).await;
+}
+
+#[tokio::test]
+async fn stream_store_compare_and_set() {
+    contract::stream_store_compare_and_set(&store("streams")).await;
+}
+
+type Counted = std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;
+
+/// Files under `<dir>/blobs/<prefix>` (blobs are files named by their key).
+fn count_files(dir: PathBuf) -> impl Fn(String) -> Counted + Sync {
+    move |prefix: String| -> Counted {
+        let folder = dir.join("blobs").join(prefix);
+        Box::pin(async move {
+            std::fs::read_dir(&folder)
+                .map(|entries| entries.filter(|e| e.is_ok()).count())
+                .unwrap_or(0)
+        })
+    }
+}
+
+fn stack(name: &str, inline_state_bytes: usize) -> nomaly_embedded::Stack {
+    let settings = nomaly_core::service::Settings {
+        stream_inline_state_bytes: inline_state_bytes,
+        ..Default::default()
+    };
+    nomaly_embedded::Stack::open(&data_dir(name), "http://127.0.0.1:9", settings)
+        .expect("open the stack")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stream_writers_lose_nothing_inline() {
+    let s = stack("stream-race-inline", 300_000);
+    let count = count_files(data_dir_kept("stream-race-inline"));
+    contract::concurrent_stream_writers_lose_nothing(&s.services, 4, 25, &count).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stream_writers_lose_nothing_with_state_in_blobs() {
+    let s = stack("stream-race-blob", 1024);
+    let count = count_files(data_dir_kept("stream-race-blob"));
+    contract::concurrent_stream_writers_lose_nothing(&s.services, 4, 25, &count).await;
 }

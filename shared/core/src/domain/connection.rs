@@ -1,11 +1,12 @@
 //! WebSocket connections and what they listen to.
 
 use crate::domain::TenantId;
-use crate::ids::{KeyId, ModelId, TaskId};
+use crate::ids::{KeyId, ModelId, StreamId, TaskId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// A channel a connection can subscribe to: `task:<id>`, `model:<id>` or `tenant`.
+/// A channel a connection can subscribe to: `task:<id>`, `model:<id>`, `stream:<id>` or
+/// `tenant`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Channel {
@@ -13,17 +14,19 @@ pub enum Channel {
     Task(TaskId),
     /// One model's events.
     Model(ModelId),
+    /// One stream's events.
+    Stream(StreamId),
     /// Every event of the tenant.
     Tenant,
 }
 
 /// A channel name that is not one of the three shapes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("channel must be `tenant`, `task:<task id>` or `model:<model id>`")]
+#[error("channel must be `tenant`, `task:<task id>`, `model:<model id>` or `stream:<stream id>`")]
 pub struct InvalidChannel;
 
 impl Channel {
-    /// Parses `task:<id>`, `model:<id>` or `tenant`.
+    /// Parses `task:<id>`, `model:<id>`, `stream:<id>` or `tenant`.
     pub fn parse(text: &str) -> Result<Self, InvalidChannel> {
         if text == "tenant" {
             return Ok(Channel::Tenant);
@@ -38,6 +41,11 @@ impl Channel {
                 .map(Channel::Model)
                 .map_err(|_| InvalidChannel);
         }
+        if let Some(id) = text.strip_prefix("stream:") {
+            return StreamId::parse(id)
+                .map(Channel::Stream)
+                .map_err(|_| InvalidChannel);
+        }
         Err(InvalidChannel)
     }
 }
@@ -47,6 +55,7 @@ impl std::fmt::Display for Channel {
         match self {
             Channel::Task(id) => write!(f, "task:{id}"),
             Channel::Model(id) => write!(f, "model:{id}"),
+            Channel::Stream(id) => write!(f, "stream:{id}"),
             Channel::Tenant => f.write_str("tenant"),
         }
     }

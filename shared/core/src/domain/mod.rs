@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod event;
 pub mod key;
 pub mod model;
+pub mod stream;
 pub mod task;
 pub mod tenant;
 
@@ -14,5 +15,6 @@ pub use dataset::{Dataset, DatasetStatus};
 pub use event::{Event, EventType};
 pub use key::{ApiKey, IssuedKey};
 pub use model::ModelRecord;
+pub use stream::{Stream, StreamState};
 pub use task::{Task, TaskKind, TaskStatus, TransitionError};
 pub use tenant::TenantId;

@@ -45,6 +45,15 @@ pub fn router(services: Services) -> Router {
             get(routes::get_dataset).delete(routes::delete_dataset),
         )
         .route("/events", get(routes::list_events))
+        .route(
+            "/streams",
+            post(routes::create_stream).get(routes::list_streams),
+        )
+        .route(
+            "/streams/{id}",
+            get(routes::get_stream).delete(routes::delete_stream),
+        )
+        .route("/streams/{id}/points", post(routes::append_points))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             services.clone(),

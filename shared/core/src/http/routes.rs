@@ -2,13 +2,14 @@
 
 use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant, MAX_BODY};
 use crate::domain::{EventType, TaskKind, TaskStatus};
-use crate::ids::{DatasetId, EventId, ModelId, TaskId};
+use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
 use crate::ports::PageRequest;
 use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
 use crate::service::ingest::{self, UploadRequest};
 use crate::service::input::Rows;
 use crate::service::jobs;
 use crate::service::report::{self, ReportRequest};
+use crate::service::streams::{self, CreateStream, PointsRequest};
 use crate::service::training::{self, TrainRequest};
 use crate::service::{models, Problem, Services};
 use axum::extract::{Path, Query, State};
@@ -421,4 +422,91 @@ pub async fn list_events(
         .events_after(&tenant, after.as_ref(), limit)
         .await?;
     Ok(listing(&page.items, page.next_token))
+}
+
+/// `POST /v1/streams`: 201 and the new stream.
+pub async fn create_stream(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    JsonBody(request): JsonBody<CreateStream>,
+) -> Answer {
+    let stream = streams::create(&services, &tenant, request).await?;
+    let location = format!("/v1/streams/{}", stream.id);
+    let mut response = (StatusCode::CREATED, Json(streams::view(&stream, None))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/streams`.
+pub async fn list_streams(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let page = services
+        .streams
+        .list_streams(&tenant, &query(q)?.page()?)
+        .await?;
+    let items: Vec<Value> = page.items.iter().map(|s| streams::view(s, None)).collect();
+    Ok(listing(&items, page.next_token))
+}
+
+/// `GET /v1/streams/{id}`.
+pub async fn get_stream(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
+    let id = parse_id(&id, "stream", StreamId::parse)?;
+    let (stream, state) = streams::get(&services, &tenant, &id).await?;
+    Ok(Json(streams::view(&stream, Some(&state))).into_response())
+}
+
+/// `DELETE /v1/streams/{id}`: the record and its state.
+pub async fn delete_stream(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer {
+    let id = parse_id(&id, "stream", StreamId::parse)?;
+    streams::delete(&services, &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/streams/{id}/points`: JSON `{"points": [...]}` or CSV with a `timestamp`
+/// column; answers each point's score.
+pub async fn append_points(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Answer {
+    let id = parse_id(&id, "stream", StreamId::parse)?;
+    let points = match media_type(&headers).as_deref() {
+        Some("application/json") => {
+            let request: PointsRequest = parse_json(&body)?;
+            streams::points_from_json(request.points)?
+        }
+        Some("text/csv") => {
+            let (stream, _) = streams::get(&services, &tenant, &id).await?;
+            let columns = stream.columns;
+            tokio::task::spawn_blocking(move || streams::points_from_csv(&body, &columns))
+                .await
+                .map_err(|e| Problem::internal(e.to_string()))??
+        }
+        other => {
+            return Err(Problem::unsupported_media_type(format!(
+                "send application/json or text/csv (got {})",
+                other.unwrap_or("none")
+            )))
+        }
+    };
+    let appended = streams::append(&services, &tenant, &correlation, &id, points).await?;
+    Ok(Json(appended).into_response())
 }

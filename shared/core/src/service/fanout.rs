@@ -36,6 +36,7 @@ pub fn matches(channel: &Channel, event: &Event) -> bool {
         Channel::Tenant => true,
         Channel::Task(id) => field("task_id") == Some(id.as_str()),
         Channel::Model(id) => field("model_id") == Some(id.as_str()),
+        Channel::Stream(id) => field("stream_id") == Some(id.as_str()),
     }
 }
 

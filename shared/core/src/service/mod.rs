@@ -14,6 +14,7 @@ pub mod profile;
 pub mod rate_limit;
 pub mod report;
 pub mod scheduler;
+pub mod streams;
 pub mod training;
 pub mod websocket;
 pub mod worker;
@@ -22,7 +23,7 @@ use crate::domain::{ApiKey, Connection, Event, EventType, TenantId};
 use crate::ports::{
     BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
     JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreResult,
-    TaskStore, UrlSigner,
+    StreamStore, TaskStore, UrlSigner,
 };
 pub use problem::Problem;
 use std::sync::Arc;
@@ -66,6 +67,11 @@ pub struct Settings {
     pub rate_limit: u32,
     /// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`, default 1).
     pub rate_window_secs: u32,
+    /// A stream's detector state up to this size is kept in the stream's own record;
+    /// larger state goes to the blob store behind a versioned key
+    /// (`NOMALY_STREAM_INLINE_STATE_BYTES`, default 300000: a DynamoDB item holds at
+    /// most 400 KB, record included).
+    pub stream_inline_state_bytes: usize,
 }
 
 impl Default for Settings {
@@ -83,6 +89,7 @@ impl Default for Settings {
             orphaned_before: None,
             rate_limit: 100,
             rate_window_secs: 1,
+            stream_inline_state_bytes: 300_000,
         }
     }
 }
@@ -120,6 +127,10 @@ impl Settings {
             orphaned_before: None,
             rate_limit: read("NOMALY_RATE_LIMIT", d.rate_limit)?,
             rate_window_secs: read("NOMALY_RATE_WINDOW_SECS", d.rate_window_secs)?.max(1),
+            stream_inline_state_bytes: read(
+                "NOMALY_STREAM_INLINE_STATE_BYTES",
+                d.stream_inline_state_bytes,
+            )?,
         })
     }
 }
@@ -136,6 +147,8 @@ pub struct Services {
     pub models: Arc<dyn ModelRegistry>,
     /// Dataset records.
     pub datasets: Arc<dyn DatasetStore>,
+    /// Streams and their detectors' state.
+    pub streams: Arc<dyn StreamStore>,
     /// API keys.
     pub keys: Arc<dyn KeyStore>,
     /// Blobs.
@@ -168,6 +181,7 @@ pub trait Records:
     + EventLog
     + ModelRegistry
     + DatasetStore
+    + StreamStore
     + KeyStore
     + ConnectionRegistry
     + IdempotencyStore
@@ -183,6 +197,7 @@ impl<T> Records for T where
         + EventLog
         + ModelRegistry
         + DatasetStore
+        + StreamStore
         + KeyStore
         + ConnectionRegistry
         + IdempotencyStore
@@ -208,6 +223,7 @@ impl Services {
             events: records.clone(),
             models: records.clone(),
             datasets: records.clone(),
+            streams: records.clone(),
             keys: records.clone(),
             connections: records.clone(),
             idempotency: records.clone(),

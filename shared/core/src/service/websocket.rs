@@ -1,13 +1,16 @@
 //! The WebSocket API: `$connect` authenticates (`?api_key=`) and registers the
 //! connection, `$disconnect` forgets it, and every message is a JSON action:
 //!
-//! - `{"action":"subscribe","channel":"task:<id>"|"model:<id>"|"tenant","after":"<event id>"}`
+//! - `{"action":"subscribe","channel":"task:<id>"|"model:<id>"|"stream:<id>"|"tenant","after":"<event id>"}`
 //!   subscribes; with `after`, the channel's stored events after that id are pushed first
 //!   (the subscription is recorded before the replay, so an event stored meanwhile may
 //!   arrive twice but is never missed: clients drop repeated `event_id`s).
 //! - `{"action":"unsubscribe","channel":...}`
 //! - `{"action":"score","model_id":"mdl_...","rows":[[...]],"request_id":"..."}` scores a
 //!   few rows on a trained model and answers on the socket.
+//! - `{"action":"score","stream_id":"stm_...","points":[{"timestamp":...,"value":...}]}`
+//!   appends points to a stream as `POST /v1/streams/{id}/points` does (the detector
+//!   learns them; anomalies go to the `stream:<id>` channel) and answers their scores.
 //! - `{"action":"ping"}` answers `pong`.
 //!
 //! Replies are JSON with a `type`: `subscribed`, `unsubscribed`, `scores`, `pong`, or
@@ -15,10 +18,11 @@
 //! event's own type (`task.progress`, ...).
 
 use crate::domain::{Channel, Connection, TenantId};
-use crate::ids::{EventId, ModelId};
+use crate::ids::{EventId, ModelId, StreamId};
 use crate::service::detection::score_with;
 use crate::service::fanout::{matches, message};
 use crate::service::input::Rows;
+use crate::service::streams::{self, PointIn};
 use crate::service::{models, Problem, Services};
 use crate::time::Timestamp;
 use serde::Deserialize;
@@ -45,12 +49,20 @@ pub enum Action {
         /// The channel.
         channel: String,
     },
-    /// Score rows on a model.
+    /// Score rows on a model, or append points to a stream.
     Score {
-        /// The model.
-        model_id: String,
+        /// The model (with `rows`).
+        #[serde(default)]
+        model_id: Option<String>,
         /// The rows.
-        rows: Vec<Vec<f64>>,
+        #[serde(default)]
+        rows: Option<Vec<Vec<f64>>>,
+        /// The stream (with `points`).
+        #[serde(default)]
+        stream_id: Option<String>,
+        /// The points.
+        #[serde(default)]
+        points: Option<Vec<PointIn>>,
         /// Echoed in the reply.
         #[serde(default)]
         request_id: Option<String>,
@@ -193,8 +205,41 @@ async fn handle(
             )))
         }
         Action::Score {
-            model_id,
-            rows,
+            model_id: None,
+            rows: None,
+            stream_id: Some(stream_id),
+            points: Some(points),
+            request_id,
+        } => {
+            let stream_id = StreamId::parse(&stream_id).map_err(|_| {
+                Problem::invalid_parameter("`stream_id` must be a stream id (stm_...)")
+            })?;
+            if points.len() > MAX_SCORE_ROWS {
+                return Err(Problem::too_large(format!(
+                    "a score message takes at most {MAX_SCORE_ROWS} points; use POST /v1/streams/{{id}}/points for more"
+                )));
+            }
+            let points = streams::points_from_json(points)?;
+            let correlation = format!("ws_{}", crate::ids::Ulid::new().encode());
+            let appended = streams::append(
+                services,
+                &connection.tenant,
+                &correlation,
+                &stream_id,
+                points,
+            )
+            .await?;
+            let mut body =
+                serde_json::to_value(&appended).map_err(|e| Problem::internal(e.to_string()))?;
+            body["type"] = serde_json::json!("scores");
+            body["request_id"] = serde_json::json!(request_id);
+            Ok(Some(reply(body)))
+        }
+        Action::Score {
+            model_id: Some(model_id),
+            rows: Some(rows),
+            stream_id: None,
+            points: None,
             request_id,
         } => {
             let model_id = ModelId::parse(&model_id).map_err(|_| {
@@ -230,6 +275,9 @@ async fn handle(
                 "anomalies": detection.anomalies,
             }))))
         }
+        Action::Score { .. } => Err(Problem::invalid_parameter(
+            "`score` takes either `model_id` and `rows`, or `stream_id` and `points`",
+        )),
     }
 }
 

@@ -1,0 +1,88 @@
+//! Streams: a named series of points scored as they arrive by a detector that learns
+//! them. The record says what the stream is and how far it has got; the detector's
+//! state travels beside it, inline or in the blob store.
+
+use crate::domain::TenantId;
+use crate::ids::StreamId;
+use crate::ports::BlobKey;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A stream's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stream {
+    /// Its id.
+    pub id: StreamId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The name the tenant gave it.
+    pub name: String,
+    /// The detector and its parameters (`nomaly_detect::stream::StreamSpec` as JSON).
+    pub detector: serde_json::Value,
+    /// Values per point, and their names.
+    pub columns: Vec<String>,
+    /// Points scoring above this are anomalies.
+    pub threshold: f64,
+    /// Points learned so far.
+    pub points: u64,
+    /// Points that scored above the threshold so far.
+    pub anomalies: u64,
+    /// The last point's time (Unix seconds): later points may not be earlier.
+    pub last_timestamp: Option<i64>,
+    /// Bumped by every write: the compare-and-set token.
+    pub version: u64,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When a point was last appended.
+    pub updated_at: Timestamp,
+}
+
+impl Stream {
+    /// A new stream at version 1, with no points yet.
+    pub fn new(
+        tenant: TenantId,
+        name: String,
+        detector: serde_json::Value,
+        columns: Vec<String>,
+        threshold: f64,
+    ) -> Self {
+        let now = Timestamp::now();
+        Stream {
+            id: StreamId::new(),
+            tenant,
+            name,
+            detector,
+            columns,
+            threshold,
+            points: 0,
+            anomalies: 0,
+            last_timestamp: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Where a stream's detector state is: in the record's own row or item while it is
+/// small, or in the blob store under a key named for the version and the writer that
+/// wrote it (no write ever overwrites another's object, so a reader of version `n` reads
+/// version `n`'s state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    /// The state's JSON.
+    Inline(Vec<u8>),
+    /// The blob holding it.
+    Blob(BlobKey),
+}
+
+impl StreamState {
+    /// The blob key, if the state is in the blob store.
+    pub fn blob(&self) -> Option<&BlobKey> {
+        match self {
+            StreamState::Blob(key) => Some(key),
+            StreamState::Inline(_) => None,
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! Streams: named series of points scored the moment they arrive by a detector that
+//! learns them (`nomaly_detect::stream`).
+//!
+//! Appending is a compare-and-set loop: read the stream and its state, score and learn
+//! the points, and write the new state only if the stream's version is still the one
+//! read. A writer that loses reads again and reapplies its points, so two concurrent
+//! writers never lose an update, and a request is all or nothing: a point refused
+//! (wrong width, not a number, earlier than the stream's last point) refuses the request
+//! and stores nothing.
+//!
+//! The detector's state is kept in the stream's own record while it is at most
+//! [`Settings::stream_inline_state_bytes`](crate::service::Settings) long (a DynamoDB
+//! item holds 400 KB). Larger state is written to the blob store first, under a key
+//! naming the version and the writer (`tenants/<t>/streams/<id>/state-<version>-<ulid>.json`),
+//! and the record points at it; the previous version's object is deleted once the new
+//! record is stored, and a losing writer deletes its own.
+
+use crate::domain::{EventType, Stream, StreamState, TenantId};
+use crate::ids::StreamId;
+use crate::ports::{BlobKey, StoreError};
+use crate::service::{Problem, Services};
+use crate::time::{parse_instant, Timestamp};
+use nomaly_detect::stream::{StreamDetector, StreamSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Points one request may append.
+pub const MAX_POINTS: usize = 10_000;
+/// Values one point may have.
+pub const MAX_WIDTH: usize = 256;
+/// Compare-and-set rounds before a write gives up with 409.
+const MAX_ROUNDS: u32 = 24;
+/// Anomalous points listed in one `anomaly.detected` event.
+const EVENT_POINTS: usize = 100;
+
+/// `POST /v1/streams`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStream {
+    /// A name for people (1-128 characters).
+    pub name: String,
+    /// `seasonal` (the default), `half_space_trees`, `rolling_median` or `rolling_mean`.
+    #[serde(default)]
+    pub detector: Option<String>,
+    /// The detector's parameters.
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// Half-Space Trees only: consecutive values of a univariate series per point.
+    #[serde(default)]
+    pub shingle: Option<usize>,
+    /// Names of each point's values (default `["value"]`).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Points scoring above this are anomalies (default: the detector's, tuned on NAB).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+/// The threshold used when none is given: what `nab-bench --sweep` chose on NAB.
+pub fn default_threshold(spec: &StreamSpec) -> f64 {
+    match spec {
+        StreamSpec::Seasonal { .. } => 7.0,
+        StreamSpec::RollingMedian { .. } => 12.0,
+        StreamSpec::RollingMean { .. } => 3.0,
+        StreamSpec::HalfSpaceTrees { .. } => 0.985,
+    }
+}
+
+impl CreateStream {
+    /// The checked spec, columns and threshold.
+    fn into_parts(self) -> Result<(String, StreamSpec, Vec<String>, f64), Problem> {
+        let name = self.name.trim().to_string();
+        if !(1..=128).contains(&name.chars().count()) || name.chars().any(char::is_control) {
+            return Err(Problem::invalid_parameter(
+                "`name` must be 1 to 128 characters, none of them control characters",
+            ));
+        }
+        let detector = self.detector.unwrap_or_else(|| "seasonal".to_string());
+        let mut spec = serde_json::Map::new();
+        spec.insert("detector".into(), Value::String(detector.clone()));
+        if let Some(params) = self.params {
+            if !params.is_object() {
+                return Err(Problem::invalid_parameter("`params` must be an object"));
+            }
+            spec.insert("params".into(), params);
+        }
+        if let Some(shingle) = self.shingle {
+            if detector != "half_space_trees" {
+                return Err(Problem::invalid_parameter(
+                    "`shingle` applies to the half_space_trees detector only",
+                ));
+            }
+            spec.insert("shingle".into(), json!(shingle));
+        }
+        let spec: StreamSpec = serde_json::from_value(Value::Object(spec)).map_err(|e| {
+            Problem::invalid_parameter(format!(
+                "`detector` must be seasonal, half_space_trees, rolling_median or rolling_mean, with valid `params`: {e}"
+            ))
+        })?;
+        let columns = self.columns.unwrap_or_else(|| vec!["value".to_string()]);
+        if columns.is_empty() || columns.len() > MAX_WIDTH {
+            return Err(Problem::invalid_parameter(format!(
+                "`columns` must name 1 to {MAX_WIDTH} values"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &columns {
+            if c.is_empty() || c.len() > 128 || c == "timestamp" || !seen.insert(c) {
+                return Err(Problem::invalid_parameter(format!(
+                    "column `{c}`: names are 1 to 128 bytes, unique, and not `timestamp`"
+                )));
+            }
+        }
+        let threshold = self.threshold.unwrap_or_else(|| default_threshold(&spec));
+        if !threshold.is_finite() {
+            return Err(Problem::invalid_parameter("`threshold` must be a number"));
+        }
+        Ok((name, spec, columns, threshold))
+    }
+}
+
+/// A point's time: Unix seconds, or a written instant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum When {
+    /// Unix seconds.
+    Seconds(f64),
+    /// RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC).
+    Text(String),
+}
+
+impl When {
+    fn seconds(&self) -> Option<i64> {
+        match self {
+            When::Seconds(s) if s.is_finite() && s.abs() < 1e12 => Some(s.floor() as i64),
+            When::Seconds(_) => None,
+            When::Text(t) => parse_instant(t),
+        }
+    }
+}
+
+/// One point as sent: a timestamp and one `value` or several `values`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointIn {
+    /// When.
+    pub timestamp: When,
+    /// The value of a univariate stream.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// The values, in the stream's column order.
+    #[serde(default)]
+    pub values: Option<Vec<f64>>,
+}
+
+/// `POST /v1/streams/{id}/points` as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointsRequest {
+    /// The points, in time order.
+    pub points: Vec<PointIn>,
+}
+
+/// A checked point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Unix seconds.
+    pub t: i64,
+    /// Its values.
+    pub values: Vec<f64>,
+}
+
+/// Checks points as sent: a timestamp that reads, exactly one of `value` and `values`.
+pub fn points_from_json(points: Vec<PointIn>) -> Result<Vec<Point>, Problem> {
+    check_count(points.len())?;
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let t = p.timestamp.seconds().ok_or_else(|| {
+                Problem::invalid_data(format!(
+                    "point {i}: `timestamp` must be Unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS (UTC)"
+                ))
+            })?;
+            let values = match (p.value, p.values) {
+                (Some(v), None) => vec![v],
+                (None, Some(vs)) => vs,
+                _ => {
+                    return Err(Problem::invalid_data(format!(
+                        "point {i}: give exactly one of `value` and `values`"
+                    )))
+                }
+            };
+            Ok(Point { t, values })
+        })
+        .collect()
+}
+
+fn check_count(n: usize) -> Result<(), Problem> {
+    if n == 0 {
+        return Err(Problem::invalid_data("no points were sent"));
+    }
+    if n > MAX_POINTS {
+        return Err(Problem::too_large(format!(
+            "one request appends at most {MAX_POINTS} points"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads points from CSV: a header with a `timestamp` column and the stream's value
+/// columns by name (in any order; a univariate stream takes any one value column, such
+/// as NAB's `value`).
+pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, Problem> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| Problem::invalid_data(format!("CSV header: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let t_col = header
+        .iter()
+        .position(|h| h == "timestamp")
+        .ok_or_else(|| Problem::invalid_data("the CSV header has no `timestamp` column"))?;
+    let others: Vec<usize> = (0..header.len()).filter(|&i| i != t_col).collect();
+    let picks: Vec<usize> = if columns.len() == 1 && others.len() == 1 {
+        others
+    } else {
+        columns
+            .iter()
+            .map(|c| {
+                header.iter().position(|h| h == c).ok_or_else(|| {
+                    Problem::invalid_data(format!(
+                        "the CSV header has no `{c}` column (the stream's columns are {})",
+                        columns.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut points = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| Problem::invalid_data(format!("CSV line {line}: {e}")))?;
+        if points.len() == MAX_POINTS {
+            return Err(Problem::too_large(format!(
+                "one request appends at most {MAX_POINTS} points"
+            )));
+        }
+        let cell = |j: usize| record.get(j).unwrap_or("");
+        let t = parse_instant(cell(t_col)).ok_or_else(|| {
+            Problem::invalid_data(format!(
+                "CSV line {line}: timestamp `{}` is not Unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS",
+                cell(t_col)
+            ))
+        })?;
+        let values = picks
+            .iter()
+            .map(|&j| {
+                cell(j)
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| {
+                        Problem::invalid_data(format!(
+                            "CSV line {line}, column `{}`: `{}` is not a finite number",
+                            header[j],
+                            cell(j)
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        points.push(Point { t, values });
+    }
+    check_count(points.len())?;
+    Ok(points)
+}
+
+/// A stream as the API shows it.
+pub fn view(stream: &Stream, state: Option<&StreamState>) -> Value {
+    let mut v = json!({
+        "stream_id": stream.id,
+        "name": stream.name,
+        "detector": stream.detector,
+        "columns": stream.columns,
+        "threshold": stream.threshold,
+        "points": stream.points,
+        "anomalies": stream.anomalies,
+        "last_timestamp": stream.last_timestamp,
+        "version": stream.version,
+        "created_at": stream.created_at.rfc3339(),
+        "updated_at": stream.updated_at.rfc3339(),
+        "channel": format!("stream:{}", stream.id),
+    });
+    if let Some(state) = state {
+        v["state_stored"] = json!(match state {
+            StreamState::Inline(_) => "inline",
+            StreamState::Blob(_) => "blob",
+        });
+    }
+    v
+}
+
+/// Creates a stream with a fresh detector.
+pub async fn create(
+    services: &Services,
+    tenant: &TenantId,
+    request: CreateStream,
+) -> Result<Stream, Problem> {
+    let (name, spec, columns, threshold) = request.into_parts()?;
+    let detector = StreamDetector::new(spec.clone(), columns.len())?;
+    let bytes = detector.to_json()?;
+    let detector_json =
+        serde_json::to_value(&spec).map_err(|e| Problem::internal(e.to_string()))?;
+    let stream = Stream::new(tenant.clone(), name, detector_json, columns, threshold);
+    let state = store_state(services, &stream, bytes).await?;
+    if let Err(e) = services.streams.create_stream(&stream, &state).await {
+        discard(services, &state).await;
+        return Err(e.into());
+    }
+    tracing::info!(stream_id = %stream.id, detector = spec.name(), "stream created");
+    Ok(stream)
+}
+
+/// The stream, or 404 (also for another tenant's).
+pub async fn get(
+    services: &Services,
+    tenant: &TenantId,
+    id: &StreamId,
+) -> Result<(Stream, StreamState), Problem> {
+    services
+        .streams
+        .get_stream(tenant, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("stream {id} not found")))
+}
+
+/// Deletes the stream and its state.
+pub async fn delete(services: &Services, tenant: &TenantId, id: &StreamId) -> Result<(), Problem> {
+    let (_, state) = get(services, tenant, id).await?;
+    services.streams.delete_stream(tenant, id).await?;
+    discard(services, &state).await;
+    Ok(())
+}
+
+/// What appending points gave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Appended {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The stream's version after the write.
+    pub version: u64,
+    /// Points appended by this request.
+    pub appended: usize,
+    /// Points the stream has learned in all.
+    pub points: u64,
+    /// Each point's score, in the order sent.
+    pub scores: Vec<f64>,
+    /// The points scoring above the threshold.
+    pub anomalies: Vec<Anomaly>,
+    /// The threshold.
+    pub threshold: f64,
+    /// Compare-and-set rounds lost to concurrent writers before this one won.
+    pub retries: u32,
+}
+
+/// An anomalous point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Anomaly {
+    /// Its position in the request.
+    pub index: usize,
+    /// Its time (Unix seconds).
+    pub timestamp: i64,
+    /// Its score.
+    pub score: f64,
+}
+
+/// Scores and learns `points` on the stream, stores the new state (compare-and-set,
+/// retried on conflict) and, when some points are anomalous, publishes
+/// `anomaly.detected` on the stream's channel.
+pub async fn append(
+    services: &Services,
+    tenant: &TenantId,
+    correlation_id: &str,
+    id: &StreamId,
+    points: Vec<Point>,
+) -> Result<Appended, Problem> {
+    check_count(points.len())?;
+    let points = std::sync::Arc::new(points);
+    for round in 0..MAX_ROUNDS {
+        let (stream, old_state) = get(services, tenant, id).await?;
+        let Some(bytes) = load_state(services, &old_state).await? else {
+            // A newer writer replaced that version's state in between: read again. If
+            // the version did not move, the object is lost for good: say so.
+            let (now, _) = get(services, tenant, id).await?;
+            if now.version == stream.version {
+                tracing::error!(stream_id = %id, version = stream.version, "a stream's state object is missing");
+                return Err(Problem::internal(format!(
+                    "the state of stream {id} is missing from storage"
+                )));
+            }
+            continue;
+        };
+        let width = stream.columns.len();
+        let batch = points.clone();
+        let (scores, new_bytes, last_t) = tokio::task::spawn_blocking(move || {
+            let mut detector = StreamDetector::from_json(&bytes)?;
+            if detector.width() != width {
+                return Err(Problem::internal(
+                    "the stream's state does not match its record",
+                ));
+            }
+            let mut scores = Vec::with_capacity(batch.len());
+            for (i, p) in batch.iter().enumerate() {
+                let score = detector
+                    .update(p.t, &p.values)
+                    .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
+                scores.push(score);
+            }
+            let last = batch.last().map(|p| p.t);
+            Ok((scores, detector.to_json()?, last))
+        })
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))??;
+        let anomalies: Vec<Anomaly> = scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s > stream.threshold)
+            .map(|(index, &score)| Anomaly {
+                index,
+                timestamp: points[index].t,
+                score,
+            })
+            .collect();
+        let mut next = stream.clone();
+        next.version += 1;
+        next.points += points.len() as u64;
+        next.anomalies += anomalies.len() as u64;
+        next.last_timestamp = last_t.or(stream.last_timestamp);
+        next.updated_at = Timestamp::now();
+        let new_state = store_state(services, &next, new_bytes).await?;
+        match services.streams.update_stream(&next, &new_state).await {
+            Ok(()) => {
+                if old_state.blob() != new_state.blob() {
+                    discard(services, &old_state).await;
+                }
+                let m = crate::metrics::global();
+                m.add(crate::metrics::Counter::RowsScored, points.len() as u64);
+                m.add(
+                    crate::metrics::Counter::AnomaliesFound,
+                    anomalies.len() as u64,
+                );
+                if !anomalies.is_empty() {
+                    publish(services, &next, correlation_id, &anomalies, &points).await?;
+                }
+                return Ok(Appended {
+                    stream_id: next.id.clone(),
+                    version: next.version,
+                    appended: points.len(),
+                    points: next.points,
+                    scores,
+                    anomalies,
+                    threshold: next.threshold,
+                    retries: round,
+                });
+            }
+            Err(StoreError::Conflict(_)) => {
+                discard(services, &new_state).await;
+                backoff(round).await;
+            }
+            Err(e) => {
+                discard(services, &new_state).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Err(Problem::conflict(format!(
+        "stream {id} kept changing under other writers; retry"
+    ))
+    .retry_after(1))
+}
+
+async fn publish(
+    services: &Services,
+    stream: &Stream,
+    correlation_id: &str,
+    anomalies: &[Anomaly],
+    points: &[Point],
+) -> Result<(), Problem> {
+    let listed: Vec<Value> = anomalies
+        .iter()
+        .take(EVENT_POINTS)
+        .map(|a| {
+            json!({
+                "index": a.index,
+                "timestamp": a.timestamp,
+                "score": a.score,
+                "values": points[a.index].values,
+            })
+        })
+        .collect();
+    let max_score = anomalies
+        .iter()
+        .map(|a| a.score)
+        .fold(f64::NEG_INFINITY, f64::max);
+    services
+        .publish(
+            &stream.tenant,
+            EventType::AnomalyDetected,
+            correlation_id,
+            json!({
+                "stream_id": stream.id,
+                "stream_name": stream.name,
+                "points_scored": points.len(),
+                "anomalies": anomalies.len(),
+                "anomaly_points": listed,
+                "max_score": max_score,
+                "threshold": stream.threshold,
+                "stream_version": stream.version,
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Waits a little longer each round, with jitter, so racing writers spread out.
+async fn backoff(round: u32) {
+    let cap_ms = 2u64 << round.min(6);
+    let mut b = [0u8; 2];
+    let jitter = match getrandom::fill(&mut b) {
+        Ok(()) => u64::from(u16::from_le_bytes(b)) % cap_ms.max(1),
+        Err(_) => cap_ms / 2,
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+}
+
+/// A fresh blob key for `stream`'s state at its version. Racing writers make the same
+/// version, so the key also carries a writer-unique id: a loser deleting its own object
+/// never deletes the winner's.
+fn state_key(stream: &Stream) -> Result<BlobKey, Problem> {
+    let file = format!(
+        "state-{:020}-{}.json",
+        stream.version,
+        crate::ids::Ulid::new().encode()
+    );
+    BlobKey::for_tenant(&stream.tenant, &["streams", stream.id.as_str(), &file])
+        .map_err(|e| Problem::internal(e.to_string()))
+}
+
+/// Keeps `bytes` inline when small enough, else writes them to the blob store under the
+/// version's own key and answers the pointer.
+async fn store_state(
+    services: &Services,
+    stream: &Stream,
+    bytes: Vec<u8>,
+) -> Result<StreamState, Problem> {
+    if bytes.len() <= services.settings.stream_inline_state_bytes {
+        return Ok(StreamState::Inline(bytes));
+    }
+    let key = state_key(stream)?;
+    services.blobs.put_blob(&key, bytes).await?;
+    Ok(StreamState::Blob(key))
+}
+
+/// The state's bytes; `None` when its blob is gone (a newer version replaced it).
+async fn load_state(services: &Services, state: &StreamState) -> Result<Option<Vec<u8>>, Problem> {
+    match state {
+        StreamState::Inline(bytes) => Ok(Some(bytes.clone())),
+        StreamState::Blob(key) => Ok(services.blobs.get_blob(key).await?),
+    }
+}
+
+/// Deletes a state blob no record points at any more (logged, never failing the caller:
+/// a leftover object costs storage, not correctness).
+async fn discard(services: &Services, state: &StreamState) {
+    if let Some(key) = state.blob() {
+        if let Err(e) = services.blobs.delete_blob(key).await {
+            tracing::warn!(key = key.as_str(), error = %e, "an old stream state was not deleted");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_read_from_json_and_csv_alike() {
+        let json: PointsRequest = serde_json::from_str(
+            r#"{"points":[{"timestamp":1396310400,"value":1.5},{"timestamp":"2014-04-01 00:05:00","values":[2.5]}]}"#,
+        )
+        .unwrap();
+        let from_json = points_from_json(json.points).unwrap();
+        let csv = b"timestamp,value\n2014-04-01 00:00:00,1.5\n1396310700,2.5\n";
+        let from_csv = points_from_csv(csv, &["cpu".to_string()]).unwrap();
+        assert_eq!(from_json, from_csv);
+        assert_eq!(from_json[1].t, 1_396_310_700);
+    }
+
+    #[test]
+    fn csv_columns_are_matched_by_name() {
+        let cols = vec!["a".to_string(), "b".to_string()];
+        let p = points_from_csv(b"b,timestamp,a\n2,10,1\n", &cols).unwrap();
+        assert_eq!(
+            p,
+            vec![Point {
+                t: 10,
+                values: vec![1.0, 2.0]
+            }]
+        );
+        for (bad, needle) in [
+            (&b"a,b\n1,2\n"[..], "no `timestamp`"),
+            (b"timestamp,a\n1,2\n", "no `b` column"),
+            (b"timestamp,a,b\nnever,1,2\n", "line 2: timestamp `never`"),
+            (b"timestamp,a,b\n1,x,2\n", "column `a`: `x`"),
+            (b"timestamp,a,b\n1,NaN,2\n", "column `a`"),
+            (b"timestamp,a,b\n", "no points"),
+            (b"timestamp,a,b\n1,2\n", "CSV line 2"),
+        ] {
+            let e = points_from_csv(bad, &cols).unwrap_err();
+            assert!(e.detail.contains(needle), "{needle}: {}", e.detail);
+            assert!(e.status == 422, "{}", e.status);
+        }
+    }
+
+    #[test]
+    fn json_points_need_a_time_and_one_kind_of_value() {
+        for (bad, needle) in [
+            (r#"{"timestamp":"soon","value":1}"#, "`timestamp` must be"),
+            (r#"{"timestamp":1,"value":1,"values":[1]}"#, "exactly one"),
+            (r#"{"timestamp":1}"#, "exactly one"),
+            (r#"{"timestamp":1e300,"value":1}"#, "`timestamp` must be"),
+        ] {
+            let p: PointIn = serde_json::from_str(bad).unwrap();
+            let e = points_from_json(vec![p]).unwrap_err();
+            assert!(e.detail.contains(needle), "{bad}: {}", e.detail);
+        }
+        assert_eq!(points_from_json(vec![]).unwrap_err().status, 422);
+        let many = vec![
+            PointIn {
+                timestamp: When::Seconds(1.0),
+                value: Some(1.0),
+                values: None
+            };
+            MAX_POINTS + 1
+        ];
+        assert_eq!(points_from_json(many).unwrap_err().status, 413);
+    }
+
+    #[test]
+    fn creation_requests_are_checked() {
+        let ok: CreateStream = serde_json::from_str(r#"{"name":"cpu"}"#).unwrap();
+        let (name, spec, columns, threshold) = ok.into_parts().unwrap();
+        assert_eq!(
+            (name.as_str(), spec.name(), threshold),
+            ("cpu", "seasonal", 7.0)
+        );
+        assert_eq!(columns, vec!["value"]);
+        let hst: CreateStream = serde_json::from_str(
+            r#"{"name":"m","detector":"half_space_trees","shingle":4,"params":{"n_trees":10}}"#,
+        )
+        .unwrap();
+        assert_eq!(hst.into_parts().unwrap().1.name(), "half_space_trees");
+        for bad in [
+            r#"{"name":""}"#,
+            r#"{"name":"x","detector":"prophet"}"#,
+            r#"{"name":"x","detector":"seasonal","shingle":2}"#,
+            r#"{"name":"x","params":[1]}"#,
+            r#"{"name":"x","columns":[]}"#,
+            r#"{"name":"x","columns":["a","a"]}"#,
+            r#"{"name":"x","columns":["timestamp"]}"#,
+        ] {
+            let r: CreateStream = serde_json::from_str(bad).unwrap();
+            assert_eq!(r.into_parts().unwrap_err().status, 400, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! Streams through the Lambda handlers on the embedded stack: `/v1/streams` through the
+//! router, points as JSON, CSV and WebSocket `score` messages, `anomaly.detected` pushed
+//! by the events handler to the stream's channel only, refusals that store nothing, and
+//! large state kept in the blob store behind the record's pointer.
+
+use axum::http::StatusCode;
+use nomaly_core::domain::EventType;
+use nomaly_core::service::Settings;
+use serde_json::{json, Value};
+
+mod support;
+use support::{env, env_with, Env};
+
+/// Five days of a daily cycle at five-minute steps (288 a day) from 2014-04-01, with a
+/// spike at point 1300.
+fn series() -> Vec<(i64, f64)> {
+    (0..1440)
+        .map(|i| {
+            let t = 1_396_310_400 + 300 * i as i64;
+            let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let wobble = ((i * 7919) % 13) as f64 * 0.05;
+            let v = 50.0 + 20.0 * phase.sin() + wobble + if i == 1300 { 60.0 } else { 0.0 };
+            (t, v)
+        })
+        .collect()
+}
+
+async fn create(e: &Env, key: &str, body: Value) -> String {
+    let (s, headers, created) = e.json("POST", "/v1/streams", key, body).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["stream_id"]
+        .as_str()
+        .expect("stream id")
+        .to_string();
+    assert_eq!(headers["location"], format!("/v1/streams/{id}").as_str());
+    assert_eq!(created["channel"], format!("stream:{id}"));
+    id
+}
+
+async fn append_json(e: &Env, key: &str, id: &str, points: &[(i64, f64)]) -> Value {
+    let points: Vec<Value> = points
+        .iter()
+        .map(|(t, v)| json!({"timestamp": t, "value": v}))
+        .collect();
+    let (s, _, body) = e
+        .json(
+            "POST",
+            &format!("/v1/streams/{id}/points"),
+            key,
+            json!({ "points": points }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    body
+}
+
+fn scores(body: &Value) -> Vec<f64> {
+    body["scores"]
+        .as_array()
+        .expect("scores")
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_seasonal_stream_finds_the_spike_alike_over_json_csv_and_the_socket() {
+    let e = env();
+    let key = e.key("acme").await;
+    let data = series();
+    let by_json = create(&e, &key, json!({"name": "cpu", "detector": "seasonal"})).await;
+    let by_csv = create(&e, &key, json!({"name": "cpu (csv)", "columns": ["cpu"]})).await;
+    let by_ws = create(&e, &key, json!({"name": "cpu (ws)"})).await;
+
+    // A listener on the JSON stream's channel, and one on the CSV stream's.
+    let mut inbox = e.stack.notifier.open("c1");
+    e.ws("$connect", "c1", json!({"api_key": key}), None).await;
+    let sub = format!(r#"{{"action":"subscribe","channel":"stream:{by_json}"}}"#);
+    e.ws("$default", "c1", json!({}), Some(&sub)).await;
+    let ack: Value = serde_json::from_slice(&inbox.recv().await.expect("ack")).expect("json");
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    let mut other_inbox = e.stack.notifier.open("c2");
+    e.ws("$connect", "c2", json!({"api_key": key}), None).await;
+    let sub = format!(r#"{{"action":"subscribe","channel":"stream:{by_csv}"}}"#);
+    e.ws("$default", "c2", json!({}), Some(&sub)).await;
+    let _ = other_inbox.recv().await;
+    let before = e
+        .events("acme")
+        .await
+        .last()
+        .map(|ev| ev.event_id.to_string());
+
+    // JSON in three requests, the first two with RFC 3339 and NAB-style timestamps.
+    let mut json_scores = Vec::new();
+    let mut anomalies = Vec::new();
+    for (n, chunk) in data.chunks(480).enumerate() {
+        let body = append_json(&e, &key, &by_json, chunk).await;
+        assert_eq!(body["appended"], 480);
+        assert_eq!(body["version"], 2 + n as u64);
+        for a in body["anomalies"].as_array().expect("anomalies") {
+            anomalies.push(n * 480 + a["index"].as_u64().expect("index") as usize);
+        }
+        json_scores.extend(scores(&body));
+    }
+    assert!(
+        anomalies.contains(&1300),
+        "the spike is found: {anomalies:?}"
+    );
+    assert!(
+        anomalies.len() <= 3,
+        "a clean daily cycle raises few alarms: {anomalies:?}"
+    );
+
+    // The same points as one CSV body give the same scores, bit for bit.
+    let mut csv = String::from("timestamp,cpu\n");
+    for (i, (t, v)) in data.iter().enumerate() {
+        let when = if i % 2 == 0 {
+            nomaly_core::time::Timestamp::from_millis(t * 1000).rfc3339()
+        } else {
+            t.to_string()
+        };
+        csv.push_str(&format!("{when},{v}\n"));
+    }
+    let (s, _, body) = e
+        .call(
+            "POST",
+            &format!("/v1/streams/{by_csv}/points"),
+            Some(&key),
+            Some("text/csv"),
+            csv.into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let csv_scores = scores(&body);
+    assert_eq!(csv_scores.len(), json_scores.len());
+    assert!(
+        csv_scores
+            .iter()
+            .zip(&json_scores)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "CSV and JSON points score the same"
+    );
+
+    // And over the socket, 1000 points per message at most.
+    let mut ws_scores = Vec::new();
+    let (mut inbox3, mut sent) = (e.stack.notifier.open("c3"), 0);
+    e.ws("$connect", "c3", json!({"api_key": key}), None).await;
+    for chunk in data.chunks(720) {
+        let points: Vec<Value> = chunk
+            .iter()
+            .map(|(t, v)| json!({"timestamp": t, "value": v}))
+            .collect();
+        sent += 1;
+        let msg = json!({"action": "score", "stream_id": by_ws, "points": points, "request_id": format!("r{sent}")});
+        e.ws("$default", "c3", json!({}), Some(&msg.to_string()))
+            .await;
+        let reply: Value =
+            serde_json::from_slice(&inbox3.recv().await.expect("a reply")).expect("json");
+        assert_eq!(reply["type"], "scores", "{reply}");
+        assert_eq!(reply["request_id"], format!("r{sent}"));
+        assert_eq!(reply["stream_id"], by_ws.as_str());
+        ws_scores.extend(scores(&reply));
+    }
+    assert!(
+        ws_scores
+            .iter()
+            .zip(&json_scores)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "socket points score the same"
+    );
+
+    let (s, view) = e.get(&format!("/v1/streams/{by_json}"), &key).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(view["points"], 1440);
+    assert_eq!(view["anomalies"], anomalies.len());
+    assert_eq!(view["last_timestamp"], data[1439].0);
+    assert_eq!(view["state_stored"], "inline");
+    assert_eq!(view["detector"]["detector"], "seasonal");
+
+    // The events handler pushes the JSON stream's anomalies to its channel only.
+    e.stream("acme", before.as_deref()).await;
+    let mut pushed = Vec::new();
+    while let Ok(Some(m)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), inbox.recv()).await
+    {
+        pushed.push(serde_json::from_slice::<Value>(&m).expect("json"));
+    }
+    assert!(!pushed.is_empty(), "the subscriber heard the anomalies");
+    assert!(pushed
+        .iter()
+        .all(|m| m["type"] == "anomaly.detected" && m["payload"]["stream_id"] == by_json.as_str()));
+    let spike = pushed
+        .iter()
+        .flat_map(|m| {
+            m["payload"]["anomaly_points"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|p| p["timestamp"] == data[1300].0)
+        .expect("the spike's event");
+    assert_eq!(spike["values"], json!([data[1300].1]));
+    let csv_pushes = std::iter::from_fn(|| other_inbox.try_recv().ok())
+        .map(|m| serde_json::from_slice::<Value>(&m).expect("json"))
+        .collect::<Vec<_>>();
+    assert!(
+        csv_pushes
+            .iter()
+            .all(|m| m["payload"]["stream_id"] == by_csv.as_str()),
+        "the CSV stream's listener hears only its own stream: {csv_pushes:?}"
+    );
+    let stored = e
+        .events("acme")
+        .await
+        .into_iter()
+        .filter(|ev| ev.kind == EventType::AnomalyDetected)
+        .count();
+    assert!(stored >= 3, "one event per stream's anomalous request");
+
+    let (s, list) = e.get("/v1/streams", &key).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        list["items"][0]["stream_id"],
+        by_ws.as_str(),
+        "newest first"
+    );
+}
+
+#[tokio::test]
+async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
+    let e = env();
+    let key = e.key("acme").await;
+    let other = e.key("globex").await;
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "pair", "detector": "rolling_median", "columns": ["a", "b"]}),
+    )
+    .await;
+    let first = e
+        .json(
+            "POST",
+            &format!("/v1/streams/{id}/points"),
+            &key,
+            json!({"points": [{"timestamp": "2026-01-01T00:00:10Z", "values": [1, 2]}]}),
+        )
+        .await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.2);
+    let points = format!("/v1/streams/{id}/points");
+    let many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"timestamp": i, "values": [1, 2]}))
+        .collect();
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        ("earlier than the last point", &points, Some("application/json"),
+         json!({"points": [{"timestamp": "2026-01-01T00:00:11Z", "values": [1, 2]}, {"timestamp": "2026-01-01T00:00:09Z", "values": [1, 2]}]}).to_string().into_bytes(),
+         StatusCode::UNPROCESSABLE_ENTITY, "point 1"),
+        ("wrong width", &points, Some("application/json"),
+         json!({"points": [{"timestamp": 20, "value": 1}]}).to_string().into_bytes(),
+         StatusCode::UNPROCESSABLE_ENTITY, "point 0"),
+        ("no timestamp", &points, Some("application/json"),
+         json!({"points": [{"values": [1, 2]}]}).to_string().into_bytes(),
+         StatusCode::BAD_REQUEST, "timestamp"),
+        ("unreadable timestamp", &points, Some("application/json"),
+         json!({"points": [{"timestamp": "tomorrow", "values": [1, 2]}]}).to_string().into_bytes(),
+         StatusCode::UNPROCESSABLE_ENTITY, "`timestamp` must be"),
+        ("no points", &points, Some("application/json"),
+         json!({"points": []}).to_string().into_bytes(),
+         StatusCode::UNPROCESSABLE_ENTITY, "no points"),
+        ("too many points", &points, Some("application/json"),
+         json!({ "points": many }).to_string().into_bytes(),
+         StatusCode::PAYLOAD_TOO_LARGE, "at most 10000"),
+        ("unknown field", &points, Some("application/json"),
+         json!({"points": [{"timestamp": 1, "values": [1, 2], "label": 1}]}).to_string().into_bytes(),
+         StatusCode::BAD_REQUEST, "label"),
+        ("not JSON", &points, Some("application/json"), b"{".to_vec(),
+         StatusCode::BAD_REQUEST, "not valid JSON"),
+        ("CSV without timestamps", &points, Some("text/csv"), b"a,b\n1,2\n".to_vec(),
+         StatusCode::UNPROCESSABLE_ENTITY, "timestamp"),
+        ("CSV with text", &points, Some("text/csv"), b"timestamp,a,b\n30,1,x\n".to_vec(),
+         StatusCode::UNPROCESSABLE_ENTITY, "column `b`"),
+        ("CSV missing a column", &points, Some("text/csv"), b"timestamp,a\n30,1\n".to_vec(),
+         StatusCode::UNPROCESSABLE_ENTITY, "no `b` column"),
+        ("plain text", &points, Some("text/plain"), b"1".to_vec(),
+         StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json or text/csv"),
+    ];
+    for (what, path, ct, body, status, needle) in cases {
+        let (s, _, answer) = e.call("POST", path, Some(&key), ct, body).await;
+        assert_eq!(s, status, "{what}: {answer}");
+        assert!(
+            answer["detail"].as_str().unwrap_or("").contains(needle),
+            "{what}: {answer}"
+        );
+    }
+    let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(
+        (view["points"].as_u64(), view["version"].as_u64()),
+        (Some(1), Some(2)),
+        "refused requests stored nothing: {view}"
+    );
+
+    // Another tenant: 404 for every route, and its listing is empty.
+    for (method, path) in [
+        ("GET", format!("/v1/streams/{id}")),
+        ("DELETE", format!("/v1/streams/{id}")),
+        ("POST", points.clone()),
+    ] {
+        let (s, _, body) = e
+            .call(
+                method,
+                &path,
+                Some(&other),
+                Some("application/json"),
+                json!({"points": [{"timestamp": 99, "values": [1, 2]}]})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+    }
+    let (_, list) = e.get("/v1/streams", &other).await;
+    assert_eq!(list["items"], json!([]));
+    // Nor can it subscribe its socket to the stream's events... it may subscribe, but
+    // events are only ever pushed to connections of the event's tenant (fanout::wants).
+    let (s, _, _) = e.call("GET", "/v1/streams", None, None, vec![]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = e.get("/v1/streams/stm_nope", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Creation refusals.
+    for bad in [
+        json!({"name": "x", "detector": "prophet"}),
+        json!({"name": "x", "detector": "seasonal", "columns": ["a", "b"]}),
+        json!({"name": "x", "detector": "half_space_trees", "params": {"n_trees": 0}}),
+        json!({"name": "x", "threshold": "high"}),
+        json!({"detector": "seasonal"}),
+    ] {
+        let (s, _, body) = e.json("POST", "/v1/streams", &key, bad.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    // The socket refuses a score message naming both a model and a stream.
+    let mut inbox = e.stack.notifier.open("c1");
+    e.ws("$connect", "c1", json!({"api_key": key}), None).await;
+    let msg =
+        json!({"action": "score", "stream_id": id, "model_id": "mdl_x", "points": [], "rows": []});
+    e.ws("$default", "c1", json!({}), Some(&msg.to_string()))
+        .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.expect("reply")).expect("json");
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["status"], 400);
+
+    let (s, _, _) = e
+        .call(
+            "DELETE",
+            &format!("/v1/streams/{id}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn large_state_lives_in_the_blob_store_behind_the_record() {
+    let e = env_with(Settings {
+        stream_inline_state_bytes: 4096,
+        ..Default::default()
+    });
+    let key = e.key("acme").await;
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "machine", "detector": "half_space_trees", "columns": ["a", "b", "c"],
+               "params": {"n_trees": 10, "height": 8, "window_size": 50}}),
+    )
+    .await;
+    let points: Vec<Value> = (0..300)
+        .map(|i| json!({"timestamp": i, "values": [(i % 10) as f64, (i % 7) as f64, if i == 250 { 90.0 } else { 1.0 }]}))
+        .collect();
+    let (s, _, body) = e
+        .json(
+            "POST",
+            &format!("/v1/streams/{id}/points"),
+            &key,
+            json!({ "points": points }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(view["state_stored"], "blob", "{view}");
+    let folder = e.dir.join("blobs/tenants/acme/streams").join(&id);
+    let files = || std::fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        files(),
+        1,
+        "one state object: the previous version's was deleted"
+    );
+    let size = std::fs::read_dir(&folder)
+        .expect("the folder")
+        .filter_map(Result::ok)
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum::<u64>();
+    assert!(
+        size > 4096,
+        "the state is larger than the inline limit ({size} bytes)"
+    );
+    let anomalies: Vec<u64> = body["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .filter_map(|a| a["index"].as_u64())
+        .collect();
+    assert!(
+        anomalies.contains(&250),
+        "HST flags the point far outside: {anomalies:?}"
+    );
+    let (s, _, _) = e
+        .call(
+            "DELETE",
+            &format!("/v1/streams/{id}"),
+            Some(&key),
+            None,
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(files(), 0, "deleting the stream deletes its state object");
+}
