@@ -80,6 +80,7 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
         .await;
     assert_eq!(s, 201, "{created}");
     let id = created["stream_id"].as_str().expect("id").to_string();
+    let threshold = created["threshold"].as_f64().expect("threshold");
     let mut ws = Socket::connect(&server, &key).await;
     ws.subscribe(&format!("stream:{id}")).await;
     let mut other_ws = Socket::connect(&server, &other_key).await;
@@ -126,7 +127,7 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
             .update(t, &[v.trim().parse().expect("value")])
             .expect("update");
         assert_eq!(score.to_bits(), scores[i].to_bits(), "point {i}");
-        if score > 7.0 {
+        if score > threshold {
             expected.push(t);
         }
     }
@@ -164,7 +165,10 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
     ws.send(json!({"action": "score", "stream_id": id, "request_id": "w1", "points": [{"timestamp": last_t + 1800, "value": 1.0e6}]})).await;
     let reply = ws.until(LONG, |m| m["type"] == "scores").await;
     assert_eq!(reply["request_id"], "w1");
-    assert!(reply["scores"][0].as_f64().expect("score") > 7.0, "{reply}");
+    assert!(
+        reply["scores"][0].as_f64().expect("score") > threshold,
+        "{reply}"
+    );
     let (_, view) = a.call("GET", &format!("/v1/streams/{id}"), None).await;
     assert_eq!(view["points"], body.len() + 1);
 

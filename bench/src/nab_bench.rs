@@ -24,39 +24,48 @@ struct Series {
     windows: Vec<(usize, usize)>,
 }
 
-/// A detector under test: a spec and the threshold its alerts fire above.
+/// A detector under test: a spec and the threshold its alerts fire above (the spec's
+/// default threshold, the one streams use).
 struct Contender {
     label: &'static str,
     spec: StreamSpec,
     threshold: f64,
 }
 
+impl Contender {
+    fn new(label: &'static str, spec: StreamSpec) -> Self {
+        let threshold = spec.default_threshold();
+        Contender {
+            label,
+            spec,
+            threshold,
+        }
+    }
+}
+
 fn contenders() -> Vec<Contender> {
     vec![
-        Contender {
-            label: "rolling z (baseline)",
-            spec: StreamSpec::RollingMean {
+        Contender::new(
+            "rolling z (baseline)",
+            StreamSpec::RollingMean {
                 params: window::WindowParams { window: 288 },
             },
-            threshold: 3.0,
-        },
-        Contender {
-            label: "rolling median/MAD",
-            spec: StreamSpec::RollingMedian {
+        ),
+        Contender::new(
+            "rolling median/MAD",
+            StreamSpec::RollingMedian {
                 params: window::WindowParams { window: 288 },
             },
-            threshold: 12.0,
-        },
-        Contender {
-            label: "seasonal",
-            spec: StreamSpec::Seasonal {
+        ),
+        Contender::new(
+            "seasonal",
+            StreamSpec::Seasonal {
                 params: seasonal::SeasonalParams::default(),
             },
-            threshold: 7.0,
-        },
-        Contender {
-            label: "half-space trees",
-            spec: StreamSpec::HalfSpaceTrees {
+        ),
+        Contender::new(
+            "half-space trees",
+            StreamSpec::HalfSpaceTrees {
                 params: hst::HstParams {
                     n_trees: 25,
                     height: 8,
@@ -65,8 +74,7 @@ fn contenders() -> Vec<Contender> {
                 },
                 shingle: 4,
             },
-            threshold: 0.985,
-        },
+        ),
     ]
 }
 

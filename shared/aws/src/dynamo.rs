@@ -184,6 +184,15 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Why a write conditioned on an item's version failed: `Conflict` if the item is
+    /// there (the version moved), `NotFound` if not.
+    async fn condition_failed(&self, pk: String, sk: String, id: &str) -> StoreResult<StoreError> {
+        Ok(match self.get(pk, sk).await? {
+            Some(_) => StoreError::Conflict(id.to_string()),
+            None => StoreError::NotFound(id.to_string()),
+        })
+    }
+
     /// Replaces an item that has a `version` attribute if and only if the stored version
     /// is `version - 1`: the compare-and-set of tasks and streams. `Conflict` if it
     /// changed, `NotFound` if there is no such item.
@@ -212,10 +221,7 @@ impl DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                match self.get(pk, sk).await? {
-                    Some(_) => Err(StoreError::Conflict(id.to_string())),
-                    None => Err(StoreError::NotFound(id.to_string())),
-                }
+                Err(self.condition_failed(pk, sk, id).await?)
             }
             Err(e) => Err(sdk("update an item")(e)),
         }
@@ -443,9 +449,33 @@ impl StreamStore for DynamoStore {
         .await
     }
 
-    async fn delete_stream(&self, tenant: &TenantId, id: &StreamId) -> StoreResult<()> {
-        self.delete_existing(tenant_pk(tenant), format!("STREAM#{id}"), id.as_str())
-            .await
+    async fn delete_stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+        version: u64,
+    ) -> StoreResult<()> {
+        let (pk, sk) = (tenant_pk(tenant), format!("STREAM#{id}"));
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk.clone()))
+            .key("sk", s(sk.clone()))
+            .condition_expression("attribute_exists(pk) AND version = :expected")
+            .expression_attribute_values(":expected", n(version as i64))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(self.condition_failed(pk, sk, id.as_str()).await?)
+            }
+            Err(e) => Err(sdk("delete a stream")(e)),
+        }
     }
 }
 

@@ -1007,13 +1007,21 @@ pub async fn stream_store_compare_and_set(streams: &dyn StreamStore) {
         .items
         .is_empty());
     assert!(matches!(
-        streams.delete_stream(&other, &s.id).await,
+        streams.delete_stream(&other, &s.id, 3).await,
         Err(StoreError::NotFound(_))
     ));
-    streams.delete_stream(&t, &s.id).await.expect("delete");
+    assert!(
+        matches!(
+            streams.delete_stream(&t, &s.id, 2).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a delete made from a stale version must be a Conflict"
+    );
+    assert!(streams.get_stream(&t, &s.id).await.expect("get").is_some());
+    streams.delete_stream(&t, &s.id, 3).await.expect("delete");
     assert_eq!(streams.get_stream(&t, &s.id).await.expect("get"), None);
     assert!(matches!(
-        streams.delete_stream(&t, &s.id).await,
+        streams.delete_stream(&t, &s.id, 3).await,
         Err(StoreError::NotFound(_))
     ));
 }

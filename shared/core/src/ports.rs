@@ -183,8 +183,15 @@ pub trait StreamStore: Send + Sync {
     /// for the tenant. Of two writers racing from the same version, exactly one wins, so
     /// no update is lost: the loser reads again and reapplies its points.
     async fn update_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()>;
-    /// Removes the record. `NotFound` if the tenant has no such stream.
-    async fn delete_stream(&self, tenant: &TenantId, id: &StreamId) -> StoreResult<()>;
+    /// Removes the record if its version is still `version` (so a write that landed
+    /// after the caller read it, and the state it points at, is not lost unseen).
+    /// `Conflict` if the version moved, `NotFound` if the tenant has no such stream.
+    async fn delete_stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+        version: u64,
+    ) -> StoreResult<()>;
 }
 
 /// API keys (stored hashed).

@@ -59,13 +59,10 @@ impl Timestamp {
 /// else.
 pub fn parse_instant(text: &str) -> Option<i64> {
     let text = text.trim();
-    if text
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        && !text.contains('-')
-    {
-        let whole = text.split('.').next()?;
-        return (!whole.is_empty() && whole.len() <= 12)
+    let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+        return (all_digits(whole) && all_digits(fraction) && whole.len() <= 12)
             .then(|| whole.parse().ok())
             .flatten();
     }
@@ -87,7 +84,7 @@ pub fn parse_instant(text: &str) -> Option<i64> {
     let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1000..=9999).contains(&y)
         || !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
+        || !(1..=days_in_month(y, m)).contains(&d)
         || hh > 23
         || mm > 59
         || ss > 60
@@ -111,7 +108,11 @@ pub fn parse_instant(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let o = &rest.as_bytes()[1..];
-            if o.len() != 5 || o[2] != b':' {
+            if o.len() != 5
+                || o[2] != b':'
+                || !all_digits(rest.get(1..3)?)
+                || !all_digits(rest.get(4..6)?)
+            {
                 return None;
             }
             let h: i64 = rest.get(1..3)?.parse().ok()?;
@@ -123,6 +124,16 @@ pub fn parse_instant(text: &str) -> Option<i64> {
         }
     };
     Some(days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
+/// Days in month `m` of year `y` (Gregorian).
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
 }
 
 /// Howard Hinnant's civil-to-days conversion (proleptic Gregorian calendar).
@@ -171,6 +182,8 @@ mod tests {
             Some(1_386_018_900)
         );
         assert_eq!(parse_instant("1396310400"), Some(1_396_310_400));
+        assert_eq!(parse_instant("2016-02-29 00:00:00"), Some(1_456_704_000));
+        assert_eq!(parse_instant("2000-02-29T00:00:00Z"), Some(951_782_400));
         assert_eq!(parse_instant(" 1396310400.9 "), Some(1_396_310_400));
         for bad in [
             "",
@@ -184,6 +197,13 @@ mod tests {
             "1234567890123",
             "2014-04-01 00:00:00 extra",
             "２０１４-04-01 00:00:00",
+            "2014-02-29 00:00:00",
+            "2014-04-31T00:00:00Z",
+            "1.2.3",
+            "1.",
+            ".5",
+            "2014-04-01T00:00:00++1:00",
+            "2014-04-01T00:00:00+01:-0",
         ] {
             assert_eq!(parse_instant(bad), None, "{bad}");
         }

@@ -375,6 +375,23 @@ fn state_of(bytes: Option<Vec<u8>>, key: Option<String>) -> StoreResult<StreamSt
     }
 }
 
+/// Why a conditional write of a stream changed no row: `Conflict` if the stream is
+/// there (its version moved), `NotFound` if not.
+fn stream_write_lost(c: &rusqlite::Connection, tenant: &str, id: &str) -> StoreResult<StoreError> {
+    let exists: Option<i64> = c
+        .query_row(
+            "SELECT version FROM streams WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql("read a stream's version"))?;
+    Ok(match exists {
+        Some(_) => StoreError::Conflict(id.to_string()),
+        None => StoreError::NotFound(id.to_string()),
+    })
+}
+
 #[async_trait]
 impl StreamStore for SqliteStore {
     async fn create_stream(&self, stream: &Stream, state: &StreamState) -> StoreResult<()> {
@@ -449,24 +466,32 @@ impl StreamStore for SqliteStore {
                 if n == 1 {
                     return Ok(());
                 }
-                let exists: Option<i64> = c
-                    .query_row(
-                        "SELECT version FROM streams WHERE tenant = ?1 AND id = ?2",
-                        params![tenant, id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql("update a stream"))?;
-                Err(match exists {
-                    Some(_) => StoreError::Conflict(id),
-                    None => StoreError::NotFound(id),
-                })
+                Err(stream_write_lost(c, &tenant, &id)?)
             })
             .await
     }
 
-    async fn delete_stream(&self, tenant: &TenantId, id: &StreamId) -> StoreResult<()> {
-        self.remove(Records::Streams, tenant, id.as_str()).await
+    async fn delete_stream(
+        &self,
+        tenant: &TenantId,
+        id: &StreamId,
+        version: u64,
+    ) -> StoreResult<()> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.db
+            .run("delete a stream", move |c| {
+                let n = c
+                    .execute(
+                        "DELETE FROM streams WHERE tenant = ?1 AND id = ?2 AND version = ?3",
+                        params![tenant, id, version as i64],
+                    )
+                    .map_err(sql("delete a stream"))?;
+                if n == 1 {
+                    return Ok(());
+                }
+                Err(stream_write_lost(c, &tenant, &id)?)
+            })
+            .await
     }
 }
 

@@ -1,10 +1,14 @@
 //! Streams through the Lambda handlers on the embedded stack: `/v1/streams` through the
 //! router, points as JSON, CSV and WebSocket `score` messages, `anomaly.detected` pushed
-//! by the events handler to the stream's channel only, refusals that store nothing, and
-//! large state kept in the blob store behind the record's pointer.
+//! by the events handler to the stream's channel only, refusals that store nothing,
+//! large state kept in the blob store behind the record's pointer, and faults: a write
+//! whose answer was lost, values that would overflow, a detector too heavy, an event log
+//! that is down.
 
 use axum::http::StatusCode;
-use nomaly_core::domain::EventType;
+use nomaly_core::domain::{Event, EventType, Stream, StreamState, TenantId};
+use nomaly_core::ids::StreamId;
+use nomaly_core::ports::{EventLog, Page, PageRequest, StoreError, StoreResult, StreamStore};
 use nomaly_core::service::Settings;
 use serde_json::{json, Value};
 
@@ -437,4 +441,220 @@ async fn large_state_lives_in_the_blob_store_behind_the_record() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(files(), 0, "deleting the stream deletes its state object");
+}
+
+/// A stream store whose `update_stream` stores the write and then answers as if it had
+/// not: a conflict (what DynamoDB answers the SDK's retry of a write whose first answer
+/// was lost) or a backend error (a timeout after the write landed).
+struct LandsThenFails {
+    inner: std::sync::Arc<dyn StreamStore>,
+    conflict: bool,
+    times: std::sync::Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl StreamStore for LandsThenFails {
+    async fn create_stream(&self, s: &Stream, st: &StreamState) -> StoreResult<()> {
+        self.inner.create_stream(s, st).await
+    }
+    async fn get_stream(
+        &self,
+        t: &TenantId,
+        id: &StreamId,
+    ) -> StoreResult<Option<(Stream, StreamState)>> {
+        self.inner.get_stream(t, id).await
+    }
+    async fn list_streams(&self, t: &TenantId, p: &PageRequest) -> StoreResult<Page<Stream>> {
+        self.inner.list_streams(t, p).await
+    }
+    async fn update_stream(&self, s: &Stream, st: &StreamState) -> StoreResult<()> {
+        self.inner.update_stream(s, st).await?;
+        let mut left = self.times.lock().expect("lock");
+        if *left == 0 {
+            return Ok(());
+        }
+        *left -= 1;
+        Err(if self.conflict {
+            StoreError::Conflict(s.id.to_string())
+        } else {
+            StoreError::backend("injected", std::io::Error::other("timed out (injected)"))
+        })
+    }
+    async fn delete_stream(&self, t: &TenantId, id: &StreamId, v: u64) -> StoreResult<()> {
+        self.inner.delete_stream(t, id, v).await
+    }
+}
+
+/// An event log that cannot store events.
+struct NoEvents;
+
+#[async_trait::async_trait]
+impl EventLog for NoEvents {
+    async fn append(&self, _: &Event) -> StoreResult<()> {
+        Err(StoreError::backend(
+            "injected",
+            std::io::Error::other("events table down (injected)"),
+        ))
+    }
+    async fn append_with_task(&self, _: &Event, _: &nomaly_core::domain::Task) -> StoreResult<()> {
+        Err(StoreError::backend(
+            "injected",
+            std::io::Error::other("events table down (injected)"),
+        ))
+    }
+    async fn events_after(
+        &self,
+        _: &TenantId,
+        _: Option<&nomaly_core::ids::EventId>,
+        _: usize,
+    ) -> StoreResult<Page<Event>> {
+        Ok(Page {
+            items: vec![],
+            next_token: None,
+        })
+    }
+}
+
+fn hst_points(from: i64, n: i64) -> Value {
+    let points: Vec<Value> = (from..from + n)
+        .map(|i| json!({"timestamp": i, "values": [(i % 10) as f64, (i % 7) as f64, 1.0]}))
+        .collect();
+    json!({ "points": points })
+}
+
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_counts_once_and_keeps_its_state() {
+    for conflict in [true, false] {
+        let mut e = env_with(Settings {
+            stream_inline_state_bytes: 4096,
+            ..Default::default()
+        });
+        let key = e.key("acme").await;
+        let id = create(
+            &e,
+            &key,
+            json!({"name": "m", "detector": "half_space_trees", "columns": ["a", "b", "c"],
+                   "params": {"n_trees": 10, "height": 8, "window_size": 50}}),
+        )
+        .await;
+        let path = format!("/v1/streams/{id}/points");
+        let (s, _, _) = e.json("POST", &path, &key, hst_points(0, 100)).await;
+        assert_eq!(s, StatusCode::OK);
+        e.services.streams = std::sync::Arc::new(LandsThenFails {
+            inner: e.stack.services.streams.clone(),
+            conflict,
+            times: std::sync::Mutex::new(1),
+        });
+        let (s, _, body) = e.json("POST", &path, &key, hst_points(100, 100)).await;
+        assert_eq!(s, StatusCode::OK, "conflict {conflict}: {body}");
+        assert_eq!(body["version"], 3, "one write, not two: {body}");
+        assert_eq!(body["points"], 200);
+        // The state the stored record points at is still there: the next append works.
+        let (s, _, body) = e.json("POST", &path, &key, hst_points(200, 100)).await;
+        assert_eq!(s, StatusCode::OK, "conflict {conflict}: {body}");
+        assert_eq!(body["points"], 300);
+        let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+        assert_eq!(
+            (view["version"].as_u64(), view["state_stored"].as_str()),
+            (Some(4), Some("blob"))
+        );
+        let folder = e.dir.join("blobs/tenants/acme/streams").join(&id);
+        assert_eq!(
+            std::fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
+    let mut e = env();
+    let key = e.key("acme").await;
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "s", "detector": "rolling_mean", "params": {"window": 10}}),
+    )
+    .await;
+    let path = format!("/v1/streams/{id}/points");
+    let ok: Vec<Value> = (0..20)
+        .map(|i| json!({"timestamp": i, "value": (i % 3) as f64}))
+        .collect();
+    let (s, _, _) = e.json("POST", &path, &key, json!({ "points": ok })).await;
+    assert_eq!(s, StatusCode::OK);
+    // Finite, but so large the detector's sums would overflow: refused, nothing stored.
+    let huge = json!({"points": [{"timestamp": 30, "value": 1.7e308}]});
+    let (s, _, body) = e.json("POST", &path, &key, huge).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap_or("").contains("1e100"),
+        "{body}"
+    );
+    let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(view["points"], 20);
+    let (s, _, body) = e
+        .json(
+            "POST",
+            &path,
+            &key,
+            json!({"points": [{"timestamp": 31, "value": 1.0}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "the stream still works: {body}");
+
+    // A detector whose state would be too large is refused at creation.
+    let (s, _, body) = e
+        .json("POST", "/v1/streams", &key,
+              json!({"name": "big", "detector": "half_space_trees", "params": {"n_trees": 200, "height": 14}}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("numbers per stream"),
+        "{body}"
+    );
+    // A slow one takes fewer points per request.
+    let slow = create(
+        &e,
+        &key,
+        json!({"name": "slow", "detector": "rolling_median", "params": {"window": 100000}}),
+    )
+    .await;
+    let many: Vec<Value> = (0..1000)
+        .map(|i| json!({"timestamp": i, "value": 1.0}))
+        .collect();
+    let (s, _, body) = e
+        .json(
+            "POST",
+            &format!("/v1/streams/{slow}/points"),
+            &key,
+            json!({ "points": many }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("at most 250 points"),
+        "{body}"
+    );
+
+    // The events table is down: the points are stored and the anomaly is answered.
+    e.services.events = std::sync::Arc::new(NoEvents);
+    let (s, _, body) = e
+        .json(
+            "POST",
+            &path,
+            &key,
+            json!({"points": [{"timestamp": 40, "value": 500.0}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["anomalies"][0]["index"], 0, "{body}");
+    assert_eq!(body["event_id"], Value::Null);
+    let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(view["points"], 22);
 }

@@ -31,6 +31,10 @@ pub struct Stream {
     pub last_timestamp: Option<i64>,
     /// Bumped by every write: the compare-and-set token.
     pub version: u64,
+    /// Names the write that made this version, so a writer whose answer was lost (a
+    /// timeout, a retried request) can tell its own write from another's.
+    #[serde(default)]
+    pub write_id: String,
     /// When it was made.
     pub created_at: Timestamp,
     /// When a point was last appended.
@@ -58,6 +62,7 @@ impl Stream {
             anomalies: 0,
             last_timestamp: None,
             version: 1,
+            write_id: String::new(),
             created_at: now,
             updated_at: now,
         }

@@ -67,10 +67,10 @@ pub struct Settings {
     pub rate_limit: u32,
     /// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`, default 1).
     pub rate_window_secs: u32,
-    /// A stream's detector state up to this size is kept in the stream's own record;
-    /// larger state goes to the blob store behind a versioned key
-    /// (`NOMALY_STREAM_INLINE_STATE_BYTES`, default 300000: a DynamoDB item holds at
-    /// most 400 KB, record included).
+    /// A stream's record and detector state are kept together in one row or item while
+    /// they take at most this many bytes (`NOMALY_STREAM_INLINE_STATE_BYTES`, default
+    /// 300000, never more than 380000: a DynamoDB item holds at most 400 KB); larger state
+    /// goes to the blob store behind a versioned key.
     pub stream_inline_state_bytes: usize,
 }
 

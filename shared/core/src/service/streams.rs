@@ -16,7 +16,7 @@
 //! record is stored, and a losing writer deletes its own.
 
 use crate::domain::{EventType, Stream, StreamState, TenantId};
-use crate::ids::StreamId;
+use crate::ids::{EventId, StreamId};
 use crate::ports::{BlobKey, StoreError};
 use crate::service::{Problem, Services};
 use crate::time::{parse_instant, Timestamp};
@@ -32,6 +32,8 @@ pub const MAX_WIDTH: usize = 256;
 const MAX_ROUNDS: u32 = 24;
 /// Anomalous points listed in one `anomaly.detected` event.
 const EVENT_POINTS: usize = 100;
+/// Streams up to this wide list each anomalous point's values in the event.
+const EVENT_VALUES_UP_TO: usize = 16;
 
 /// `POST /v1/streams`.
 #[derive(Debug, Deserialize)]
@@ -51,19 +53,10 @@ pub struct CreateStream {
     /// Names of each point's values (default `["value"]`).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Points scoring above this are anomalies (default: the detector's, tuned on NAB).
+    /// Points scoring above this are anomalies (default: the detector's, chosen on NAB:
+    /// `StreamSpec::default_threshold`).
     #[serde(default)]
     pub threshold: Option<f64>,
-}
-
-/// The threshold used when none is given: what `nab-bench --sweep` chose on NAB.
-pub fn default_threshold(spec: &StreamSpec) -> f64 {
-    match spec {
-        StreamSpec::Seasonal { .. } => 7.0,
-        StreamSpec::RollingMedian { .. } => 12.0,
-        StreamSpec::RollingMean { .. } => 3.0,
-        StreamSpec::HalfSpaceTrees { .. } => 0.985,
-    }
 }
 
 impl CreateStream {
@@ -105,13 +98,18 @@ impl CreateStream {
         }
         let mut seen = std::collections::HashSet::new();
         for c in &columns {
-            if c.is_empty() || c.len() > 128 || c == "timestamp" || !seen.insert(c) {
+            if c.is_empty()
+                || c.len() > 128
+                || c == "timestamp"
+                || c.chars().any(char::is_control)
+                || !seen.insert(c)
+            {
                 return Err(Problem::invalid_parameter(format!(
-                    "column `{c}`: names are 1 to 128 bytes, unique, and not `timestamp`"
+                    "column {c:?}: names are 1 to 128 bytes without control characters, unique, and not `timestamp`"
                 )));
             }
         }
-        let threshold = self.threshold.unwrap_or_else(|| default_threshold(&spec));
+        let threshold = self.threshold.unwrap_or_else(|| spec.default_threshold());
         if !threshold.is_finite() {
             return Err(Problem::invalid_parameter("`threshold` must be a number"));
         }
@@ -123,7 +121,7 @@ impl CreateStream {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum When {
-    /// Unix seconds.
+    /// Unix seconds (0 or later, as in CSV).
     Seconds(f64),
     /// RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC).
     Text(String),
@@ -132,7 +130,7 @@ pub enum When {
 impl When {
     fn seconds(&self) -> Option<i64> {
         match self {
-            When::Seconds(s) if s.is_finite() && s.abs() < 1e12 => Some(s.floor() as i64),
+            When::Seconds(s) if s.is_finite() && (0.0..1e12).contains(s) => Some(s.floor() as i64),
             When::Seconds(_) => None,
             When::Text(t) => parse_instant(t),
         }
@@ -313,6 +311,14 @@ pub async fn create(
 ) -> Result<Stream, Problem> {
     let (name, spec, columns, threshold) = request.into_parts()?;
     let detector = StreamDetector::new(spec.clone(), columns.len())?;
+    let footprint = spec.footprint(columns.len());
+    if footprint.state_values > MAX_STATE_VALUES {
+        return Err(Problem::invalid_parameter(format!(
+            "this detector would keep {} numbers per stream; at most {MAX_STATE_VALUES} are kept \
+             (fewer trees or a lower height, a shorter window, fewer columns)",
+            footprint.state_values
+        )));
+    }
     let bytes = detector.to_json()?;
     let detector_json =
         serde_json::to_value(&spec).map_err(|e| Problem::internal(e.to_string()))?;
@@ -339,12 +345,28 @@ pub async fn get(
         .ok_or_else(|| Problem::not_found(format!("stream {id} not found")))
 }
 
-/// Deletes the stream and its state.
+/// Deletes the stream and its state. The record goes only if no write landed since it
+/// was read, so the state deleted is the state it pointed at.
 pub async fn delete(services: &Services, tenant: &TenantId, id: &StreamId) -> Result<(), Problem> {
-    let (_, state) = get(services, tenant, id).await?;
-    services.streams.delete_stream(tenant, id).await?;
-    discard(services, &state).await;
-    Ok(())
+    for round in 0..MAX_ROUNDS {
+        let (stream, state) = get(services, tenant, id).await?;
+        match services
+            .streams
+            .delete_stream(tenant, id, stream.version)
+            .await
+        {
+            Ok(()) => {
+                discard(services, &state).await;
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_)) => backoff(round).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::conflict(format!(
+        "stream {id} kept changing under other writers; retry"
+    ))
+    .retry_after(1))
 }
 
 /// What appending points gave.
@@ -366,6 +388,10 @@ pub struct Appended {
     pub threshold: f64,
     /// Compare-and-set rounds lost to concurrent writers before this one won.
     pub retries: u32,
+    /// The `anomaly.detected` event published for the anomalies; `None` when there were
+    /// none, or when storing the event failed (the points are stored all the same, and
+    /// the anomalies are in this answer).
+    pub event_id: Option<EventId>,
 }
 
 /// An anomalous point.
@@ -377,6 +403,14 @@ pub struct Anomaly {
     pub timestamp: i64,
     /// Its score.
     pub score: f64,
+}
+
+/// How a compare-and-set write ended.
+enum Written {
+    /// Stored.
+    Mine,
+    /// Another writer got there first.
+    Lost,
 }
 
 /// Scores and learns `points` on the stream, stores the new state (compare-and-set,
@@ -393,6 +427,9 @@ pub async fn append(
     let points = std::sync::Arc::new(points);
     for round in 0..MAX_ROUNDS {
         let (stream, old_state) = get(services, tenant, id).await?;
+        if round == 0 {
+            check_work(&stream, points.len())?;
+        }
         let Some(bytes) = load_state(services, &old_state).await? else {
             // A newer writer replaced that version's state in between: read again. If
             // the version did not move, the object is lost for good: say so.
@@ -410,9 +447,7 @@ pub async fn append(
         let (scores, new_bytes, last_t) = tokio::task::spawn_blocking(move || {
             let mut detector = StreamDetector::from_json(&bytes)?;
             if detector.width() != width {
-                return Err(Problem::internal(
-                    "the stream's state does not match its record",
-                ));
+                return Err(Problem::internal("the stream's state does not match its record"));
             }
             let mut scores = Vec::with_capacity(batch.len());
             for (i, p) in batch.iter().enumerate() {
@@ -421,8 +456,14 @@ pub async fn append(
                     .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
                 scores.push(score);
             }
-            let last = batch.last().map(|p| p.t);
-            Ok((scores, detector.to_json()?, last))
+            let bytes = detector.to_json()?;
+            // Never store a state that would not load back: the stream would be stuck.
+            StreamDetector::from_json(&bytes).map_err(|e| {
+                Problem::invalid_data(format!(
+                    "these points would leave the detector's state unusable ({e}); nothing was stored"
+                ))
+            })?;
+            Ok((scores, bytes, batch.last().map(|p| p.t)))
         })
         .await
         .map_err(|e| Problem::internal(e.to_string()))??;
@@ -438,13 +479,14 @@ pub async fn append(
             .collect();
         let mut next = stream.clone();
         next.version += 1;
+        next.write_id = crate::ids::Ulid::new().encode();
         next.points += points.len() as u64;
         next.anomalies += anomalies.len() as u64;
         next.last_timestamp = last_t.or(stream.last_timestamp);
         next.updated_at = Timestamp::now();
         let new_state = store_state(services, &next, new_bytes).await?;
-        match services.streams.update_stream(&next, &new_state).await {
-            Ok(()) => {
+        match write(services, &next, &new_state).await? {
+            Written::Mine => {
                 if old_state.blob() != new_state.blob() {
                     discard(services, &old_state).await;
                 }
@@ -454,9 +496,11 @@ pub async fn append(
                     crate::metrics::Counter::AnomaliesFound,
                     anomalies.len() as u64,
                 );
-                if !anomalies.is_empty() {
-                    publish(services, &next, correlation_id, &anomalies, &points).await?;
-                }
+                let event_id = if anomalies.is_empty() {
+                    None
+                } else {
+                    publish(services, &next, correlation_id, &anomalies, &points).await
+                };
                 return Ok(Appended {
                     stream_id: next.id.clone(),
                     version: next.version,
@@ -466,15 +510,12 @@ pub async fn append(
                     anomalies,
                     threshold: next.threshold,
                     retries: round,
+                    event_id,
                 });
             }
-            Err(StoreError::Conflict(_)) => {
+            Written::Lost => {
                 discard(services, &new_state).await;
                 backoff(round).await;
-            }
-            Err(e) => {
-                discard(services, &new_state).await;
-                return Err(e.into());
             }
         }
     }
@@ -484,30 +525,90 @@ pub async fn append(
     .retry_after(1))
 }
 
+/// Stores `next` if the stream is still at the version before it. When the store's
+/// answer is unclear (a conflict, which a retried request that had in fact landed also
+/// gives, or a failure), the stream is read again: the write is ours if the stored
+/// version carries our `write_id`. On a failure whose outcome cannot be read, the new
+/// state object is left in place rather than risk deleting what a stored record points
+/// at.
+async fn write(
+    services: &Services,
+    next: &Stream,
+    state: &StreamState,
+) -> Result<Written, Problem> {
+    let failure = match services.streams.update_stream(next, state).await {
+        Ok(()) => return Ok(Written::Mine),
+        Err(StoreError::Conflict(_)) => None,
+        Err(StoreError::NotFound(what)) => {
+            discard(services, state).await;
+            return Err(Problem::not_found(format!("stream {what} not found")));
+        }
+        Err(e) => Some(e),
+    };
+    let stored = services.streams.get_stream(&next.tenant, &next.id).await;
+    let landed = |s: &Stream| s.version == next.version && s.write_id == next.write_id;
+    match (stored, failure) {
+        (Ok(Some((s, _))), _) if landed(&s) => {
+            tracing::info!(stream_id = %next.id, version = next.version, "the write landed although its answer was an error");
+            Ok(Written::Mine)
+        }
+        (Ok(_), None) => Ok(Written::Lost),
+        (Ok(_), Some(e)) => {
+            discard(services, state).await;
+            Err(e.into())
+        }
+        (Err(_), Some(e)) | (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// At most this many numbers in one stream's detector state.
+pub const MAX_STATE_VALUES: usize = 500_000;
+/// At most this much detector work (the footprint's operations per point, times points)
+/// in one request: a few seconds.
+pub const MAX_REQUEST_WORK: usize = 100_000_000;
+
+/// Refuses a request whose points would take the stream's detector too long.
+fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
+    let Ok(spec) = serde_json::from_value::<StreamSpec>(stream.detector.clone()) else {
+        return Ok(());
+    };
+    let work = spec.footprint(stream.columns.len()).work_per_point.max(1);
+    let most = (MAX_REQUEST_WORK / work).max(1);
+    if points > most {
+        return Err(Problem::too_large(format!(
+            "this stream's detector takes at most {most} points per request; send the rest in further requests"
+        )));
+    }
+    Ok(())
+}
+
+/// Publishes the anomalies; a failure is logged, not returned: the points are stored
+/// already, and a retry of the request would learn them twice.
 async fn publish(
     services: &Services,
     stream: &Stream,
     correlation_id: &str,
     anomalies: &[Anomaly],
     points: &[Point],
-) -> Result<(), Problem> {
+) -> Option<EventId> {
+    // Values only for narrow streams, so an event stays well under a WebSocket frame.
+    let with_values = stream.columns.len() <= EVENT_VALUES_UP_TO;
     let listed: Vec<Value> = anomalies
         .iter()
         .take(EVENT_POINTS)
         .map(|a| {
-            json!({
-                "index": a.index,
-                "timestamp": a.timestamp,
-                "score": a.score,
-                "values": points[a.index].values,
-            })
+            let mut p = json!({"index": a.index, "timestamp": a.timestamp, "score": a.score});
+            if with_values {
+                p["values"] = json!(points[a.index].values);
+            }
+            p
         })
         .collect();
     let max_score = anomalies
         .iter()
         .map(|a| a.score)
         .fold(f64::NEG_INFINITY, f64::max);
-    services
+    let published = services
         .publish(
             &stream.tenant,
             EventType::AnomalyDetected,
@@ -523,8 +624,14 @@ async fn publish(
                 "stream_version": stream.version,
             }),
         )
-        .await?;
-    Ok(())
+        .await;
+    match published {
+        Ok(event) => Some(event.event_id),
+        Err(e) => {
+            tracing::error!(stream_id = %stream.id, version = stream.version, error = %e, "the anomalies were found but their event was not stored");
+            None
+        }
+    }
 }
 
 /// Waits a little longer each round, with jitter, so racing writers spread out.
@@ -551,14 +658,26 @@ fn state_key(stream: &Stream) -> Result<BlobKey, Problem> {
         .map_err(|e| Problem::internal(e.to_string()))
 }
 
-/// Keeps `bytes` inline when small enough, else writes them to the blob store under the
-/// version's own key and answers the pointer.
+/// The largest record and state kept together in one row or item: a DynamoDB item holds
+/// at most 400 KB, attribute names and numbers included.
+pub const MAX_INLINE_ITEM_BYTES: usize = 380_000;
+
+/// Keeps `bytes` inline when they and the record fit the setting (capped at
+/// [`MAX_INLINE_ITEM_BYTES`]), else writes them to the blob store under the version's own
+/// key and answers the pointer.
 async fn store_state(
     services: &Services,
     stream: &Stream,
     bytes: Vec<u8>,
 ) -> Result<StreamState, Problem> {
-    if bytes.len() <= services.settings.stream_inline_state_bytes {
+    let record = serde_json::to_vec(stream)
+        .map(|r| r.len())
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    let limit = services
+        .settings
+        .stream_inline_state_bytes
+        .min(MAX_INLINE_ITEM_BYTES);
+    if bytes.len() + record + 1024 <= limit {
         return Ok(StreamState::Inline(bytes));
     }
     let key = state_key(stream)?;
@@ -657,7 +776,7 @@ mod tests {
         let (name, spec, columns, threshold) = ok.into_parts().unwrap();
         assert_eq!(
             (name.as_str(), spec.name(), threshold),
-            ("cpu", "seasonal", 7.0)
+            ("cpu", "seasonal", 5.6)
         );
         assert_eq!(columns, vec!["value"]);
         let hst: CreateStream = serde_json::from_str(
@@ -673,6 +792,8 @@ mod tests {
             r#"{"name":"x","columns":[]}"#,
             r#"{"name":"x","columns":["a","a"]}"#,
             r#"{"name":"x","columns":["timestamp"]}"#,
+            r#"{"name":"x","columns":["a\u0007b"]}"#,
+            r#"{"name":"x\nnew line"}"#,
         ] {
             let r: CreateStream = serde_json::from_str(bad).unwrap();
             assert_eq!(r.into_parts().unwrap_err().status, 400, "{bad}");

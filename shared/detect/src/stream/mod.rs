@@ -54,7 +54,11 @@ fn one() -> usize {
     1
 }
 
-/// A point must have `width` values, all finite.
+/// Largest magnitude a point's value may have: the detectors square differences of
+/// values and sum them over windows, which stays finite (and storable as JSON) below this.
+pub const MAX_VALUE: f64 = 1e100;
+
+/// A point must have `width` values, all finite and within ±[`MAX_VALUE`].
 pub(crate) fn check_point(x: &[f64], width: usize) -> Result<()> {
     if x.len() != width {
         return Err(DetectError::WidthMismatch {
@@ -69,10 +73,86 @@ pub(crate) fn check_point(x: &[f64], width: usize) -> Result<()> {
             value: v.to_string(),
         });
     }
+    if let Some((column, v)) = x.iter().enumerate().find(|(_, v)| v.abs() > MAX_VALUE) {
+        return Err(DetectError::InvalidParameter {
+            name: "value",
+            reason: format!("value {column} is {v}; values must lie within ±1e100"),
+        });
+    }
     Ok(())
 }
 
+/// What a stream's detector costs, from its spec alone: the most numbers its state can
+/// hold, and about how many operations one point takes. Callers cap both (a stream's
+/// state travels to and from storage on every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Numbers the state holds once full.
+    pub state_values: usize,
+    /// Operations per point, roughly.
+    pub work_per_point: usize,
+}
+
 impl StreamSpec {
+    /// The footprint of this detector on points of `width` values.
+    pub fn footprint(&self, width: usize) -> Footprint {
+        let width = width.max(1);
+        match self {
+            StreamSpec::HalfSpaceTrees { params, shingle } => {
+                let nodes = params
+                    .n_trees
+                    .saturating_mul((2usize << params.height.min(30)) - 1);
+                let point = width.saturating_mul(*shingle);
+                Footprint {
+                    // Two masses per node, a feature and a split per inner node, and the
+                    // first window's points until the trees are built.
+                    state_values: nodes
+                        .saturating_mul(3)
+                        .saturating_add(params.window_size.saturating_mul(point)),
+                    work_per_point: params
+                        .n_trees
+                        .saturating_mul(params.height)
+                        .saturating_mul(2)
+                        .saturating_add(point),
+                }
+            }
+            StreamSpec::Seasonal { params } => {
+                let period = params.period.unwrap_or(seasonal::MAX_PERIOD);
+                Footprint {
+                    state_values: period
+                        .saturating_mul(params.cycles)
+                        .saturating_add(params.warmup.saturating_mul(2))
+                        .saturating_add(params.residual_window),
+                    // Two medians (the slot's, the residuals' with their MAD) per point.
+                    work_per_point: params
+                        .residual_window
+                        .saturating_mul(4)
+                        .saturating_add(params.cycles * 2),
+                }
+            }
+            StreamSpec::RollingMedian { params } | StreamSpec::RollingMean { params } => {
+                let values = params.window.saturating_mul(width);
+                Footprint {
+                    state_values: values,
+                    work_per_point: values.saturating_mul(4),
+                }
+            }
+        }
+    }
+
+    /// The threshold a stream of this detector alerts above unless told otherwise: what
+    /// `nab-bench --sweep` chose on the NAB series with one value for every series
+    /// (`bench/README.md`). For `seasonal`, the highest that still finds all ten labelled
+    /// windows; 8.75 gives a better NAB score (70.1) but misses one.
+    pub fn default_threshold(&self) -> f64 {
+        match self {
+            StreamSpec::Seasonal { .. } => 5.6,
+            StreamSpec::RollingMedian { .. } => 12.0,
+            StreamSpec::RollingMean { .. } => 3.0,
+            StreamSpec::HalfSpaceTrees { .. } => 0.985,
+        }
+    }
+
     /// The detector's name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -285,6 +365,48 @@ mod tests {
                 params: window::WindowParams::default(),
             },
         ]
+    }
+
+    #[test]
+    fn footprints_bound_the_state_a_detector_reaches() {
+        let points = series(3000, 11);
+        for spec in specs() {
+            let mut d = StreamDetector::new(spec.clone(), 1).expect("valid");
+            for (t, v) in &points {
+                d.update(*t, &[*v]).expect("update");
+            }
+            let bytes = d.to_json().expect("json");
+            let numbers = bytes
+                .split(|b| matches!(b, b',' | b'[' | b']' | b':'))
+                .filter(|f| f.first().is_some_and(|c| c.is_ascii_digit() || *c == b'-'))
+                .count();
+            let footprint = spec.footprint(1);
+            assert!(
+                numbers <= footprint.state_values + 64,
+                "{}: {numbers} numbers stored, footprint {footprint:?}",
+                spec.name()
+            );
+        }
+    }
+
+    #[test]
+    fn values_past_the_bound_are_refused_before_they_touch_the_state() {
+        for spec in specs() {
+            let mut d = StreamDetector::new(spec.clone(), 1).expect("valid");
+            let before = d.clone();
+            assert!(d.update(1, &[1.7e308]).is_err(), "{}", spec.name());
+            assert!(d.update(1, &[-2e100]).is_err(), "{}", spec.name());
+            assert_eq!(
+                d,
+                before,
+                "{}: a refused point changes nothing",
+                spec.name()
+            );
+            d.update(1, &[1e100]).expect("the bound itself is accepted");
+            d.update(2, &[-1e100])
+                .expect("the bound itself is accepted");
+            StreamDetector::from_json(&d.to_json().expect("json")).expect("and stays storable");
+        }
     }
 
     #[test]
