@@ -23,6 +23,7 @@ DATASET_UPLOAD = "dst_01JDKX0000000000000000DST1"
 DATASET_PROFILED = "dst_01JDKX0000000000000000DST2"
 DATASET_DELETE = "dst_01JDKX0000000000000000DST3"
 EVENT_PROFILED = "evt_01JDKX0000000000000000EVT1"
+STREAM = "stm_01JDKX0000000000000000STM1"
 UPLOAD_SIZE = 4242
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -148,6 +149,8 @@ def main():
     events["api-datasets-get"] = http("datasets-get", "GET", f"/v1/datasets/{DATASET_PROFILED}")
     events["api-datasets-delete"] = http("datasets-delete", "DELETE", f"/v1/datasets/{DATASET_DELETE}")
     events["api-events-list"] = http("events-list", "GET", "/v1/events", query="limit=100")
+    events["api-streams-create"] = http("streams-create", "POST", "/v1/streams", json.dumps({"name": "pump 7 pressure", "detector": "rolling_median", "params": {"window": 60}}))
+    events["api-streams-points"] = http("streams-points", "POST", f"/v1/streams/{STREAM}/points", json.dumps({"points": [{"timestamp": "2026-11-27T05:00:00Z", "value": 4.1}, {"timestamp": "2026-11-27T05:01:00Z", "value": 4.0}, {"timestamp": "2026-11-27T05:02:00Z", "value": 19.5}]}))
     events["api-unauthorized"] = http("unauthorized", "GET", "/v1/tasks", key="nmk_not_a_key")
 
     # ---- ws
@@ -155,6 +158,7 @@ def main():
     events["ws-connect-refused"] = ws("connect-refused", "$connect", "Refused1conn=", query={"api_key": "nmk_wrong"})
     events["ws-subscribe"] = ws("subscribe", "$default", "Abc123conn=", body=json.dumps({"action": "subscribe", "channel": "tenant", "after": EVENT_PROFILED}))
     events["ws-score"] = ws("score", "$default", "Abc123conn=", body=json.dumps({"action": "score", "model_id": MODEL, "rows": [[0.1, 0.2], [9.0, -9.0]], "request_id": "r-1"}))
+    events["ws-score-stream"] = ws("score-stream", "$default", "Abc123conn=", body=json.dumps({"action": "score", "stream_id": STREAM, "points": [{"timestamp": "2026-11-27T05:03:00Z", "value": 4.2}], "request_id": "r-2"}))
     events["ws-disconnect"] = ws("disconnect", "$disconnect", "Abc123conn=")
 
     # ---- worker: one batch of two jobs (a training and a large detection)

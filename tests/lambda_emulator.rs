@@ -1,5 +1,6 @@
 //! Every Lambda function under cargo-lambda's emulator, on moto server: the test stores
-//! the state the sample events in `events/` name (a key, tasks, datasets, an upload),
+//! the state the sample events in `events/` name (a key, tasks, datasets, an upload, a
+//! stream),
 //! starts `cargo lambda watch` on loopback with the functions pointed at moto, invokes
 //! each function with its events (`cargo lambda invoke --data-file`), and checks each
 //! response and the state it left: task rows, models, queue messages, objects.
@@ -12,12 +13,14 @@ use nomaly_aws::deployment::Deployment;
 use nomaly_aws::provision::{self, Names};
 use nomaly_aws::Clients;
 use nomaly_core::domain::{
-    ApiKey, Channel, Connection, Dataset, DatasetStatus, Task, TaskKind, TaskStatus, TenantId,
+    ApiKey, Channel, Connection, Dataset, DatasetStatus, Stream, StreamState, Task, TaskKind,
+    TaskStatus, TenantId,
 };
-use nomaly_core::ids::{DatasetId, KeyId, TaskId};
+use nomaly_core::ids::{DatasetId, KeyId, StreamId, TaskId};
 use nomaly_core::ports::{BlobKey, Job};
 use nomaly_core::service::{Services, Settings};
 use nomaly_core::time::Timestamp;
+use nomaly_detect::stream::{StreamDetector, StreamSpec};
 use nomaly_tests::repo_root;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -36,6 +39,7 @@ const DATASET_UPLOAD: &str = "dst_01JDKX0000000000000000DST1";
 const DATASET_PROFILED: &str = "dst_01JDKX0000000000000000DST2";
 const DATASET_DELETE: &str = "dst_01JDKX0000000000000000DST3";
 const UPLOAD_SIZE: usize = 4242;
+const STREAM: &str = "stm_01JDKX0000000000000000STM1";
 
 fn cargo_lambda() -> std::path::PathBuf {
     let path = repo_root().join(".venv").join("bin").join("cargo-lambda");
@@ -196,6 +200,35 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
         revoked_at: None,
     };
     services.keys.put_key(&key).await.expect("key");
+    // A stream with 100 minutes of steady pressure learned, up to 04:59.
+    let spec: StreamSpec =
+        serde_json::from_value(json!({"detector": "rolling_median", "params": {"window": 60}}))
+            .expect("spec");
+    let mut detector = StreamDetector::new(spec.clone(), 1).expect("detector");
+    let start = nomaly_core::time::parse_instant("2026-11-27T03:20:00Z").expect("time");
+    for i in 0..100 {
+        detector
+            .update(start + 60 * i, &[4.0 + (i % 5) as f64 * 0.05])
+            .expect("learn");
+    }
+    let mut stream = Stream::new(
+        tenant.clone(),
+        "pump 7 pressure".into(),
+        serde_json::to_value(&spec).expect("json"),
+        vec!["value".into()],
+        spec.default_threshold(),
+    );
+    stream.id = StreamId::parse(STREAM).expect("stream id");
+    stream.points = 100;
+    stream.last_timestamp = Some(start + 60 * 99);
+    services
+        .streams
+        .create_stream(
+            &stream,
+            &StreamState::Inline(detector.to_json().expect("state")),
+        )
+        .await
+        .expect("stream");
     for (id, kind) in [
         (TASK_TRAIN, TaskKind::Train),
         (TASK_DETECT, TaskKind::Detect),
@@ -566,6 +599,30 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         "{b}"
     );
 
+    // Streams, on DynamoDB through the api function.
+    let (s, _, b) = watch.http("api-streams-create");
+    assert_eq!(
+        (s, b["detector"]["detector"].as_str()),
+        (201, Some("rolling_median")),
+        "{b}"
+    );
+    let (s, _, b) = watch.http("api-streams-points");
+    assert_eq!(
+        (
+            s,
+            b["scores"].as_array().map(Vec::len),
+            b["points"].as_u64()
+        ),
+        (200, Some(3), Some(103)),
+        "{b}"
+    );
+    assert_eq!(b["anomalies"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["anomalies"][0]["index"], 2, "the jump to 19.5: {b}");
+    assert!(
+        b["event_id"].is_string(),
+        "the anomaly's event was stored: {b}"
+    );
+
     // ingest: the upload is profiled.
     let r = watch.ok("ingest", "ingest-s3");
     assert_eq!(r["taken_in"], 1, "{r}");
@@ -646,6 +703,19 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
     );
     let r = watch.ok("ws", "ws-score");
     assert_eq!(r["statusCode"], 200, "{r}");
+    let r = watch.ok("ws", "ws-score-stream");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let (stored, _) = services
+        .streams
+        .get_stream(&tenant, &StreamId::parse(STREAM).expect("id"))
+        .await
+        .expect("read")
+        .expect("the stream");
+    assert_eq!(
+        (stored.points, stored.version),
+        (104, 3),
+        "the socket's point was appended"
+    );
     let r = watch.ok("ws", "ws-disconnect");
     assert_eq!(r["statusCode"], 200, "{r}");
     assert!(services
