@@ -14,6 +14,11 @@
 //! naming the version and the writer (`tenants/<t>/streams/<id>/state-<version>-<ulid>.json`),
 //! and the record points at it; the previous version's object is deleted once the new
 //! record is stored, and a losing writer deletes its own.
+//!
+//! Each write carries its own `write_id`. When the store's answer is unclear (a lost
+//! response the SDK retried into a failed condition, a timeout after the write landed),
+//! the writer reads the stream back and knows its own write: it is neither applied twice
+//! nor has its state deleted.
 
 use crate::domain::{EventType, Stream, StreamState, TenantId};
 use crate::ids::{EventId, StreamId};
