@@ -67,6 +67,55 @@ impl BlobStore for S3Blobs {
             .map_err(sdk("delete an S3 object"))?;
         Ok(())
     }
+
+    async fn blob_size(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk("read an S3 object's size")(e)),
+        }
+    }
+
+    async fn get_blob_range(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        if end <= start {
+            return Ok(self.blob_size(key).await?.map(|_| Vec::new()));
+        }
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // A range that starts past the end: S3 answers 416.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Some(Vec::new()))
+            }
+            Err(e) => return Err(sdk("get an S3 object's range")(e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(sdk("read an S3 object's range"))?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
 }
 
 /// A URL's lifetime as granted, and the presigning configuration for it.

@@ -358,3 +358,8 @@ async fn concurrent_stream_writers_lose_nothing_with_state_in_s3() {
     let (s, count) = services("sraceblob", 1024).await;
     contract::concurrent_stream_writers_lose_nothing(&s, 2, 15, &count).await;
 }
+
+#[tokio::test]
+async fn blobs_read_by_range() {
+    contract::blobs_read_by_range(&queue("ranges").await.1).await;
+}

@@ -487,6 +487,49 @@ pub async fn blobs_round_trip(blobs: &dyn BlobStore) {
         .expect("deleting twice is fine");
 }
 
+/// Blobs read by size and byte range, never whole: ranges cut short at the end, empty
+/// past it, and `None` for a missing object.
+pub async fn blobs_read_by_range(blobs: &dyn BlobStore) {
+    let t = tenant();
+    let key = BlobKey::for_tenant(&t, &["imports", "big.csv"]).expect("key");
+    assert_eq!(blobs.blob_size(&key).await.expect("size"), None);
+    assert_eq!(
+        blobs.get_blob_range(&key, 0, 10).await.expect("range"),
+        None
+    );
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    blobs.put_blob(&key, bytes.clone()).await.expect("put");
+    assert_eq!(blobs.blob_size(&key).await.expect("size"), Some(100_000));
+    for (start, end) in [(0, 1), (0, 100_000), (12_345, 67_890), (99_990, 100_000)] {
+        assert_eq!(
+            blobs
+                .get_blob_range(&key, start, end)
+                .await
+                .expect("range")
+                .as_deref(),
+            Some(&bytes[start as usize..end as usize]),
+            "{start}..{end}"
+        );
+    }
+    assert_eq!(
+        blobs
+            .get_blob_range(&key, 99_990, 200_000)
+            .await
+            .expect("range")
+            .as_deref(),
+        Some(&bytes[99_990..]),
+        "a range past the end is cut short"
+    );
+    for (start, end) in [(100_000, 100_010), (150_000, 160_000), (5, 5)] {
+        assert_eq!(
+            blobs.get_blob_range(&key, start, end).await.expect("range"),
+            Some(Vec::new()),
+            "{start}..{end} is empty"
+        );
+    }
+    blobs.delete_blob(&key).await.expect("delete");
+}
+
 /// Keys: stored hashed, found by id, revoked at once.
 pub async fn keys_revoke_at_once(keys: &dyn KeyStore) {
     let t = tenant();

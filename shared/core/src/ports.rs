@@ -218,6 +218,17 @@ pub trait BlobStore: Send + Sync {
     async fn get_blob(&self, key: &BlobKey) -> StoreResult<Option<Vec<u8>>>;
     /// Removes the object (no error if there was none).
     async fn delete_blob(&self, key: &BlobKey) -> StoreResult<()>;
+    /// The object's size in bytes, if it exists (without reading it).
+    async fn blob_size(&self, key: &BlobKey) -> StoreResult<Option<u64>>;
+    /// Bytes `start..end` of the object (an S3 ranged GET), cut short at its end: empty
+    /// when `start` is at or past the end. `None` if there is no such object. Large
+    /// objects are read this way, a range at a time, never whole.
+    async fn get_blob_range(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// A blob's key: always under `tenants/<tenant>/`, built from checked parts, so one

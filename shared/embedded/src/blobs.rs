@@ -63,4 +63,40 @@ impl BlobStore for FileBlobs {
         })
         .await
     }
+
+    async fn blob_size(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+        let path = self.path(key);
+        blocking("read a blob's size", move || {
+            match std::fs::metadata(&path) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn get_blob_range(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path(key);
+        blocking("read a blob's range", move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let size = file.metadata()?.len();
+            let (start, end) = (start.min(size), end.min(size).max(start.min(size)));
+            file.seek(SeekFrom::Start(start))?;
+            let mut bytes = Vec::with_capacity((end - start) as usize);
+            file.take(end - start).read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        })
+        .await
+    }
 }

@@ -75,6 +75,11 @@ async fn blobs_round_trip() {
 }
 
 #[tokio::test]
+async fn blobs_read_by_range() {
+    contract::blobs_read_by_range(&FileBlobs::new(&data_dir("ranges"))).await;
+}
+
+#[tokio::test]
 async fn keys_revoke_at_once() {
     contract::keys_revoke_at_once(&store("keys")).await;
 }

@@ -144,6 +144,17 @@ impl BlobStore for Faulty {
     async fn delete_blob(&self, key: &BlobKey) -> StoreResult<()> {
         self.blobs.delete_blob(key).await
     }
+    async fn blob_size(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+        self.blobs.blob_size(key).await
+    }
+    async fn get_blob_range(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        self.blobs.get_blob_range(key, start, end).await
+    }
 }
 
 #[async_trait]
