@@ -10,6 +10,9 @@
 //! chunk's parser as ragged.
 
 use crate::ports::{BlobKey, BlobStore, StoreError};
+use crate::service::Problem;
+use crate::table::{read_csv, CsvOptions};
+use nomaly_detect::Model;
 
 /// Bytes read at a time while looking for a line's end.
 const WINDOW: u64 = 64 * 1024;
@@ -128,6 +131,63 @@ pub async fn plan(
         size,
         header,
         chunks,
+    })
+}
+
+/// One chunk scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredChunk {
+    /// One `score,label` line per row, in the chunk's order.
+    pub csv: Vec<u8>,
+    /// Rows scored.
+    pub rows: usize,
+    /// Rows labelled anomalous.
+    pub anomalies: usize,
+}
+
+/// Scores one chunk's rows (CSV lines without the header) with `model`. The object's
+/// `header` names the columns; the model's features are taken by name, in the model's
+/// order, and other columns are left out. A row that is ragged or not numeric refuses
+/// the chunk, naming the line within it.
+pub fn score_chunk(model: &Model, header: &str, rows: &[u8]) -> Result<ScoredChunk, Problem> {
+    let names: Vec<String> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .from_reader(header.as_bytes())
+        .records()
+        .next()
+        .and_then(Result::ok)
+        .map(|r| r.iter().map(str::to_string).collect())
+        .unwrap_or_default();
+    let features = model.feature_names();
+    if let Some(missing) = features.iter().find(|f| !names.contains(f)) {
+        return Err(Problem::invalid_data(format!(
+            "the object has no `{missing}` column, which the model takes (its header is {header})"
+        )));
+    }
+    let exclude: Vec<String> = names
+        .iter()
+        .filter(|n| !features.contains(n))
+        .cloned()
+        .collect();
+    let header_line = format!("{header}\n");
+    let input = std::io::Read::chain(header_line.as_bytes(), rows);
+    let table = read_csv(input, &CsvOptions { exclude })?;
+    let order: Vec<usize> = features
+        .iter()
+        .map(|f| table.columns.iter().position(|c| c == f).unwrap_or(0))
+        .collect();
+    let x = table.data.select(ndarray::Axis(1), &order);
+    let scores = model.score(x.view())?;
+    let labels = model.labels(&scores);
+    let mut csv = Vec::with_capacity(scores.len() * 24);
+    for (s, l) in scores.iter().zip(&labels) {
+        csv.extend_from_slice(format!("{s},{l}\n").as_bytes());
+    }
+    Ok(ScoredChunk {
+        csv,
+        rows: scores.len(),
+        anomalies: labels.iter().filter(|&&l| l == 1).count(),
     })
 }
 
@@ -259,6 +319,38 @@ mod tests {
             "{read} bytes read to plan {} bytes",
             csv.len()
         );
+    }
+
+    #[test]
+    fn a_chunk_is_scored_by_feature_name_whatever_the_column_order() {
+        use nomaly_detect::{Algorithm, FitOptions};
+        let train: Vec<f64> = (0..200)
+            .flat_map(|i| [(i % 10) as f64, (i % 7) as f64])
+            .collect();
+        let x = ndarray::Array2::from_shape_vec((200, 2), train).unwrap();
+        let mut options = FitOptions::new(Algorithm::named("zscore").unwrap());
+        options.feature_names = Some(vec!["a".into(), "b".into()]);
+        let model = Model::fit(x.view(), &options).unwrap().model;
+        // The object's columns: b, an id the model does not take, a.
+        let rows = b"3,r1,4\n1,r2,2\n-50,r3,90\n";
+        let scored = score_chunk(&model, "b,id,a", rows);
+        // `id` is text, so it must be left out before parsing: it is.
+        let scored = scored.unwrap();
+        assert_eq!(scored.rows, 3);
+        let expected = model
+            .score(ndarray::array![[4.0, 3.0], [2.0, 1.0], [90.0, -50.0]].view())
+            .unwrap();
+        let got: Vec<f64> = String::from_utf8(scored.csv)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(scored.anomalies, 1, "the far row");
+        let e = score_chunk(&model, "a,c", b"1,2\n").unwrap_err();
+        assert!(e.detail.contains("no `b` column"), "{}", e.detail);
+        let e = score_chunk(&model, "a,b", b"1,2\n3\n").unwrap_err();
+        assert_eq!(e.status, 422, "{}", e.detail);
     }
 
     #[tokio::test]
