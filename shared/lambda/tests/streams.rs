@@ -522,24 +522,32 @@ fn hst_points(from: i64, n: i64) -> Value {
     json!({ "points": points })
 }
 
+/// A Half-Space-Trees stream of 3 columns with `trees` trees, its state in the blob
+/// store past `inline` bytes, that has learned `points` points: the env, the key, the
+/// stream's id and its points path.
+async fn blob_stream(inline: usize, trees: usize, points: i64) -> (Env, String, String, String) {
+    let e = env_with(Settings {
+        stream_inline_state_bytes: inline,
+        ..Default::default()
+    });
+    let key = e.key("acme").await;
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "m", "detector": "half_space_trees", "columns": ["a", "b", "c"],
+               "params": {"n_trees": trees, "height": 8, "window_size": 50}}),
+    )
+    .await;
+    let path = format!("/v1/streams/{id}/points");
+    let (s, _, _) = e.json("POST", &path, &key, hst_points(0, points)).await;
+    assert_eq!(s, StatusCode::OK);
+    (e, key, id, path)
+}
+
 #[tokio::test]
 async fn a_write_whose_answer_was_lost_counts_once_and_keeps_its_state() {
     for conflict in [true, false] {
-        let mut e = env_with(Settings {
-            stream_inline_state_bytes: 4096,
-            ..Default::default()
-        });
-        let key = e.key("acme").await;
-        let id = create(
-            &e,
-            &key,
-            json!({"name": "m", "detector": "half_space_trees", "columns": ["a", "b", "c"],
-                   "params": {"n_trees": 10, "height": 8, "window_size": 50}}),
-        )
-        .await;
-        let path = format!("/v1/streams/{id}/points");
-        let (s, _, _) = e.json("POST", &path, &key, hst_points(0, 100)).await;
-        assert_eq!(s, StatusCode::OK);
+        let (mut e, key, id, path) = blob_stream(4096, 10, 100).await;
         e.services.streams = std::sync::Arc::new(LandsThenFails {
             inner: e.stack.services.streams.clone(),
             conflict,
@@ -657,4 +665,81 @@ async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
     assert_eq!(body["event_id"], Value::Null);
     let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
     assert_eq!(view["points"], 22);
+}
+
+/// Blobs that answer a read of a missing object with an error, as S3 does (403) for a
+/// role without `s3:ListBucket`; and, on the first read of a stream's state, let another
+/// writer append to the stream first, which replaces (and deletes) the object being read.
+struct ReplacedWhileRead {
+    inner: std::sync::Arc<dyn nomaly_core::ports::BlobStore>,
+    other: std::sync::OnceLock<(nomaly_core::service::Services, TenantId, StreamId)>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl nomaly_core::ports::BlobStore for ReplacedWhileRead {
+    async fn put_blob(&self, k: &nomaly_core::ports::BlobKey, b: Vec<u8>) -> StoreResult<()> {
+        self.inner.put_blob(k, b).await
+    }
+    async fn get_blob(&self, k: &nomaly_core::ports::BlobKey) -> StoreResult<Option<Vec<u8>>> {
+        if let Some((services, tenant, id)) = self.other.get() {
+            if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let point = nomaly_core::service::streams::Point {
+                    t: 5000,
+                    values: vec![1.0, 2.0, 3.0],
+                };
+                nomaly_core::service::streams::append(services, tenant, "other", id, vec![point])
+                    .await
+                    .expect("the other writer appends");
+            }
+        }
+        match self.inner.get_blob(k).await? {
+            Some(b) => Ok(Some(b)),
+            None => Err(StoreError::backend(
+                "injected",
+                std::io::Error::other("AccessDenied (injected)"),
+            )),
+        }
+    }
+    async fn delete_blob(&self, k: &nomaly_core::ports::BlobKey) -> StoreResult<()> {
+        self.inner.delete_blob(k).await
+    }
+    async fn blob_size(&self, k: &nomaly_core::ports::BlobKey) -> StoreResult<Option<u64>> {
+        self.inner.blob_size(k).await
+    }
+    async fn get_blob_range(
+        &self,
+        k: &nomaly_core::ports::BlobKey,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get_blob_range(k, start, end).await
+    }
+}
+
+#[tokio::test]
+async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_error() {
+    let (mut e, key, id, path) = blob_stream(1024, 5, 50).await;
+    let blobs = std::sync::Arc::new(ReplacedWhileRead {
+        inner: e.stack.services.blobs.clone(),
+        other: std::sync::OnceLock::new(),
+        fired: std::sync::atomic::AtomicBool::new(false),
+    });
+    let stream_id = StreamId::parse(&id).expect("id");
+    let _ = blobs.other.set((
+        e.stack.services.clone(),
+        TenantId::parse("acme").expect("tenant"),
+        stream_id,
+    ));
+    e.services.blobs = blobs.clone();
+    // The object this append reads is replaced by another writer while it reads it.
+    let (s, _, body) = e.json("POST", &path, &key, hst_points(6000, 10)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(blobs.fired.load(std::sync::atomic::Ordering::SeqCst));
+    let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(
+        (view["points"].as_u64(), view["version"].as_u64()),
+        (Some(61), Some(4)),
+        "both writers' points are stored: {view}"
+    );
 }

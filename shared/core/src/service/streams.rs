@@ -435,7 +435,19 @@ pub async fn append(
         if round == 0 {
             check_work(&stream, points.len())?;
         }
-        let Some(bytes) = load_state(services, &old_state).await? else {
+        let loaded = match load_state(services, &old_state).await {
+            Ok(loaded) => loaded,
+            // A store that cannot tell a missing object from a refused one (S3 without
+            // ListBucket answers 403): if the stream moved on meanwhile, read again.
+            Err(e) => {
+                let (now, _) = get(services, tenant, id).await?;
+                if now.version != stream.version {
+                    continue;
+                }
+                return Err(e);
+            }
+        };
+        let Some(bytes) = loaded else {
             // A newer writer replaced that version's state in between: read again. If
             // the version did not move, the object is lost for good: say so.
             let (now, _) = get(services, tenant, id).await?;
