@@ -375,17 +375,25 @@ fn state_of(bytes: Option<Vec<u8>>, key: Option<String>) -> StoreResult<StreamSt
     }
 }
 
-/// Why a conditional write of a stream changed no row: `Conflict` if the stream is
-/// there (its version moved), `NotFound` if not.
-fn stream_write_lost(c: &rusqlite::Connection, tenant: &str, id: &str) -> StoreResult<StoreError> {
+/// Why a write conditioned on a record's version changed no row: `Conflict` if the
+/// record is there (its version moved), `NotFound` if not.
+fn write_lost(
+    c: &rusqlite::Connection,
+    r: Records,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<StoreError> {
     let exists: Option<i64> = c
         .query_row(
-            "SELECT version FROM streams WHERE tenant = ?1 AND id = ?2",
+            &format!(
+                "SELECT version FROM {} WHERE tenant = ?1 AND id = ?2",
+                r.table()
+            ),
             params![tenant, id],
             |r| r.get(0),
         )
         .optional()
-        .map_err(sql("read a stream's version"))?;
+        .map_err(sql("read a record's version"))?;
     Ok(match exists {
         Some(_) => StoreError::Conflict(id.to_string()),
         None => StoreError::NotFound(id.to_string()),
@@ -466,7 +474,7 @@ impl StreamStore for SqliteStore {
                 if n == 1 {
                     return Ok(());
                 }
-                Err(stream_write_lost(c, &tenant, &id)?)
+                Err(write_lost(c, Records::Streams, &tenant, &id)?)
             })
             .await
     }
@@ -489,7 +497,7 @@ impl StreamStore for SqliteStore {
                 if n == 1 {
                     return Ok(());
                 }
-                Err(stream_write_lost(c, &tenant, &id)?)
+                Err(write_lost(c, Records::Streams, &tenant, &id)?)
             })
             .await
     }
@@ -524,18 +532,7 @@ impl TaskRow {
         if n == 1 {
             return Ok(());
         }
-        let exists: Option<i64> = c
-            .query_row(
-                "SELECT version FROM tasks WHERE tenant = ?1 AND id = ?2",
-                params![self.tenant, self.id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql("update a task"))?;
-        Err(match exists {
-            Some(_) => StoreError::Conflict(self.id.clone()),
-            None => StoreError::NotFound(self.id.clone()),
-        })
+        Err(write_lost(c, Records::Tasks, &self.tenant, &self.id)?)
     }
 }
 

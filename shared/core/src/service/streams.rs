@@ -435,29 +435,26 @@ pub async fn append(
         if round == 0 {
             check_work(&stream, points.len())?;
         }
-        let loaded = match load_state(services, &old_state).await {
-            Ok(loaded) => loaded,
-            // A store that cannot tell a missing object from a refused one (S3 without
-            // ListBucket answers 403): if the stream moved on meanwhile, read again.
-            Err(e) => {
+        let bytes = match load_state(services, &old_state).await {
+            Ok(Some(bytes)) => bytes,
+            // The state is gone (a newer writer replaced it in between), or its read failed
+            // (S3 without ListBucket answers a vanished object with 403): if the stream
+            // moved on meanwhile, read again; if not, say what went wrong.
+            lost => {
                 let (now, _) = get(services, tenant, id).await?;
                 if now.version != stream.version {
                     continue;
                 }
-                return Err(e);
+                return Err(match lost {
+                    Err(e) => e,
+                    Ok(_) => {
+                        tracing::error!(stream_id = %id, version = stream.version, "a stream's state object is missing");
+                        Problem::internal(format!(
+                            "the state of stream {id} is missing from storage"
+                        ))
+                    }
+                });
             }
-        };
-        let Some(bytes) = loaded else {
-            // A newer writer replaced that version's state in between: read again. If
-            // the version did not move, the object is lost for good: say so.
-            let (now, _) = get(services, tenant, id).await?;
-            if now.version == stream.version {
-                tracing::error!(stream_id = %id, version = stream.version, "a stream's state object is missing");
-                return Err(Problem::internal(format!(
-                    "the state of stream {id} is missing from storage"
-                )));
-            }
-            continue;
         };
         let width = stream.columns.len();
         let batch = points.clone();
