@@ -24,6 +24,10 @@ DATASET_PROFILED = "dst_01JDKX0000000000000000DST2"
 DATASET_DELETE = "dst_01JDKX0000000000000000DST3"
 EVENT_PROFILED = "evt_01JDKX0000000000000000EVT1"
 STREAM = "stm_01JDKX0000000000000000STM1"
+TASK_BATCH = "tsk_01JDKX000000000000000TASK5"
+TASK_PLAN = "tsk_01JDKX000000000000000TASK6"
+# The object a batch reads (stored in moto by the test from events/batch-sample.csv).
+BATCH_KEY = f"tenants/acme/data/batch-sample.csv"
 UPLOAD_SIZE = 4242
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -187,6 +191,35 @@ def main():
     }
     events["worker-sqs"] = {"Records": [sqs_record("1f2e3d4c-0000-4000-8000-000000000001", train_job), sqs_record("1f2e3d4c-0000-4000-8000-000000000002", detect_job)]}
     events["worker-sqs-poison"] = {"Records": [sqs_record("1f2e3d4c-0000-4000-8000-000000000003", train_job, "2"), {**sqs_record("1f2e3d4c-0000-4000-8000-000000000004", train_job), "body": "{\"not\": \"a job\"}"}]}
+
+    # ---- batch: the route, the planner (worker) and two chunks (chunks)
+    events["api-batch-create"] = http("batch-create", "POST", "/v1/batch", json.dumps({"source": {"key": BATCH_KEY}, "model_id": MODEL, "output": "sample"}))
+    batch = (HERE / "batch-sample.csv").read_bytes()
+    header_end = batch.index(b"\n") + 1
+    middle = batch.index(b"\n", header_end + (len(batch) - header_end) // 2) + 1
+    header = batch[:header_end].decode().strip()
+    source = {"blob": BATCH_KEY}
+    plan_job = {
+        "job_id": "job_01JDKX00000000000000000JB5",
+        "tenant": TENANT,
+        "kind": "batch",
+        "correlation_id": "req-sample-batch",
+        "body": {"task_id": TASK_PLAN, "source": source, "model_id": MODEL, "output": "planned", "chunk_bytes": 200},
+    }
+    events["worker-sqs-batch"] = {"Records": [sqs_record("1f2e3d4c-0000-4000-8000-000000000005", plan_job)]}
+    chunk_records = []
+    for index, (start, end) in enumerate([(header_end, middle), (middle, len(batch))]):
+        job = {
+            "job_id": f"job_01JDKX000000000000000000C{index}",
+            "tenant": TENANT,
+            "kind": "chunk",
+            "correlation_id": "req-sample-batch",
+            "body": {"task_id": TASK_BATCH, "index": index, "start": start, "end": end, "header": header, "source": source, "model_id": MODEL, "output": "sample"},
+        }
+        record = sqs_record(f"1f2e3d4c-0000-4000-8000-00000000001{index}", job)
+        record["eventSourceARN"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:nomaly-chunks"
+        chunk_records.append(record)
+    events["chunks-sqs"] = {"Records": chunk_records}
 
     # ---- ingest
     key = f"tenants/{TENANT}/uploads/{DATASET_UPLOAD}.upload"

@@ -13,8 +13,8 @@ use nomaly_aws::deployment::Deployment;
 use nomaly_aws::provision::{self, Names};
 use nomaly_aws::Clients;
 use nomaly_core::domain::{
-    ApiKey, Channel, Connection, Dataset, DatasetStatus, Stream, StreamState, Task, TaskKind,
-    TaskStatus, TenantId,
+    ApiKey, BatchProgress, Channel, Connection, Dataset, DatasetStatus, EventType, Stream,
+    StreamState, Task, TaskKind, TaskStatus, TenantId,
 };
 use nomaly_core::ids::{DatasetId, KeyId, StreamId, TaskId};
 use nomaly_core::ports::{BlobKey, Job};
@@ -40,6 +40,8 @@ const DATASET_PROFILED: &str = "dst_01JDKX0000000000000000DST2";
 const DATASET_DELETE: &str = "dst_01JDKX0000000000000000DST3";
 const UPLOAD_SIZE: usize = 4242;
 const STREAM: &str = "stm_01JDKX0000000000000000STM1";
+const TASK_BATCH: &str = "tsk_01JDKX000000000000000TASK5";
+const TASK_PLAN: &str = "tsk_01JDKX000000000000000TASK6";
 
 fn cargo_lambda() -> std::path::PathBuf {
     let path = repo_root().join(".venv").join("bin").join("cargo-lambda");
@@ -238,6 +240,26 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
         t.id = task_id(id);
         services.tasks.create_task(&t).await.expect("task");
     }
+    // Batches: the object they read, a task planned into the two chunks of
+    // `chunks-sqs`, and a queued one for the planner of `worker-sqs-batch`.
+    let sample = std::fs::read(repo_root().join("events/batch-sample.csv")).expect("sample");
+    services
+        .blobs
+        .put_blob(
+            &BlobKey::parse(&format!("tenants/{tenant}/data/batch-sample.csv")).expect("key"),
+            sample,
+        )
+        .await
+        .expect("batch source");
+    let mut planned = Task::new(tenant.clone(), TaskKind::Batch, "seed");
+    planned.id = task_id(TASK_BATCH);
+    planned.status = TaskStatus::Running;
+    planned.attempts = 1;
+    planned.batch = Some(BatchProgress::new(2));
+    services.tasks.create_task(&planned).await.expect("task");
+    let mut queued = Task::new(tenant.clone(), TaskKind::Batch, "seed");
+    queued.id = task_id(TASK_PLAN);
+    services.tasks.create_task(&queued).await.expect("task");
     // The detect job's rows, where the job says they are.
     let rows = json!({"columns": ["x", "y"], "rows": (0..200).map(|i| vec![(i % 9) as f64, (i % 4) as f64]).chain([vec![80.0, -80.0]]).collect::<Vec<_>>()});
     let input =
@@ -386,6 +408,8 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         bucket: names.bucket.clone(),
         queue_url: provisioned.queue_url.clone(),
         dead_letter_url: provisioned.dead_letter_url.clone(),
+        chunks_queue_url: provisioned.chunks_queue_url.clone(),
+        chunks_dead_letter_url: provisioned.chunks_dead_letter_url.clone(),
         ws_endpoint: endpoint.clone(),
     };
     let services = deployment.services(&clients, Settings::default());
@@ -398,6 +422,14 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         ("NOMALY_BUCKET", names.bucket.as_str()),
         ("NOMALY_JOBS_QUEUE_URL", provisioned.queue_url.as_str()),
         ("NOMALY_JOBS_DLQ_URL", provisioned.dead_letter_url.as_str()),
+        (
+            "NOMALY_CHUNKS_QUEUE_URL",
+            provisioned.chunks_queue_url.as_str(),
+        ),
+        (
+            "NOMALY_CHUNKS_DLQ_URL",
+            provisioned.chunks_dead_letter_url.as_str(),
+        ),
         ("NOMALY_WS_ENDPOINT", endpoint.as_str()),
         ("NOMALY_S3_PATH_STYLE", "1"),
         ("RUST_LOG", "info"),
@@ -736,6 +768,80 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         .await
         .iter()
         .any(|j| j.body["task_id"] == json!(TASK_STALE)));
+
+    // Batches. The route answers 202 with a task; the planner (worker) splits the
+    // object with S3 ranged reads and sends its chunks to the chunks queue; the chunks
+    // function scores two chunks, writes a part each and the manifest, and completes
+    // the task once, however often the batch is delivered.
+    let (s, _, body) = watch.http("api-batch-create");
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(body["task"]["kind"], "batch");
+    let r = watch.ok("worker", "worker-sqs-batch");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    let plan = task(&services, &tenant, TASK_PLAN).await;
+    assert_eq!(plan.status, TaskStatus::Running, "{plan:?}");
+    assert_eq!(plan.batch.as_ref().map(|b| b.total), Some(3), "{plan:?}");
+    let mut chunk_jobs = Vec::new();
+    for _ in 0..5 {
+        chunk_jobs.extend(
+            queued_jobs(&clients, &provisioned.chunks_queue_url)
+                .await
+                .into_iter()
+                .filter(|j| j.kind == "chunk" && j.body["task_id"] == json!(TASK_PLAN)),
+        );
+        if chunk_jobs.len() >= 3 {
+            break;
+        }
+    }
+    let mut indexes: Vec<u64> = chunk_jobs
+        .iter()
+        .filter_map(|j| j.body["index"].as_u64())
+        .collect();
+    indexes.sort();
+    indexes.dedup();
+    assert_eq!(
+        indexes,
+        vec![0, 1, 2],
+        "one chunk job each on the chunks queue"
+    );
+    for _ in 0..2 {
+        let r = watch.ok("chunks", "chunks-sqs");
+        assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    }
+    let batch = task(&services, &tenant, TASK_BATCH).await;
+    assert_eq!(batch.status, TaskStatus::Completed, "{batch:?}");
+    let progress = batch.batch.clone().expect("progress");
+    assert_eq!((progress.done, progress.rows), (2, 40));
+    assert!(
+        progress.anomalies >= 1,
+        "row 33 is an outlier: {progress:?}"
+    );
+    assert_eq!(
+        batch.result.as_deref(),
+        Some("tenants/acme/batches/sample/manifest.json")
+    );
+    let mut lines = 0;
+    for part in ["part-00000.csv", "part-00001.csv"] {
+        let key = BlobKey::parse(&format!("tenants/acme/batches/sample/{part}")).expect("key");
+        let bytes = services
+            .blobs
+            .get_blob(&key)
+            .await
+            .expect("read")
+            .expect("part in S3");
+        lines += bytes.iter().filter(|&&b| b == b'\n').count();
+    }
+    assert_eq!(lines, 40);
+    let completions = services
+        .events
+        .events_after(&tenant, None, 1000)
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.kind == EventType::TaskCompleted && e.payload["task_id"] == json!(TASK_BATCH))
+        .count();
+    assert_eq!(completions, 1, "one completion for two deliveries");
 
     // Last, as it removes the model the others use.
     let (s, _, _) = watch.http("api-models-delete");

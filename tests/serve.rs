@@ -49,6 +49,30 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 /// POSTs a CSV body to the server with `key`; the status and the JSON answer.
+/// A completed batch's scores: every part of its manifest, downloaded by its URL, in
+/// order.
+async fn batch_scores(api: &Api, task: &str) -> Vec<f64> {
+    let (s, manifest) = api
+        .call("GET", &format!("/v1/tasks/{task}/result"), None)
+        .await;
+    assert_eq!(s, 200, "{manifest}");
+    let mut scores = Vec::new();
+    for part in manifest["parts"].as_array().expect("parts") {
+        let url = part["url"].as_str().expect("part url");
+        let body = reqwest::get(url)
+            .await
+            .expect("part fetched")
+            .text()
+            .await
+            .expect("part body");
+        for line in body.lines() {
+            let score = line.split(',').next().expect("score");
+            scores.push(score.parse::<f64>().expect("a number"));
+        }
+    }
+    scores
+}
+
 async fn post_csv(server: &Server, key: &str, path: &str, body: String) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}{path}", server.url))
@@ -207,7 +231,12 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_training_progress_and_detection() {
     let dir = scratch("serve-tenants");
-    let server = Server::start(&dir.join("data"), &[], &[]);
+    // Small batch chunks, so the cardio batch below spreads over several.
+    let server = Server::start(
+        &dir.join("data"),
+        &[],
+        &[("NOMALY_BATCH_CHUNK_BYTES", "50000")],
+    );
     let a_key = server.key("tenant-a");
     let a = Api::new(&server, &a_key);
     let b_key = server.key("tenant-b");
@@ -282,6 +311,26 @@ async fn tenants_training_progress_and_detection() {
     assert_eq!(s, 200, "{detected}");
     let api_scores = floats(&detected["scores"]);
     assert_eq!(api_scores.len(), cli_scores.len());
+
+    // A batch over a file in the imports folder, scored by the chunk workers: the same
+    // scores as inline detection, row for row; tenant B cannot read it.
+    let imports = dir.join("data").join("imports");
+    std::fs::create_dir_all(&imports).expect("imports folder");
+    std::fs::copy(&cardio, imports.join("cardio.csv")).expect("import cardio");
+    let (batch_id, _) = a
+        .accepted(
+            "/v1/batch",
+            json!({"source": {"file": "cardio.csv"}, "model_id": model_id, "output": "cardio"}),
+        )
+        .await;
+    let batch = a.wait_task(&batch_id, LONG).await;
+    assert_eq!(batch["status"], "completed", "{batch}");
+    assert!(batch["chunks"]["total"].as_u64() > Some(2), "{batch}");
+    assert_eq!(batch_scores(&a, &batch_id).await, api_scores);
+    let (s, _) = b
+        .call("GET", &format!("/v1/tasks/{batch_id}/result"), None)
+        .await;
+    assert_eq!(s, 404);
     for (i, (x, y)) in api_scores.iter().zip(&cli_scores).enumerate() {
         assert!(
             (x - y).abs() <= 1e-9 * y.abs().max(1.0),
@@ -438,6 +487,7 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
     let (dataset, url) = api.upload("shuttle.csv", shuttle).await;
     let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
     assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
+
     // The URL delivered once: a second PUT would replace what the profile describes.
     // (Small bodies: the server answers these before reading a body, and a large one
     // would meet a closed connection.)
@@ -559,6 +609,12 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
             ("NOMALY_BUCKET", names.bucket.as_str()),
             ("NOMALY_JOBS_QUEUE_URL", queues.queue_url.as_str()),
             ("NOMALY_JOBS_DLQ_URL", queues.dead_letter_url.as_str()),
+            ("NOMALY_CHUNKS_QUEUE_URL", queues.chunks_queue_url.as_str()),
+            (
+                "NOMALY_CHUNKS_DLQ_URL",
+                queues.chunks_dead_letter_url.as_str(),
+            ),
+            ("NOMALY_BATCH_CHUNK_BYTES", "50000"),
         ],
     );
     let made = nomaly(&[
@@ -612,6 +668,49 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     let (dataset, _) = api.upload("thyroid.csv", thyroid).await;
     let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
     assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
+
+    // A batch over an uploaded dataset: the planner reads S3 ranges, the chunks travel on
+    // their own SQS queue, parts and manifest land in the bucket, and the parts are the
+    // model's scores of every row, as inline detection gives them.
+    let cardio = std::fs::read(shared_data("tabular").join("cardio.csv")).expect("cardio");
+    let (cardio_set, _) = api.upload("cardio.csv", cardio).await;
+    ws.until(LONG, |m| {
+        m["type"] == "dataset.profiled" && m["payload"]["dataset_id"] == cardio_set.as_str()
+    })
+    .await;
+    let (batch_id, _) = api
+        .accepted(
+            "/v1/batch",
+            json!({"source": {"dataset_id": cardio_set}, "model_id": model_id, "output": "cardio"}),
+        )
+        .await;
+    let done = ws
+        .until(LONG, |m| {
+            m["type"] == "task.completed" && m["payload"]["task_id"] == batch_id.as_str()
+        })
+        .await;
+    assert!(done["payload"]["chunks"].as_u64() > Some(2), "{done}");
+    assert_eq!(done["payload"]["rows"].as_u64(), Some(rows.len() as u64));
+    let (s, inline) = api
+        .call(
+            "POST",
+            "/v1/detect",
+            Some(json!({"model_id": model_id, "rows": rows})),
+        )
+        .await;
+    assert_eq!(s, 200, "{inline}");
+    assert_eq!(
+        batch_scores(&api, &batch_id).await,
+        floats(&inline["scores"])
+    );
+    let manifest = clients
+        .s3
+        .head_object()
+        .bucket(&names.bucket)
+        .key("tenants/acme/batches/cardio/manifest.json")
+        .send()
+        .await;
+    assert!(manifest.is_ok(), "the manifest is in the bucket");
 
     // The AWS notifier against the server's management API, with and without a stage:
     // a live connection gets the message, a closed one is 410 Gone.

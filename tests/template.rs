@@ -99,7 +99,7 @@ fn every_template_function_is_a_workspace_binary_and_back() {
         binaries, on_disk,
         "the template declares exactly the binaries under functions/"
     );
-    assert_eq!(on_disk.len(), 6);
+    assert_eq!(on_disk.len(), 7);
 }
 
 #[test]
@@ -165,6 +165,19 @@ fn queue_and_worker_timings_agree() {
     assert!(
         lease > timeout,
         "a task lease ({lease} s) must outlast the worker's timeout ({timeout} s)"
+    );
+    let chunks = d["functions"]["ChunksFunction"]["timeout"]
+        .as_u64()
+        .expect("chunks timeout");
+    let chunks_visibility = d["chunks_visibility_timeout"].as_u64().expect("visibility");
+    assert!(
+        chunks_visibility >= 6 * chunks,
+        "chunks visibility {chunks_visibility} s < 6 x the chunks function's timeout {chunks} s"
+    );
+    assert_eq!(
+        d["chunks_max_receives"].as_u64(),
+        d["queue_max_receives"].as_u64(),
+        "one retry budget (NOMALY_MAX_RECEIVES) serves both queues"
     );
     for f in d["functions"].as_object().expect("functions").values() {
         for (k, v) in f["env_values"].as_object().expect("values") {

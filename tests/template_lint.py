@@ -52,10 +52,13 @@ def describe(template) -> dict:
             "events": sorted(e["Type"] for e in props.get("Events", {}).values()),
         }
     queue = template["Resources"]["JobsQueue"]["Properties"]
+    chunks = template["Resources"]["ChunksQueue"]["Properties"]
     return {
         "functions": functions,
         "queue_visibility_timeout": queue["VisibilityTimeout"],
         "queue_max_receives": queue["RedrivePolicy"]["maxReceiveCount"],
+        "chunks_visibility_timeout": chunks["VisibilityTimeout"],
+        "chunks_max_receives": chunks["RedrivePolicy"]["maxReceiveCount"],
     }
 
 

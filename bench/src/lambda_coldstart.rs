@@ -41,6 +41,14 @@ const ENV: &[(&str, &str)] = &[
         "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-dlq",
     ),
     (
+        "NOMALY_CHUNKS_QUEUE_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-chunks",
+    ),
+    (
+        "NOMALY_CHUNKS_DLQ_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-chunks-dlq",
+    ),
+    (
         "NOMALY_WS_ENDPOINT",
         "https://abc123.execute-api.us-east-1.amazonaws.com/live",
     ),

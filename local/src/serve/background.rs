@@ -1,23 +1,31 @@
 //! The work behind the API: a pool of workers on the jobs queue (the `worker` function),
-//! the dispatcher of stored events (the `events` function), and the sweep on a timer
+//! a pool on the batch chunks queue (the `chunks` function), the dispatcher of stored events (the `events` function), and the sweep on a timer
 //! (the `scheduler` function), each calling the same handler as its Lambda.
 
 use nomaly_core::domain::Event;
-use nomaly_core::ports::Delivery;
-use nomaly_core::service::worker::{self, Handled};
+use nomaly_core::ports::{Delivery, JobQueue};
+use nomaly_core::service::worker::{self, Handled, Lane};
 use nomaly_core::service::{fanout, scheduler, Services};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 /// How a received job stays hidden from other workers: as long as the template's queue
-/// (6 × the worker's 15 minutes). A restart releases the jobs of the last run at once.
-const VISIBILITY_SECS: u32 = 5400;
+/// (6 × its function's timeout: 15 minutes for jobs, 5 for chunks). A restart releases
+/// the jobs of the last run at once.
+fn visibility_secs(lane: Lane) -> u32 {
+    match lane {
+        Lane::Jobs => 5400,
+        Lane::Chunks => 1800,
+    }
+}
 
 /// Sizes and periods.
 pub struct Plan {
     /// Jobs at once.
     pub workers: usize,
+    /// Batch chunks at once.
+    pub chunk_workers: usize,
     /// Wait between looks at an empty queue.
     pub poll: Duration,
     /// Period of the sweep.
@@ -42,7 +50,22 @@ pub fn start(
 ) -> Running {
     let mut workers = JoinSet::new();
     for n in 0..plan.workers {
-        workers.spawn(work(services.clone(), n, plan.poll, stop.clone()));
+        workers.spawn(work(
+            services.clone(),
+            Lane::Jobs,
+            n,
+            plan.poll,
+            stop.clone(),
+        ));
+    }
+    for n in 0..plan.chunk_workers {
+        workers.spawn(work(
+            services.clone(),
+            Lane::Chunks,
+            n,
+            plan.poll,
+            stop.clone(),
+        ));
     }
     let (drain, drained) = oneshot::channel();
     Running {
@@ -78,12 +101,19 @@ impl Running {
     }
 }
 
-async fn work(services: Services, n: usize, poll: Duration, mut stop: watch::Receiver<bool>) {
+async fn work(
+    services: Services,
+    lane: Lane,
+    n: usize,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let queue = lane.queue(&services);
     while !*stop.borrow() {
-        let deliveries = match services.queue.receive(1, VISIBILITY_SECS).await {
+        let deliveries = match queue.receive(1, visibility_secs(lane)).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(worker = n, error = %e, "cannot receive jobs");
+                tracing::error!(worker = n, ?lane, error = %e, "cannot receive jobs");
                 Vec::new()
             }
         };
@@ -95,33 +125,25 @@ async fn work(services: Services, n: usize, poll: Duration, mut stop: watch::Rec
             continue;
         }
         for delivery in deliveries {
-            settle(
-                &services,
-                &delivery,
-                worker::handle(&services, &delivery).await,
-            )
-            .await;
+            let handled = lane.handle(&services, &delivery).await;
+            settle(queue.as_ref(), &delivery, handled).await;
         }
     }
 }
 
 /// Deletes a handled job, or hides a job to retry for its backoff (what Lambda's SQS
 /// integration does with a batch response).
-async fn settle(services: &Services, delivery: &Delivery, handled: Handled) {
+async fn settle(queue: &dyn JobQueue, delivery: &Delivery, handled: Handled) {
     let id = &delivery.job.job_id;
     match handled {
         Handled::Done => {
-            if let Err(e) = services.queue.delete(&delivery.receipt).await {
+            if let Err(e) = queue.delete(&delivery.receipt).await {
                 tracing::warn!(job_id = %id, error = %e, "could not delete a finished job; it will be delivered again and acknowledged");
             }
         }
         Handled::Retry(why) => {
             let backoff = worker::retry_backoff_secs(delivery.receive_count);
-            if let Err(e) = services
-                .queue
-                .change_visibility(&delivery.receipt, backoff)
-                .await
-            {
+            if let Err(e) = queue.change_visibility(&delivery.receipt, backoff).await {
                 tracing::warn!(job_id = %id, error = %e, "could not shorten the retry delay");
             }
             tracing::warn!(job_id = %id, why, backoff_secs = backoff, "job will be retried");

@@ -34,6 +34,9 @@ pub struct Args {
     /// Jobs run at once (training, large detections, large profiles).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Batch chunks scored at once (`POST /v1/batch`), beside the jobs above.
+    #[arg(long, default_value_t = 2)]
+    chunk_workers: usize,
     /// On Ctrl-C, how long running jobs may take to finish before the server exits
     /// anyway (the jobs it leaves are run again on the next start).
     #[arg(long, default_value_t = 30)]
@@ -67,6 +70,12 @@ pub struct Args {
     /// Jobs dead-letter queue URL (`--aws`).
     #[arg(long, env = "NOMALY_JOBS_DLQ_URL", requires = "aws")]
     dlq_url: Option<String>,
+    /// Batch chunks queue URL (`--aws`).
+    #[arg(long, env = "NOMALY_CHUNKS_QUEUE_URL", requires = "aws")]
+    chunks_queue_url: Option<String>,
+    /// Batch chunks dead-letter queue URL (`--aws`).
+    #[arg(long, env = "NOMALY_CHUNKS_DLQ_URL", requires = "aws")]
+    chunks_dlq_url: Option<String>,
     /// API Gateway management endpoint to push through (`--aws`; default: this server,
     /// which answers that API for its own connections).
     #[arg(long, env = "NOMALY_WS_ENDPOINT", requires = "aws")]
@@ -78,8 +87,8 @@ pub(crate) struct System {
     pub services: Services,
     pub sessions: LocalNotifier,
     pub uploads: LocalUploads,
-    /// The embedded queue, when there is one (in-flight jobs are released on start).
-    pub embedded_queue: Option<nomaly_embedded::SqliteQueue>,
+    /// The embedded queues, when there are (in-flight jobs are released on start).
+    pub embedded_queues: Vec<nomaly_embedded::SqliteQueue>,
     /// The record store of the embedded stack (not with `--aws`).
     pub embedded_store: Option<Arc<nomaly_embedded::SqliteStore>>,
 }
@@ -136,7 +145,7 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
             services: stack.services,
             sessions: stack.notifier,
             uploads: stack.uploads,
-            embedded_queue: Some(stack.queue),
+            embedded_queues: vec![stack.queue, stack.chunks],
             embedded_store: Some(stack.store),
         });
     }
@@ -152,6 +161,16 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
         bucket: need(&args.bucket, "--bucket", "NOMALY_BUCKET")?,
         queue_url: need(&args.queue_url, "--queue-url", "NOMALY_JOBS_QUEUE_URL")?,
         dead_letter_url: need(&args.dlq_url, "--dlq-url", "NOMALY_JOBS_DLQ_URL")?,
+        chunks_queue_url: need(
+            &args.chunks_queue_url,
+            "--chunks-queue-url",
+            "NOMALY_CHUNKS_QUEUE_URL",
+        )?,
+        chunks_dead_letter_url: need(
+            &args.chunks_dlq_url,
+            "--chunks-dlq-url",
+            "NOMALY_CHUNKS_DLQ_URL",
+        )?,
         ws_endpoint: args
             .ws_endpoint
             .clone()
@@ -169,7 +188,7 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
         services,
         sessions: LocalNotifier::default(),
         uploads,
-        embedded_queue: None,
+        embedded_queues: Vec::new(),
         embedded_store: None,
     })
 }
@@ -202,10 +221,11 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.workers == 0 {
-        bail!("--workers must be at least 1");
+    if args.workers == 0 || args.chunk_workers == 0 {
+        bail!("--workers and --chunk-workers must be at least 1");
     }
     init_logs(&args.log_format);
+    nomaly_core::memory::limit_malloc_arenas();
     nomaly_core::metrics::global().add(nomaly_core::metrics::Counter::ColdStarts, 1);
     // Held until the process has let go of everything (after the runtime below).
     let _lock = if args.aws {
@@ -240,10 +260,13 @@ async fn serve(args: Args) -> Result<()> {
     if !args.aws {
         settings.orphaned_before = Some(started);
     }
+    // Batches may read local files from here (on either backend: the files are this
+    // machine's).
+    settings.imports_dir = Some(args.data_dir.join("imports"));
     let mut system = open_system(&args, &base_url, settings).await?;
     let events = stream::InProcess::wrap(&mut system.services);
 
-    if let Some(queue) = &system.embedded_queue {
+    for queue in &system.embedded_queues {
         let released = queue
             .release_in_flight()
             .await
@@ -285,6 +308,7 @@ async fn serve(args: Args) -> Result<()> {
         events,
         background::Plan {
             workers: args.workers,
+            chunk_workers: args.chunk_workers,
             poll,
             sweep_every: Duration::from_secs(args.sweep_secs.max(1)),
         },

@@ -16,16 +16,22 @@ pub const BUCKET: &str = "NOMALY_BUCKET";
 pub const JOBS_QUEUE_URL: &str = "NOMALY_JOBS_QUEUE_URL";
 /// Dead-letter queue URL.
 pub const JOBS_DLQ_URL: &str = "NOMALY_JOBS_DLQ_URL";
+/// Batch chunks queue URL.
+pub const CHUNKS_QUEUE_URL: &str = "NOMALY_CHUNKS_QUEUE_URL";
+/// Its dead-letter queue URL.
+pub const CHUNKS_DLQ_URL: &str = "NOMALY_CHUNKS_DLQ_URL";
 /// WebSocket management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const WS_ENDPOINT: &str = "NOMALY_WS_ENDPOINT";
 
 /// Every variable [`Deployment::from_env`] requires.
-pub const REQUIRED: [&str; 6] = [
+pub const REQUIRED: [&str; 8] = [
     TABLE,
     EVENTS_TABLE,
     BUCKET,
     JOBS_QUEUE_URL,
     JOBS_DLQ_URL,
+    CHUNKS_QUEUE_URL,
+    CHUNKS_DLQ_URL,
     WS_ENDPOINT,
 ];
 
@@ -53,6 +59,10 @@ pub struct Deployment {
     pub queue_url: String,
     /// Dead-letter queue URL.
     pub dead_letter_url: String,
+    /// Chunks queue URL.
+    pub chunks_queue_url: String,
+    /// Its dead-letter queue URL.
+    pub chunks_dead_letter_url: String,
     /// WebSocket management endpoint.
     pub ws_endpoint: String,
 }
@@ -73,6 +83,8 @@ impl Deployment {
             bucket: required(BUCKET)?,
             queue_url: required(JOBS_QUEUE_URL)?,
             dead_letter_url: required(JOBS_DLQ_URL)?,
+            chunks_queue_url: required(CHUNKS_QUEUE_URL)?,
+            chunks_dead_letter_url: required(CHUNKS_DLQ_URL)?,
             ws_endpoint: required(WS_ENDPOINT)?,
         })
     }
@@ -93,6 +105,11 @@ impl Deployment {
                 clients.sqs.clone(),
                 &self.queue_url,
                 &self.dead_letter_url,
+            )),
+            Arc::new(SqsQueue::new(
+                clients.sqs.clone(),
+                &self.chunks_queue_url,
+                &self.chunks_dead_letter_url,
             )),
             Arc::new(ApiGatewayPush::new(&clients.config, &self.ws_endpoint)),
             settings,

@@ -25,6 +25,10 @@ pub struct Names {
     pub queue: String,
     /// Its dead-letter queue.
     pub dead_letter_queue: String,
+    /// Batch chunks queue.
+    pub chunks_queue: String,
+    /// Its dead-letter queue.
+    pub chunks_dead_letter_queue: String,
 }
 
 impl Names {
@@ -36,6 +40,8 @@ impl Names {
             bucket: format!("{prefix}-blobs"),
             queue: format!("{prefix}-jobs"),
             dead_letter_queue: format!("{prefix}-jobs-dlq"),
+            chunks_queue: format!("{prefix}-chunks"),
+            chunks_dead_letter_queue: format!("{prefix}-chunks-dlq"),
         }
     }
 }
@@ -47,6 +53,10 @@ pub struct Provisioned {
     pub queue_url: String,
     /// Dead-letter queue URL.
     pub dead_letter_url: String,
+    /// Chunks queue URL.
+    pub chunks_queue_url: String,
+    /// Its dead-letter queue URL.
+    pub chunks_dead_letter_url: String,
 }
 
 fn key(name: &str, kind: KeyType) -> StoreResult<KeySchemaElement> {
@@ -66,7 +76,8 @@ fn string_attr(name: &str) -> StoreResult<AttributeDefinition> {
 }
 
 /// Creates both tables (with the `gsi1` index, TTL on `ttl`, and the events stream), the
-/// bucket, and the queue with a dead-letter queue after `max_receives` receives.
+/// bucket, and the jobs and chunks queues, each with a dead-letter queue after
+/// `max_receives` receives.
 pub async fn ensure(
     clients: &Clients,
     names: &Names,
@@ -140,13 +151,42 @@ pub async fn ensure(
             .await
             .map_err(sdk("create the bucket"))?;
     }
+    let (queue_url, dead_letter_url) = queue_with_dead_letters(
+        clients,
+        &names.queue,
+        &names.dead_letter_queue,
+        max_receives,
+    )
+    .await?;
+    let (chunks_queue_url, chunks_dead_letter_url) = queue_with_dead_letters(
+        clients,
+        &names.chunks_queue,
+        &names.chunks_dead_letter_queue,
+        max_receives,
+    )
+    .await?;
+    Ok(Provisioned {
+        queue_url,
+        dead_letter_url,
+        chunks_queue_url,
+        chunks_dead_letter_url,
+    })
+}
+
+/// A queue that dead-letters to another after `max_receives` receives: both URLs.
+async fn queue_with_dead_letters(
+    clients: &Clients,
+    name: &str,
+    dead_letter_name: &str,
+    max_receives: u32,
+) -> StoreResult<(String, String)> {
     let sqs = &clients.sqs;
     let dlq = sqs
         .create_queue()
-        .queue_name(&names.dead_letter_queue)
+        .queue_name(dead_letter_name)
         .send()
         .await
-        .map_err(sdk("create the dead-letter queue"))?;
+        .map_err(sdk("create a dead-letter queue"))?;
     let dead_letter_url = dlq.queue_url().unwrap_or_default().to_string();
     let dlq_arn = sqs
         .get_queue_attributes()
@@ -154,20 +194,20 @@ pub async fn ensure(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(sdk("read the dead-letter queue's ARN"))?
+        .map_err(sdk("read a dead-letter queue's ARN"))?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .unwrap_or_default();
     let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()});
     let queue = sqs
         .create_queue()
-        .queue_name(&names.queue)
+        .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
-        .map_err(sdk("create the jobs queue"))?;
-    Ok(Provisioned {
-        queue_url: queue.queue_url().unwrap_or_default().to_string(),
+        .map_err(sdk("create a queue"))?;
+    Ok((
+        queue.queue_url().unwrap_or_default().to_string(),
         dead_letter_url,
-    })
+    ))
 }

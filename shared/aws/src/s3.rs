@@ -114,7 +114,8 @@ impl BlobStore for S3Blobs {
             .collect()
             .await
             .map_err(sdk("read an S3 object's range"))?;
-        Ok(Some(body.into_bytes().to_vec()))
+        // One copy out of the received segments, not two (via one contiguous buffer).
+        Ok(Some(body.to_vec()))
     }
 }
 

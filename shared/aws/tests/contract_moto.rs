@@ -324,6 +324,8 @@ async fn services(
         bucket: names.bucket.clone(),
         queue_url: p.queue_url.clone(),
         dead_letter_url: p.dead_letter_url.clone(),
+        chunks_queue_url: p.chunks_queue_url.clone(),
+        chunks_dead_letter_url: p.chunks_dead_letter_url.clone(),
         ws_endpoint: "http://127.0.0.1:9/unused".into(),
     };
     let settings = nomaly_core::service::Settings {

@@ -8,6 +8,8 @@ pub mod constant_time;
 pub mod domain;
 pub mod http;
 pub mod ids;
+pub mod local_files;
+pub mod memory;
 pub mod metrics;
 pub mod ports;
 pub mod service;

@@ -1,7 +1,8 @@
 //! Blobs as files under `<data_dir>/blobs/`, written atomically.
 
 use async_trait::async_trait;
-use nomaly_core::ports::{BlobKey, BlobStore, StoreError, StoreResult};
+use nomaly_core::local_files::{self, blocking};
+use nomaly_core::ports::{BlobKey, BlobStore, StoreResult};
 use std::path::{Path, PathBuf};
 
 /// Blobs in a folder. A key's parts are checked when the key is made, so a path built from
@@ -22,16 +23,6 @@ impl FileBlobs {
     fn path(&self, key: &BlobKey) -> PathBuf {
         self.root.join(key.as_str())
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    operation: &'static str,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> StoreResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::backend(operation, e))?
-        .map_err(|e| StoreError::backend(operation, e))
 }
 
 #[async_trait]
@@ -66,14 +57,7 @@ impl BlobStore for FileBlobs {
 
     async fn blob_size(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
         let path = self.path(key);
-        blocking("read a blob's size", move || {
-            match std::fs::metadata(&path) {
-                Ok(m) => Ok(Some(m.len())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .await
+        blocking("read a blob's size", move || local_files::size(&path)).await
     }
 
     async fn get_blob_range(
@@ -82,20 +66,9 @@ impl BlobStore for FileBlobs {
         start: u64,
         end: u64,
     ) -> StoreResult<Option<Vec<u8>>> {
-        use std::io::{Read, Seek, SeekFrom};
         let path = self.path(key);
         blocking("read a blob's range", move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let size = file.metadata()?.len();
-            let (start, end) = (start.min(size), end.min(size).max(start.min(size)));
-            file.seek(SeekFrom::Start(start))?;
-            let mut bytes = Vec::with_capacity((end - start) as usize);
-            file.take(end - start).read_to_end(&mut bytes)?;
-            Ok(Some(bytes))
+            local_files::read_range(&path, start, end)
         })
         .await
     }

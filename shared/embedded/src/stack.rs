@@ -17,6 +17,8 @@ pub struct Stack {
     pub uploads: LocalUploads,
     /// The jobs queue.
     pub queue: SqliteQueue,
+    /// The batch chunks queue.
+    pub chunks: SqliteQueue,
     /// The record store behind `services` (for what only the local server does, such as
     /// its recovery at start).
     pub store: Arc<SqliteStore>,
@@ -27,7 +29,8 @@ impl Stack {
     pub fn open(data_dir: &Path, base_url: &str, settings: Settings) -> StoreResult<Self> {
         let db = Database::open(data_dir)?;
         let records = Arc::new(SqliteStore::new(db.clone()));
-        let queue = SqliteQueue::new(db, "jobs", settings.max_receives);
+        let queue = SqliteQueue::new(db.clone(), "jobs", settings.max_receives);
+        let chunks = SqliteQueue::new(db, "chunks", settings.max_receives);
         let notifier = LocalNotifier::default();
         let uploads = LocalUploads::open(data_dir, base_url)?;
         let services = Services::assemble(
@@ -35,6 +38,7 @@ impl Stack {
             Arc::new(FileBlobs::new(data_dir)),
             Arc::new(uploads.clone()),
             Arc::new(queue.clone()),
+            Arc::new(chunks.clone()),
             Arc::new(notifier.clone()),
             settings,
         );
@@ -44,6 +48,7 @@ impl Stack {
             notifier,
             uploads,
             queue,
+            chunks,
         })
     }
 }

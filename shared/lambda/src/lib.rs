@@ -30,6 +30,7 @@ where
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
 {
     telemetry::init();
+    nomaly_core::memory::limit_malloc_arenas();
     let services = nomaly_aws::deployment::services_from_env().await?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {

@@ -1,11 +1,12 @@
-//! The `worker` function: an SQS batch of jobs, each handled on its own; the response
+//! The `worker` and `chunks` functions: an SQS batch of jobs (or of batch chunks), each
+//! handled on its own; the response
 //! lists only the messages to retry (`ReportBatchItemFailures`), so one bad message never
 //! sends the others round again. A message to retry comes back after a backoff (30 s,
 //! doubling, at most 15 min) rather than the queue's 90-minute visibility timeout.
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use nomaly_core::ports::{Delivery, Job};
-use nomaly_core::service::worker::{self, Handled};
+use nomaly_core::service::worker::{self, Handled, Lane};
 use nomaly_core::service::Services;
 use serde_json::{json, Value};
 
@@ -28,13 +29,20 @@ fn receives(message: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// Handles a batch; returns `{"batchItemFailures": [{"itemIdentifier": <message id>}]}`.
+/// Handles a batch of the jobs queue; returns `{"batchItemFailures": [{"itemIdentifier":
+/// <message id>}]}`.
 pub async fn handle(services: &Services, event: SqsEvent) -> Value {
+    handle_lane(services, Lane::Jobs, event).await
+}
+
+/// Handles a batch from `lane`'s queue, as [`handle`] does.
+pub async fn handle_lane(services: &Services, lane: Lane, event: SqsEvent) -> Value {
+    let queue = lane.queue(services);
     let mut failures = Vec::new();
     for message in &event.records {
         let id = message.message_id.clone().unwrap_or_default();
         let outcome = match delivery(message) {
-            Ok(d) => worker::handle(services, &d).await,
+            Ok(d) => lane.handle(services, &d).await,
             Err(why) => {
                 // Left to the redrive policy: after the maximum receives it lands in the
                 // dead-letter queue for someone to look at.
@@ -47,7 +55,7 @@ pub async fn handle(services: &Services, event: SqsEvent) -> Value {
             // Back off from the queue's long visibility timeout (6 x the function's).
             let backoff = worker::retry_backoff_secs(receives(message));
             if let Some(receipt) = &message.receipt_handle {
-                if let Err(e) = services.queue.change_visibility(receipt, backoff).await {
+                if let Err(e) = queue.change_visibility(receipt, backoff).await {
                     tracing::warn!(message_id = %id, error = %e, "could not shorten the retry delay");
                 }
             }

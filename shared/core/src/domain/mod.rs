@@ -16,5 +16,5 @@ pub use event::{Event, EventType};
 pub use key::{ApiKey, IssuedKey};
 pub use model::ModelRecord;
 pub use stream::{Stream, StreamState};
-pub use task::{Task, TaskKind, TaskStatus, TransitionError};
+pub use task::{BatchProgress, Task, TaskKind, TaskStatus, TransitionError};
 pub use tenant::TenantId;

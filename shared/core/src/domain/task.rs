@@ -27,6 +27,8 @@ pub enum TaskKind {
     Profile,
     /// Render a report.
     Report,
+    /// Score a large object in chunks, in parallel.
+    Batch,
 }
 
 impl TaskKind {
@@ -37,6 +39,7 @@ impl TaskKind {
             TaskKind::Detect => "detect",
             TaskKind::Profile => "profile",
             TaskKind::Report => "report",
+            TaskKind::Batch => "batch",
         }
     }
 }
@@ -117,6 +120,9 @@ pub struct Task {
     /// so the scheduler can send it again if its worker is lost.
     #[serde(default)]
     pub job: Option<serde_json::Value>,
+    /// A batch task's chunks, once planned: which are done and what they found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchProgress>,
     /// Bumped by every change; the compare-and-set token.
     pub version: u64,
 }
@@ -150,6 +156,7 @@ impl Task {
             result: None,
             correlation_id: correlation_id.into(),
             job: None,
+            batch: None,
             version: 1,
         }
     }
@@ -201,6 +208,88 @@ impl Task {
     }
 }
 
+/// A batch task's chunks: how many there are, which are done (a bit each, so a
+/// redelivered chunk is never counted twice) and the rows and anomalies of those done.
+/// Every change is written with the task's compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    /// Chunks in the plan.
+    pub total: u32,
+    /// Chunks done.
+    pub done: u32,
+    /// Bit `i` set when chunk `i` is done, as hex (chunk 0 is the low bit of the first
+    /// byte).
+    pub done_bits: String,
+    /// Rows scored by the chunks done.
+    pub rows: u64,
+    /// Rows labelled anomalous by the chunks done.
+    pub anomalies: u64,
+}
+
+impl BatchProgress {
+    /// `total` chunks, none done.
+    pub fn new(total: u32) -> Self {
+        BatchProgress {
+            total,
+            done: 0,
+            done_bits: "00".repeat((total as usize).div_ceil(8)),
+            rows: 0,
+            anomalies: 0,
+        }
+    }
+
+    fn byte(&self, index: u32) -> Option<u8> {
+        let at = (index / 8) as usize * 2;
+        self.done_bits
+            .get(at..at + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    }
+
+    /// Whether chunk `index` is done (a chunk outside the plan never is).
+    pub fn is_done(&self, index: u32) -> bool {
+        index < self.total
+            && self
+                .byte(index)
+                .is_some_and(|b| b & (1 << (index % 8)) != 0)
+    }
+
+    /// Whether every chunk is done.
+    pub fn is_complete(&self) -> bool {
+        self.done >= self.total
+    }
+
+    /// Percent done, 0 to 100.
+    pub fn percent(&self) -> u8 {
+        if self.total == 0 {
+            return 100;
+        }
+        (u64::from(self.done) * 100 / u64::from(self.total)) as u8
+    }
+
+    /// Counts chunk `index` done with what it found; `false` (and no change) if it was
+    /// done already or is not in the plan.
+    pub fn mark_done(&mut self, index: u32, rows: u64, anomalies: u64) -> bool {
+        if index >= self.total || self.is_done(index) {
+            return false;
+        }
+        let Some(byte) = self.byte(index) else {
+            return false;
+        };
+        let at = (index / 8) as usize * 2;
+        self.done_bits
+            .replace_range(at..at + 2, &format!("{:02x}", byte | (1 << (index % 8))));
+        self.done += 1;
+        self.rows += rows;
+        self.anomalies += anomalies;
+        true
+    }
+
+    /// The chunks not done yet, in order.
+    pub fn pending(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.total).filter(|&i| !self.is_done(i))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +315,33 @@ mod tests {
             (c.progress, c.version, c.status),
             (100, 4, TaskStatus::Completed)
         );
+    }
+
+    #[test]
+    fn batch_progress_counts_each_chunk_once() {
+        let mut b = BatchProgress::new(11);
+        assert_eq!(b.done_bits, "0000");
+        assert!(b.mark_done(0, 10, 1));
+        assert!(b.mark_done(9, 5, 0));
+        assert!(
+            !b.mark_done(9, 5, 0),
+            "a redelivered chunk is not counted again"
+        );
+        assert!(!b.mark_done(11, 1, 1), "outside the plan");
+        assert_eq!((b.done, b.rows, b.anomalies), (2, 15, 1));
+        assert_eq!(b.done_bits, "0102");
+        assert!(b.is_done(9) && !b.is_done(8) && !b.is_done(11));
+        assert_eq!(b.percent(), 18);
+        let pending: Vec<u32> = b.pending().collect();
+        assert_eq!(pending, vec![1, 2, 3, 4, 5, 6, 7, 8, 10]);
+        for i in pending {
+            assert!(b.mark_done(i, 1, 0));
+        }
+        assert!(b.is_complete());
+        assert_eq!((b.percent(), b.rows), (100, 24));
+        let back: BatchProgress =
+            serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(back, b);
     }
 
     #[test]

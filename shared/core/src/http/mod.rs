@@ -24,6 +24,7 @@ use tracing::Instrument;
 pub fn router(services: Services) -> Router {
     let v1 = Router::new()
         .route("/detect", post(routes::detect))
+        .route("/batch", post(routes::submit_batch))
         .route("/models", post(routes::train).get(routes::list_models))
         .route(
             "/models/{id}",

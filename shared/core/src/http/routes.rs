@@ -4,6 +4,7 @@ use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Ten
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
 use crate::ports::PageRequest;
+use crate::service::batch::{self, BatchRequest};
 use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
 use crate::service::ingest::{self, UploadRequest};
 use crate::service::input::Rows;
@@ -118,6 +119,23 @@ pub async fn detect(
         Outcome::Done(d) => Ok(Json(d).into_response()),
         Outcome::Queued(task) => Ok(accepted(&task)),
     }
+}
+
+/// `POST /v1/batch`: 202 and a batch task, whose chunks are scored in parallel.
+pub async fn submit_batch(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    JsonBody(request): JsonBody<BatchRequest>,
+) -> Answer {
+    let task = batch::submit(&services, &tenant, &correlation, request).await?;
+    let mut response = accepted(&task);
+    if let Ok(body) = serde_json::to_vec(
+        &json!({"task": jobs::view(&task), "status_url": format!("/v1/tasks/{}", task.id), "result_url": format!("/v1/tasks/{}/result", task.id)}),
+    ) {
+        *response.body_mut() = axum::body::Body::from(body);
+    }
+    Ok(response)
 }
 
 /// `POST /v1/models`: 202 and a training task.
@@ -304,17 +322,28 @@ pub async fn cancel_task(
     Err(Problem::conflict("the task kept changing; retry"))
 }
 
+/// Which parts of a batch's manifest an answer lists (`?offset=`, from 0).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartsPage {
+    #[serde(default)]
+    offset: Option<usize>,
+}
+
 /// `GET /v1/tasks/{id}/result`: a completed detection task's scores.
 pub async fn task_result(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
+    q: Result<Query<PartsPage>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
+    let page = query(q)?;
     let task = task_of(&services, &tenant, &id).await?;
-    if task.kind != TaskKind::Detect {
+    if !matches!(task.kind, TaskKind::Detect | TaskKind::Batch) {
         return Err(Problem::not_found(format!(
-            "task {} is a {:?} task; only detection tasks have a result document (see `result`)",
-            task.id, task.kind
+            "task {} is a {} task; only detection and batch tasks have a result document (see `result`)",
+            task.id,
+            task.kind.as_str()
         )));
     }
     if task.status != TaskStatus::Completed {
@@ -323,6 +352,10 @@ pub async fn task_result(
             task.id,
             task.status.as_str()
         )));
+    }
+    if task.kind == TaskKind::Batch {
+        let offset = page.offset.unwrap_or(0);
+        return Ok(Json(batch::result(&services, &task, offset).await?).into_response());
     }
     let key = detection::result_key(&tenant, &task.id);
     let bytes = services

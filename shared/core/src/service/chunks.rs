@@ -9,13 +9,18 @@
 //! numeric tables have none, and such a row would be split and then refused by the
 //! chunk's parser as ragged.
 
-use crate::ports::{BlobKey, BlobStore, StoreError};
+use crate::local_files::{self, blocking};
+use crate::ports::{BlobKey, BlobStore, StoreError, StoreResult};
 use crate::service::Problem;
 use crate::table::{read_csv, CsvOptions};
+use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use nomaly_detect::Model;
 
 /// Bytes read at a time while looking for a line's end.
 const WINDOW: u64 = 64 * 1024;
+/// Windows a plan reads at once.
+const READS_IN_FLIGHT: usize = 16;
 /// The longest line (header or row) a plan accepts.
 pub const MAX_LINE_BYTES: u64 = 1024 * 1024;
 
@@ -58,14 +63,77 @@ pub enum PlanError {
     Store(#[from] StoreError),
 }
 
+/// Something read by byte range: an object in the blob store, or (on the local server)
+/// a file under its imports folder.
+#[async_trait]
+pub trait ByteSource: Send + Sync {
+    /// Its size, or `None` if it does not exist.
+    async fn size(&self) -> StoreResult<Option<u64>>;
+    /// Bytes `start..end` (cut short at the end), or `None` if it does not exist.
+    async fn range(&self, start: u64, end: u64) -> StoreResult<Option<Vec<u8>>>;
+    /// What it is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// An object in the blob store.
+pub struct BlobSource<'a> {
+    blobs: &'a dyn BlobStore,
+    key: &'a BlobKey,
+}
+
+impl<'a> BlobSource<'a> {
+    /// The object `key` in `blobs`.
+    pub fn new(blobs: &'a dyn BlobStore, key: &'a BlobKey) -> Self {
+        BlobSource { blobs, key }
+    }
+}
+
+#[async_trait]
+impl ByteSource for BlobSource<'_> {
+    async fn size(&self) -> StoreResult<Option<u64>> {
+        self.blobs.blob_size(self.key).await
+    }
+    async fn range(&self, start: u64, end: u64) -> StoreResult<Option<Vec<u8>>> {
+        self.blobs.get_blob_range(self.key, start, end).await
+    }
+    fn describe(&self) -> String {
+        self.key.as_str().to_string()
+    }
+}
+
+/// A file on this machine (the local server's imports), read with a seek.
+pub struct FileSource {
+    path: std::path::PathBuf,
+}
+
+impl FileSource {
+    /// The file at `path`.
+    pub fn new(path: std::path::PathBuf) -> Self {
+        FileSource { path }
+    }
+}
+
+#[async_trait]
+impl ByteSource for FileSource {
+    async fn size(&self) -> StoreResult<Option<u64>> {
+        let path = self.path.clone();
+        blocking("read a file's size", move || local_files::size(&path)).await
+    }
+    async fn range(&self, start: u64, end: u64) -> StoreResult<Option<Vec<u8>>> {
+        let path = self.path.clone();
+        blocking("read a file's range", move || {
+            local_files::read_range(&path, start, end)
+        })
+        .await
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
 /// The end of the line that contains byte `from` (one past its newline), or the
 /// object's end: reads forward a window at a time, at most [`MAX_LINE_BYTES`].
-async fn line_end(
-    blobs: &dyn BlobStore,
-    key: &BlobKey,
-    from: u64,
-    size: u64,
-) -> Result<u64, PlanError> {
+async fn line_end(source: &dyn ByteSource, from: u64, size: u64) -> Result<u64, PlanError> {
     let mut at = from;
     while at < size {
         if at - from > MAX_LINE_BYTES {
@@ -73,10 +141,10 @@ async fn line_end(
                 "the line around byte {from} is longer than {MAX_LINE_BYTES} bytes"
             )));
         }
-        let bytes = blobs
-            .get_blob_range(key, at, (at + WINDOW).min(size))
+        let bytes = source
+            .range(at, (at + WINDOW).min(size))
             .await?
-            .ok_or_else(|| PlanError::Missing(key.as_str().to_string()))?;
+            .ok_or_else(|| PlanError::Missing(source.describe()))?;
         if bytes.is_empty() {
             break;
         }
@@ -88,21 +156,17 @@ async fn line_end(
     Ok(size)
 }
 
-/// Plans `key` into chunks of about `target_bytes` each (at least one row each).
-pub async fn plan(
-    blobs: &dyn BlobStore,
-    key: &BlobKey,
-    target_bytes: u64,
-) -> Result<Plan, PlanError> {
-    let size = blobs
-        .blob_size(key)
+/// Plans `source` into chunks of about `target_bytes` each (at least one row each).
+pub async fn plan(source: &dyn ByteSource, target_bytes: u64) -> Result<Plan, PlanError> {
+    let size = source
+        .size()
         .await?
-        .ok_or_else(|| PlanError::Missing(key.as_str().to_string()))?;
-    let data_start = line_end(blobs, key, 0, size).await?;
-    let header_bytes = blobs
-        .get_blob_range(key, 0, data_start)
+        .ok_or_else(|| PlanError::Missing(source.describe()))?;
+    let data_start = line_end(source, 0, size).await?;
+    let header_bytes = source
+        .range(0, data_start)
         .await?
-        .ok_or_else(|| PlanError::Missing(key.as_str().to_string()))?;
+        .ok_or_else(|| PlanError::Missing(source.describe()))?;
     let header = std::str::from_utf8(&header_bytes)
         .map_err(|_| PlanError::BadLine("the header line is not UTF-8".into()))?
         .trim_end_matches(['\n', '\r'])
@@ -110,22 +174,28 @@ pub async fn plan(
     if data_start >= size {
         return Err(PlanError::NoRows);
     }
+    // Cut k falls after the line holding byte `data_start + k * target - 1`. The cuts do
+    // not depend on each other, so their windows are read several at a time: a plan of
+    // thousands of chunks takes seconds, not one round trip per chunk in a row.
     let target = target_bytes.max(1);
+    let cuts = (size - data_start).div_ceil(target);
+    let ends: Vec<u64> = futures_util::stream::iter(1..cuts)
+        .map(|k| line_end(source, data_start + k * target - 1, size))
+        .buffered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let mut chunks = Vec::new();
     let mut start = data_start;
-    while start < size {
-        let end = if size - start <= target {
-            size
-        } else {
-            // The chunk ends after the line holding its last target byte.
-            line_end(blobs, key, start + target - 1, size).await?
-        };
-        chunks.push(Chunk {
-            index: chunks.len(),
-            start,
-            end,
-        });
-        start = end;
+    for end in ends.into_iter().chain([size]) {
+        // Two cuts inside one long line fall at the same place: one chunk.
+        if end > start {
+            chunks.push(Chunk {
+                index: chunks.len(),
+                start,
+                end,
+            });
+            start = end;
+        }
     }
     Ok(Plan {
         size,
@@ -145,11 +215,8 @@ pub struct ScoredChunk {
     pub anomalies: usize,
 }
 
-/// Scores one chunk's rows (CSV lines without the header) with `model`. The object's
-/// `header` names the columns; the model's features are taken by name, in the model's
-/// order, and other columns are left out. A row that is ragged or not numeric refuses
-/// the chunk, naming the line within it.
-pub fn score_chunk(model: &Model, header: &str, rows: &[u8]) -> Result<ScoredChunk, Problem> {
+/// The column names of a `header` line, checked to hold every feature `model` takes.
+pub fn check_features(model: &Model, header: &str) -> Result<Vec<String>, Problem> {
     let names: Vec<String> = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)
@@ -159,36 +226,90 @@ pub fn score_chunk(model: &Model, header: &str, rows: &[u8]) -> Result<ScoredChu
         .and_then(Result::ok)
         .map(|r| r.iter().map(str::to_string).collect())
         .unwrap_or_default();
-    let features = model.feature_names();
-    if let Some(missing) = features.iter().find(|f| !names.contains(f)) {
+    if let Some(missing) = model.feature_names().iter().find(|f| !names.contains(f)) {
         return Err(Problem::invalid_data(format!(
             "the object has no `{missing}` column, which the model takes (its header is {header})"
         )));
     }
+    Ok(names)
+}
+
+/// Rows parsed and scored at a time within a chunk (about this many bytes of them), so
+/// a chunk's parsed matrix never holds more than a slice of it: a worker's memory is its
+/// chunk's bytes, its output and one slice.
+const SLICE_BYTES: usize = 4 << 20;
+
+/// Scores one chunk's rows (CSV lines without the header) with `model`. The object's
+/// `header` names the columns; the model's features are taken by name, in the model's
+/// order, and other columns are left out. A row that is ragged or not numeric refuses
+/// the chunk, naming the line within it (counted from the slice of rows it is in, whose
+/// first byte the message gives).
+pub fn score_chunk(model: &Model, header: &str, rows: &[u8]) -> Result<ScoredChunk, Problem> {
+    score_in_slices(model, header, rows, SLICE_BYTES)
+}
+
+fn score_in_slices(
+    model: &Model,
+    header: &str,
+    rows: &[u8],
+    slice_bytes: usize,
+) -> Result<ScoredChunk, Problem> {
+    let names = check_features(model, header)?;
+    let features = model.feature_names();
     let exclude: Vec<String> = names
         .iter()
         .filter(|n| !features.contains(n))
         .cloned()
         .collect();
     let header_line = format!("{header}\n");
-    let input = std::io::Read::chain(header_line.as_bytes(), rows);
-    let table = read_csv(input, &CsvOptions { exclude })?;
-    let order: Vec<usize> = features
-        .iter()
-        .map(|f| table.columns.iter().position(|c| c == f).unwrap_or(0))
-        .collect();
-    let x = table.data.select(ndarray::Axis(1), &order);
-    let scores = model.score(x.view())?;
-    let labels = model.labels(&scores);
-    let mut csv = Vec::with_capacity(scores.len() * 24);
-    for (s, l) in scores.iter().zip(&labels) {
-        csv.extend_from_slice(format!("{s},{l}\n").as_bytes());
+    let mut out = ScoredChunk {
+        csv: Vec::with_capacity(rows.len() / 3),
+        rows: 0,
+        anomalies: 0,
+    };
+    let mut at = 0;
+    while at < rows.len() {
+        let cut = (at + slice_bytes.max(1)).min(rows.len());
+        let end = match rows[cut..].iter().position(|&b| b == b'\n') {
+            Some(i) if cut < rows.len() => cut + i + 1,
+            _ => rows.len(),
+        };
+        let slice = &rows[at..end];
+        let input = std::io::Read::chain(header_line.as_bytes(), slice);
+        let table = read_csv(
+            input,
+            &CsvOptions {
+                exclude: exclude.clone(),
+            },
+        )
+        .map_err(|e| {
+            let p = Problem::from(e);
+            if at == 0 {
+                p
+            } else {
+                Problem::for_status(
+                    p.status,
+                    format!("in the rows from byte {at} of the chunk: {}", p.detail),
+                )
+            }
+        })?;
+        let order: Vec<usize> = features
+            .iter()
+            .map(|f| table.columns.iter().position(|c| c == f).unwrap_or(0))
+            .collect();
+        let x = table.data.select(ndarray::Axis(1), &order);
+        drop(table);
+        let scores = model.score(x.view())?;
+        let labels = model.labels(&scores);
+        for (s, l) in scores.iter().zip(&labels) {
+            std::io::Write::write_fmt(&mut out.csv, format_args!("{s},{l}\n"))
+                .map_err(|e| Problem::internal(e.to_string()))?;
+        }
+        out.rows += scores.len();
+        out.anomalies += labels.iter().filter(|&&l| l == 1).count();
+        at = end;
     }
-    Ok(ScoredChunk {
-        csv,
-        rows: scores.len(),
-        anomalies: labels.iter().filter(|&&l| l == 1).count(),
-    })
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -280,7 +401,9 @@ mod tests {
         let blobs = Memory::default();
         blobs.put_blob(&key(), csv.clone()).await.unwrap();
         for target in [1, 2, 7, 100, 1000, 4096, csv.len() as u64, 1 << 40] {
-            let plan = plan(&blobs, &key(), target).await.unwrap();
+            let plan = plan(&BlobSource::new(&blobs, &key()), target)
+                .await
+                .unwrap();
             assert_eq!(plan.header, "a,b,c");
             assert_eq!(plan.size, csv.len() as u64);
             check(&csv, &plan);
@@ -310,7 +433,9 @@ mod tests {
         }
         let blobs = Memory::default();
         blobs.put_blob(&key(), csv.clone()).await.unwrap();
-        let plan = plan(&blobs, &key(), 1 << 20).await.unwrap();
+        let plan = plan(&BlobSource::new(&blobs, &key()), 1 << 20)
+            .await
+            .unwrap();
         check(&csv, &plan);
         assert_eq!(plan.chunks.len(), 8);
         let read = *blobs.read.lock().unwrap();
@@ -351,19 +476,36 @@ mod tests {
         assert!(e.detail.contains("no `b` column"), "{}", e.detail);
         let e = score_chunk(&model, "a,b", b"1,2\n3\n").unwrap_err();
         assert_eq!(e.status, 422, "{}", e.detail);
+
+        // Scored a slice at a time, from one row per slice to all at once: the same bytes.
+        let many: String = (0..500)
+            .map(|i| format!("{},r{i},{}\r\n", i % 7, if i == 321 { 99 } else { i % 10 }))
+            .collect();
+        let whole = score_in_slices(&model, "b,id,a", many.as_bytes(), usize::MAX).unwrap();
+        assert_eq!(whole.rows, 500);
+        for slice in [1, 7, 100, 4096] {
+            let sliced = score_in_slices(&model, "b,id,a", many.as_bytes(), slice).unwrap();
+            assert_eq!(sliced, whole, "slices of {slice} bytes");
+        }
+        let bad = many.replace("r400,", "r400,x,");
+        let e = score_in_slices(&model, "b,id,a", bad.as_bytes(), 1000).unwrap_err();
+        assert!(e.detail.contains("in the rows from byte"), "{}", e.detail);
     }
 
     #[tokio::test]
     async fn bad_objects_are_refused() {
         let blobs = Memory::default();
         assert!(matches!(
-            plan(&blobs, &key(), 10).await,
+            plan(&BlobSource::new(&blobs, &key()), 10).await,
             Err(PlanError::Missing(_))
         ));
         for empty in [&b""[..], b"a,b\n", b"a,b"] {
             blobs.put_blob(&key(), empty.to_vec()).await.unwrap();
             assert!(
-                matches!(plan(&blobs, &key(), 10).await, Err(PlanError::NoRows)),
+                matches!(
+                    plan(&BlobSource::new(&blobs, &key()), 10).await,
+                    Err(PlanError::NoRows)
+                ),
                 "{empty:?}"
             );
         }
@@ -375,7 +517,7 @@ mod tests {
         long.extend(b"\n2\n");
         blobs.put_blob(&key(), long).await.unwrap();
         assert!(matches!(
-            plan(&blobs, &key(), 10).await,
+            plan(&BlobSource::new(&blobs, &key()), 10).await,
             Err(PlanError::BadLine(_))
         ));
         blobs
@@ -383,7 +525,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            plan(&blobs, &key(), 10).await,
+            plan(&BlobSource::new(&blobs, &key()), 10).await,
             Err(PlanError::BadLine(_))
         ));
     }

@@ -252,7 +252,7 @@ pub enum Outcome {
     /// Scored inline.
     Done(Box<Detection>),
     /// Too costly for the budget: a background task will do it.
-    Queued(Task),
+    Queued(Box<Task>),
 }
 
 /// The detection body of a `detect` job.
@@ -525,7 +525,7 @@ async fn detect_now_or_queue(
             "detection goes to a task"
         );
         let task = submit(services, tenant, correlation_id, rows, spec).await?;
-        return Ok(Outcome::Queued(task));
+        return Ok(Outcome::Queued(Box::new(task)));
     }
     let key = cache_key(&spec, &rows);
     if let Some(bytes) = services.cache.get_cached(tenant, &key).await? {

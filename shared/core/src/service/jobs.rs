@@ -19,6 +19,8 @@ pub enum JobKind {
     Profile,
     /// Render a report on a model's scores.
     Report,
+    /// Plan a batch and send its chunk jobs.
+    Batch,
 }
 
 impl JobKind {
@@ -29,6 +31,7 @@ impl JobKind {
             JobKind::Detect => "detect",
             JobKind::Profile => "profile",
             JobKind::Report => "report",
+            JobKind::Batch => "batch",
         }
     }
 
@@ -39,6 +42,7 @@ impl JobKind {
             "detect" => Some(JobKind::Detect),
             "profile" => Some(JobKind::Profile),
             "report" => Some(JobKind::Report),
+            "batch" => Some(JobKind::Batch),
             _ => None,
         }
     }
@@ -128,5 +132,8 @@ pub fn view(task: &Task) -> serde_json::Value {
         "error": task.error,
         "result": task.result,
         "correlation_id": task.correlation_id,
+        "chunks": task.batch.as_ref().map(|b| serde_json::json!({
+            "done": b.done, "total": b.total, "rows": b.rows, "anomalies": b.anomalies,
+        })),
     })
 }

@@ -3,6 +3,7 @@
 //! connections, the WebSocket actions, and the scheduler's sweep. Each takes the
 //! [`Services`] (the ports) and knows nothing of Lambda, HTTP servers or AWS.
 
+pub mod batch;
 pub mod chunks;
 pub mod detection;
 pub mod fanout;
@@ -73,6 +74,14 @@ pub struct Settings {
     /// 300000, never more than 380000: a DynamoDB item holds at most 400 KB); larger state
     /// goes to the blob store behind a versioned key.
     pub stream_inline_state_bytes: usize,
+    /// A batch splits its source into chunks of about this many bytes, one job each
+    /// (`NOMALY_BATCH_CHUNK_BYTES`, default 64 MiB: a chunk is read whole into its
+    /// worker's memory).
+    pub batch_chunk_bytes: u64,
+    /// The folder a batch may read local files from (`{"source": {"file": ...}}`): the
+    /// local server sets `<data-dir>/imports` here. `None` (the default, and on AWS)
+    /// refuses file sources.
+    pub imports_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -91,6 +100,8 @@ impl Default for Settings {
             rate_limit: 100,
             rate_window_secs: 1,
             stream_inline_state_bytes: 300_000,
+            batch_chunk_bytes: 64 << 20,
+            imports_dir: None,
         }
     }
 }
@@ -132,6 +143,8 @@ impl Settings {
                 "NOMALY_STREAM_INLINE_STATE_BYTES",
                 d.stream_inline_state_bytes,
             )?,
+            batch_chunk_bytes: read("NOMALY_BATCH_CHUNK_BYTES", d.batch_chunk_bytes)?.max(1),
+            imports_dir: None,
         })
     }
 }
@@ -156,6 +169,9 @@ pub struct Services {
     pub blobs: Arc<dyn BlobStore>,
     /// The jobs queue.
     pub queue: Arc<dyn JobQueue>,
+    /// The queue of batch chunks (its own workers and concurrency, so a large batch
+    /// never holds up the jobs queue).
+    pub chunks: Arc<dyn JobQueue>,
     /// WebSocket connections.
     pub connections: Arc<dyn ConnectionRegistry>,
     /// Pushes to WebSocket connections.
@@ -210,12 +226,14 @@ impl<T> Records for T where
 }
 
 impl Services {
-    /// The services on one record store and the given blobs, uploads, queue and push.
+    /// The services on one record store and the given blobs, uploads, queues and push.
+    #[allow(clippy::too_many_arguments)]
     pub fn assemble<R: Records>(
         records: Arc<R>,
         blobs: Arc<dyn BlobStore>,
         uploads: Arc<dyn UrlSigner>,
         queue: Arc<dyn JobQueue>,
+        chunks: Arc<dyn JobQueue>,
         notifier: Arc<dyn PushNotifier>,
         settings: Settings,
     ) -> Self {
@@ -234,6 +252,7 @@ impl Services {
             blobs,
             uploads,
             queue,
+            chunks,
             notifier,
             settings,
             loaded_models: Arc::new(models::LoadedModels::default()),

@@ -649,7 +649,7 @@ async fn publish(
 }
 
 /// Waits a little longer each round, with jitter, so racing writers spread out.
-async fn backoff(round: u32) {
+pub(crate) async fn backoff(round: u32) {
     let cap_ms = 2u64 << round.min(6);
     let mut b = [0u8; 2];
     let jitter = match getrandom::fill(&mut b) {

@@ -8,9 +8,10 @@
 //! slow one.
 
 use crate::claim_check;
-use crate::domain::{EventType, Task, TaskStatus};
+use crate::domain::{BatchProgress, EventType, Task, TaskStatus};
 use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
+use crate::service::batch::{self, BatchJob};
 use crate::service::detection::{self, DetectJob};
 use crate::service::ingest::{self, ProfileJob};
 use crate::service::jobs::{JobError, JobKind};
@@ -31,6 +32,34 @@ pub enum Handled {
     Done,
     /// Leave the message to come back after its visibility timeout.
     Retry(String),
+}
+
+/// The queues work arrives on, each with its own workers (functions on AWS, pools on
+/// the local server) and concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Training, large detections and profiles, reports, batch planners: [`handle`].
+    Jobs,
+    /// Batch chunks: [`batch::handle_chunk`].
+    Chunks,
+}
+
+impl Lane {
+    /// The lane's queue.
+    pub fn queue(self, services: &Services) -> Arc<dyn crate::ports::JobQueue> {
+        match self {
+            Lane::Jobs => services.queue.clone(),
+            Lane::Chunks => services.chunks.clone(),
+        }
+    }
+
+    /// Handles one delivery from the lane's queue.
+    pub async fn handle(self, services: &Services, delivery: &Delivery) -> Handled {
+        match self {
+            Lane::Jobs => handle(services, delivery).await,
+            Lane::Chunks => batch::handle_chunk(services, delivery).await,
+        }
+    }
 }
 
 /// How long a delivery to retry stays hidden before it comes back: 30 s after the first
@@ -169,6 +198,9 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
             tracing::info!(task_id = %task_id, status = s.as_str(), "the task is finished; duplicate delivery");
             return Handled::Done;
         }
+        // A planned batch's planner only sends the chunks not done yet, so a redelivery
+        // of it (after a failed send) takes over at once rather than after the lease.
+        TaskStatus::Running if kind == JobKind::Batch && task.batch.is_some() => task.take_over(),
         TaskStatus::Running
             if task.updated_at.plus_seconds(lease) > Timestamp::now()
                 && services
@@ -228,7 +260,9 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
     let result = reporter.clone().drive(work).await;
     let current = reporter.task.lock().await.clone();
     match result {
-        Ok(output) => complete(services, &current, output, delivery).await,
+        Ok(Some(output)) => complete(services, &current, output, delivery).await,
+        // A batch's planner hands the task to its chunks, the last of which completes it.
+        Ok(None) => Handled::Done,
         Err(JobError::Fail(problem)) => {
             fail(services, &current, &problem.detail).await;
             Handled::Done
@@ -250,7 +284,7 @@ async fn run(
     tenant: &crate::domain::TenantId,
     correlation_id: &str,
     reporter: Reporter,
-) -> Result<Output, JobError> {
+) -> Result<Option<Output>, JobError> {
     let bad_body =
         |e: serde_json::Error| JobError::Fail(Problem::invalid_data(format!("job body: {e}")));
     match kind {
@@ -260,14 +294,14 @@ async fn run(
             let r = reporter.clone();
             let record =
                 training::run_job(services, tenant, &job, move |p| r.report(0.1 + 0.8 * p)).await?;
-            Ok(Output {
+            Ok(Some(Output {
                 result: record.id.to_string(),
                 payload: serde_json::json!({
                     "model_id": record.id,
                     "algorithm": record.algorithm,
                     "training": record.training,
                 }),
-            })
+            }))
         }
         JobKind::Detect => {
             let job: DetectJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
@@ -278,7 +312,7 @@ async fn run(
                     r.report(0.1 + 0.8 * p)
                 })
                 .await?;
-            Ok(Output {
+            Ok(Some(Output {
                 result: key.as_str().to_string(),
                 payload: serde_json::json!({
                     "model_id": detection.model_id,
@@ -286,7 +320,7 @@ async fn run(
                     "anomalies": detection.anomalies,
                     "result_url": format!("/v1/tasks/{}/result", job.task_id),
                 }),
-            })
+            }))
         }
         JobKind::Profile => {
             let job: ProfileJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
@@ -294,10 +328,10 @@ async fn run(
             let dataset =
                 ingest::run_profile(services, tenant, correlation_id, &job.dataset_id, job.size)
                     .await?;
-            Ok(Output {
+            Ok(Some(Output {
                 result: dataset.id.to_string(),
                 payload: serde_json::json!({ "dataset_id": dataset.id, "status": dataset.status }),
-            })
+            }))
         }
         JobKind::Report => {
             let job: ReportJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
@@ -305,7 +339,7 @@ async fn run(
             let r = reporter.clone();
             let (key, summary) =
                 report::run_job(services, tenant, &job, move |p| r.report(0.05 + 0.9 * p)).await?;
-            Ok(Output {
+            Ok(Some(Output {
                 result: key.as_str().to_string(),
                 payload: serde_json::json!({
                     "model_id": job.model_id,
@@ -314,7 +348,15 @@ async fn run(
                     "bytes": summary.bytes,
                     "report_url": format!("/v1/tasks/{}/report", job.task_id),
                 }),
-            })
+            }))
+        }
+        JobKind::Batch => {
+            let job: BatchJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
+            reporter.report(0.01);
+            let plan = batch::plan(services, tenant, &job).await?;
+            let progress = reporter.start_batch(plan.chunks.len() as u32).await?;
+            batch::send_chunks(services, tenant, correlation_id, &job, &plan, &progress).await?;
+            Ok(None)
         }
     }
 }
@@ -388,7 +430,8 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
             .await
             .err()
             .map(Problem::from),
-        crate::domain::TaskKind::Profile => None,
+        // A batch completes in its last chunk, never here.
+        crate::domain::TaskKind::Profile | crate::domain::TaskKind::Batch => None,
     };
     match outcome {
         Some(p) => {
@@ -419,6 +462,22 @@ pub async fn fail(services: &Services, task: &Task, error: &str) {
         Err(e) => {
             tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed")
         }
+    }
+}
+
+/// Publishes `task.progress` for `task` with `payload`; a failure is logged, not
+/// returned (progress is advice; the task record holds the truth).
+pub(crate) async fn publish_progress(services: &Services, task: &Task, payload: serde_json::Value) {
+    if let Err(e) = services
+        .publish(
+            &task.tenant,
+            EventType::TaskProgress,
+            &task.correlation_id,
+            payload,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "progress event not stored");
     }
 }
 
@@ -494,6 +553,26 @@ impl Reporter {
         }
     }
 
+    /// Records a batch's plan of `total` chunks on the task (kept as it is if a planner
+    /// before this one recorded the same plan) and hands the task to its chunks: from
+    /// here on their writes move it, and this delivery writes it no more.
+    async fn start_batch(&self, total: u32) -> Result<BatchProgress, JobError> {
+        let mut task = self.task.lock().await;
+        if let Some(b) = task.batch.as_ref().filter(|b| b.total == total) {
+            self.lost.store(true, Ordering::Relaxed);
+            return Ok(b.clone());
+        }
+        let mut next = task
+            .with_progress(task.progress)
+            .map_err(|e| JobError::Retry(StoreError::Conflict(e.to_string())))?;
+        let progress = BatchProgress::new(total);
+        next.batch = Some(progress.clone());
+        self.services.tasks.update_task(&next).await?;
+        *task = next;
+        self.lost.store(true, Ordering::Relaxed);
+        Ok(progress)
+    }
+
     async fn publish_progress(&self, percent: u8, announce: bool) {
         if self.lost.load(Ordering::Relaxed) {
             return;
@@ -518,18 +597,7 @@ impl Reporter {
         }
         if announce {
             let payload = serde_json::json!({"task_id": task.id, "kind": task.kind, "progress": task.progress});
-            if let Err(e) = self
-                .services
-                .publish(
-                    &task.tenant,
-                    EventType::TaskProgress,
-                    &task.correlation_id,
-                    payload,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "progress event not stored");
-            }
+            publish_progress(&self.services, &task, payload).await;
         }
     }
 }

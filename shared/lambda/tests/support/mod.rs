@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use nomaly_core::domain::{ApiKey, Event, TaskStatus, TenantId};
 use nomaly_core::ids::TaskId;
 use nomaly_core::ports::JobQueue;
+use nomaly_core::service::worker::Lane;
 use nomaly_core::service::{Services, Settings};
 use nomaly_embedded::Stack;
 use serde_json::{json, Value};
@@ -146,7 +147,16 @@ impl Env {
     /// after the back-off the worker set), so a test can redeliver them. Returns how many
     /// were delivered and the message ids reported failed.
     pub async fn batch(&self, max: usize) -> (usize, Vec<String>) {
-        let deliveries = self.stack.queue.receive(max, 30).await.unwrap();
+        self.batch_on(Lane::Jobs, max).await
+    }
+
+    /// As [`Env::batch`], from `lane`'s queue to its function.
+    pub async fn batch_on(&self, lane: Lane, max: usize) -> (usize, Vec<String>) {
+        let queue = match lane {
+            Lane::Jobs => &self.stack.queue,
+            Lane::Chunks => &self.stack.chunks,
+        };
+        let deliveries = queue.receive(max, 30).await.unwrap();
         let records: Vec<Value> = deliveries
             .iter()
             .map(|d| {
@@ -164,7 +174,7 @@ impl Env {
             return (0, Vec::new());
         }
         let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-        let response = nomaly_lambda::worker::handle(self.services(), event).await;
+        let response = nomaly_lambda::worker::handle_lane(self.services(), lane, event).await;
         let failed: Vec<String> = response["batchItemFailures"]
             .as_array()
             .unwrap()
@@ -173,13 +183,9 @@ impl Env {
             .collect();
         for d in &deliveries {
             if failed.contains(&d.receipt) {
-                self.stack
-                    .queue
-                    .change_visibility(&d.receipt, 0)
-                    .await
-                    .unwrap();
+                queue.change_visibility(&d.receipt, 0).await.unwrap();
             } else {
-                self.stack.queue.delete(&d.receipt).await.unwrap();
+                queue.delete(&d.receipt).await.unwrap();
             }
         }
         (deliveries.len(), failed)
