@@ -818,11 +818,12 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
     );
     assert_eq!(
         batch.result.as_deref(),
-        Some("tenants/acme/batches/sample/manifest.json")
+        Some(format!("tenants/acme/batches/sample/{TASK_BATCH}/manifest.json").as_str())
     );
     let mut lines = 0;
     for part in ["part-00000.csv", "part-00001.csv"] {
-        let key = BlobKey::parse(&format!("tenants/acme/batches/sample/{part}")).expect("key");
+        let key = BlobKey::parse(&format!("tenants/acme/batches/sample/{TASK_BATCH}/{part}"))
+            .expect("key");
         let bytes = services
             .blobs
             .get_blob(&key)

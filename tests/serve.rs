@@ -707,7 +707,7 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
         .s3
         .head_object()
         .bucket(&names.bucket)
-        .key("tenants/acme/batches/cardio/manifest.json")
+        .key(done["payload"]["manifest"].as_str().expect("manifest key"))
         .send()
         .await;
     assert!(manifest.is_ok(), "the manifest is in the bucket");

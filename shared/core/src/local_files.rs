@@ -22,9 +22,17 @@ pub fn size(path: &Path) -> std::io::Result<Option<u64>> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(Some(m.len())),
         Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if missing(&e) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Whether an error says there is no such file (a path through a file is none either).
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
 }
 
 /// Bytes `start..end` of the file at `path`, cut short at its end (empty past it), or
@@ -32,7 +40,7 @@ pub fn size(path: &Path) -> std::io::Result<Option<u64>> {
 pub fn read_range(path: &Path, start: u64, end: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if missing(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let size = file.metadata()?.len();

@@ -185,7 +185,8 @@ async fn a_batch_is_scored_in_chunks_counted_once_and_completed_once() {
             .unwrap();
     let mut joined = Vec::new();
     for i in 0..total {
-        let part = BlobKey::parse(&format!("tenants/acme/batches/run-1/part-{i:05}.csv")).unwrap();
+        let part =
+            BlobKey::parse(&format!("tenants/acme/batches/run-1/{id}/part-{i:05}.csv")).unwrap();
         joined.extend(
             e.services()
                 .blobs
@@ -210,7 +211,10 @@ async fn a_batch_is_scored_in_chunks_counted_once_and_completed_once() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(view["progress"], 100);
     assert_eq!(view["chunks"]["done"], total);
-    assert_eq!(view["result"], "tenants/acme/batches/run-1/manifest.json");
+    assert_eq!(
+        view["result"],
+        format!("tenants/acme/batches/run-1/{id}/manifest.json")
+    );
     let (s, manifest) = e.get(&format!("/v1/tasks/{id}/result"), &key).await;
     assert_eq!(s, StatusCode::OK, "{manifest}");
     assert_eq!(manifest["rows"], 600);
@@ -220,16 +224,15 @@ async fn a_batch_is_scored_in_chunks_counted_once_and_completed_once() {
         .unwrap()
         .starts_with("http"));
 
-    // The same output again is a conflict; another tenant sees nothing.
-    let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/batch",
-            &key,
-            json!({"source": {"key": "tenants/acme/data/big.csv"}, "model_id": model_id, "output": "run-1"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    // The same output name again is another batch, in its own folder; another tenant
+    // sees nothing.
+    let second = submit(
+        &e,
+        &key,
+        json!({"source": {"key": "tenants/acme/data/big.csv"}, "model_id": model_id, "output": "run-1"}),
+    )
+    .await;
+    assert_ne!(second, id);
     let other = e.key("globex").await;
     let (s, _) = e.get(&format!("/v1/tasks/{id}/result"), &other).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -363,7 +366,7 @@ async fn a_bad_row_fails_the_task_naming_its_chunk_and_the_rest_stop() {
         handled as u32 >= t.batch.unwrap().total,
         "every chunk was handled"
     );
-    let manifest = BlobKey::parse("tenants/acme/batches/bad/manifest.json").unwrap();
+    let manifest = BlobKey::parse(&format!("tenants/acme/batches/bad/{id}/manifest.json")).unwrap();
     assert!(e
         .services()
         .blobs
@@ -402,6 +405,79 @@ async fn a_source_without_the_models_columns_fails_in_the_planner_before_any_chu
     assert!(
         e.stack.chunks.receive(10, 0).await.unwrap().is_empty(),
         "no chunk was sent"
+    );
+}
+
+#[tokio::test]
+async fn a_chunk_whose_part_is_written_is_counted_from_its_part_not_scored_again() {
+    let e = env_with(settings());
+    let key = e.key("acme").await;
+    let model_id = model(&e, &key).await;
+    put(&e, "tenants/acme/data/x.csv", csv(100)).await;
+    let id = submit(
+        &e,
+        &key,
+        json!({"source": {"key": "tenants/acme/data/x.csv"}, "model_id": model_id, "output": "x"}),
+    )
+    .await;
+    e.drain().await;
+    // As if a delivery wrote chunk 0's part and lost its count (the task kept changing
+    // under it): the next delivery counts the part it finds.
+    put(
+        &e,
+        &format!("tenants/acme/batches/x/{id}/part-00000.csv"),
+        b"0.5,0\n7.5,1\n0.25,0\n".to_vec(),
+    )
+    .await;
+    let d = loop {
+        let got = e.stack.chunks.receive(1, 30).await.unwrap().remove(0);
+        if got.job.body["index"] == 0 {
+            break got;
+        }
+        e.stack
+            .chunks
+            .change_visibility(&got.receipt, 0)
+            .await
+            .unwrap();
+    };
+    let handled = nomaly_core::service::batch::handle_chunk(e.services(), &d).await;
+    assert_eq!(handled, nomaly_core::service::worker::Handled::Done);
+    let progress = task(&e, "acme", &id).await.batch.expect("progress");
+    assert_eq!(
+        (progress.done, progress.rows, progress.anomalies),
+        (1, 3, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_planner_run_again_on_a_source_split_differently_fails_the_batch() {
+    let e = env_with(settings());
+    let key = e.key("acme").await;
+    let model_id = model(&e, &key).await;
+    put(&e, "tenants/acme/data/x.csv", csv(100)).await;
+    let id = submit(
+        &e,
+        &key,
+        json!({"source": {"key": "tenants/acme/data/x.csv"}, "model_id": model_id, "output": "x"}),
+    )
+    .await;
+    e.drain().await;
+    let planned = task(&e, "acme", &id).await;
+    assert!(planned.batch.is_some());
+    // The object grows, and the planner's job arrives again (a lost worker's re-send).
+    put(&e, "tenants/acme/data/x.csv", csv(400)).await;
+    let job: nomaly_core::ports::Job =
+        serde_json::from_value(planned.job.clone().expect("job")).expect("envelope");
+    e.services().queue.send(&[job]).await.unwrap();
+    e.drain().await;
+    let t = task(&e, "acme", &id).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the source changed"),
+        "{t:?}"
     );
 }
 

@@ -30,12 +30,15 @@ use tracing::Instrument;
 
 /// The most chunks a batch may have (with the default 64 MiB chunks, 640 GiB).
 pub const MAX_CHUNKS: u64 = 10_000;
-/// The longest header a batch takes: it travels in every chunk job.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The longest header a batch takes: it travels in every chunk job, and ten jobs (one
+/// SQS send) must stay under 256 KiB even with every character escaped.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// The job kind of chunk jobs, on the chunks queue.
 pub const CHUNK_JOB: &str = "chunk";
-/// Conditional writes a chunk tries before leaving its count to a redelivery.
-const RECORD_ROUNDS: u32 = 24;
+/// Conditional writes a chunk tries before leaving its count to a redelivery (which
+/// finds its part written and only counts it): with the back-off capped at 128 ms,
+/// several seconds of contention on one task item.
+const RECORD_ROUNDS: u32 = 96;
 
 /// `POST /v1/batch`.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,7 +99,8 @@ impl Source {
                 let parsed = BlobKey::parse(key).ok().filter(|k| k.belongs_to(tenant));
                 parsed.map(Source::Blob).ok_or_else(|| {
                     Problem::forbidden(format!(
-                        "source.key must be an object under your own prefix tenants/{tenant}/"
+                        "source.key must be an object under your own prefix tenants/{tenant}/, \
+                         its parts made of A-Z a-z 0-9 . _ - (rename objects with other characters)"
                     ))
                 })
             }
@@ -151,7 +155,10 @@ impl Source {
                     services.settings.imports_dir.as_ref().ok_or_else(|| {
                         Problem::forbidden("this deployment reads no local files")
                     })?;
-                Ok(Box::new(FileSource::new(dir.join(path))))
+                Ok(Box::new(FileSource::new(
+                    dir.join(path),
+                    format!("imports/{path}"),
+                )))
             }
         }
     }
@@ -201,24 +208,35 @@ pub struct ChunkJob {
     pub output: String,
 }
 
-fn output_key(tenant: &TenantId, output: &str, file: &str) -> Result<BlobKey, Problem> {
-    BlobKey::for_tenant(tenant, &["batches", output, file])
+/// A batch writes under `batches/<output>/<task id>/`: two batches given the same output
+/// name never write into each other's parts.
+fn output_key(
+    tenant: &TenantId,
+    output: &str,
+    task: &TaskId,
+    file: &str,
+) -> Result<BlobKey, Problem> {
+    BlobKey::for_tenant(tenant, &["batches", output, task.as_str(), file])
         .map_err(|e| Problem::invalid_parameter(format!("output: {e}")))
 }
 
-/// Where chunk `index` of `output` is written.
-pub fn part_key(tenant: &TenantId, output: &str, index: u32) -> Result<BlobKey, Problem> {
-    output_key(tenant, output, &format!("part-{index:05}.csv"))
+/// Where chunk `index` of batch `task` is written.
+pub fn part_key(
+    tenant: &TenantId,
+    output: &str,
+    task: &TaskId,
+    index: u32,
+) -> Result<BlobKey, Problem> {
+    output_key(tenant, output, task, &format!("part-{index:05}.csv"))
 }
 
-/// Where the manifest of `output` is written.
-pub fn manifest_key(tenant: &TenantId, output: &str) -> Result<BlobKey, Problem> {
-    output_key(tenant, output, "manifest.json")
+/// Where the manifest of batch `task` is written.
+pub fn manifest_key(tenant: &TenantId, output: &str, task: &TaskId) -> Result<BlobKey, Problem> {
+    output_key(tenant, output, task, "manifest.json")
 }
 
 /// Checks a batch request and queues its planner: 202 material. The source must exist
-/// and fit in [`MAX_CHUNKS`] chunks, the model must be the caller's, and the output must
-/// not hold a finished batch already.
+/// and fit in [`MAX_CHUNKS`] chunks, and the model must be the caller's.
 pub async fn submit(
     services: &Services,
     tenant: &TenantId,
@@ -226,7 +244,8 @@ pub async fn submit(
     request: BatchRequest,
 ) -> Result<Task, Problem> {
     let source = Source::resolve(services, tenant, &request.source).await?;
-    let manifest = manifest_key(tenant, &request.output)?;
+    let task = Task::new(tenant.clone(), TaskKind::Batch, correlation_id);
+    manifest_key(tenant, &request.output, &task.id)?;
     models::record(services, tenant, &request.model_id).await?;
     let size =
         source.open(services)?.size().await?.ok_or_else(|| {
@@ -238,13 +257,6 @@ pub async fn submit(
             "the source has {size} bytes; a batch takes at most {MAX_CHUNKS} chunks of {chunk_bytes} bytes"
         )));
     }
-    if services.blobs.blob_size(&manifest).await?.is_some() {
-        return Err(Problem::conflict(format!(
-            "output `{}` holds a finished batch already; pick another name",
-            request.output
-        )));
-    }
-    let task = Task::new(tenant.clone(), TaskKind::Batch, correlation_id);
     let job = BatchJob {
         task_id: task.id.clone(),
         source,
@@ -410,6 +422,13 @@ async fn run_chunk(
         tracing::info!("chunk done already (a redelivery)");
         return Ok(());
     }
+    let part = part_key(tenant, &chunk.output, &chunk.task_id, chunk.index)?;
+    if let Some(written) = services.blobs.get_blob(&part).await? {
+        // An earlier delivery scored the chunk and lost its count: count its part.
+        let (rows, anomalies) = chunks::count_part(&written);
+        tracing::info!(rows, "chunk scored already; counting its part");
+        return record(services, tenant, chunk, rows, anomalies).await;
+    }
     chunk.source.check(tenant)?;
     let source = chunk.source.open(services)?;
     let bytes = source
@@ -435,7 +454,6 @@ async fn run_chunk(
     let scored = tokio::task::spawn_blocking(move || chunks::score_chunk(&model, &header, &bytes))
         .await
         .map_err(|e| JobError::Retry(StoreError::backend("score a chunk", e)))??;
-    let part = part_key(tenant, &chunk.output, chunk.index)?;
     services
         .blobs
         .put_blob(&part, scored.csv)
@@ -533,9 +551,9 @@ async fn complete(
     task: &Task,
     progress: BatchProgress,
 ) -> Result<bool, JobError> {
-    let manifest_key = manifest_key(tenant, &chunk.output)?;
+    let manifest_key = manifest_key(tenant, &chunk.output, &task.id)?;
     let parts = (0..progress.total)
-        .map(|i| part_key(tenant, &chunk.output, i).map(|k| k.as_str().to_string()))
+        .map(|i| part_key(tenant, &chunk.output, &task.id, i).map(|k| k.as_str().to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let manifest = serde_json::json!({
         "task_id": task.id,

@@ -104,12 +104,13 @@ impl ByteSource for BlobSource<'_> {
 /// A file on this machine (the local server's imports), read with a seek.
 pub struct FileSource {
     path: std::path::PathBuf,
+    name: String,
 }
 
 impl FileSource {
-    /// The file at `path`.
-    pub fn new(path: std::path::PathBuf) -> Self {
-        FileSource { path }
+    /// The file at `path`, called `name` in messages (not its full path on this machine).
+    pub fn new(path: std::path::PathBuf, name: String) -> Self {
+        FileSource { path, name }
     }
 }
 
@@ -127,7 +128,7 @@ impl ByteSource for FileSource {
         .await
     }
     fn describe(&self) -> String {
-        self.path.display().to_string()
+        self.name.clone()
     }
 }
 
@@ -234,6 +235,14 @@ pub fn check_features(model: &Model, header: &str) -> Result<Vec<String>, Proble
     Ok(names)
 }
 
+/// The rows and anomalies of a part written by [`score_chunk`] (`score,label` lines).
+pub fn count_part(part: &[u8]) -> (u64, u64) {
+    let lines = part.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    lines.fold((0, 0), |(rows, anomalies), l| {
+        (rows + 1, anomalies + u64::from(l.ends_with(b",1")))
+    })
+}
+
 /// Rows parsed and scored at a time within a chunk (about this many bytes of them), so
 /// a chunk's parsed matrix never holds more than a slice of it: a worker's memory is its
 /// chunk's bytes, its output and one slice.
@@ -275,6 +284,11 @@ fn score_in_slices(
             _ => rows.len(),
         };
         let slice = &rows[at..end];
+        if slice.iter().all(u8::is_ascii_whitespace) {
+            // Blank lines (a file's trailing newlines) have no rows to score.
+            at = end;
+            continue;
+        }
         let input = std::io::Read::chain(header_line.as_bytes(), slice);
         let table = read_csv(
             input,
@@ -487,6 +501,13 @@ mod tests {
             let sliced = score_in_slices(&model, "b,id,a", many.as_bytes(), slice).unwrap();
             assert_eq!(sliced, whole, "slices of {slice} bytes");
         }
+        assert_eq!(
+            count_part(&whole.csv),
+            (whole.rows as u64, whole.anomalies as u64)
+        );
+        // Blank lines alone (a chunk of trailing newlines) score nothing and fail nothing.
+        let blank = score_in_slices(&model, "b,id,a", b"\r\n\n", 1).unwrap();
+        assert_eq!((blank.rows, blank.csv.len()), (0, 0));
         let bad = many.replace("r400,", "r400,x,");
         let e = score_in_slices(&model, "b,id,a", bad.as_bytes(), 1000).unwrap_err();
         assert!(e.detail.contains("in the rows from byte"), "{}", e.detail);

@@ -554,11 +554,19 @@ impl Reporter {
     }
 
     /// Records a batch's plan of `total` chunks on the task (kept as it is if a planner
-    /// before this one recorded the same plan) and hands the task to its chunks: from
+    /// before this one recorded the same plan; a different one fails the task) and hands the task to its chunks: from
     /// here on their writes move it, and this delivery writes it no more.
     async fn start_batch(&self, total: u32) -> Result<BatchProgress, JobError> {
         let mut task = self.task.lock().await;
-        if let Some(b) = task.batch.as_ref().filter(|b| b.total == total) {
+        if let Some(b) = &task.batch {
+            if b.total != total {
+                // Chunks of the first plan may still be queued: counting them against
+                // another plan would complete the batch with the wrong rows.
+                return Err(JobError::Fail(Problem::conflict(format!(
+                    "the source changed since the batch was planned ({} chunks then, {total} now)",
+                    b.total
+                ))));
+            }
             self.lost.store(true, Ordering::Relaxed);
             return Ok(b.clone());
         }
