@@ -58,6 +58,23 @@ async fn model(e: &Env, key: &str) -> ModelId {
     ModelId::parse(body["model_id"].as_str().expect("model id")).expect("id")
 }
 
+/// A batch over 100 rows of `tenants/acme/data/x.csv` to output `x`, planned: its
+/// chunk jobs wait on the chunks queue.
+async fn planned_batch() -> (Env, TaskId) {
+    let e = env_with(settings());
+    let key = e.key("acme").await;
+    let model_id = model(&e, &key).await;
+    put(&e, "tenants/acme/data/x.csv", csv(100)).await;
+    let id = submit(
+        &e,
+        &key,
+        json!({"source": {"key": "tenants/acme/data/x.csv"}, "model_id": model_id, "output": "x"}),
+    )
+    .await;
+    e.drain().await;
+    (e, id)
+}
+
 async fn put(e: &Env, key: &str, bytes: Vec<u8>) {
     let key = BlobKey::parse(key).expect("key");
     e.services().blobs.put_blob(&key, bytes).await.expect("put");
@@ -410,17 +427,7 @@ async fn a_source_without_the_models_columns_fails_in_the_planner_before_any_chu
 
 #[tokio::test]
 async fn a_chunk_whose_part_is_written_is_counted_from_its_part_not_scored_again() {
-    let e = env_with(settings());
-    let key = e.key("acme").await;
-    let model_id = model(&e, &key).await;
-    put(&e, "tenants/acme/data/x.csv", csv(100)).await;
-    let id = submit(
-        &e,
-        &key,
-        json!({"source": {"key": "tenants/acme/data/x.csv"}, "model_id": model_id, "output": "x"}),
-    )
-    .await;
-    e.drain().await;
+    let (e, id) = planned_batch().await;
     // As if a delivery wrote chunk 0's part and lost its count (the task kept changing
     // under it): the next delivery counts the part it finds.
     put(
@@ -451,17 +458,7 @@ async fn a_chunk_whose_part_is_written_is_counted_from_its_part_not_scored_again
 
 #[tokio::test]
 async fn a_planner_run_again_on_a_source_split_differently_fails_the_batch() {
-    let e = env_with(settings());
-    let key = e.key("acme").await;
-    let model_id = model(&e, &key).await;
-    put(&e, "tenants/acme/data/x.csv", csv(100)).await;
-    let id = submit(
-        &e,
-        &key,
-        json!({"source": {"key": "tenants/acme/data/x.csv"}, "model_id": model_id, "output": "x"}),
-    )
-    .await;
-    e.drain().await;
+    let (e, id) = planned_batch().await;
     let planned = task(&e, "acme", &id).await;
     assert!(planned.batch.is_some());
     // The object grows, and the planner's job arrives again (a lost worker's re-send).
@@ -508,17 +505,7 @@ impl BlobStore for RangesDown {
 
 #[tokio::test]
 async fn a_chunk_failing_every_delivery_fails_the_task_on_the_last() {
-    let mut e = env_with(settings());
-    let key = e.key("acme").await;
-    let model_id = model(&e, &key).await;
-    put(&e, "tenants/acme/data/x.csv", csv(100)).await;
-    let id = submit(
-        &e,
-        &key,
-        json!({"source": {"key": "tenants/acme/data/x.csv"}, "model_id": model_id, "output": "x"}),
-    )
-    .await;
-    e.drain().await;
+    let (mut e, id) = planned_batch().await;
     e.services.blobs = Arc::new(RangesDown(e.services.blobs.clone()));
     // Deliveries 1 and 2 are retried and leave the task running; the third fails it.
     for delivery in 1..=3 {
