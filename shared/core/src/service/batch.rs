@@ -624,20 +624,9 @@ async fn fail(services: &Services, tenant: &TenantId, chunk: &ChunkJob, why: &st
                 continue;
             }
         };
-        let Ok(mut failed) = task.transition(TaskStatus::Failed) else {
-            return;
-        };
-        failed.error = Some(error.clone());
-        let payload = serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error, "chunk": chunk.index});
-        match services
-            .publish_with_task(&failed, EventType::TaskFailed, payload)
-            .await
-        {
-            Ok(_) => {
-                crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
-                tracing::warn!(task_id = %failed.id, error, "batch failed");
-                return;
-            }
+        let extra = serde_json::Map::from_iter([("chunk".into(), chunk.index.into())]);
+        match crate::service::worker::mark_failed(services, &task, &error, extra).await {
+            Ok(_) => return,
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => tracing::warn!(error = %e, "could not mark the batch failed"),
         }

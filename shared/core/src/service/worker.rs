@@ -446,23 +446,36 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
 /// Marks `task` failed with `error` and publishes `task.failed` (unless it finished
 /// meanwhile).
 pub async fn fail(services: &Services, task: &Task, error: &str) {
+    if let Err(e) = mark_failed(services, task, error, serde_json::Map::new()).await {
+        tracing::warn!(task_id = %task.id, error = %e, "could not mark the task failed")
+    }
+}
+
+/// Writes `task` failed with `error` together with its `task.failed` event (whose payload
+/// also carries `extra`): `Ok(false)` if the task may not fail (it finished), `Conflict`
+/// if it changed since it was read.
+pub(crate) async fn mark_failed(
+    services: &Services,
+    task: &Task,
+    error: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<bool, StoreError> {
     let Ok(mut failed) = task.transition(TaskStatus::Failed) else {
-        return;
+        return Ok(false);
     };
     failed.error = Some(error.to_string());
-    let payload = serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
-    match services
+    let mut payload =
+        serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
+    payload
+        .as_object_mut()
+        .expect("a JSON object")
+        .extend(extra);
+    services
         .publish_with_task(&failed, EventType::TaskFailed, payload)
-        .await
-    {
-        Ok(_) => {
-            crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
-            tracing::warn!(task_id = %failed.id, error, "task failed")
-        }
-        Err(e) => {
-            tracing::warn!(task_id = %failed.id, error = %e, "could not mark the task failed")
-        }
-    }
+        .await?;
+    crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
+    tracing::warn!(task_id = %failed.id, error, "task failed");
+    Ok(true)
 }
 
 /// Publishes `task.progress` for `task` with `payload`; a failure is logged, not
