@@ -59,7 +59,7 @@ def nomaly(binary, args):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
-    parser.add_argument("--data", required=True, help="../shared/data/tabular")
+    parser.add_argument("--data", required=True, help="tests/data/tabular")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()

@@ -10,4 +10,4 @@ if ! .venv/bin/python -c "import sklearn, pandas" 2>/dev/null; then
 fi
 cargo build --release -p nomaly-bench --quiet
 exec .venv/bin/python bench/iforest_vs_sklearn.py \
-  --binary target/release/iforest-bench --data ../shared/data/tabular "$@"
+  --binary target/release/iforest-bench --data tests/data/tabular "$@"

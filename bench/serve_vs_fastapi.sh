@@ -8,12 +8,12 @@
 # Usage: bash bench/serve_vs_fastapi.sh [seconds per round, default 15] [rounds, default 3]
 # Each round opens new connections: uvicorn's workers share one listening socket, and
 # whether the 2 connections land on one worker or on both changes its figures 2x.
-# Needs ../shared/data beside the repository; installs fastapi and uvicorn into .venv.
+# Reads tests/data/tabular; installs fastapi and uvicorn into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 rounds=${2:-3}
-data=../shared/data/tabular/shuttle.csv
+data=tests/data/tabular/shuttle.csv
 [ -f "$data" ] || { echo "missing $data"; exit 1; }
 
 echo "== build (release)" >&2

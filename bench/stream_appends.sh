@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/nomaly}
 ROWS=${1:-1000}
-DATA=${2:-../shared/data/nab/nyc_taxi.csv}
+DATA=${2:-tests/data/nab/nyc_taxi.csv}
 PORT=${PORT:-8123}
 POINTS=$(awk 'END { print NR - 1 }' "$DATA")
 dir=$(mktemp -d)

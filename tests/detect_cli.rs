@@ -2,7 +2,7 @@
 //! thread-count independence, and errors that name the file, line and column.
 
 use nomaly_detect::metrics::roc_auc;
-use nomaly_tests::{labels_of, nomaly, parse_scores, scratch, shared_data};
+use nomaly_tests::{labels_of, nomaly, parse_scores, scratch, test_data};
 use std::path::Path;
 
 fn s(p: &Path) -> &str {
@@ -59,7 +59,7 @@ fn sample_then_detect_finds_the_planted_anomalies() {
 #[test]
 fn a_saved_model_scores_new_data_like_the_fit_and_thread_count_does_not_matter() {
     let dir = scratch("saved");
-    let input = shared_data("tabular").join("shuttle.csv");
+    let input = test_data("tabular").join("shuttle.csv");
     let model = dir.join("iforest.json");
     let fit = |threads: &str| {
         nomaly(&[

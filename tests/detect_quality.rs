@@ -1,5 +1,5 @@
 //! Detection quality on the public tabular datasets, side by side with scikit-learn and
-//! PyOD (`../shared/data/tabular/BASELINES.md`). Each AUC is computed here, in Rust, from
+//! PyOD (`tests/data/tabular/BASELINES.md`). Each AUC is computed here, in Rust, from
 //! the `score,anomaly` lines that `nomaly detect` prints.
 //!
 //! Required: ecod within 0.01 of PyOD's ECOD on every dataset; knn within 0.02 of PyOD KNN
@@ -16,7 +16,7 @@
 
 use nomaly_detect::metrics::{average_precision, roc_auc};
 use nomaly_tests::{
-    baselines, labels_of, nomaly, parse_scores, read_f64s, reference_python, scratch, shared_data,
+    baselines, labels_of, nomaly, parse_scores, read_f64s, reference_python, scratch, test_data,
 };
 use std::process::Command;
 use std::time::Instant;
@@ -39,7 +39,7 @@ const CHECKED: [(&str, &str, f64, bool); 3] = [
 const REPORTED: [&str; 4] = ["hbos", "zscore", "pca", "kmeans"];
 
 fn file_of(dataset: &str) -> std::path::PathBuf {
-    let dir = shared_data("tabular");
+    let dir = test_data("tabular");
     let plain = dir.join(format!("{dataset}.csv"));
     if plain.is_file() {
         plain

@@ -3,7 +3,7 @@
 //! `/metrics`, and the JSON log lines carrying their request, tenant, task and job.
 
 use nomaly_tests::server::{Api, Server};
-use nomaly_tests::{repo_root, scratch, shared_data};
+use nomaly_tests::{repo_root, scratch, test_data};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -34,7 +34,7 @@ async fn the_dashboard_trains_and_detects_in_a_real_browser() {
     );
     // Kept after the run (target/ is not committed) for a person to look at.
     let screenshot = repo_root().join("target").join("dashboard.png");
-    let cardio = shared_data("tabular").join("cardio.csv");
+    let cardio = test_data("tabular").join("cardio.csv");
     let out = Command::new("node")
         .arg(&script)
         .env("NOMALY_URL", &server.url)
@@ -127,7 +127,7 @@ async fn reports_metrics_and_logs_on_the_real_server() {
     let other = server.key("globex");
     let api = Api::new(&server, &key);
     let http = reqwest::Client::new();
-    let cardio = std::fs::read(shared_data("tabular").join("cardio.csv")).expect("cardio");
+    let cardio = std::fs::read(test_data("tabular").join("cardio.csv")).expect("cardio");
     let (dataset, _) = api.upload("cardio.csv", cardio).await;
     let (s, d) = api
         .call("GET", &format!("/v1/datasets/{dataset}"), None)

@@ -14,15 +14,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `../shared/data/<sub>` beside the repository. Panics (never skips) when it is missing:
-/// these tests exist to measure nomaly on that data.
-pub fn shared_data(sub: &str) -> PathBuf {
-    let dir = repo_root().join("..").join("shared").join("data").join(sub);
-    assert!(
-        dir.is_dir(),
-        "{} is missing: the tests need the shared data folder beside the repository",
-        dir.display()
-    );
+/// `tests/data/<sub>`: the public datasets the tests read, kept in the repository with
+/// their provenance and licences (`tests/data/README.md`). Panics (never skips) when it is
+/// missing: these tests exist to measure nomaly on that data.
+pub fn test_data(sub: &str) -> PathBuf {
+    let dir = repo_root().join("tests").join("data").join(sub);
+    assert!(dir.is_dir(), "{} is missing", dir.display());
     dir
 }
 
@@ -93,7 +90,7 @@ pub fn labels_of(path: &Path) -> Vec<bool> {
 
 /// Reference ROC AUCs from `BASELINES.md`: (dataset, model) -> AUC.
 pub fn baselines() -> Vec<(String, String, f64)> {
-    let path = shared_data("tabular").join("BASELINES.md");
+    let path = test_data("tabular").join("BASELINES.md");
     let text = std::fs::read_to_string(&path).expect("read BASELINES.md");
     text.lines()
         .filter_map(|line| {
