@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of nomaly: formatting, lints, unit tests, and the end-to-end tests in
 # tests/ (which measure detection quality against scikit-learn and PyOD on the data in
-# ../shared/data, and drive the dashboard in a real browser). Installs what the tests
+# tests/data, and drive the dashboard in a real browser). Installs what the tests
 # need when it is missing: a Python virtual environment in .venv with the reference
 # libraries of tests/requirements.txt, Debian's chromium, and tests/browser's npm
 # packages.

@@ -7,7 +7,7 @@
 //! API Gateway management API that the server answers.
 
 use nomaly_tests::server::{Api, Server, Socket};
-use nomaly_tests::{nomaly, parse_scores, scratch, shared_data};
+use nomaly_tests::{nomaly, parse_scores, scratch, test_data};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -111,11 +111,11 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
     other_ws.subscribe("tenant").await;
 
     // NAB's nyc_taxi (10320 half-hourly points) in CSV requests of 2000 rows.
-    let text = std::fs::read_to_string(shared_data("nab").join("nyc_taxi.csv")).expect("nyc_taxi");
+    let text = std::fs::read_to_string(test_data("nab").join("nyc_taxi.csv")).expect("nyc_taxi");
     let mut lines = text.lines();
     let header = lines.next().expect("header");
     let body: Vec<&str> = lines.collect();
-    let (mut served, mut scores) = (Vec::new(), Vec::new());
+    let (mut served, mut scores, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in body.chunks(2000) {
         let csv = format!("{header}\n{}\n", chunk.join("\n"));
         let (s, answer) = post_csv(&server, &key, &format!("/v1/streams/{id}/points"), csv).await;
@@ -134,8 +134,15 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
                 .iter()
                 .map(|v| v.as_f64().expect("score")),
         );
+        raw.extend(
+            answer["raw_scores"]
+                .as_array()
+                .expect("raw scores")
+                .iter()
+                .map(|v| v.as_f64().expect("raw score")),
+        );
     }
-    assert_eq!(scores.len(), body.len());
+    assert_eq!((scores.len(), raw.len()), (body.len(), body.len()));
 
     // The served scores are the library's own, run here over the same points.
     let mut local = StreamDetector::new(
@@ -150,8 +157,9 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
         let score = local
             .update(t, &[v.trim().parse().expect("value")])
             .expect("update");
-        assert_eq!(score.to_bits(), scores[i].to_bits(), "point {i}");
-        if score > threshold {
+        assert_eq!(score.score.to_bits(), scores[i].to_bits(), "point {i}");
+        assert_eq!(score.raw.to_bits(), raw[i].to_bits(), "point {i}");
+        if score.score >= threshold {
             expected.push(t);
         }
     }
@@ -190,7 +198,7 @@ async fn a_nab_series_streamed_to_the_server_pushes_its_anomalies_live() {
     let reply = ws.until(LONG, |m| m["type"] == "scores").await;
     assert_eq!(reply["request_id"], "w1");
     assert!(
-        reply["scores"][0].as_f64().expect("score") > threshold,
+        reply["scores"][0].as_f64().expect("score") >= threshold,
         "{reply}"
     );
     let (_, view) = a.call("GET", &format!("/v1/streams/{id}"), None).await;
@@ -247,7 +255,7 @@ async fn tenants_training_progress_and_detection() {
     b_ws.subscribe("tenant").await;
 
     // Tenant A trains iforest on ODDS cardio (1831 rows x 21 features).
-    let cardio = shared_data("tabular").join("cardio.csv");
+    let cardio = test_data("tabular").join("cardio.csv");
     let (columns, rows) = rows_of(&cardio);
     let (task_id, accepted) = a.accepted("/v1/models", json!({"algorithm": "iforest", "rows": rows, "columns": columns, "params": {"n_estimators": 200}})).await;
     let model_id = accepted["model_id"].as_str().expect("model id").to_string();
@@ -452,7 +460,7 @@ async fn oversized_detection_completes_in_background() {
     let mut ws = Socket::connect(&server, &key).await;
     ws.subscribe("tenant").await;
     // LOF over ODDS shuttle (49097 x 9): predicted well over the 3 s budget.
-    let (columns, rows) = rows_of(&shared_data("tabular").join("shuttle.csv"));
+    let (columns, rows) = rows_of(&test_data("tabular").join("shuttle.csv"));
     let (task_id, _) = api
         .accepted(
             "/v1/detect",
@@ -483,7 +491,7 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
     ws.subscribe("tenant").await;
 
     // An upload is profiled, as the S3 notification does on AWS.
-    let shuttle = std::fs::read(shared_data("tabular").join("shuttle.csv")).expect("shuttle");
+    let shuttle = std::fs::read(test_data("tabular").join("shuttle.csv")).expect("shuttle");
     let (dataset, url) = api.upload("shuttle.csv", shuttle).await;
     let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
     assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
@@ -641,7 +649,7 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
 
     // Training: the job goes through SQS, the model to S3, the records to DynamoDB, and
     // the events reach the socket through the management API (the AWS notifier).
-    let (columns, rows) = rows_of(&shared_data("tabular").join("cardio.csv"));
+    let (columns, rows) = rows_of(&test_data("tabular").join("cardio.csv"));
     let (task_id, accepted) = api
         .accepted(
             "/v1/models",
@@ -664,7 +672,7 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     assert!(stored.is_ok(), "the model artifact is in the bucket");
 
     // An upload lands in the bucket and is profiled here, as the notification would.
-    let thyroid = std::fs::read(shared_data("tabular").join("thyroid.csv")).expect("thyroid");
+    let thyroid = std::fs::read(test_data("tabular").join("thyroid.csv")).expect("thyroid");
     let (dataset, _) = api.upload("thyroid.csv", thyroid).await;
     let profiled = ws.until(LONG, |m| m["type"] == "dataset.profiled").await;
     assert_eq!(profiled["payload"]["dataset_id"], dataset.as_str());
@@ -672,7 +680,7 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     // A batch over an uploaded dataset: the planner reads S3 ranges, the chunks travel on
     // their own SQS queue, parts and manifest land in the bucket, and the parts are the
     // model's scores of every row, as inline detection gives them.
-    let cardio = std::fs::read(shared_data("tabular").join("cardio.csv")).expect("cardio");
+    let cardio = std::fs::read(test_data("tabular").join("cardio.csv")).expect("cardio");
     let (cardio_set, _) = api.upload("cardio.csv", cardio).await;
     ws.until(LONG, |m| {
         m["type"] == "dataset.profiled" && m["payload"]["dataset_id"] == cardio_set.as_str()

@@ -1137,7 +1137,7 @@ pub async fn concurrent_stream_writers_lose_nothing(
     for (version, point, score, _) in &answers {
         let again = replay.update(point.t, &point.values).expect("replay");
         assert_eq!(
-            again.to_bits(),
+            again.score.to_bits(),
             score.to_bits(),
             "version {version}: the answered score is the replay's"
         );

@@ -58,8 +58,8 @@ pub struct CreateStream {
     /// Names of each point's values (default `["value"]`).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Points scoring above this are anomalies (default: the detector's, chosen on NAB:
-    /// `StreamSpec::default_threshold`).
+    /// Points scoring at or above this are anomalies, on the common scale in (0, 1]
+    /// (default: `StreamSpec::default_threshold`, chosen on NAB).
     #[serde(default)]
     pub threshold: Option<f64>,
 }
@@ -115,8 +115,10 @@ impl CreateStream {
             }
         }
         let threshold = self.threshold.unwrap_or_else(|| spec.default_threshold());
-        if !threshold.is_finite() {
-            return Err(Problem::invalid_parameter("`threshold` must be a number"));
+        if !(threshold.is_finite() && threshold > 0.0 && threshold <= 1.0) {
+            return Err(Problem::invalid_parameter(
+                "`threshold` must be a number above 0 and at most 1: stream scores are anomaly likelihoods on one scale (0.5 is a one-in-100,000 point)",
+            ));
         }
         Ok((name, spec, columns, threshold))
     }
@@ -385,8 +387,11 @@ pub struct Appended {
     pub appended: usize,
     /// Points the stream has learned in all.
     pub points: u64,
-    /// Each point's score, in the order sent.
+    /// Each point's score on the common scale (the anomaly likelihood, in [0, 1]: what the
+    /// threshold applies to), in the order sent.
     pub scores: Vec<f64>,
+    /// Each point's raw score from the detector itself (a z-score, a tree mass score).
+    pub raw_scores: Vec<f64>,
     /// The points scoring above the threshold.
     pub anomalies: Vec<Anomaly>,
     /// The threshold.
@@ -406,8 +411,10 @@ pub struct Anomaly {
     pub index: usize,
     /// Its time (Unix seconds).
     pub timestamp: i64,
-    /// Its score.
+    /// Its score on the common scale.
     pub score: f64,
+    /// The detector's raw score.
+    pub raw_score: f64,
 }
 
 /// How a compare-and-set write ended.
@@ -465,10 +472,11 @@ pub async fn append(
             }
             let mut scores = Vec::with_capacity(batch.len());
             for (i, p) in batch.iter().enumerate() {
-                let score = detector
-                    .update(p.t, &p.values)
-                    .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
-                scores.push(score);
+                scores.push(
+                    detector
+                        .update(p.t, &p.values)
+                        .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?,
+                );
             }
             let bytes = detector.to_json()?;
             // Never store a state that would not load back: the stream would be stuck.
@@ -484,11 +492,12 @@ pub async fn append(
         let anomalies: Vec<Anomaly> = scores
             .iter()
             .enumerate()
-            .filter(|(_, s)| **s > stream.threshold)
-            .map(|(index, &score)| Anomaly {
+            .filter(|(_, s)| s.score >= stream.threshold)
+            .map(|(index, s)| Anomaly {
                 index,
                 timestamp: points[index].t,
-                score,
+                score: s.score,
+                raw_score: s.raw,
             })
             .collect();
         let mut next = stream.clone();
@@ -520,7 +529,8 @@ pub async fn append(
                     version: next.version,
                     appended: points.len(),
                     points: next.points,
-                    scores,
+                    raw_scores: scores.iter().map(|s| s.raw).collect(),
+                    scores: scores.iter().map(|s| s.score).collect(),
                     anomalies,
                     threshold: next.threshold,
                     retries: round,
@@ -611,7 +621,7 @@ async fn publish(
         .iter()
         .take(EVENT_POINTS)
         .map(|a| {
-            let mut p = json!({"index": a.index, "timestamp": a.timestamp, "score": a.score});
+            let mut p = json!({"index": a.index, "timestamp": a.timestamp, "score": a.score, "raw_score": a.raw_score});
             if with_values {
                 p["values"] = json!(points[a.index].values);
             }
@@ -790,7 +800,7 @@ mod tests {
         let (name, spec, columns, threshold) = ok.into_parts().unwrap();
         assert_eq!(
             (name.as_str(), spec.name(), threshold),
-            ("cpu", "seasonal", 5.6)
+            ("cpu", "seasonal", 0.5)
         );
         assert_eq!(columns, vec!["value"]);
         let hst: CreateStream = serde_json::from_str(
@@ -808,6 +818,8 @@ mod tests {
             r#"{"name":"x","columns":["timestamp"]}"#,
             r#"{"name":"x","columns":["a\u0007b"]}"#,
             r#"{"name":"x\nnew line"}"#,
+            r#"{"name":"x","threshold":0}"#,
+            r#"{"name":"x","threshold":5.6}"#,
         ] {
             let r: CreateStream = serde_json::from_str(bad).unwrap();
             assert_eq!(r.into_parts().unwrap_err().status, 400, "{bad}");
