@@ -3,8 +3,10 @@
 //! univariate series with timestamps ([`seasonal`]), and rolling windows ([`window`]).
 //!
 //! A [`StreamDetector`] scores each point against what it learned before it, then learns
-//! it (test-then-train, no look-ahead). Its whole state is plain data: it serializes to
-//! JSON between points ([`StreamDetector::to_json`]) and a restored detector gives
+//! it (test-then-train, no look-ahead). Its raw score goes through the anomaly
+//! likelihood ([`likelihood`]), which puts every detector and every series on one scale
+//! in [0, 1]; the answer keeps both ([`Scored`]). Its whole state is plain data: it
+//! serializes to JSON between points ([`StreamDetector::to_json`]) and a restored detector gives
 //! exactly the scores the original would have.
 
 pub mod hst;
@@ -344,6 +346,7 @@ impl StreamDetector {
             serde_json::from_slice(bytes).map_err(|e| DetectError::InvalidModel(e.to_string()))?;
         // The spec is checked again: a stored state must be one this build could make.
         StreamDetector::new(d.spec.clone(), d.width)?;
+        d.likelihood.params().validate()?;
         Ok(d)
     }
 }
