@@ -429,13 +429,16 @@ fn tune_likelihood(series: &[Series], raw: &[Vec<f64>]) -> Result<()> {
     for short_window in [1, 3, 5, 10] {
         for long_window in [2000, 8000, 30000] {
             for min_spread in [0.05, 0.1, 0.2, 0.3, 0.5] {
-                for learning in [30, 100, 300] {
-                    grid.push(LikelihoodParams {
-                        short_window,
-                        long_window,
-                        min_spread,
-                        learning,
-                    });
+                for learning in [20] {
+                    for spike_margin in [None, Some(0.0), Some(0.4), Some(0.8), Some(1.6)] {
+                        grid.push(LikelihoodParams {
+                            short_window,
+                            long_window,
+                            min_spread,
+                            learning,
+                            spike_margin,
+                        });
+                    }
                 }
             }
         }

@@ -15,6 +15,10 @@
 //! 3. The tail probability `q = Q((m − μ) / σ)` (the upper tail of a normal) becomes the
 //!    score `−log10(max(q, 1e−10)) / 10`, in [0, 1]: 0.5 means "one in 100,000", 1 means
 //!    "one in 10¹⁰ or rarer". The score's meaning does not depend on the series.
+//!    A point whose compressed score passes the largest of about the last `long_window`
+//!    points by `spike_margin` is also compared alone with the long-run distribution of
+//!    single compressed scores, and the rarer of the two counts: one isolated spike well
+//!    beyond anything seen lately is not averaged away by its quiet neighbours.
 //! 4. As in Numenta's implementation, a red point (past [`RED`]) right after another red
 //!    point is held at [`YELLOW`], so an episode does not alert at every point.
 //!
@@ -47,6 +51,15 @@ pub struct LikelihoodParams {
     /// Least spread of the long-run distribution, in compressed-score units (default 0.2).
     #[serde(default = "default_min_spread")]
     pub min_spread: f64,
+    /// A point whose compressed score passes the recent peak by this much is also scored
+    /// alone, so that one isolated spike is not averaged away by its quiet neighbours
+    /// (default 0.8; `null`: never).
+    #[serde(default = "default_spike_margin")]
+    pub spike_margin: Option<f64>,
+}
+
+fn default_spike_margin() -> Option<f64> {
+    Some(0.8)
 }
 
 fn default_short() -> usize {
@@ -69,6 +82,7 @@ impl Default for LikelihoodParams {
             long_window: default_long(),
             learning: default_learning(),
             min_spread: default_min_spread(),
+            spike_margin: default_spike_margin(),
         }
     }
 }
@@ -94,6 +108,12 @@ impl LikelihoodParams {
         if !(self.min_spread.is_finite() && self.min_spread > 0.0 && self.min_spread <= 10.0) {
             return bad("min_spread", "must be above 0 and at most 10");
         }
+        if self
+            .spike_margin
+            .is_some_and(|m| !(m.is_finite() && (0.0..=100.0).contains(&m)))
+        {
+            return bad("spike_margin", "must be between 0 and 100, or null");
+        }
         Ok(())
     }
 }
@@ -108,6 +128,15 @@ pub struct Likelihood {
     learned: u64,
     mean: f64,
     var: f64,
+    /// The long-run mean and variance of single compressed scores.
+    #[serde(default)]
+    point_mean: f64,
+    #[serde(default)]
+    point_var: f64,
+    /// The largest single compressed score of about the last `long_window` points (its
+    /// excess over the mean decays by `1 / long_window` a point).
+    #[serde(default)]
+    peak: f64,
     /// Whether the last point scored was red.
     red: bool,
 }
@@ -128,6 +157,9 @@ impl Likelihood {
             learned: 0,
             mean: 0.0,
             var: 0.0,
+            point_mean: 0.0,
+            point_var: 0.0,
+            peak: 0.0,
             red: false,
         })
     }
@@ -151,9 +183,20 @@ impl Likelihood {
         if self.learned < self.params.learning as u64 || self.learned < 2 {
             return 0.0;
         }
-        let m = self.short_mean(raw);
-        let spread = self.var.max(0.0).sqrt().max(self.params.min_spread);
-        let q = upper_tail((m - self.mean) / spread);
+        let floor = self.params.min_spread;
+        let tail = |value: f64, mean: f64, var: f64| {
+            let spread = var.max(0.0).sqrt().max(floor);
+            upper_tail((value - mean) / spread)
+        };
+        let mut q = tail(self.short_mean(raw), self.mean, self.var);
+        let a = compress(raw);
+        if self
+            .params
+            .spike_margin
+            .is_some_and(|margin| a > self.peak + margin)
+        {
+            q = q.min(tail(a, self.point_mean, self.point_var));
+        }
         (-(q.max(1e-10)).log10() / 10.0).clamp(0.0, 1.0)
     }
 
@@ -171,17 +214,26 @@ impl Likelihood {
     pub fn learn(&mut self, raw: f64) {
         self.red = self.unfiltered(raw) >= RED;
         let m = self.short_mean(raw);
-        self.recent.push_back(compress(raw));
+        let a = compress(raw);
+        self.recent.push_back(a);
         while self.recent.len() > self.params.short_window {
             self.recent.pop_front();
         }
         self.learned += 1;
         // Plain running moments until `long_window` points, exponential after.
         let alpha = (1.0 / self.learned as f64).max(1.0 / self.params.long_window as f64);
-        let delta = m - self.mean;
-        self.mean += alpha * delta;
-        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
+        ew_moments(&mut self.mean, &mut self.var, m, alpha);
+        ew_moments(&mut self.point_mean, &mut self.point_var, a, alpha);
+        let decayed = self.point_mean + (self.peak - self.point_mean) * (1.0 - alpha);
+        self.peak = a.max(decayed);
     }
+}
+
+/// Moves an exponentially weighted mean and variance towards `x` by `alpha`.
+fn ew_moments(mean: &mut f64, var: &mut f64, x: f64, alpha: f64) {
+    let delta = x - *mean;
+    *mean += alpha * delta;
+    *var = (1.0 - alpha) * (*var + alpha * delta * delta);
 }
 
 /// `ln(1 + max(raw, 0))`, with NaN taken as 0.
@@ -287,6 +339,28 @@ mod tests {
         assert!(scores[3000..3050].iter().all(|s| *s >= YELLOW));
     }
 
+    /// A single spike far beyond anything seen is red at once, although the short-term
+    /// mean dilutes it with quiet neighbours; with `spike_margin: null` it is not.
+    #[test]
+    fn an_isolated_spike_is_not_averaged_away() {
+        let run = |spike_margin| {
+            let mut rng = Rng::new(5);
+            let mut l = Likelihood::new(LikelihoodParams {
+                spike_margin,
+                ..LikelihoodParams::default()
+            })
+            .expect("valid");
+            // Noisy raw scores with the odd 3-sigma-ish bump, then one spike.
+            for i in 0..3000 {
+                let raw = rng.next_f64() * 3.0 + if i % 97 == 0 { 8.0 } else { 0.0 };
+                l.learn(raw);
+            }
+            l.score(60.0)
+        };
+        assert!(run(Some(0.8)) >= RED, "{}", run(Some(0.8)));
+        assert!(run(None) < RED, "{}", run(None));
+    }
+
     #[test]
     fn a_flat_series_with_a_spike_is_finite_and_red() {
         let mut l = Likelihood::default();
@@ -299,6 +373,11 @@ mod tests {
         assert!(s.is_finite() && (RED..=1.0).contains(&s), "{s}");
         assert!(Likelihood::new(LikelihoodParams {
             min_spread: 0.0,
+            ..LikelihoodParams::default()
+        })
+        .is_err());
+        assert!(Likelihood::new(LikelihoodParams {
+            spike_margin: Some(f64::NAN),
             ..LikelihoodParams::default()
         })
         .is_err());
