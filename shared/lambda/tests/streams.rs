@@ -102,7 +102,14 @@ async fn a_seasonal_stream_finds_the_spike_alike_over_json_csv_and_the_socket() 
         assert_eq!(body["appended"], 480);
         assert_eq!(body["version"], 2 + n as u64);
         for a in body["anomalies"].as_array().expect("anomalies") {
-            anomalies.push(n * 480 + a["index"].as_u64().expect("index") as usize);
+            let index = n * 480 + a["index"].as_u64().expect("index") as usize;
+            if index == 1300 {
+                // The answer says what the cycle made of that moment: the spike less 60.
+                let expected = a["expected"]["value"].as_f64().expect("expected value");
+                assert!((expected - (data[1300].1 - 60.0)).abs() < 2.0, "{a}");
+                assert!(a["raw_score"].as_f64().expect("raw") > 10.0, "{a}");
+            }
+            anomalies.push(index);
         }
         json_scores.extend(scores(&body));
     }
@@ -204,6 +211,10 @@ async fn a_seasonal_stream_finds_the_spike_alike_over_json_csv_and_the_socket() 
         .find(|p| p["timestamp"] == data[1300].0)
         .expect("the spike's event");
     assert_eq!(spike["values"], json!([data[1300].1]));
+    let expected = spike["expected"]["value"]
+        .as_f64()
+        .expect("expected in the event");
+    assert!((expected - (data[1300].1 - 60.0)).abs() < 2.0, "{spike}");
     let csv_pushes = std::iter::from_fn(|| other_inbox.try_recv().ok())
         .map(|m| serde_json::from_slice::<Value>(&m).expect("json"))
         .collect::<Vec<_>>();

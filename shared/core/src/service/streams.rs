@@ -415,6 +415,27 @@ pub struct Anomaly {
     pub score: f64,
     /// The detector's raw score.
     pub raw_score: f64,
+    /// The value expected for each column, where the detector has one (seasonal, the
+    /// rolling windows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<serde_json::Map<String, Value>>,
+    /// For streams of several columns, each column's share of how unusual the point is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<serde_json::Map<String, Value>>,
+}
+
+/// `values`, one per column, as an object keyed by the column names.
+fn by_column(
+    columns: &[String],
+    values: Option<&Vec<f64>>,
+) -> Option<serde_json::Map<String, Value>> {
+    values.map(|v| {
+        columns
+            .iter()
+            .zip(v)
+            .map(|(c, x)| (c.clone(), json!(x)))
+            .collect()
+    })
 }
 
 /// How a compare-and-set write ended.
@@ -498,6 +519,8 @@ pub async fn append(
                 timestamp: points[index].t,
                 score: s.score,
                 raw_score: s.raw,
+                expected: by_column(&stream.columns, s.expected.as_ref()),
+                shares: by_column(&stream.columns, s.shares.as_ref()),
             })
             .collect();
         let mut next = stream.clone();
@@ -624,6 +647,12 @@ async fn publish(
             let mut p = json!({"index": a.index, "timestamp": a.timestamp, "score": a.score, "raw_score": a.raw_score});
             if with_values {
                 p["values"] = json!(points[a.index].values);
+                if let Some(expected) = &a.expected {
+                    p["expected"] = json!(expected);
+                }
+                if let Some(shares) = &a.shares {
+                    p["shares"] = json!(shares);
+                }
             }
             p
         })

@@ -180,14 +180,62 @@ pub struct StreamDetector {
     likelihood: likelihood::Likelihood,
 }
 
-/// A point's score on the common scale (what thresholds apply to), and the detector's own
-/// raw score behind it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A point's score on the common scale (what thresholds apply to), the detector's own
+/// raw score behind it, and what the detector expected.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
     /// The anomaly likelihood's score, in [0, 1] ([`likelihood`]).
     pub score: f64,
     /// The detector's raw score (a z-score, or a tree mass score).
     pub raw: f64,
+    /// The value expected for each of the point's values, where the detector has one
+    /// (the seasonal baseline and the rolling windows; not Half-Space Trees), once it has
+    /// enough history.
+    pub expected: Option<Vec<f64>>,
+    /// For points of several values, each value's share of how unusual the point is
+    /// (its |z| over the sum of them; they add up to 1).
+    pub shares: Option<Vec<f64>>,
+}
+
+/// What a detector makes of one point before learning it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Assessment {
+    /// The raw score.
+    pub raw: f64,
+    /// The expected values, where known.
+    pub expected: Option<Vec<f64>>,
+    /// Each value's share, for several values.
+    pub shares: Option<Vec<f64>>,
+}
+
+impl Assessment {
+    /// A univariate point's score and expected value.
+    pub(crate) fn univariate(raw: f64, expected: f64) -> Self {
+        Assessment {
+            raw,
+            expected: Some(vec![expected]),
+            shares: None,
+        }
+    }
+}
+
+/// Each |z|'s share of their sum, for two values or more; equal shares when all are 0.
+pub(crate) fn shares(zs: &[f64]) -> Option<Vec<f64>> {
+    if zs.len() < 2 {
+        return None;
+    }
+    let total: f64 = zs.iter().sum();
+    Some(if total > 0.0 && total.is_finite() {
+        zs.iter().map(|z| z / total).collect()
+    } else if total.is_infinite() {
+        // Some values are infinitely far out: they share the whole.
+        let far = zs.iter().filter(|z| z.is_infinite()).count() as f64;
+        zs.iter()
+            .map(|z| if z.is_infinite() { 1.0 / far } else { 0.0 })
+            .collect()
+    } else {
+        vec![1.0 / zs.len() as f64; zs.len()]
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,7 +340,7 @@ impl StreamDetector {
                 ),
             });
         }
-        let raw = match &mut self.state {
+        let assessed = match &mut self.state {
             State::Hst {
                 trees,
                 shingle,
@@ -303,25 +351,29 @@ impl StreamDetector {
                     recent.pop_front();
                 }
                 if recent.len() < *shingle * x.len() {
-                    0.0
+                    Assessment::default()
                 } else {
                     let point: Vec<f64> = recent.iter().copied().collect();
                     let s = trees.score_one(&point)?;
                     trees.learn_one(&point)?;
-                    s
+                    Assessment {
+                        raw: s,
+                        ..Assessment::default()
+                    }
                 }
             }
             State::Seasonal { baseline } => {
-                let s = baseline.score_one(t, x[0])?;
+                let a = baseline.assess(t, x[0])?;
                 baseline.learn_one(t, x[0])?;
-                s
+                a
             }
             State::Rolling { window } => {
-                let s = window.score_one(x)?;
+                let a = window.assess(x)?;
                 window.learn_one(x)?;
-                s
+                a
             }
         };
+        let raw = assessed.raw;
         // Half-Space Trees' score is one minus a mass share, bunched just under 1; its
         // surprise, −ln(share), spreads it out as z-scores are spread.
         let evidence = match self.state {
@@ -332,7 +384,12 @@ impl StreamDetector {
         self.likelihood.learn(evidence);
         self.last_t = Some(t);
         self.seen += 1;
-        Ok(Scored { score, raw })
+        Ok(Scored {
+            score,
+            raw,
+            expected: assessed.expected,
+            shares: assessed.shares,
+        })
     }
 
     /// The whole state as JSON.
@@ -475,6 +532,47 @@ mod tests {
                 "{}: spikes {spikes:?} vs p99 {p99}",
                 spec.name()
             );
+        }
+    }
+
+    #[test]
+    fn anomalies_say_what_was_expected_and_which_value_drove_them() {
+        // Seasonal: the expected value follows the daily cycle.
+        let points = series(3000, 5);
+        let mut d = StreamDetector::new(specs()[1].clone(), 1).expect("valid");
+        let mut last = None;
+        for (t, v) in &points {
+            last = Some(d.update(*t, &[*v]).expect("update"));
+        }
+        let t = points[points.len() - 1].0 + 300;
+        let day = (points.len() % 288) as f64 / 288.0 * std::f64::consts::TAU;
+        let truth = 50.0 + 10.0 * day.sin() + 0.5;
+        let spike = d.update(t, &[truth + 40.0]).expect("update");
+        let expected = spike.expected.clone().expect("an expected value")[0];
+        assert!((expected - truth).abs() < 1.5, "{expected} vs {truth}");
+        assert!(spike.score >= likelihood::RED, "{spike:?}");
+        assert_eq!(spike.shares, None, "one value, no shares");
+        assert!(last.and_then(|s| s.expected).is_some());
+        // Rolling, three values: the one that moved takes nearly the whole share.
+        let mut r = StreamDetector::new(specs()[3].clone(), 3).expect("valid");
+        let mut rng = Rng::new(2);
+        for i in 0..500 {
+            r.update(
+                i,
+                &[rng.next_f64(), 10.0 + rng.next_f64(), 5.0 * rng.next_f64()],
+            )
+            .expect("update");
+        }
+        let odd = r.update(500, &[0.5, 30.0, 2.5]).expect("update");
+        let shares = odd.shares.expect("shares");
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(shares[1] > 0.9, "{shares:?}");
+        let expected = odd.expected.expect("expected");
+        assert!((expected[1] - 10.5).abs() < 0.2, "{expected:?}");
+        // Half-Space Trees expects nothing.
+        let mut h = StreamDetector::new(specs()[0].clone(), 1).expect("valid");
+        for (t, v) in points.iter().take(300) {
+            assert_eq!(h.update(*t, &[*v]).expect("update").expected, None);
         }
     }
 

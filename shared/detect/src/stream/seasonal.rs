@@ -138,26 +138,39 @@ impl Seasonal {
 
     /// The robust z-score of `value` at `t`; 0 while there is too little history.
     pub fn score_one(&self, t: i64, value: f64) -> Result<f64> {
+        Ok(self.assess(t, value)?.raw)
+    }
+
+    /// The robust z-score of `value` at `t`, with the value expected there: the phase's
+    /// baseline plus the recent residuals' median (in the warm-up, the recent values'
+    /// median).
+    pub fn assess(&self, t: i64, value: f64) -> Result<super::Assessment> {
         check(value)?;
         if self.period.is_none() {
             // Warm-up: against the recent values.
             let start = self.warm.len().saturating_sub(self.params.residual_window);
             let mut recent: Vec<f64> = self.warm[start..].iter().map(|p| p.1).collect();
             if recent.len() < 2 {
-                return Ok(0.0);
+                return Ok(super::Assessment::default());
             }
             let (centre, spread) = median_mad(&mut recent);
-            return Ok(z(value, centre, spread));
+            return Ok(super::Assessment::univariate(
+                z(value, centre, spread),
+                centre,
+            ));
         }
-        let Some(expected) = self.expected(t) else {
-            return Ok(0.0);
+        let Some(baseline) = self.expected(t) else {
+            return Ok(super::Assessment::default());
         };
         if self.residuals.len() < 2 {
-            return Ok(0.0);
+            return Ok(super::Assessment::default());
         }
         let mut recent: Vec<f64> = self.residuals.iter().copied().collect();
         let (centre, spread) = median_mad(&mut recent);
-        Ok(z(value - expected, centre, spread))
+        Ok(super::Assessment::univariate(
+            z(value - baseline, centre, spread),
+            baseline + centre,
+        ))
     }
 
     /// Learns `value` at `t`.

@@ -90,11 +90,19 @@ impl Rolling {
 
     /// The largest |z| of `x` against the window; 0 until the window has two points.
     pub fn score_one(&self, x: &[f64]) -> Result<f64> {
+        Ok(self.assess(x)?.raw)
+    }
+
+    /// The largest |z| of `x` against the window, with each value's expected value (the
+    /// window's centre) and, for several values, each one's share of the summed |z|.
+    pub fn assess(&self, x: &[f64]) -> Result<super::Assessment> {
         super::check_point(x, self.width)?;
         if self.recent.len() < 2 {
-            return Ok(0.0);
+            return Ok(super::Assessment::default());
         }
         let mut worst: f64 = 0.0;
+        let mut expected = Vec::with_capacity(x.len());
+        let mut zs = Vec::with_capacity(x.len());
         let mut column = Vec::with_capacity(self.recent.len());
         for (j, &v) in x.iter().enumerate() {
             column.clear();
@@ -103,9 +111,16 @@ impl Rolling {
                 Center::Mean => mean_std(&column),
                 Center::Median => median_mad(&mut column),
             };
-            worst = worst.max(z(v, centre, spread));
+            let zj = z(v, centre, spread);
+            worst = worst.max(zj);
+            expected.push(centre);
+            zs.push(zj);
         }
-        Ok(worst)
+        Ok(super::Assessment {
+            raw: worst,
+            expected: Some(expected),
+            shares: super::shares(&zs),
+        })
     }
 
     /// Adds `x` to the window.
