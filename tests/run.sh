@@ -55,12 +55,22 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 echo "moto server on $AWS_ENDPOINT_URL"
 
+# Every test binary runs (--no-fail-fast), and the end-to-end tests run even when a unit
+# test failed; the closing line counts every result, and the script fails when any test
+# (or the build of a test) did.
+failed_runs=0
 echo "== unit tests and adapter contract tests"
-cargo test --workspace --exclude nomaly-tests 2>&1 | tee -a "$results"
+cargo test --workspace --exclude nomaly-tests --no-fail-fast 2>&1 | tee -a "$results" \
+  || failed_runs=$((failed_runs + 1))
 
 echo "== end-to-end tests"
-cargo test -p nomaly-tests -- --nocapture --test-threads 1 2>&1 | tee -a "$results"
+cargo test -p nomaly-tests --no-fail-fast -- --nocapture --test-threads 1 2>&1 | tee -a "$results" \
+  || failed_runs=$((failed_runs + 1))
 
+if [ "$failed_runs" -ne 0 ]; then
+  echo "$failed_runs of 2 cargo test runs failed (see above)"
+fi
 # One closing line over every cargo test run above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1); if ($(i) ~ /^ignored/) s += $(i-1) } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$results"
+[ "$failed_runs" -eq 0 ]
