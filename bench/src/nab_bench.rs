@@ -104,7 +104,7 @@ fn load(dir: &Path, name: &str) -> Result<Series> {
     let (mut times, mut values) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate().skip(1) {
         let Some((t, v)) = line.split_once(',') else {
-            continue;
+            bail!("{name}.csv line {}: not `timestamp,value`", i + 1);
         };
         times.push(epoch_seconds(t).with_context(|| format!("{name}.csv line {}", i + 1))?);
         values.push(

@@ -24,8 +24,6 @@
 //! `100 · (raw − null) / (perfect − null)`, where `perfect` is `A_TP` for every labelled
 //! window and `null` is the score of flagging nothing ([`Tally::normalized`]).
 
-use std::cmp::Ordering;
-
 /// The weights of one NAB application profile (`config/profiles.json`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {
@@ -344,7 +342,9 @@ pub fn sweep(corpus: &[(&Labelled, &[f64])]) -> Vec<Tally> {
         }
         offset += series.windows;
     }
-    rows.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+    // A NaN score is never at or above a threshold: such rows stay undetected.
+    rows.retain(|r| !r.0.is_nan());
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     let fn_weight = corpus.first().map_or(STANDARD.fn_, |(s, _)| s.profile.fn_);
     let mut best: Vec<Option<f64>> = vec![None; offset];
     let mut tally = start;
@@ -484,6 +484,13 @@ mod tests {
         let best = optimize(&[(&series, &scores)]);
         assert_eq!(best.threshold, 0.9);
         assert_eq!(best.windows_found, 2);
+        // A NaN score is never a detection, and does not upset the sweep.
+        let mut with_nan = scores.clone();
+        with_nan[500] = f64::NAN;
+        assert_eq!(optimize(&[(&series, &with_nan)]).threshold, 0.9);
+        assert!(sweep(&[(&series, &with_nan)])
+            .iter()
+            .all(|t| !t.threshold.is_nan()));
     }
 
     #[test]

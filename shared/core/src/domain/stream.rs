@@ -21,11 +21,13 @@ pub struct Stream {
     pub detector: serde_json::Value,
     /// Values per point, and their names.
     pub columns: Vec<String>,
-    /// Points scoring above this are anomalies.
+    /// Points scoring at or above this are anomalies (on the likelihood's scale, (0, 1];
+    /// records made before that scale may hold a raw-scale value: see
+    /// `service::streams::threshold_of`).
     pub threshold: f64,
     /// Points learned so far.
     pub points: u64,
-    /// Points that scored above the threshold so far.
+    /// Points that scored at or above the threshold so far.
     pub anomalies: u64,
     /// The last point's time (Unix seconds): later points may not be earlier.
     pub last_timestamp: Option<i64>,

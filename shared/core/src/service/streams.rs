@@ -285,6 +285,18 @@ pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, P
     Ok(points)
 }
 
+/// The threshold a stream's scores are held to. Streams made before scores moved to the
+/// likelihood's (0, 1] scale stored a threshold on their detector's raw scale (seasonal
+/// 5.6, rolling median 12, rolling mean 3), which no score reaches any more: those take
+/// the new scale's default, and the next append stores it.
+pub fn threshold_of(stream: &Stream) -> f64 {
+    if stream.threshold > 0.0 && stream.threshold <= 1.0 {
+        stream.threshold
+    } else {
+        nomaly_detect::stream::DEFAULT_THRESHOLD
+    }
+}
+
 /// A stream as the API shows it.
 pub fn view(stream: &Stream, state: Option<&StreamState>) -> Value {
     let mut v = json!({
@@ -292,7 +304,7 @@ pub fn view(stream: &Stream, state: Option<&StreamState>) -> Value {
         "name": stream.name,
         "detector": stream.detector,
         "columns": stream.columns,
-        "threshold": stream.threshold,
+        "threshold": threshold_of(stream),
         "points": stream.points,
         "anomalies": stream.anomalies,
         "last_timestamp": stream.last_timestamp,
@@ -392,7 +404,7 @@ pub struct Appended {
     pub scores: Vec<f64>,
     /// Each point's raw score from the detector itself (a z-score, a tree mass score).
     pub raw_scores: Vec<f64>,
-    /// The points scoring above the threshold.
+    /// The points scoring at or above the threshold.
     pub anomalies: Vec<Anomaly>,
     /// The threshold.
     pub threshold: f64,
@@ -510,10 +522,11 @@ pub async fn append(
         })
         .await
         .map_err(|e| Problem::internal(e.to_string()))??;
+        let threshold = threshold_of(&stream);
         let anomalies: Vec<Anomaly> = scores
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.score >= stream.threshold)
+            .filter(|(_, s)| s.score >= threshold)
             .map(|(index, s)| Anomaly {
                 index,
                 timestamp: points[index].t,
@@ -524,6 +537,7 @@ pub async fn append(
             })
             .collect();
         let mut next = stream.clone();
+        next.threshold = threshold;
         next.version += 1;
         next.write_id = crate::ids::Ulid::new().encode();
         next.points += points.len() as u64;
@@ -821,6 +835,24 @@ mod tests {
             MAX_POINTS + 1
         ];
         assert_eq!(points_from_json(many).unwrap_err().status, 413);
+    }
+
+    #[test]
+    fn thresholds_stored_on_the_old_raw_scale_take_the_new_default() {
+        let stream = |threshold| {
+            Stream::new(
+                TenantId::parse("acme").unwrap(),
+                "s".into(),
+                json!({"detector": "seasonal"}),
+                vec!["value".into()],
+                threshold,
+            )
+        };
+        assert_eq!(threshold_of(&stream(0.7)), 0.7);
+        assert_eq!(threshold_of(&stream(1.0)), 1.0);
+        for old in [5.6, 12.0, 3.0, 0.0] {
+            assert_eq!(threshold_of(&stream(old)), 0.5, "{old}");
+        }
     }
 
     #[test]
