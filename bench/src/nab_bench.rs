@@ -217,14 +217,7 @@ fn run(spec: &StreamSpec, s: &Series) -> Result<Run> {
 /// The common-scale scores of a raw sequence under other likelihood parameters.
 fn recalibrate(raw: &[f64], params: &LikelihoodParams) -> Result<Vec<f64>> {
     let mut l = Likelihood::new(params.clone())?;
-    Ok(raw
-        .iter()
-        .map(|&r| {
-            let s = l.score(r);
-            l.learn(r);
-            s
-        })
-        .collect())
+    Ok(raw.iter().map(|&r| l.update(r)).collect())
 }
 
 /// The summed tally of `series` (those `keep` accepts) at `threshold`.

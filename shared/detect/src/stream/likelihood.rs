@@ -22,9 +22,9 @@
 //! 4. As in Numenta's implementation, a red point (past [`RED`]) right after another red
 //!    point is held at [`YELLOW`], so an episode does not alert at every point.
 //!
-//! The first `learning` points only learn (score 0). Scoring reads the state; learning
-//! then adds the point (test-then-train), so scores never look ahead. State: a few numbers
-//! and the short window.
+//! The first `learning` points only learn (score 0). [`Likelihood::update`] scores a point
+//! against the state, then learns it (test-then-train), so scores never look ahead.
+//! State: a few numbers and the short window.
 
 use crate::{DetectError, Result};
 use serde::{Deserialize, Serialize};
@@ -200,19 +200,16 @@ impl Likelihood {
         (-(q.max(1e-10)).log10() / 10.0).clamp(0.0, 1.0)
     }
 
-    /// The calibrated score of `raw`, before it is learned.
-    pub fn score(&self, raw: f64) -> f64 {
-        let score = self.unfiltered(raw);
-        if self.red && score >= RED {
+    /// Scores `raw` against what was learned before it, then learns it: the calibrated
+    /// score (test-then-train).
+    pub fn update(&mut self, raw: f64) -> f64 {
+        let unfiltered = self.unfiltered(raw);
+        let score = if self.red && unfiltered >= RED {
             YELLOW
         } else {
-            score
-        }
-    }
-
-    /// Learns `raw`.
-    pub fn learn(&mut self, raw: f64) {
-        self.red = self.unfiltered(raw) >= RED;
+            unfiltered
+        };
+        self.red = unfiltered >= RED;
         let m = self.short_mean(raw);
         let a = compress(raw);
         self.recent.push_back(a);
@@ -226,6 +223,7 @@ impl Likelihood {
         ew_moments(&mut self.point_mean, &mut self.point_var, a, alpha);
         let decayed = self.point_mean + (self.peak - self.point_mean) * (1.0 - alpha);
         self.peak = a.max(decayed);
+        score
     }
 }
 
@@ -301,8 +299,7 @@ mod tests {
             for i in 0..3000 {
                 let burst = if (2500..2505).contains(&i) { 10.0 } else { 0.0 };
                 let raw = size * (rng.next_f64() + burst);
-                let s = l.score(raw);
-                l.learn(raw);
+                let s = l.update(raw);
                 scores.push(s);
             }
             let quiet = scores[..2500].iter().filter(|s| **s >= RED).count();
@@ -319,8 +316,7 @@ mod tests {
         let mut scores = Vec::new();
         for i in 0..4000 {
             let raw = rng.next_f64() * 2.0 + if (3000..3050).contains(&i) { 40.0 } else { 0.0 };
-            let s = l.score(raw);
-            l.learn(raw);
+            let s = l.update(raw);
             scores.push(s);
         }
         assert!(scores[..20].iter().all(|s| *s == 0.0), "learning scores 0");
@@ -353,9 +349,9 @@ mod tests {
             // Noisy raw scores with the odd 3-sigma-ish bump, then one spike.
             for i in 0..3000 {
                 let raw = rng.next_f64() * 3.0 + if i % 97 == 0 { 8.0 } else { 0.0 };
-                l.learn(raw);
+                l.update(raw);
             }
-            l.score(60.0)
+            l.update(60.0)
         };
         assert!(run(Some(0.8)) >= RED, "{}", run(Some(0.8)));
         assert!(run(None) < RED, "{}", run(None));
@@ -365,11 +361,10 @@ mod tests {
     fn a_flat_series_with_a_spike_is_finite_and_red() {
         let mut l = Likelihood::default();
         for _ in 0..1000 {
-            let s = l.score(0.0);
+            let s = l.update(0.0);
             assert!(s < 0.1, "{s}");
-            l.learn(0.0);
         }
-        let s = l.score(1e9);
+        let s = l.update(1e9);
         assert!(s.is_finite() && (RED..=1.0).contains(&s), "{s}");
         assert!(Likelihood::new(LikelihoodParams {
             min_spread: 0.0,

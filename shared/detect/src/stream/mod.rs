@@ -380,8 +380,7 @@ impl StreamDetector {
             State::Hst { .. } => -(1.0 - raw).max(1e-12).ln(),
             _ => raw,
         };
-        let score = self.likelihood.score(evidence);
-        self.likelihood.learn(evidence);
+        let score = self.likelihood.update(evidence);
         self.last_t = Some(t);
         self.seen += 1;
         Ok(Scored {
