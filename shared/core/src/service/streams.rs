@@ -115,7 +115,7 @@ impl CreateStream {
             }
         }
         let threshold = self.threshold.unwrap_or_else(|| spec.default_threshold());
-        if !(threshold.is_finite() && threshold > 0.0 && threshold <= 1.0) {
+        if !on_the_scale(threshold) {
             return Err(Problem::invalid_parameter(
                 "`threshold` must be a number above 0 and at most 1: stream scores are anomaly likelihoods on one scale (0.5 is a one-in-100,000 point)",
             ));
@@ -285,12 +285,18 @@ pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, P
     Ok(points)
 }
 
+/// Whether `threshold` lies on the stream scores' scale, (0, 1] (NaN and infinities do
+/// not).
+fn on_the_scale(threshold: f64) -> bool {
+    threshold > 0.0 && threshold <= 1.0
+}
+
 /// The threshold a stream's scores are held to. Streams made before scores moved to the
 /// likelihood's (0, 1] scale stored a threshold on their detector's raw scale (seasonal
 /// 5.6, rolling median 12, rolling mean 3), which no score reaches any more: those take
 /// the new scale's default, and the next append stores it.
 pub fn threshold_of(stream: &Stream) -> f64 {
-    if stream.threshold > 0.0 && stream.threshold <= 1.0 {
+    if on_the_scale(stream.threshold) {
         stream.threshold
     } else {
         nomaly_detect::stream::DEFAULT_THRESHOLD
