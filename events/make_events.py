@@ -155,6 +155,8 @@ def main():
     events["api-events-list"] = http("events-list", "GET", "/v1/events", query="limit=100")
     events["api-streams-create"] = http("streams-create", "POST", "/v1/streams", json.dumps({"name": "pump 7 pressure", "detector": "rolling_median", "params": {"window": 60}}))
     events["api-streams-points"] = http("streams-points", "POST", f"/v1/streams/{STREAM}/points", json.dumps({"points": [{"timestamp": "2026-11-27T05:00:00Z", "value": 4.1}, {"timestamp": "2026-11-27T05:01:00Z", "value": 4.0}, {"timestamp": "2026-11-27T05:02:00Z", "value": 19.5}]}))
+    backtest_points = [{"timestamp": 1795770000 + 60 * i, "value": round(4.0 + 0.1 * (i % 5), 2) + (15.0 if i == 55 else 0.0)} for i in range(60)]
+    events["api-backtests-create"] = http("backtests-create", "POST", "/v1/backtests", json.dumps({"detector": "rolling_median", "params": {"window": 20}, "points": backtest_points, "windows": [{"start": 1795770000 + 60 * 54, "end": 1795770000 + 60 * 57}]}))
     events["api-unauthorized"] = http("unauthorized", "GET", "/v1/tasks", key="nmk_not_a_key")
 
     # ---- ws

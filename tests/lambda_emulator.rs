@@ -560,6 +560,23 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
             .any(|j| j.kind == "report" && j.body["task_id"] == json!(report_task)),
         "the report job is on the queue"
     );
+    let (s, _, backtest) = watch.http("api-backtests-create");
+    assert_eq!(
+        (s, backtest["task"]["kind"].as_str()),
+        (202, Some("backtest")),
+        "{backtest}"
+    );
+    let backtest_task = backtest["task"]["id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    assert!(
+        queued_jobs(&clients, &provisioned.queue_url)
+            .await
+            .iter()
+            .any(|j| j.kind == "backtest" && j.body["task_id"] == json!(backtest_task)),
+        "the backtest job is on the queue"
+    );
     let (s, h, again) = watch.http("api-models-create");
     assert_eq!(
         (s, again["task"]["id"].as_str()),

@@ -21,6 +21,7 @@
 //! # Ok::<(), nomaly_detect::DetectError>(())
 //! ```
 
+pub mod backtest;
 pub mod ecod;
 pub mod error;
 pub mod hbos;

@@ -152,6 +152,7 @@ fn assert_problem(what: &str, s: StatusCode, h: &axum::http::HeaderMap, body: &V
 const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/detect"),
     ("POST", "/v1/models"),
+    ("POST", "/v1/backtests"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
     ("DELETE", "/v1/models/{model}"),
@@ -324,7 +325,7 @@ async fn table(w: &World) -> usize {
         ("another tenant's dataset", format!("{{\"algorithm\": \"zscore\", \"dataset_id\": \"{}\"}}", w.theirs[2]).into_bytes()),
         ("model width mismatch", format!("{{\"model_id\": \"{}\", \"rows\": [[1]]}}", w.mine[0]).into_bytes()),
     ];
-    let body_routes = ["/v1/detect", "/v1/models", "/v1/datasets"];
+    let body_routes = ["/v1/detect", "/v1/models", "/v1/datasets", "/v1/backtests"];
     for path in body_routes {
         for (what, body) in &json_bodies {
             let (s, h, problem) = e

@@ -760,3 +760,266 @@ async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_e
         "both writers' points are stored: {view}"
     );
 }
+
+/// Submits a backtest; it must answer 202. Returns the task id.
+async fn backtest(e: &Env, key: &str, body: Value) -> String {
+    let (s, headers, answer) = e.json("POST", "/v1/backtests", key, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{answer}");
+    let id = answer["task"]["id"].as_str().expect("task id").to_string();
+    assert_eq!(answer["task"]["kind"], "backtest");
+    assert_eq!(headers["location"], format!("/v1/tasks/{id}").as_str());
+    id
+}
+
+fn json_points(points: &[(i64, f64)]) -> Vec<Value> {
+    points
+        .iter()
+        .map(|(t, v)| json!({"timestamp": t, "value": v}))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_backtest_scores_a_history_as_a_stream_does_and_a_stream_starts_where_it_ended() {
+    let e = env();
+    let key = e.key("acme").await;
+    let data = series();
+    // The reference: a live stream fed the whole series.
+    let live = create(&e, &key, json!({"name": "cpu"})).await;
+    let mut live_scores = Vec::new();
+    for chunk in data.chunks(480) {
+        live_scores.extend(scores(&append_json(&e, &key, &live, chunk).await));
+    }
+
+    // One labelled window around the spike at point 1300, given as times.
+    let window = json!({"start": data[1295].0, "end": data[1310].0});
+    let task = backtest(
+        &e,
+        &key,
+        json!({"points": json_points(&data), "windows": [window]}),
+    )
+    .await;
+    assert_eq!(e.drain().await, 1);
+    let (s, view) = e.get(&format!("/v1/tasks/{task}"), &key).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(view["status"], "completed", "{view}");
+    let (s, result) = e.get(&format!("/v1/tasks/{task}/result"), &key).await;
+    assert_eq!(s, StatusCode::OK, "{result}");
+    assert_eq!(result["points"], 1440);
+    // Point by point what the stream said.
+    assert_eq!(scores(&result), live_scores);
+    assert_eq!(result["raw_scores"].as_array().map(Vec::len), Some(1440));
+    let threshold = result["threshold"].as_f64().expect("threshold");
+    let flagged = live_scores.iter().filter(|&&s| s >= threshold).count();
+    assert_eq!(result["anomaly_count"], flagged);
+    let eval = &result["evaluation"];
+    assert_eq!(eval["windows"], 1, "{eval}");
+    assert_eq!(eval["windows_found"], 1, "{eval}");
+    assert_eq!(eval["recall"], 1.0);
+    assert_eq!(result["windows"], json!([[data[1295].0, data[1310].0]]));
+    // Probation as NAB: 15 % of 1440 rows.
+    assert_eq!(result["probation_points"], 216);
+    let fp = eval["false_positives"].as_u64().expect("fp") as usize;
+    let in_window = eval["flagged_in_windows"].as_u64().expect("tp") as usize;
+    let after_probation = live_scores[216..]
+        .iter()
+        .filter(|&&s| s >= threshold)
+        .count();
+    assert_eq!(fp + in_window, after_probation);
+    // The best threshold does at least as well on NAB's score as the default.
+    let best = &result["best"];
+    assert!(
+        best["nab_score"].as_f64() >= eval["nab_score"].as_f64(),
+        "{best} {eval}"
+    );
+    assert_eq!(best["windows_found"], 1);
+
+    // Progress was published as it ran, and the completion carries the evaluation.
+    let events = e.events("acme").await;
+    let mine = |ev: &&Event| ev.payload["task_id"] == json!(task);
+    assert!(events
+        .iter()
+        .filter(mine)
+        .any(|ev| ev.kind == EventType::TaskProgress));
+    let done = events
+        .iter()
+        .filter(mine)
+        .find(|ev| ev.kind == EventType::TaskCompleted)
+        .expect("task.completed");
+    assert_eq!(done.payload["evaluation"]["windows_found"], 1);
+    assert_eq!(
+        done.payload["result_url"],
+        format!("/v1/tasks/{task}/result")
+    );
+
+    // The same history uploaded as a dataset with a label column: the same verdict.
+    let mut csv = String::from("timestamp,value,label\n");
+    for (i, (t, v)) in data.iter().enumerate() {
+        let label = u8::from((1295..=1310).contains(&i));
+        csv.push_str(&format!("{t},{v},{label}\n"));
+    }
+    let (s, _, grant) = e
+        .json(
+            "POST",
+            "/v1/datasets",
+            &key,
+            json!({"name": "cpu.csv", "size": csv.len()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{grant}");
+    let dataset = grant["dataset"]["id"]
+        .as_str()
+        .expect("dataset")
+        .to_string();
+    let object = format!("tenants/acme/uploads/{dataset}.upload");
+    e.services()
+        .blobs
+        .put_blob(
+            &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
+            csv.as_bytes().to_vec(),
+        )
+        .await
+        .expect("upload");
+    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
+        .await
+        .expect("profiled");
+    let by_dataset = backtest(&e, &key, json!({"dataset_id": dataset})).await;
+    assert_eq!(e.drain().await, 1);
+    let (_, from_dataset) = e.get(&format!("/v1/tasks/{by_dataset}/result"), &key).await;
+    assert_eq!(
+        from_dataset["columns"],
+        json!(["value"]),
+        "the label is no value"
+    );
+    assert_eq!(scores(&from_dataset), live_scores);
+    assert_eq!(from_dataset["evaluation"], result["evaluation"]);
+    assert_eq!(from_dataset["best"], result["best"]);
+
+    // A stream made from a backtest of the first 1200 points goes on as the live one did.
+    let head = backtest(&e, &key, json!({"points": json_points(&data[..1200])})).await;
+    assert_eq!(e.drain().await, 1);
+    let (_, head_result) = e.get(&format!("/v1/tasks/{head}/result"), &key).await;
+    assert_eq!(
+        head_result["evaluation"],
+        Value::Null,
+        "no labels, no verdict"
+    );
+    let (s, _, started) = e
+        .json(
+            "POST",
+            "/v1/streams",
+            &key,
+            json!({"name": "cpu, warmed", "from_backtest": head, "threshold": 0.6}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{started}");
+    assert_eq!(started["points"], 1200);
+    assert_eq!(started["last_timestamp"], data[1199].0);
+    assert_eq!(started["threshold"], 0.6);
+    let warmed = started["stream_id"].as_str().expect("id").to_string();
+    let body = append_json(&e, &key, &warmed, &data[1200..]).await;
+    assert_eq!(scores(&body), live_scores[1200..].to_vec());
+    assert_eq!(body["points"], 1440);
+}
+
+#[tokio::test]
+async fn backtests_refuse_what_they_cannot_run_and_keep_tenants_apart() {
+    let e = env();
+    let key = e.key("acme").await;
+    let other = e.key("umbrella").await;
+    let data = series();
+    let few = json_points(&data[..10]);
+    let refusals = [
+        (json!({}), 400, "exactly one of"),
+        (
+            json!({"points": few, "dataset_id": "dst_01JDQ5Z8Y3N4W2V6T9R7P5M3K1"}),
+            400,
+            "exactly one of",
+        ),
+        (
+            json!({"points": few, "label_column": "label"}),
+            400,
+            "`windows`",
+        ),
+        (json!({"points": few, "threshold": 5.6}), 400, "threshold"),
+        (
+            json!({"points": few, "detector": "prophet"}),
+            400,
+            "detector",
+        ),
+        (
+            json!({"points": few, "windows": [{"start": "yesterday", "end": 5}]}),
+            400,
+            "window 0",
+        ),
+        (
+            json!({"points": few, "windows": [], "label_column": "l"}),
+            400,
+            "not both",
+        ),
+        (
+            json!({"points": [], "detector": "seasonal"}),
+            422,
+            "no points",
+        ),
+        (json!({"points": few, "colour": "red"}), 400, "colour"),
+    ];
+    for (body, status, says) in refusals {
+        let (s, _, problem) = e.json("POST", "/v1/backtests", &key, body.clone()).await;
+        assert_eq!(s.as_u16(), status, "{body} -> {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(says),
+            "{body} -> {problem}"
+        );
+    }
+    assert_eq!(e.drain().await, 0, "nothing was queued");
+
+    // A window with no point in it fails the task, and says why.
+    let empty = backtest(
+        &e,
+        &key,
+        json!({"points": few, "windows": [{"start": 1, "end": 2}]}),
+    )
+    .await;
+    e.drain().await;
+    let (_, view) = e.get(&format!("/v1/tasks/{empty}"), &key).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    assert!(
+        view["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("holds no point"),
+        "{view}"
+    );
+
+    // Another tenant's backtest is not found, from its result or as a stream's start.
+    let mine = backtest(&e, &key, json!({"points": few})).await;
+    e.drain().await;
+    let (s, _) = e.get(&format!("/v1/tasks/{mine}/result"), &other).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, problem) = e
+        .json(
+            "POST",
+            "/v1/streams",
+            &other,
+            json!({"name": "stolen", "from_backtest": mine}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{problem}");
+    // A failed backtest, or one given with a detector of its own, starts no stream.
+    for (body, status) in [
+        (json!({"name": "x", "from_backtest": empty}), 409),
+        (
+            json!({"name": "x", "from_backtest": mine, "detector": "rolling_mean"}),
+            400,
+        ),
+        (
+            json!({"name": "x", "from_backtest": mine, "threshold": 2}),
+            400,
+        ),
+    ] {
+        let (s, _, problem) = e.json("POST", "/v1/streams", &key, body.clone()).await;
+        assert_eq!(s.as_u16(), status, "{body} -> {problem}");
+    }
+    let (_, streams) = e.get("/v1/streams", &key).await;
+    assert_eq!(streams["items"], json!([]), "no stream was made");
+}

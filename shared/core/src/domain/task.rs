@@ -29,6 +29,8 @@ pub enum TaskKind {
     Report,
     /// Score a large object in chunks, in parallel.
     Batch,
+    /// Run a stream detector over a history.
+    Backtest,
 }
 
 impl TaskKind {
@@ -40,6 +42,7 @@ impl TaskKind {
             TaskKind::Profile => "profile",
             TaskKind::Report => "report",
             TaskKind::Batch => "batch",
+            TaskKind::Backtest => "backtest",
         }
     }
 }

@@ -25,6 +25,7 @@ pub fn router(services: Services) -> Router {
     let v1 = Router::new()
         .route("/detect", post(routes::detect))
         .route("/batch", post(routes::submit_batch))
+        .route("/backtests", post(routes::submit_backtest))
         .route("/models", post(routes::train).get(routes::list_models))
         .route(
             "/models/{id}",

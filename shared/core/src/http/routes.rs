@@ -4,6 +4,7 @@ use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Ten
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
 use crate::ports::PageRequest;
+use crate::service::backtest::{self, BacktestRequest};
 use crate::service::batch::{self, BatchRequest};
 use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
 use crate::service::ingest::{self, UploadRequest};
@@ -222,6 +223,17 @@ pub async fn create_report(
     Ok(accepted(&task))
 }
 
+/// `POST /v1/backtests`: queue a stream detector's run over a history.
+pub async fn submit_backtest(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Correlation(correlation): Correlation,
+    JsonBody(request): JsonBody<BacktestRequest>,
+) -> Answer {
+    let task = backtest::submit(&services, &tenant, &correlation, request).await?;
+    Ok(accepted(&task))
+}
+
 /// `GET /v1/tasks/{id}/report`: a completed report task's page, as a presigned URL.
 pub async fn task_report(
     State(services): State<Services>,
@@ -330,7 +342,8 @@ pub struct PartsPage {
     offset: Option<usize>,
 }
 
-/// `GET /v1/tasks/{id}/result`: a completed detection task's scores.
+/// `GET /v1/tasks/{id}/result`: a completed detection task's scores, a batch's parts,
+/// or a backtest's scores and evaluation.
 pub async fn task_result(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -339,9 +352,12 @@ pub async fn task_result(
 ) -> Answer {
     let page = query(q)?;
     let task = task_of(&services, &tenant, &id).await?;
-    if !matches!(task.kind, TaskKind::Detect | TaskKind::Batch) {
+    if !matches!(
+        task.kind,
+        TaskKind::Detect | TaskKind::Batch | TaskKind::Backtest
+    ) {
         return Err(Problem::not_found(format!(
-            "task {} is a {} task; only detection and batch tasks have a result document (see `result`)",
+            "task {} is a {} task; only detection, batch and backtest tasks have a result document (see `result`)",
             task.id,
             task.kind.as_str()
         )));
@@ -357,7 +373,10 @@ pub async fn task_result(
         let offset = page.offset.unwrap_or(0);
         return Ok(Json(batch::result(&services, &task, offset).await?).into_response());
     }
-    let key = detection::result_key(&tenant, &task.id);
+    let key = match task.kind {
+        TaskKind::Backtest => backtest::result_key(&tenant, &task.id),
+        _ => detection::result_key(&tenant, &task.id),
+    };
     let bytes = services
         .blobs
         .get_blob(&key)

@@ -21,6 +21,8 @@ pub enum JobKind {
     Report,
     /// Plan a batch and send its chunk jobs.
     Batch,
+    /// Run a stream detector over a history.
+    Backtest,
 }
 
 impl JobKind {
@@ -32,6 +34,7 @@ impl JobKind {
             JobKind::Profile => "profile",
             JobKind::Report => "report",
             JobKind::Batch => "batch",
+            JobKind::Backtest => "backtest",
         }
     }
 
@@ -43,6 +46,7 @@ impl JobKind {
             "profile" => Some(JobKind::Profile),
             "report" => Some(JobKind::Report),
             "batch" => Some(JobKind::Batch),
+            "backtest" => Some(JobKind::Backtest),
             _ => None,
         }
     }

@@ -3,6 +3,7 @@
 //! connections, the WebSocket actions, and the scheduler's sweep. Each takes the
 //! [`Services`] (the ports) and knows nothing of Lambda, HTTP servers or AWS.
 
+pub mod backtest;
 pub mod batch;
 pub mod chunks;
 pub mod detection;

@@ -21,7 +21,7 @@
 //! nor has its state deleted.
 
 use crate::domain::{EventType, Stream, StreamState, TenantId};
-use crate::ids::{EventId, StreamId};
+use crate::ids::{EventId, StreamId, TaskId};
 use crate::ports::{BlobKey, StoreError};
 use crate::service::{Problem, Services};
 use crate::time::{parse_instant, Timestamp};
@@ -62,17 +62,38 @@ pub struct CreateStream {
     /// (default: `StreamSpec::default_threshold`, chosen on NAB).
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// A completed backtest task whose detector, as it stood at the backtest's last point,
+    /// the stream starts from (no warm-up); its detector and columns come with it.
+    #[serde(default)]
+    pub from_backtest: Option<TaskId>,
+}
+
+/// A stream's name, checked and trimmed.
+fn checked_name(name: &str) -> Result<String, Problem> {
+    let name = name.trim().to_string();
+    if !(1..=128).contains(&name.chars().count()) || name.chars().any(char::is_control) {
+        return Err(Problem::invalid_parameter(
+            "`name` must be 1 to 128 characters, none of them control characters",
+        ));
+    }
+    Ok(name)
+}
+
+/// A threshold, checked to lie on the scores' scale.
+pub(crate) fn checked_threshold(threshold: f64) -> Result<f64, Problem> {
+    if on_the_scale(threshold) {
+        Ok(threshold)
+    } else {
+        Err(Problem::invalid_parameter(
+            "`threshold` must be a number above 0 and at most 1: stream scores are anomaly likelihoods on one scale (0.5 is a one-in-100,000 point)",
+        ))
+    }
 }
 
 impl CreateStream {
-    /// The checked spec, columns and threshold.
-    fn into_parts(self) -> Result<(String, StreamSpec, Vec<String>, f64), Problem> {
-        let name = self.name.trim().to_string();
-        if !(1..=128).contains(&name.chars().count()) || name.chars().any(char::is_control) {
-            return Err(Problem::invalid_parameter(
-                "`name` must be 1 to 128 characters, none of them control characters",
-            ));
-        }
+    /// The checked name, spec, columns and threshold.
+    pub(crate) fn into_parts(self) -> Result<(String, StreamSpec, Vec<String>, f64), Problem> {
+        let name = checked_name(&self.name)?;
         let detector = self.detector.unwrap_or_else(|| "seasonal".to_string());
         let mut spec = serde_json::Map::new();
         spec.insert("detector".into(), Value::String(detector.clone()));
@@ -114,12 +135,9 @@ impl CreateStream {
                 )));
             }
         }
-        let threshold = self.threshold.unwrap_or_else(|| spec.default_threshold());
-        if !on_the_scale(threshold) {
-            return Err(Problem::invalid_parameter(
-                "`threshold` must be a number above 0 and at most 1: stream scores are anomaly likelihoods on one scale (0.5 is a one-in-100,000 point)",
-            ));
-        }
+        let threshold =
+            checked_threshold(self.threshold.unwrap_or_else(|| spec.default_threshold()))?;
+        check_footprint(&spec, columns.len())?;
         Ok((name, spec, columns, threshold))
     }
 }
@@ -135,7 +153,7 @@ pub enum When {
 }
 
 impl When {
-    fn seconds(&self) -> Option<i64> {
+    pub(crate) fn seconds(&self) -> Option<i64> {
         match self {
             When::Seconds(s) if s.is_finite() && (0.0..1e12).contains(s) => Some(s.floor() as i64),
             When::Seconds(_) => None,
@@ -178,6 +196,11 @@ pub struct Point {
 /// Checks points as sent: a timestamp that reads, exactly one of `value` and `values`.
 pub fn points_from_json(points: Vec<PointIn>) -> Result<Vec<Point>, Problem> {
     check_count(points.len())?;
+    read_points(points)
+}
+
+/// [`points_from_json`] without the count limit of one append.
+pub(crate) fn read_points(points: Vec<PointIn>) -> Result<Vec<Point>, Problem> {
     points
         .into_iter()
         .enumerate()
@@ -217,6 +240,28 @@ fn check_count(n: usize) -> Result<(), Problem> {
 /// columns by name (in any order; a univariate stream takes any one value column, such
 /// as NAB's `value`).
 pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, Problem> {
+    let (points, _) = read_csv(
+        bytes,
+        columns,
+        None,
+        (
+            MAX_POINTS,
+            &format!("one request appends at most {MAX_POINTS} points"),
+        ),
+    )?;
+    check_count(points.len())?;
+    Ok(points)
+}
+
+/// Reads points from CSV as [`points_from_csv`] does, with a 0/1 label per point from
+/// `label_column` when one is named (a label column is no value column). Past `limit`'s
+/// count of points the read stops with 413 and `limit`'s words.
+pub(crate) fn read_csv(
+    bytes: &[u8],
+    columns: &[String],
+    label_column: Option<&str>,
+    limit: (usize, &str),
+) -> Result<(Vec<Point>, Option<Vec<bool>>), Problem> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -227,62 +272,59 @@ pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, P
         .iter()
         .map(str::to_string)
         .collect();
-    let t_col = header
-        .iter()
-        .position(|h| h == "timestamp")
-        .ok_or_else(|| Problem::invalid_data("the CSV header has no `timestamp` column"))?;
-    let others: Vec<usize> = (0..header.len()).filter(|&i| i != t_col).collect();
+    let find = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| {
+            Problem::invalid_data(format!(
+                "the CSV header has no `{name}` column (the value columns are {})",
+                columns.join(", ")
+            ))
+        })
+    };
+    let t_col = find("timestamp")?;
+    let label = label_column.map(find).transpose()?;
+    let others: Vec<usize> = (0..header.len())
+        .filter(|&i| i != t_col && Some(i) != label)
+        .collect();
     let picks: Vec<usize> = if columns.len() == 1 && others.len() == 1 {
         others
     } else {
-        columns
-            .iter()
-            .map(|c| {
-                header.iter().position(|h| h == c).ok_or_else(|| {
-                    Problem::invalid_data(format!(
-                        "the CSV header has no `{c}` column (the stream's columns are {})",
-                        columns.join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?
+        columns.iter().map(|c| find(c)).collect::<Result<_, _>>()?
     };
     let mut points = Vec::new();
+    let mut labels = label.map(|_| Vec::new());
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| Problem::invalid_data(format!("CSV line {line}: {e}")))?;
-        if points.len() == MAX_POINTS {
-            return Err(Problem::too_large(format!(
-                "one request appends at most {MAX_POINTS} points"
-            )));
+        if points.len() == limit.0 {
+            return Err(Problem::too_large(limit.1));
         }
         let cell = |j: usize| record.get(j).unwrap_or("");
+        let number = |j: usize| {
+            cell(j)
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    Problem::invalid_data(format!(
+                        "CSV line {line}, column `{}`: `{}` is not a finite number",
+                        header[j],
+                        cell(j)
+                    ))
+                })
+        };
         let t = parse_instant(cell(t_col)).ok_or_else(|| {
             Problem::invalid_data(format!(
                 "CSV line {line}: timestamp `{}` is not Unix seconds, RFC 3339 or YYYY-MM-DD HH:MM:SS",
                 cell(t_col)
             ))
         })?;
-        let values = picks
-            .iter()
-            .map(|&j| {
-                cell(j)
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .ok_or_else(|| {
-                        Problem::invalid_data(format!(
-                            "CSV line {line}, column `{}`: `{}` is not a finite number",
-                            header[j],
-                            cell(j)
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let values = picks.iter().map(|&j| number(j)).collect::<Result<_, _>>()?;
+        if let (Some(j), Some(labels)) = (label, labels.as_mut()) {
+            labels.push(number(j)? != 0.0);
+        }
         points.push(Point { t, values });
     }
-    check_count(points.len())?;
-    Ok(points)
+    Ok((points, labels))
 }
 
 /// Whether `threshold` lies on the stream scores' scale, (0, 1] (NaN and infinities do
@@ -334,27 +376,59 @@ pub async fn create(
     tenant: &TenantId,
     request: CreateStream,
 ) -> Result<Stream, Problem> {
-    let (name, spec, columns, threshold) = request.into_parts()?;
-    let detector = StreamDetector::new(spec.clone(), columns.len())?;
-    let footprint = spec.footprint(columns.len());
-    if footprint.state_values > MAX_STATE_VALUES {
-        return Err(Problem::invalid_parameter(format!(
-            "this detector would keep {} numbers per stream; at most {MAX_STATE_VALUES} are kept \
-             (fewer trees or a lower height, a shorter window, fewer columns)",
-            footprint.state_values
-        )));
-    }
-    let bytes = detector.to_json()?;
-    let detector_json =
-        serde_json::to_value(&spec).map_err(|e| Problem::internal(e.to_string()))?;
-    let stream = Stream::new(tenant.clone(), name, detector_json, columns, threshold);
+    let (stream, bytes) = match request.from_backtest.clone() {
+        Some(task) => from_backtest(services, tenant, request, &task).await?,
+        None => {
+            let (name, spec, columns, threshold) = request.into_parts()?;
+            let bytes = StreamDetector::new(spec.clone(), columns.len())?.to_json()?;
+            let detector_json =
+                serde_json::to_value(&spec).map_err(|e| Problem::internal(e.to_string()))?;
+            let stream = Stream::new(tenant.clone(), name, detector_json, columns, threshold);
+            (stream, bytes)
+        }
+    };
     let state = store_state(services, &stream, bytes).await?;
     if let Err(e) = services.streams.create_stream(&stream, &state).await {
         discard(services, &state).await;
         return Err(e.into());
     }
-    tracing::info!(stream_id = %stream.id, detector = spec.name(), "stream created");
+    tracing::info!(stream_id = %stream.id, detector = %stream.detector["detector"], "stream created");
     Ok(stream)
+}
+
+/// A new stream that starts where backtest `task` ended: its detector, columns, points
+/// learned and last timestamp, and its threshold unless the request gives one.
+async fn from_backtest(
+    services: &Services,
+    tenant: &TenantId,
+    request: CreateStream,
+    task: &TaskId,
+) -> Result<(Stream, Vec<u8>), Problem> {
+    if request.detector.is_some()
+        || request.params.is_some()
+        || request.shingle.is_some()
+        || request.columns.is_some()
+    {
+        return Err(Problem::invalid_parameter(
+            "a stream made `from_backtest` takes its detector, params and columns from the backtest; give only `name` and, if you like, `threshold`",
+        ));
+    }
+    let name = checked_name(&request.name)?;
+    let end = crate::service::backtest::end_state(services, tenant, task).await?;
+    let threshold = checked_threshold(request.threshold.unwrap_or(end.threshold))?;
+    let bytes = serde_json::to_vec(&end.detector).map_err(|e| Problem::internal(e.to_string()))?;
+    let detector = StreamDetector::from_json(&bytes)?;
+    if detector.width() != end.columns.len() {
+        return Err(Problem::internal(
+            "the backtest's end state does not match its columns",
+        ));
+    }
+    let detector_json =
+        serde_json::to_value(&end.spec).map_err(|e| Problem::internal(e.to_string()))?;
+    let mut stream = Stream::new(tenant.clone(), name, detector_json, end.columns, threshold);
+    stream.points = end.points;
+    stream.last_timestamp = end.last_timestamp;
+    Ok((stream, bytes))
 }
 
 /// The stream, or 404 (also for another tenant's).
@@ -443,7 +517,7 @@ pub struct Anomaly {
 }
 
 /// `values`, one per column, as an object keyed by the column names.
-fn by_column(
+pub(crate) fn by_column(
     columns: &[String],
     values: Option<&Vec<f64>>,
 ) -> Option<serde_json::Map<String, Value>> {
@@ -634,13 +708,31 @@ pub const MAX_STATE_VALUES: usize = 500_000;
 /// in one request: a few seconds.
 pub const MAX_REQUEST_WORK: usize = 100_000_000;
 
+/// Refuses a detector whose state would be too large to keep.
+pub(crate) fn check_footprint(spec: &StreamSpec, width: usize) -> Result<(), Problem> {
+    let footprint = spec.footprint(width);
+    if footprint.state_values > MAX_STATE_VALUES {
+        return Err(Problem::invalid_parameter(format!(
+            "this detector would keep {} numbers per stream; at most {MAX_STATE_VALUES} are kept \
+             (fewer trees or a lower height, a shorter window, fewer columns)",
+            footprint.state_values
+        )));
+    }
+    Ok(())
+}
+
+/// The most points `spec` on `width` values may take within `budget` of work.
+pub(crate) fn most_points(spec: &StreamSpec, width: usize, budget: usize) -> usize {
+    let work = spec.footprint(width).work_per_point.max(1);
+    (budget / work).max(1)
+}
+
 /// Refuses a request whose points would take the stream's detector too long.
 fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
     let Ok(spec) = serde_json::from_value::<StreamSpec>(stream.detector.clone()) else {
         return Ok(());
     };
-    let work = spec.footprint(stream.columns.len()).work_per_point.max(1);
-    let most = (MAX_REQUEST_WORK / work).max(1);
+    let most = most_points(&spec, stream.columns.len(), MAX_REQUEST_WORK);
     if points > most {
         return Err(Problem::too_large(format!(
             "this stream's detector takes at most {most} points per request; send the rest in further requests"

@@ -11,6 +11,7 @@ use crate::claim_check;
 use crate::domain::{BatchProgress, EventType, Task, TaskStatus};
 use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
+use crate::service::backtest::{self, BacktestJob};
 use crate::service::batch::{self, BatchJob};
 use crate::service::detection::{self, DetectJob};
 use crate::service::ingest::{self, ProfileJob};
@@ -350,6 +351,21 @@ async fn run(
                 }),
             }))
         }
+        JobKind::Backtest => {
+            let job: BacktestJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
+            reporter.report(0.01);
+            let r = reporter.clone();
+            let summary = backtest::run_job(services, tenant, &job, move |p| r.report(p)).await?;
+            let mut payload = serde_json::to_value(&summary)
+                .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?;
+            payload["result_url"] = serde_json::json!(format!("/v1/tasks/{}/result", job.task_id));
+            Ok(Some(Output {
+                result: backtest::result_key(tenant, &job.task_id)
+                    .as_str()
+                    .to_string(),
+                payload,
+            }))
+        }
         JobKind::Batch => {
             let job: BatchJob = serde_json::from_value(body.clone()).map_err(bad_body)?;
             reporter.report(0.01);
@@ -430,6 +446,18 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
             .await
             .err()
             .map(Problem::from),
+        crate::domain::TaskKind::Backtest => {
+            let mut failed = None;
+            for key in [
+                backtest::result_key(&task.tenant, &task.id),
+                backtest::end_key(&task.tenant, &task.id),
+            ] {
+                if let Err(e) = services.blobs.delete_blob(&key).await {
+                    failed = Some(Problem::from(e));
+                }
+            }
+            failed
+        }
         // A batch completes in its last chunk, never here.
         crate::domain::TaskKind::Profile | crate::domain::TaskKind::Batch => None,
     };
