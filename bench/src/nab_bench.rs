@@ -24,7 +24,7 @@
 use anyhow::{bail, Context, Result};
 use nomaly_detect::nab::{self, Labelled, Tally};
 use nomaly_detect::stream::likelihood::{Likelihood, LikelihoodParams};
-use nomaly_detect::stream::{hst, seasonal, window, StreamDetector, StreamSpec};
+use nomaly_detect::stream::{hst, rcf, seasonal, window, StreamDetector, StreamSpec};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -85,6 +85,12 @@ fn contenders() -> Vec<Contender> {
                     seed: 7,
                 },
                 shingle: 4,
+            },
+        },
+        Contender {
+            label: "random_cut_forest",
+            spec: StreamSpec::RandomCutForest {
+                params: rcf::RcfParams::default(),
             },
         },
     ]

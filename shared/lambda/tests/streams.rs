@@ -108,6 +108,7 @@ async fn a_seasonal_stream_finds_the_spike_alike_over_json_csv_and_the_socket() 
                 let expected = a["expected"]["value"].as_f64().expect("expected value");
                 assert!((expected - (data[1300].1 - 60.0)).abs() < 2.0, "{a}");
                 assert!(a["raw_score"].as_f64().expect("raw") > 10.0, "{a}");
+                assert_eq!(a["direction"]["value"], "above", "{a}");
             }
             anomalies.push(index);
         }
@@ -1022,4 +1023,56 @@ async fn backtests_refuse_what_they_cannot_run_and_keep_tenants_apart() {
     }
     let (_, streams) = e.get("/v1/streams", &key).await;
     assert_eq!(streams["items"], json!([]), "no stream was made");
+}
+
+#[tokio::test]
+async fn a_random_cut_forest_stream_names_the_column_that_moved() {
+    let e = env();
+    let key = e.key("acme").await;
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "host 7", "detector": "random_cut_forest", "columns": ["cpu", "mem"]}),
+    )
+    .await;
+    // cpu follows the daily cycle; mem sits near 40 until it jumps at point 1300.
+    let points: Vec<Value> = series()
+        .iter()
+        .enumerate()
+        .map(|(i, (t, cpu))| {
+            let mem = 40.0 + ((i * 31) % 7) as f64 * 0.1 + if i == 1300 { 30.0 } else { 0.0 };
+            let cpu = if i == 1300 { cpu - 60.0 } else { *cpu };
+            json!({"timestamp": t, "values": [cpu, mem]})
+        })
+        .collect();
+    let mut anomalies = Vec::new();
+    for (n, chunk) in points.chunks(480).enumerate() {
+        let (s, _, body) = e
+            .json(
+                "POST",
+                &format!("/v1/streams/{id}/points"),
+                &key,
+                json!({ "points": chunk }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        for a in body["anomalies"].as_array().expect("anomalies") {
+            let mut a = a.clone();
+            a["index"] = json!(n * 480 + a["index"].as_u64().expect("index") as usize);
+            anomalies.push(a);
+        }
+    }
+    let jump = anomalies
+        .iter()
+        .find(|a| a["index"] == 1300)
+        .unwrap_or_else(|| panic!("the jump is found: {anomalies:?}"));
+    let mem_share = jump["shares"]["mem"].as_f64().expect("mem's share");
+    assert!(mem_share > 0.5, "{jump}");
+    assert_eq!(jump["direction"]["mem"], "above", "{jump}");
+    let expected_mem = jump["expected"]["mem"].as_f64().expect("expected mem");
+    assert!((expected_mem - 40.3).abs() < 5.0, "{jump}");
+    // The forest's state is too large for the record: it lives in the blob store.
+    let (_, stream) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(stream["state_stored"], "blob", "{stream}");
+    assert_eq!(stream["points"], 1440);
 }

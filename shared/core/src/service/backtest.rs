@@ -379,14 +379,7 @@ pub async fn run_job(
                 .update(p.t, &p.values)
                 .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
             if s.score >= threshold {
-                anomalies.push(Anomaly {
-                    index: i,
-                    timestamp: p.t,
-                    score: s.score,
-                    raw_score: s.raw,
-                    expected: streams::by_column(&columns, s.expected.as_ref()),
-                    shares: streams::by_column(&columns, s.shares.as_ref()),
-                });
+                anomalies.push(Anomaly::new(i, p, &s, &columns));
             }
             scores.push(s.score);
             raw_scores.push(s.raw);

@@ -25,7 +25,7 @@ use crate::ids::{EventId, StreamId, TaskId};
 use crate::ports::{BlobKey, StoreError};
 use crate::service::{Problem, Services};
 use crate::time::{parse_instant, Timestamp};
-use nomaly_detect::stream::{StreamDetector, StreamSpec};
+use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -113,7 +113,7 @@ impl CreateStream {
         }
         let spec: StreamSpec = serde_json::from_value(Value::Object(spec)).map_err(|e| {
             Problem::invalid_parameter(format!(
-                "`detector` must be seasonal, half_space_trees, rolling_median or rolling_mean, with valid `params`: {e}"
+                "`detector` must be seasonal, half_space_trees, random_cut_forest, rolling_median or rolling_mean, with valid `params`: {e}"
             ))
         })?;
         let columns = self.columns.unwrap_or_else(|| vec!["value".to_string()]);
@@ -514,10 +514,43 @@ pub struct Anomaly {
     /// For streams of several columns, each column's share of how unusual the point is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<serde_json::Map<String, Value>>,
+    /// Where each column's value lies against what was expected: `above`, `below`, or
+    /// `as_expected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<serde_json::Map<String, Value>>,
+}
+
+impl Anomaly {
+    /// Point `index` (`point`), scored `scored`, on a stream of `columns`.
+    pub(crate) fn new(index: usize, point: &Point, scored: &Scored, columns: &[String]) -> Self {
+        let direction = scored.expected.as_ref().map(|expected| {
+            columns
+                .iter()
+                .zip(point.values.iter().zip(expected))
+                .map(|(c, (v, e))| {
+                    let way = match v.total_cmp(e) {
+                        std::cmp::Ordering::Greater => "above",
+                        std::cmp::Ordering::Less => "below",
+                        std::cmp::Ordering::Equal => "as_expected",
+                    };
+                    (c.clone(), json!(way))
+                })
+                .collect()
+        });
+        Anomaly {
+            index,
+            timestamp: point.t,
+            score: scored.score,
+            raw_score: scored.raw,
+            expected: by_column(columns, scored.expected.as_ref()),
+            shares: by_column(columns, scored.shares.as_ref()),
+            direction,
+        }
+    }
 }
 
 /// `values`, one per column, as an object keyed by the column names.
-pub(crate) fn by_column(
+fn by_column(
     columns: &[String],
     values: Option<&Vec<f64>>,
 ) -> Option<serde_json::Map<String, Value>> {
@@ -607,14 +640,7 @@ pub async fn append(
             .iter()
             .enumerate()
             .filter(|(_, s)| s.score >= threshold)
-            .map(|(index, s)| Anomaly {
-                index,
-                timestamp: points[index].t,
-                score: s.score,
-                raw_score: s.raw,
-                expected: by_column(&stream.columns, s.expected.as_ref()),
-                shares: by_column(&stream.columns, s.shares.as_ref()),
-            })
+            .map(|(index, s)| Anomaly::new(index, &points[index], s, &stream.columns))
             .collect();
         let mut next = stream.clone();
         next.threshold = threshold;
@@ -764,6 +790,9 @@ async fn publish(
                 }
                 if let Some(shares) = &a.shares {
                     p["shares"] = json!(shares);
+                }
+                if let Some(direction) = &a.direction {
+                    p["direction"] = json!(direction);
                 }
             }
             p
