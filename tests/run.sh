@@ -13,12 +13,12 @@ moto_pid=""
 trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; rm -f "$results" "$moto_log"' EXIT
 
 echo "== reference environment (.venv)"
-if ! .venv/bin/python -c "import sklearn, pandas, moto, samtranslator, cfnlint" 2>/dev/null \
+if ! .venv/bin/python -c "import sklearn, pandas, pyod, moto, samtranslator, cfnlint" 2>/dev/null \
    || ! [ -x .venv/bin/cargo-lambda ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
-.venv/bin/python -c "import sklearn, numpy; print('scikit-learn', sklearn.__version__, 'numpy', numpy.__version__)"
+.venv/bin/python -c "import sklearn, numpy, pyod; print('scikit-learn', sklearn.__version__, 'numpy', numpy.__version__, 'pyod', pyod.__version__)"
 
 echo "== browser for the dashboard test (Debian's Chromium, npm playwright-core)"
 if ! [ -x /usr/bin/chromium ]; then
@@ -43,7 +43,8 @@ cargo build --workspace --bins
 
 echo "== moto server (AWS-compatible endpoint on loopback)"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &
+# moto's own server, with DynamoDB's atomic conditional writes kept (tests/moto_server.py).
+.venv/bin/python tests/moto_server.py 127.0.0.1 "$port" > "$moto_log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 1 100); do
   .venv/bin/python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null && break

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use nomaly_core::table::{read_csv, CsvOptions, Table};
+use nomaly_detect::columns::map_columns;
 use nomaly_detect::{Algorithm, FitOptions, Model, ThresholdRule};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -11,7 +12,7 @@ use std::time::Instant;
 /// Arguments of `nomaly detect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Detector to fit: iforest, ecod, hbos, zscore, knn, lof, pca or kmeans.
+    /// Detector to fit: iforest, ecod, copod, hbos, zscore, knn, lof, pca or kmeans.
     #[arg(long, required_unless_present = "model", conflicts_with = "model")]
     algorithm: Option<String>,
     /// A model saved with --save-model, used instead of fitting.
@@ -60,14 +61,14 @@ pub fn run(args: Args) -> Result<()> {
             .context("starting the worker threads")?;
     }
     let started = Instant::now();
-    let table = load_table(&args.input, &args.exclude_columns)?;
+    let mut table = load_table(&args.input, &args.exclude_columns)?;
     let parsed = started.elapsed();
 
     let fit_started = Instant::now();
     let (mut model, scores) = match &args.model {
         Some(path) => {
             let model = load_model(path)?;
-            check_columns(&model, &table, &args.input)?;
+            table = columns_for(&model, table, &args.input)?;
             let scores = model.score(table.data.view()).with_context(|| {
                 format!("{}: scoring with {}", args.input.display(), path.display())
             })?;
@@ -143,17 +144,29 @@ fn load_model(path: &Path) -> Result<Model> {
     Model::from_json(&bytes).with_context(|| path.display().to_string())
 }
 
-/// The file must have the columns the model was trained on, in the same order.
-fn check_columns(model: &Model, table: &Table, input: &Path) -> Result<()> {
-    if model.feature_names() != table.columns.as_slice() {
-        bail!(
-            "{}: the model was trained on columns [{}] but the file has [{}] (use --exclude-columns to drop extra ones)",
+/// The file's columns as the model takes them: its features by name, in its order; other
+/// columns are left out (and said so on stderr).
+fn columns_for(model: &Model, table: Table, input: &Path) -> Result<Table> {
+    let map = map_columns(
+        model.feature_names(),
+        Some(&table.columns),
+        table.columns.len(),
+    )
+    .with_context(|| input.display().to_string())?;
+    if !map.ignored.is_empty() {
+        eprintln!(
+            "{}: left out columns the model does not take: {}",
             input.display(),
-            model.feature_names().join(", "),
-            table.columns.join(", ")
+            map.ignored.join(", ")
         );
     }
-    Ok(())
+    if map.is_identity(table.columns.len()) {
+        return Ok(table);
+    }
+    Ok(Table {
+        columns: model.feature_names().to_vec(),
+        data: table.data.select(ndarray::Axis(1), &map.order),
+    })
 }
 
 fn write_scores(

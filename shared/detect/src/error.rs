@@ -42,6 +42,14 @@ pub enum DetectError {
         /// Width that was given.
         found: usize,
     },
+    /// Named rows lack columns the model takes.
+    #[error("the rows have no {} column{}, which the model takes (its features are {})", quoted(.missing), if .missing.len() == 1 { "" } else { "s" }, .features.join(", "))]
+    MissingColumns {
+        /// The model's features the rows do not name.
+        missing: Vec<String>,
+        /// The model's features, in order.
+        features: Vec<String>,
+    },
     /// A parameter is outside its allowed range.
     #[error("parameter `{name}` {reason}")]
     InvalidParameter {
@@ -51,7 +59,7 @@ pub enum DetectError {
         reason: String,
     },
     /// The algorithm name is not one the crate knows.
-    #[error("unknown algorithm `{0}` (known: iforest, ecod, hbos, zscore, knn, lof, pca, kmeans)")]
+    #[error("unknown algorithm `{name}` (known: {known})", name = .0, known = crate::model::ALGORITHMS.join(", "))]
     UnknownAlgorithm(String),
     /// A serialized model comes from a newer format version than this build reads.
     #[error("model format version {found} is newer than this build supports (up to {supported}); upgrade nomaly to load it")]
@@ -105,5 +113,15 @@ pub(crate) fn smartcore<T>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "it stopped unexpectedly".into()),
         }),
+    }
+}
+
+/// `a`, `b` and `c`, each in backticks.
+fn quoted(names: &[String]) -> String {
+    let q: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match q.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }

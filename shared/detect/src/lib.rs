@@ -22,6 +22,8 @@
 //! ```
 
 pub mod backtest;
+pub mod columns;
+pub mod copod;
 pub mod ecod;
 pub mod error;
 pub mod hbos;

@@ -2,7 +2,7 @@
 
 use crate::error::{invalid, DetectError, Result};
 use crate::scorer::Scorer;
-use crate::{ecod, hbos, iforest, kmeans, knn, lof, matrix, pca, stats, zscore};
+use crate::{copod, ecod, hbos, iforest, kmeans, knn, lof, matrix, pca, stats, zscore};
 use ndarray::{s, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,8 @@ pub enum Algorithm {
     Iforest(iforest::Params),
     /// ECOD.
     Ecod(ecod::Params),
+    /// COPOD.
+    Copod(copod::Params),
     /// Histogram-based outlier score.
     Hbos(hbos::Params),
     /// Robust z-score.
@@ -29,15 +31,15 @@ pub enum Algorithm {
     Knn(knn::Params),
     /// Local Outlier Factor.
     Lof(lof::Params),
-    /// PCA reconstruction error.
+    /// PCA outlier score (weighted distances to the principal axes), as PyOD.
     Pca(pca::Params),
-    /// Distance to the nearest k-means centroid.
+    /// CBLOF: distance to the nearest large k-means cluster, as PyOD.
     Kmeans(kmeans::Params),
 }
 
 /// Every algorithm name, in the order the docs list them.
-pub const ALGORITHMS: [&str; 8] = [
-    "iforest", "ecod", "hbos", "zscore", "knn", "lof", "pca", "kmeans",
+pub const ALGORITHMS: [&str; 9] = [
+    "iforest", "ecod", "copod", "hbos", "zscore", "knn", "lof", "pca", "kmeans",
 ];
 
 impl Algorithm {
@@ -70,6 +72,7 @@ impl Algorithm {
         match self {
             Algorithm::Iforest(_) => "iforest",
             Algorithm::Ecod(_) => "ecod",
+            Algorithm::Copod(_) => "copod",
             Algorithm::Hbos(_) => "hbos",
             Algorithm::Zscore(_) => "zscore",
             Algorithm::Knn(_) => "knn",
@@ -166,6 +169,7 @@ pub struct TrainingSummary {
 enum State {
     Iforest(iforest::IForest),
     Ecod(ecod::Ecod),
+    Copod(copod::Copod),
     Hbos(hbos::Hbos),
     Zscore(zscore::ZScore),
     Knn(knn::Knn),
@@ -179,6 +183,7 @@ impl State {
         match self {
             State::Iforest(m) => m,
             State::Ecod(m) => m,
+            State::Copod(m) => m,
             State::Hbos(m) => m,
             State::Zscore(m) => m,
             State::Knn(m) => m,
@@ -192,6 +197,7 @@ impl State {
         match self {
             State::Iforest(_) => "iforest",
             State::Ecod(_) => "ecod",
+            State::Copod(_) => "copod",
             State::Hbos(_) => "hbos",
             State::Zscore(_) => "zscore",
             State::Knn(_) => "knn",
@@ -210,6 +216,7 @@ impl State {
                 "the isolation forest's width differs from the model's".into(),
             )),
             State::Ecod(m) => m.check(n_features),
+            State::Copod(m) => m.check(n_features),
             State::Hbos(m) => m.check(n_features),
             State::Zscore(m) => m.check(n_features),
             State::Knn(m) => m.check(n_features),
@@ -303,8 +310,8 @@ impl Model {
     /// goes: after fitting and after each block of training rows scored. Blocks are scored
     /// in parallel, so calls may arrive slightly out of order: the largest value so far is
     /// the share done. The last call is 1.
-    /// Algorithms that score their training rows while fitting (ECOD, kNN, LOF) report
-    /// only the end.
+    /// Algorithms that score their training rows while fitting (ECOD, COPOD, kNN, LOF)
+    /// report only the end.
     pub fn fit_with_progress(
         x: ArrayView2<f64>,
         options: &FitOptions,
@@ -330,6 +337,13 @@ impl Model {
             Algorithm::Ecod(_) => {
                 let (m, s) = ecod::Ecod::fit(x);
                 (State::Ecod(m), Some(s))
+            }
+            // Not leave-one-out, as ECOD: each training row is among the `n` its tail
+            // probabilities count (PyOD's `decision_scores_`), where `score` counts a row
+            // as one more sample, so the two differ slightly on the same rows.
+            Algorithm::Copod(_) => {
+                let (m, s) = copod::Copod::fit(x);
+                (State::Copod(m), Some(s))
             }
             Algorithm::Hbos(p) => (State::Hbos(hbos::Hbos::fit(x, p)?), None),
             Algorithm::Zscore(_) => (State::Zscore(zscore::ZScore::fit(x)), None),

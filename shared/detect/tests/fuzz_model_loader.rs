@@ -11,8 +11,8 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 use std::cell::Cell;
 
-const ALGORITHMS: [&str; 8] = [
-    "iforest", "ecod", "hbos", "zscore", "knn", "lof", "pca", "kmeans",
+const ALGORITHMS: [&str; 9] = [
+    "iforest", "ecod", "copod", "hbos", "zscore", "knn", "lof", "pca", "kmeans",
 ];
 
 fn saved_models() -> Vec<Vec<u8>> {

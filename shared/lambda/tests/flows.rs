@@ -1203,3 +1203,145 @@ async fn a_revoked_key_stops_its_websocket_at_once() {
         .unwrap()
         .is_none());
 }
+
+/// The scores of an answer.
+fn scores_of(body: &Value) -> Vec<f64> {
+    body["scores"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no scores in {body}"))
+        .iter()
+        .map(|v| v.as_f64().expect("a number"))
+        .collect()
+}
+
+#[tokio::test]
+async fn stored_models_take_columns_by_name_on_every_path() {
+    let e = env();
+    let key = e.key("acme").await;
+    // A z-score model on cpu, mem, disk: three columns of very different scales, so a
+    // column taken for another changes every score.
+    let train: Vec<Vec<f64>> = (0..60)
+        .map(|i| {
+            let f = i as f64;
+            vec![
+                50.0 + (f * 7.0) % 10.0,
+                2000.0 + (f * 13.0) % 100.0,
+                0.5 + (f * 3.0) % 5.0 * 0.01,
+            ]
+        })
+        .collect();
+    let (s, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "zscore", "rows": train, "columns": ["cpu", "mem", "disk"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let model = body["model_id"].as_str().expect("model id").to_string();
+    assert_eq!(e.drain().await, 1);
+
+    let rows = [[55.0, 2050.0, 0.52], [90.0, 2000.0, 0.9]];
+    let detect = |body: Value| {
+        let e = &e;
+        let key = key.clone();
+        async move {
+            let (s, _, answer) = e.json("POST", "/v1/detect", &key, body).await;
+            (s, answer)
+        }
+    };
+    // In the model's order, named and unnamed.
+    let (s, reference) =
+        detect(json!({"model_id": model, "rows": rows, "columns": ["cpu", "mem", "disk"]})).await;
+    assert_eq!(s, StatusCode::OK, "{reference}");
+    let expected = scores_of(&reference);
+    let (_, unnamed) = detect(json!({"model_id": model, "rows": rows})).await;
+    assert_eq!(scores_of(&unnamed), expected);
+
+    // Reordered with names, as JSON and as a CSV header with an id column besides.
+    let reordered: Vec<[f64; 3]> = rows.iter().map(|r| [r[2], r[0], r[1]]).collect();
+    let (s, by_name) =
+        detect(json!({"model_id": model, "rows": reordered, "columns": ["disk", "cpu", "mem"]}))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{by_name}");
+    assert_eq!(scores_of(&by_name), expected, "columns are taken by name");
+    let csv = format!(
+        "id,disk,cpu,mem\n7,{},{},{}\n8,{},{},{}\n",
+        rows[0][2], rows[0][0], rows[0][1], rows[1][2], rows[1][0], rows[1][1]
+    );
+    let (s, _, by_header) = e
+        .call(
+            "POST",
+            &format!("/v1/detect?model_id={model}"),
+            Some(&key),
+            Some("text/csv"),
+            csv.into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{by_header}");
+    assert_eq!(scores_of(&by_header), expected);
+    assert_eq!(by_header["ignored_columns"], json!(["id"]));
+
+    // A column the model never saw in place of one it takes: 422 naming it, nothing stored.
+    let events_before = e.events("acme").await.len();
+    let (s, refused) =
+        detect(json!({"model_id": model, "rows": reordered, "columns": ["net", "cpu", "mem"]}))
+            .await;
+    assert_eq!(s.as_u16(), 422, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap_or("").contains("`disk`"),
+        "{refused}"
+    );
+    let (s, refused) = detect(json!({"model_id": model, "rows": [[1.0, 2.0]]})).await;
+    assert_eq!(s.as_u16(), 422, "unnamed rows of another width: {refused}");
+    assert_eq!(
+        e.events("acme").await.len(),
+        events_before,
+        "a refusal stores nothing"
+    );
+
+    // The WebSocket `score` takes names the same way.
+    let mut inbox = e.listen("c1", &key).await;
+    let message = json!({"action": "score", "model_id": model, "rows": reordered, "columns": ["disk", "cpu", "mem"], "request_id": "r1"});
+    e.ws("$default", "c1", json!({}), Some(&message.to_string()))
+        .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.expect("reply")).expect("json");
+    assert_eq!(reply["type"], "scores", "{reply}");
+    assert_eq!(scores_of(&reply), expected);
+    let message = json!({"action": "score", "model_id": model, "rows": reordered, "columns": ["net", "cpu", "mem"]});
+    e.ws("$default", "c1", json!({}), Some(&message.to_string()))
+        .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.expect("reply")).expect("json");
+    assert_eq!(reply["error"]["status"], 422, "{reply}");
+
+    // Reports too: a missing column is refused before any task exists.
+    let (_, tasks_before) = e.get("/v1/tasks", &key).await;
+    let (s, _, refused) = e
+        .json(
+            "POST",
+            &format!("/v1/models/{model}/reports"),
+            &key,
+            json!({"rows": reordered, "columns": ["net", "cpu", "mem"]}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 422, "{refused}");
+    let (_, tasks_after) = e.get("/v1/tasks", &key).await;
+    assert_eq!(
+        tasks_before["items"], tasks_after["items"],
+        "no task was made"
+    );
+    let (s, _, report) = e
+        .json(
+            "POST",
+            &format!("/v1/models/{model}/reports"),
+            &key,
+            json!({"rows": reordered, "columns": ["disk", "cpu", "mem"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{report}");
+    assert_eq!(e.drain().await, 1);
+    let task = report["task"]["id"].as_str().expect("task");
+    let (_, view) = e.get(&format!("/v1/tasks/{task}"), &key).await;
+    assert_eq!(view["status"], "completed", "{view}");
+}

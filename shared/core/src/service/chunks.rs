@@ -15,6 +15,7 @@ use crate::service::Problem;
 use crate::table::{read_csv, CsvOptions};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
+use nomaly_detect::columns::map_columns;
 use nomaly_detect::Model;
 
 /// Bytes read at a time while looking for a line's end.
@@ -227,11 +228,8 @@ pub fn check_features(model: &Model, header: &str) -> Result<Vec<String>, Proble
         .and_then(Result::ok)
         .map(|r| r.iter().map(str::to_string).collect())
         .unwrap_or_default();
-    if let Some(missing) = model.feature_names().iter().find(|f| !names.contains(f)) {
-        return Err(Problem::invalid_data(format!(
-            "the object has no `{missing}` column, which the model takes (its header is {header})"
-        )));
-    }
+    map_columns(model.feature_names(), Some(&names), names.len())
+        .map_err(|e| Problem::invalid_data(format!("the object's header: {e}")))?;
     Ok(names)
 }
 
@@ -307,10 +305,9 @@ fn score_in_slices(
                 )
             }
         })?;
-        let order: Vec<usize> = features
-            .iter()
-            .map(|f| table.columns.iter().position(|c| c == f).unwrap_or(0))
-            .collect();
+        let order = map_columns(features, Some(&table.columns), table.columns.len())
+            .map_err(|e| Problem::invalid_data(e.to_string()))?
+            .order;
         let x = table.data.select(ndarray::Axis(1), &order);
         drop(table);
         let scores = model.score(x.view())?;

@@ -244,6 +244,9 @@ pub struct Detection {
     /// Whether this came from the cache.
     #[serde(default)]
     pub cached: bool,
+    /// Columns sent that the model does not take (left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_columns: Vec<String>,
 }
 
 /// What a detection request came to.
@@ -262,8 +265,11 @@ pub struct DetectJob {
     pub task_id: TaskId,
     /// What to score with.
     pub spec: DetectSpec,
-    /// The rows (a [`Rows`] as JSON) in the blob store.
+    /// The rows (a [`Rows`] as JSON) in the blob store, in the model's columns.
     pub input: BlobKey,
+    /// Columns sent that the model does not take.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_columns: Vec<String>,
 }
 
 /// Predicted milliseconds to fit (when fitting) and score `rows` x `cols` with
@@ -282,7 +288,7 @@ pub fn predict_ms(
     let ns = match algorithm {
         // 100 trees x ~10 levels a row, a little per feature.
         "iforest" => n * (4000.0 + 20.0 * d),
-        "ecod" => n * d * (60.0 + 10.0 * log(m)),
+        "ecod" | "copod" => n * d * (60.0 + 10.0 * log(m)),
         "hbos" => n * d * 80.0,
         "zscore" => n * d * 40.0,
         // k-d tree queries against the training rows; degrade with dimension.
@@ -350,6 +356,7 @@ pub fn score_with(
         explanation_method: method,
         compute_ms: started.elapsed().as_secs_f64() * 1e3,
         cached: false,
+        ignored_columns: Vec::new(),
     })
 }
 
@@ -359,33 +366,28 @@ enum Ready {
     Fit(FitSpec),
 }
 
+/// The scorer `spec` names, and the rows as it takes them (a stored model's columns, by
+/// name) with the columns it leaves out.
 async fn ready(
     services: &Services,
     tenant: &TenantId,
     spec: &DetectSpec,
-    rows: &Rows,
-) -> Result<Ready, Problem> {
+    rows: Rows,
+) -> Result<(Ready, Rows, Vec<String>), Problem> {
     match &spec.scorer {
         ScorerSpec::Stored {
             model_id,
             threshold,
         } => {
             let (_, model) = models::load(services, tenant, model_id).await?;
-            if model.n_features() != rows.columns.len() {
-                return Err(Problem::invalid_data(format!(
-                    "model {model_id} was trained on {} features ({}), but the rows have {}",
-                    model.n_features(),
-                    model.feature_names().join(", "),
-                    rows.columns.len()
-                )));
-            }
+            let (rows, ignored) = rows.for_model(model.feature_names())?;
             let model = match threshold {
                 Some(t) => Arc::new((*model).clone().with_threshold(ThresholdRule::Score(*t))?),
                 None => model,
             };
-            Ok(Ready::Stored(model_id.clone(), model))
+            Ok((Ready::Stored(model_id.clone(), model), rows, ignored))
         }
-        ScorerSpec::Fit(fit) => Ok(Ready::Fit(fit.clone())),
+        ScorerSpec::Fit(fit) => Ok((Ready::Fit(fit.clone()), rows, Vec::new())),
     }
 }
 
@@ -509,7 +511,7 @@ async fn detect_now_or_queue(
     rows: Rows,
     spec: DetectSpec,
 ) -> Result<Outcome, Problem> {
-    let ready = ready(services, tenant, &spec, &rows).await?;
+    let (ready, rows, ignored) = ready(services, tenant, &spec, rows).await?;
     let (algorithm, fitting, trained) = match &ready {
         Ready::Stored(_, m) => (m.algorithm().name().to_string(), false, m.training().rows),
         Ready::Fit(f) => (f.algorithm.clone(), true, rows.len()),
@@ -524,18 +526,20 @@ async fn detect_now_or_queue(
             budget_ms = services.settings.detect_budget_ms,
             "detection goes to a task"
         );
-        let task = submit(services, tenant, correlation_id, rows, spec).await?;
+        let task = submit(services, tenant, correlation_id, rows, spec, ignored).await?;
         return Ok(Outcome::Queued(Box::new(task)));
     }
     let key = cache_key(&spec, &rows);
     if let Some(bytes) = services.cache.get_cached(tenant, &key).await? {
         if let Ok(mut hit) = serde_json::from_slice::<Detection>(&bytes) {
             hit.cached = true;
+            hit.ignored_columns = ignored;
             announce(services, tenant, correlation_id, &hit, None).await?;
             return Ok(Outcome::Done(Box::new(hit)));
         }
     }
-    let detection = compute(ready, Arc::new(rows), spec.explain, predicted, |_| {}).await?;
+    let mut detection = compute(ready, Arc::new(rows), spec.explain, predicted, |_| {}).await?;
+    detection.ignored_columns = ignored;
     if let Ok(bytes) = serde_json::to_vec(&detection) {
         if let Err(e) = services
             .cache
@@ -556,6 +560,7 @@ pub async fn submit(
     correlation_id: &str,
     rows: Rows,
     spec: DetectSpec,
+    ignored_columns: Vec<String>,
 ) -> Result<Task, Problem> {
     let task = Task::new(tenant.clone(), TaskKind::Detect, correlation_id);
     let input = BlobKey::for_tenant(tenant, &["inputs", &format!("{}.json", task.id)])
@@ -566,6 +571,7 @@ pub async fn submit(
         task_id: task.id.clone(),
         spec,
         input,
+        ignored_columns,
     };
     jobs::submit(services, task, jobs::JobKind::Detect, &job).await
 }
@@ -589,10 +595,10 @@ pub async fn run_job(
         })?;
     let rows: Rows = serde_json::from_slice(&bytes)
         .map_err(|e| jobs::JobError::Fail(Problem::invalid_data(format!("stored input: {e}"))))?;
-    let ready = ready(services, tenant, &job.spec, &rows)
+    let (ready, rows, _) = ready(services, tenant, &job.spec, rows)
         .await
         .map_err(jobs::JobError::from)?;
-    let detection = compute(
+    let mut detection = compute(
         ready,
         Arc::new(rows),
         job.spec.explain,
@@ -601,6 +607,7 @@ pub async fn run_job(
     )
     .await
     .map_err(jobs::JobError::from)?;
+    detection.ignored_columns = job.ignored_columns.clone();
     let result = result_key(tenant, &job.task_id);
     let body = serde_json::to_vec(&detection)
         .map_err(|e| jobs::JobError::Fail(Problem::internal(e.to_string())))?;

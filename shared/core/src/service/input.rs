@@ -4,19 +4,24 @@
 use crate::service::Problem;
 use crate::table::{read_csv, CsvOptions};
 use ndarray::Array2;
-use nomaly_detect::{Algorithm, FitOptions, ThresholdRule};
+use nomaly_detect::columns::map_columns;
+use nomaly_detect::{Algorithm, DetectError, FitOptions, ThresholdRule};
 use serde::{Deserialize, Serialize};
 
 /// Widest table accepted: wider ones are refused before any work.
 pub const MAX_COLUMNS: usize = 10_000;
 
 /// Rows to fit or score, with their column names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rows {
     /// Column names, in matrix column order.
     pub columns: Vec<String>,
     /// One row per input row.
     pub rows: Vec<Vec<f64>>,
+    /// Whether the sender named the columns (a CSV header, JSON `columns`). Unnamed
+    /// rows are called `f0, f1, ...` and go to a stored model by position.
+    #[serde(default)]
+    pub named: bool,
 }
 
 impl Rows {
@@ -49,6 +54,7 @@ impl Rows {
                 )));
             }
         }
+        let named = columns.is_some();
         let columns = match columns {
             Some(c) if c.len() != width => {
                 return Err(Problem::invalid_data(format!(
@@ -67,7 +73,11 @@ impl Rows {
             }
             None => (0..width).map(|i| format!("f{i}")).collect(),
         };
-        Ok(Rows { columns, rows })
+        Ok(Rows {
+            columns,
+            rows,
+            named,
+        })
     }
 
     /// Reads a CSV body (a header, then numbers; gzip accepted), dropping `exclude`.
@@ -97,7 +107,42 @@ impl Rows {
         Ok(Rows {
             columns: table.columns,
             rows,
+            named: true,
         })
+    }
+
+    /// The rows as a stored model takes them: its features, by name when the rows name
+    /// their columns (other columns are left out, and listed in the answer), by position
+    /// when they do not. A feature the rows do not name is a 422 naming it.
+    pub fn for_model(self, features: &[String]) -> Result<(Rows, Vec<String>), Problem> {
+        let width = self.columns.len();
+        let map =
+            map_columns(features, self.named.then_some(&self.columns[..]), width).map_err(|e| {
+                match e {
+                    DetectError::WidthMismatch { expected, found } => {
+                        Problem::invalid_data(format!(
+                    "the model takes {expected} features ({}), but the rows have {found} values; \
+                     name the columns (`columns`, or a CSV header) to have them matched by name",
+                    features.join(", ")
+                ))
+                    }
+                    other => Problem::from(other),
+                }
+            })?;
+        let rows = if map.is_identity(width) {
+            self.rows
+        } else {
+            self.rows
+                .iter()
+                .map(|r| map.order.iter().map(|&j| r[j]).collect())
+                .collect()
+        };
+        let aligned = Rows {
+            columns: features.to_vec(),
+            rows,
+            named: true,
+        };
+        Ok((aligned, map.ignored))
     }
 
     /// The rows as a matrix.
@@ -123,7 +168,7 @@ impl Rows {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FitSpec {
-    /// `iforest`, `ecod`, `hbos`, `zscore`, `knn`, `lof`, `pca` or `kmeans`.
+    /// `iforest`, `ecod`, `copod`, `hbos`, `zscore`, `knn`, `lof`, `pca` or `kmeans`.
     pub algorithm: String,
     /// Algorithm parameters (left-out ones take their defaults).
     #[serde(default)]

@@ -57,6 +57,10 @@ pub enum Action {
         /// The rows.
         #[serde(default)]
         rows: Option<Vec<Vec<f64>>>,
+        /// The rows' column names (matched to the model's features by name); without
+        /// them the rows are taken in the model's order.
+        #[serde(default)]
+        columns: Option<Vec<String>>,
         /// The stream (with `points`).
         #[serde(default)]
         stream_id: Option<String>,
@@ -207,6 +211,7 @@ async fn handle(
         Action::Score {
             model_id: None,
             rows: None,
+            columns: None,
             stream_id: Some(stream_id),
             points: Some(points),
             request_id,
@@ -238,6 +243,7 @@ async fn handle(
         Action::Score {
             model_id: Some(model_id),
             rows: Some(rows),
+            columns,
             stream_id: None,
             points: None,
             request_id,
@@ -250,15 +256,9 @@ async fn handle(
                     "a score message takes at most {MAX_SCORE_ROWS} rows; use POST /v1/detect for more"
                 )));
             }
-            let rows = Rows::new(rows, None)?;
+            let rows = Rows::new(rows, columns)?;
             let (_, model) = models::load(services, &connection.tenant, &model_id).await?;
-            if model.n_features() != rows.columns.len() {
-                return Err(Problem::invalid_data(format!(
-                    "model {model_id} takes {} features, the rows have {}",
-                    model.n_features(),
-                    rows.columns.len()
-                )));
-            }
+            let (rows, ignored) = rows.for_model(model.feature_names())?;
             let id = model_id.clone();
             let detection = tokio::task::spawn_blocking(move || {
                 score_with(&model, Some(id), &rows, false, None, &|_| {})
@@ -273,6 +273,7 @@ async fn handle(
                 "labels": detection.labels,
                 "threshold": detection.threshold,
                 "anomalies": detection.anomalies,
+                "ignored_columns": ignored,
             }))))
         }
         Action::Score { .. } => Err(Problem::invalid_parameter(

@@ -80,7 +80,6 @@ pub async fn submit(
     model_id: &ModelId,
     request: ReportRequest,
 ) -> Result<Task, Problem> {
-    let named = request.columns.is_some();
     let mut data = TrainingData::from_parts(
         request.rows,
         request.columns,
@@ -93,11 +92,9 @@ pub async fn submit(
             training::profiled_dataset(services, tenant, dataset_id).await?;
         }
         TrainingData::Inline(rows) => {
-            width_matches(&model.feature_names, rows)?;
-            if !named {
-                // Unnamed rows are the model's features, and the report says so.
-                rows.columns = model.feature_names.clone();
-            }
+            // Stored as the model takes them: its features, by name or by position.
+            let (aligned, _) = std::mem::take(rows).for_model(&model.feature_names)?;
+            *rows = aligned;
         }
     }
     let task = Task::new(tenant.clone(), TaskKind::Report, correlation_id);
@@ -107,18 +104,6 @@ pub async fn submit(
         data,
     };
     jobs::submit(services, task, jobs::JobKind::Report, &job).await
-}
-
-fn width_matches(features: &[String], rows: &Rows) -> Result<(), Problem> {
-    if features.len() == rows.columns.len() {
-        return Ok(());
-    }
-    Err(Problem::invalid_data(format!(
-        "the model was trained on {} features ({}), but the rows have {}",
-        features.len(),
-        features.join(", "),
-        rows.columns.len()
-    )))
 }
 
 /// Runs a `report` job: load the model and the rows, score, explain the top rows,
@@ -151,7 +136,7 @@ pub async fn run_job(
             None,
         ),
     };
-    width_matches(&record.feature_names, &rows)?;
+    let (rows, _) = rows.for_model(&record.feature_names)?;
     progress(0.1);
     let render = move || -> Result<(String, Summary), Problem> {
         let profile = match stored_profile {
