@@ -3,6 +3,7 @@
 //! used wherever a stored model scores rows.
 
 use crate::{DetectError, Result};
+use std::collections::HashMap;
 
 /// Where a model's features are in the input, and what the input has besides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,39 +30,52 @@ impl ColumnMap {
 ///   does not name is an error that names it.
 /// - `columns` is `None` (rows without names): they are taken in the model's order, and
 ///   must be exactly as wide.
+/// - A model fitted on rows without names has the features `f0, f1, ...`: named input
+///   as wide as it, naming none of them, is taken by position too.
 pub fn map_columns(
     features: &[String],
     columns: Option<&[String]>,
     width: usize,
 ) -> Result<ColumnMap> {
-    let Some(columns) = columns else {
+    let by_position = || {
         if width != features.len() {
             return Err(DetectError::WidthMismatch {
                 expected: features.len(),
                 found: width,
             });
         }
-        return Ok(ColumnMap {
+        Ok(ColumnMap {
             order: (0..width).collect(),
             ignored: Vec::new(),
-        });
+        })
     };
-    if let Some(dup) = columns
+    let Some(columns) = columns else {
+        return by_position();
+    };
+    let mut at: HashMap<&str, usize> = HashMap::with_capacity(columns.len());
+    for (j, c) in columns.iter().enumerate() {
+        if at.insert(c.as_str(), j).is_some() {
+            return Err(DetectError::InvalidParameter {
+                name: "columns",
+                reason: format!("name `{c}` more than once"),
+            });
+        }
+    }
+    let unnamed_model = features
         .iter()
         .enumerate()
-        .find(|(i, c)| columns[..*i].contains(c))
-        .map(|(_, c)| c)
+        .all(|(i, f)| *f == format!("f{i}"));
+    if unnamed_model
+        && width == features.len()
+        && features.iter().all(|f| !at.contains_key(f.as_str()))
     {
-        return Err(DetectError::InvalidParameter {
-            name: "columns",
-            reason: format!("name `{dup}` more than once"),
-        });
+        return by_position();
     }
     let mut order = Vec::with_capacity(features.len());
     let mut missing = Vec::new();
     for f in features {
-        match columns.iter().position(|c| c == f) {
-            Some(j) => order.push(j),
+        match at.get(f.as_str()) {
+            Some(&j) => order.push(j),
             None => missing.push(f.clone()),
         }
     }
@@ -71,9 +85,10 @@ pub fn map_columns(
             features: features.to_vec(),
         });
     }
+    let taken: std::collections::HashSet<&str> = features.iter().map(String::as_str).collect();
     let ignored = columns
         .iter()
-        .filter(|c| !features.contains(c))
+        .filter(|c| !taken.contains(c.as_str()))
         .cloned()
         .collect();
     Ok(ColumnMap { order, ignored })
@@ -120,5 +135,15 @@ mod tests {
             })
         ));
         assert!(map_columns(&names("cpu"), Some(&names("cpu,cpu")), 2).is_err());
+    }
+
+    #[test]
+    fn a_model_fitted_without_names_takes_a_header_by_position() {
+        let m = map_columns(&names("f0,f1"), Some(&names("a,b")), 2).unwrap();
+        assert_eq!(m.order, vec![0, 1]);
+        // A header naming its features is still read by name.
+        let m = map_columns(&names("f0,f1"), Some(&names("f1,f0")), 2).unwrap();
+        assert_eq!(m.order, vec![1, 0]);
+        assert!(map_columns(&names("f0,f1"), Some(&names("a,b,c")), 3).is_err());
     }
 }

@@ -541,31 +541,34 @@ fn covariance(x: ArrayView2<f64>, mean: &[f64], scale: &[f64]) -> Vec<f64> {
     }
     centre.iter_mut().for_each(|c| *c /= n as f64);
     let starts: Vec<usize> = (0..n).step_by(COV_BLOCK).collect();
-    let blocks: Vec<Vec<f64>> = starts
-        .par_iter()
-        .map(|&a| {
-            let b = (a + COV_BLOCK).min(n);
-            let mut acc = vec![0.0; d * d];
-            let mut z = vec![0.0; d];
-            for row in x.slice(ndarray::s![a..b, ..]).outer_iter() {
-                standardise(row, mean, scale, &mut z);
-                for (zi, c) in z.iter_mut().zip(&centre) {
-                    *zi -= c;
-                }
-                for (p, zp) in z.iter().enumerate() {
-                    let line = &mut acc[p * d + p..(p + 1) * d];
-                    for (l, zq) in line.iter_mut().zip(&z[p..]) {
-                        *l += zp * zq;
-                    }
+    let block_sum = |&a: &usize| {
+        let b = (a + COV_BLOCK).min(n);
+        let mut acc = vec![0.0; d * d];
+        let mut z = vec![0.0; d];
+        for row in x.slice(ndarray::s![a..b, ..]).outer_iter() {
+            standardise(row, mean, scale, &mut z);
+            for (zi, c) in z.iter_mut().zip(&centre) {
+                *zi -= c;
+            }
+            for (p, zp) in z.iter().enumerate() {
+                let line = &mut acc[p * d + p..(p + 1) * d];
+                for (l, zq) in line.iter_mut().zip(&z[p..]) {
+                    *l += zp * zq;
                 }
             }
-            acc
-        })
-        .collect();
+        }
+        acc
+    };
+    // A few blocks at a time, added in block order: the same sums at any thread count,
+    // and at most `BLOCKS_AT_ONCE` d x d accumulators held, whatever the rows.
+    const BLOCKS_AT_ONCE: usize = 8;
     let mut cov = vec![0.0; d * d];
-    for block in &blocks {
-        for (c, v) in cov.iter_mut().zip(block) {
-            *c += v;
+    for group in starts.chunks(BLOCKS_AT_ONCE) {
+        let blocks: Vec<Vec<f64>> = group.par_iter().map(block_sum).collect();
+        for block in &blocks {
+            for (c, v) in cov.iter_mut().zip(block) {
+                *c += v;
+            }
         }
     }
     let divisor = (n - 1) as f64;

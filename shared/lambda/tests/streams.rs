@@ -762,6 +762,37 @@ async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_e
     );
 }
 
+/// Registers `csv` as a dataset of `acme`, stores it as its upload and profiles it;
+/// returns the dataset id.
+async fn upload(e: &Env, key: &str, name: &str, csv: &str) -> String {
+    let (s, _, grant) = e
+        .json(
+            "POST",
+            "/v1/datasets",
+            key,
+            json!({"name": name, "size": csv.len()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{grant}");
+    let dataset = grant["dataset"]["id"]
+        .as_str()
+        .expect("dataset")
+        .to_string();
+    let object = format!("tenants/acme/uploads/{dataset}.upload");
+    e.services()
+        .blobs
+        .put_blob(
+            &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
+            csv.as_bytes().to_vec(),
+        )
+        .await
+        .expect("upload");
+    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
+        .await
+        .expect("profiled");
+    dataset
+}
+
 /// Submits a backtest; it must answer 202. Returns the task id.
 async fn backtest(e: &Env, key: &str, body: Value) -> String {
     let (s, headers, answer) = e.json("POST", "/v1/backtests", key, body).await;
@@ -858,31 +889,7 @@ async fn a_backtest_scores_a_history_as_a_stream_does_and_a_stream_starts_where_
         let label = u8::from((1295..=1310).contains(&i));
         csv.push_str(&format!("{t},{v},{label}\n"));
     }
-    let (s, _, grant) = e
-        .json(
-            "POST",
-            "/v1/datasets",
-            &key,
-            json!({"name": "cpu.csv", "size": csv.len()}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{grant}");
-    let dataset = grant["dataset"]["id"]
-        .as_str()
-        .expect("dataset")
-        .to_string();
-    let object = format!("tenants/acme/uploads/{dataset}.upload");
-    e.services()
-        .blobs
-        .put_blob(
-            &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
-            csv.as_bytes().to_vec(),
-        )
-        .await
-        .expect("upload");
-    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
-        .await
-        .expect("profiled");
+    let dataset = upload(&e, &key, "cpu.csv", &csv).await;
     let by_dataset = backtest(&e, &key, json!({"dataset_id": dataset})).await;
     assert_eq!(e.drain().await, 1);
     let (_, from_dataset) = e.get(&format!("/v1/tasks/{by_dataset}/result"), &key).await;
@@ -920,6 +927,28 @@ async fn a_backtest_scores_a_history_as_a_stream_does_and_a_stream_starts_where_
     let body = append_json(&e, &key, &warmed, &data[1200..]).await;
     assert_eq!(scores(&body), live_scores[1200..].to_vec());
     assert_eq!(body["points"], 1440);
+
+    // A result past what a Lambda response carries comes as a download URL.
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..200_000u64 {
+        csv.push_str(&format!(
+            "{},{}\n",
+            1_396_310_400 + 60 * i,
+            (i * 7919) % 1000
+        ));
+    }
+    let long = upload(&e, &key, "long.csv", &csv).await;
+    let task = backtest(
+        &e,
+        &key,
+        json!({"dataset_id": long, "detector": "rolling_mean"}),
+    )
+    .await;
+    e.drain().await;
+    let (s, answer) = e.get(&format!("/v1/tasks/{task}/result"), &key).await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    assert!(answer["url"].is_string(), "{answer}");
+    assert!(answer["bytes"].as_u64() > Some(5 << 20), "{answer}");
 }
 
 #[tokio::test]
@@ -963,6 +992,16 @@ async fn backtests_refuse_what_they_cannot_run_and_keep_tenants_apart() {
             "no points",
         ),
         (json!({"points": few, "colour": "red"}), 400, "colour"),
+        (
+            json!({"points": few, "detector": "random_cut_forest", "params": {"num_trees": 0}}),
+            400,
+            "num_trees",
+        ),
+        (
+            json!({"points": few, "detector": "seasonal", "columns": ["a", "b"]}),
+            400,
+            "univariate",
+        ),
     ];
     for (body, status, says) in refusals {
         let (s, _, problem) = e.json("POST", "/v1/backtests", &key, body.clone()).await;
@@ -1045,8 +1084,18 @@ async fn a_random_cut_forest_stream_names_the_column_that_moved() {
             json!({"timestamp": t, "values": [cpu, mem]})
         })
         .collect();
+    // A forest's work bounds a request at a few hundred two-column points.
+    let (s, _, refused) = e
+        .json(
+            "POST",
+            &format!("/v1/streams/{id}/points"),
+            &key,
+            json!({ "points": points }),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 413, "{refused}");
     let mut anomalies = Vec::new();
-    for (n, chunk) in points.chunks(480).enumerate() {
+    for (n, chunk) in points.chunks(240).enumerate() {
         let (s, _, body) = e
             .json(
                 "POST",
@@ -1058,7 +1107,7 @@ async fn a_random_cut_forest_stream_names_the_column_that_moved() {
         assert_eq!(s, StatusCode::OK, "{body}");
         for a in body["anomalies"].as_array().expect("anomalies") {
             let mut a = a.clone();
-            a["index"] = json!(n * 480 + a["index"].as_u64().expect("index") as usize);
+            a["index"] = json!(n * 240 + a["index"].as_u64().expect("index") as usize);
             anomalies.push(a);
         }
     }

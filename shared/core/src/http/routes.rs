@@ -342,6 +342,10 @@ pub struct PartsPage {
     offset: Option<usize>,
 }
 
+/// Result documents up to this size are answered inline; larger ones with a download URL
+/// (a Lambda response carries at most 6 MB).
+pub const INLINE_RESULT_BYTES: usize = 5 << 20;
+
 /// `GET /v1/tasks/{id}/result`: a completed detection task's scores, a batch's parts,
 /// or a backtest's scores and evaluation.
 pub async fn task_result(
@@ -382,6 +386,20 @@ pub async fn task_result(
         .get_blob(&key)
         .await?
         .ok_or_else(|| Problem::not_found("the result has expired or was deleted"))?;
+    if bytes.len() > INLINE_RESULT_BYTES {
+        // Past what a Lambda response carries: a download URL instead, as for reports.
+        let grant = services
+            .uploads
+            .presign_download(&key, "application/json", report::DOWNLOAD_URL_SECS)
+            .await?;
+        return Ok(Json(json!({
+            "url": grant.url,
+            "expires_at": grant.expires_at.rfc3339(),
+            "content_type": "application/json",
+            "bytes": bytes.len(),
+        }))
+        .into_response());
+    }
     let mut response = Response::new(axum::body::Body::from(bytes));
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,

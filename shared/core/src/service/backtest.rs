@@ -29,6 +29,10 @@ pub const MAX_WORK: usize = 50 * streams::MAX_REQUEST_WORK;
 const MAX_CSV_BYTES: u64 = 64 << 20;
 /// Labelled windows one backtest may name.
 const MAX_WINDOWS: usize = 10_000;
+/// Values (points x columns) one backtest may run over.
+pub const MAX_CELLS: usize = 2_000_000;
+/// Anomalies listed in a result (all are counted in `anomaly_count`).
+pub const MAX_LISTED_ANOMALIES: usize = 10_000;
 
 /// `POST /v1/backtests`.
 #[derive(Debug, Deserialize)]
@@ -173,7 +177,15 @@ pub async fn submit(
     let (source, columns) = match (request.dataset_id, request.points) {
         (Some(dataset_id), None) => {
             let dataset = training::profiled_dataset(services, tenant, &dataset_id).await?;
+            if dataset.declared_size > MAX_CSV_BYTES {
+                return Err(Problem::too_large(format!(
+                    "dataset {dataset_id} is {} bytes; a backtest reads at most {} MiB",
+                    dataset.declared_size,
+                    MAX_CSV_BYTES >> 20
+                )));
+            }
             let header = header_of(&dataset.profile);
+            let numeric = numeric_columns(&dataset.profile);
             let label_column = match request.label_column {
                 Some(l) if !header.contains(&l) => {
                     return Err(Problem::invalid_parameter(format!(
@@ -200,11 +212,19 @@ pub async fn submit(
                     }
                     columns
                 }
-                None => header
+                // Numbers only, and never the labels, even when `windows` label the rows.
+                None => numeric
                     .into_iter()
-                    .filter(|h| h != "timestamp" && Some(h) != label_column.as_ref())
+                    .filter(|h| {
+                        h != "timestamp" && h != "label" && Some(h) != label_column.as_ref()
+                    })
                     .collect(),
             };
+            if label_column.as_ref().is_some_and(|l| columns.contains(l)) {
+                return Err(Problem::invalid_parameter(
+                    "the label column cannot also be a value column",
+                ));
+            }
             let source = Source::Dataset {
                 dataset_id,
                 label_column,
@@ -240,6 +260,8 @@ pub async fn submit(
         from_backtest: None,
     }
     .into_parts()?;
+    // Every parameter and the detector's fit to the columns, checked before queueing.
+    StreamDetector::new(spec.clone(), columns.len())?;
     if let Source::Inline { points } = &source {
         check_work(&spec, columns.len(), points.len())?;
     }
@@ -275,12 +297,24 @@ fn windows_of(windows: Vec<WindowIn>) -> Result<Vec<(i64, i64)>, Problem> {
 
 /// The column names of a dataset's stored profile.
 fn header_of(profile: &Option<Value>) -> Vec<String> {
+    columns_where(profile, |_| true)
+}
+
+/// The numeric columns of a dataset's stored profile.
+fn numeric_columns(profile: &Option<Value>) -> Vec<String> {
+    columns_where(profile, |c| {
+        c.get("type").and_then(Value::as_str) == Some("numeric")
+    })
+}
+
+fn columns_where(profile: &Option<Value>, keep: impl Fn(&Value) -> bool) -> Vec<String> {
     profile
         .as_ref()
         .and_then(|p| p.get("column_profiles"))
         .and_then(Value::as_array)
         .map(|cols| {
             cols.iter()
+                .filter(|c| keep(c))
                 .filter_map(|c| c.get("name").and_then(Value::as_str))
                 .map(str::to_string)
                 .collect()
@@ -301,6 +335,11 @@ fn check_count(n: usize) -> Result<(), Problem> {
 }
 
 fn check_work(spec: &StreamSpec, width: usize, points: usize) -> Result<(), Problem> {
+    if points.saturating_mul(width) > MAX_CELLS {
+        return Err(Problem::too_large(format!(
+            "a backtest takes at most {MAX_CELLS} values (points x columns); this one has {points} x {width}"
+        )));
+    }
     let most = streams::most_points(spec, width, MAX_WORK);
     if points > most {
         return Err(Problem::too_large(format!(
@@ -373,13 +412,17 @@ pub async fn run_job(
         let mut scores = Vec::with_capacity(points.len());
         let mut raw_scores = Vec::with_capacity(points.len());
         let mut anomalies = Vec::new();
+        let mut anomaly_count = 0;
         let step = (points.len() / 100).max(1);
         for (i, p) in points.iter().enumerate() {
             let s = detector
                 .update(p.t, &p.values)
                 .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
             if s.score >= threshold {
-                anomalies.push(Anomaly::new(i, p, &s, &columns));
+                anomaly_count += 1;
+                if anomalies.len() < MAX_LISTED_ANOMALIES {
+                    anomalies.push(Anomaly::new(i, p, &s, &columns));
+                }
             }
             scores.push(s.score);
             raw_scores.push(s.raw);
@@ -421,7 +464,7 @@ pub async fn run_job(
             probation_points: probation,
             evaluation,
             best,
-            anomaly_count: anomalies.len(),
+            anomaly_count,
             anomalies,
             scores,
             raw_scores,

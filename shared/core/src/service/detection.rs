@@ -429,7 +429,7 @@ async fn compute(
 
 fn cache_key(spec: &DetectSpec, rows: &Rows) -> String {
     let mut h = Sha256::new();
-    h.update(b"detect-v1\0");
+    h.update(b"detect-v2\0");
     h.update(serde_json::to_vec(spec).unwrap_or_default());
     h.update(b"\0");
     for c in &rows.columns {

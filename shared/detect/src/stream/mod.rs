@@ -133,7 +133,6 @@ impl StreamSpec {
             StreamSpec::RandomCutForest { params } => {
                 let leaves = params.num_trees.saturating_mul(params.sample_size);
                 let dims = params.dimensions(width);
-                let log = (usize::BITS - params.sample_size.leading_zeros()) as usize;
                 Footprint {
                     // Per tree: the sampler's points, weights and nodes (a cut, its
                     // dimension, children, parent and mass each); the point store's
@@ -142,12 +141,16 @@ impl StreamSpec {
                         .saturating_mul(12)
                         .saturating_add(leaves.saturating_mul(dims))
                         .saturating_add(params.warmup.saturating_mul(width)),
-                    // Two traversals (score, update) of a tree's depth, recomputing
-                    // bounding boxes over the shingle's dimensions.
+                    // Scoring and learning (and, for several columns, attributing) each
+                    // walk a tree; without a bounding-box cache a node's box is rebuilt
+                    // from its subtree, so a walk can touch every sampled point's
+                    // dimensions. An explained point imputes each column, a walk each:
+                    // counted for every point, as a long anomalous run explains them all.
                     work_per_point: params
                         .num_trees
-                        .saturating_mul(log.saturating_mul(4))
-                        .saturating_mul(dims.saturating_mul(2).saturating_add(8)),
+                        .saturating_mul(params.sample_size)
+                        .saturating_mul(dims)
+                        .saturating_mul(if width >= 2 { 3 } else { 2 } + width),
                 }
             }
             StreamSpec::Seasonal { params } => {

@@ -6,7 +6,8 @@
 //! learned. The first `warmup` points fix each column's origin (their median) and scale
 //! (their MAD, floored): the forest works in 32-bit floats, and standardising keeps
 //! small changes of large values (a counter near 1e9) visible and columns of different
-//! units on one footing. They are scored 0 and learned once the origin is fixed.
+//! units on one footing. They are scored 0 and learned once the origin is fixed (the
+//! forest then scores 0 until it has a whole shingle).
 //!
 //! It explains a point two ways: each column's share of the score (the forest's
 //! attribution, summed over the shingle) and, for points scoring at least
