@@ -288,8 +288,22 @@ fn errors_name_the_file_line_and_column() {
     assert!(fitted.status.success(), "{}", stderr(&fitted));
     let other = write("other.csv", "a,c\n1,2\n");
     let out = nomaly(&["detect", "--model", s(&model), "--input", s(&other)]);
+    assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("trained on columns [a, b] but the file has [a, c]"),
+        stderr(&out)
+            .contains("the rows have no `b` column, which the model takes (its features are a, b)"),
+        "{}",
+        stderr(&out)
+    );
+    // The same rows with their columns the other way round, and an id besides: taken by
+    // name, they score exactly as in the model's order.
+    let in_order = nomaly(&["detect", "--model", s(&model), "--input", s(&good)]);
+    let swapped = write("swapped.csv", "id,b,a\n7,2,1\n8,3,2\n9,1,3\n");
+    let out = nomaly(&["detect", "--model", s(&model), "--input", s(&swapped)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, in_order.stdout);
+    assert!(
+        stderr(&out).contains("left out columns the model does not take: id"),
         "{}",
         stderr(&out)
     );
