@@ -374,15 +374,7 @@ pub async fn run_job(
             label_column,
         } => {
             let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
-            let key = BlobKey::parse(&dataset.blob_key)
-                .ok()
-                .filter(|k| k.belongs_to(tenant))
-                .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
-            let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
-                JobError::Fail(Problem::not_found(format!(
-                    "dataset {dataset_id}'s upload is gone"
-                )))
-            })?;
+            let bytes = training::dataset_bytes(services, tenant, &dataset).await?;
             let columns = job.columns.clone();
             let label = label_column.clone();
             tokio::task::spawn_blocking(move || read_csv(&bytes, &columns, label.as_deref()))

@@ -193,6 +193,24 @@ async fn rows(
     }
 }
 
+/// The bytes of a dataset's upload (the tenant's own key only).
+pub async fn dataset_bytes(
+    services: &Services,
+    tenant: &TenantId,
+    dataset: &crate::domain::Dataset,
+) -> Result<Vec<u8>, JobError> {
+    let key = BlobKey::parse(&dataset.blob_key)
+        .ok()
+        .filter(|k| k.belongs_to(tenant))
+        .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
+    services.blobs.get_blob(&key).await?.ok_or_else(|| {
+        JobError::Fail(Problem::not_found(format!(
+            "dataset {}'s upload is gone",
+            dataset.id
+        )))
+    })
+}
+
 /// The rows of a dataset's upload, less `exclude_columns`.
 pub async fn dataset_rows(
     services: &Services,
@@ -200,16 +218,7 @@ pub async fn dataset_rows(
     dataset: &crate::domain::Dataset,
     exclude_columns: &[String],
 ) -> Result<Rows, JobError> {
-    let key = BlobKey::parse(&dataset.blob_key)
-        .ok()
-        .filter(|k| k.belongs_to(tenant))
-        .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
-    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
-        JobError::Fail(Problem::not_found(format!(
-            "dataset {}'s upload is gone",
-            dataset.id
-        )))
-    })?;
+    let bytes = dataset_bytes(services, tenant, dataset).await?;
     let exclude = exclude_columns.to_vec();
     tokio::task::spawn_blocking(move || Rows::from_csv(&bytes, &exclude))
         .await
