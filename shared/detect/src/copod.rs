@@ -23,6 +23,7 @@
 //! Explanation: the per-feature outlyingness values themselves; they sum to the row's
 //! score (up to rounding: the score adds them pairwise, as numpy does).
 
+use crate::ecdf::Ecdf;
 use crate::error::{DetectError, Result};
 use crate::scorer::Scorer;
 use ndarray::{ArrayView1, ArrayView2, Axis};
@@ -33,12 +34,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
-/// One feature's empirical distribution: distinct sorted values, the number of training
-/// values at or below each, and the sign of the feature's skewness.
+/// One feature's empirical distribution and the sign of its skewness.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Column {
-    values: Vec<f64>,
-    cumulative: Vec<u64>,
+    #[serde(flatten)]
+    ecdf: Ecdf,
     skew_sign: i8,
 }
 
@@ -117,37 +117,10 @@ fn numpy_sum(terms: &[f64]) -> f64 {
 
 impl Column {
     fn new(col: ArrayView1<f64>) -> Self {
-        let mut sorted = col.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let mut values = Vec::new();
-        let mut cumulative: Vec<u64> = Vec::new();
-        for (i, &v) in sorted.iter().enumerate() {
-            match cumulative.last_mut() {
-                Some(last) if values.last() == Some(&v) => *last = (i + 1) as u64,
-                _ => {
-                    values.push(v);
-                    cumulative.push((i + 1) as u64);
-                }
-            }
-        }
         Column {
-            values,
-            cumulative,
+            ecdf: Ecdf::new(col),
             skew_sign: skew_sign(col),
         }
-    }
-
-    fn n(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    /// (#{train <= x}, #{train >= x}).
-    fn counts(&self, x: f64) -> (u64, u64) {
-        let le = self.values.partition_point(|&v| v <= x);
-        let lt = self.values.partition_point(|&v| v < x);
-        let count_le = if le == 0 { 0 } else { self.cumulative[le - 1] };
-        let count_lt = if lt == 0 { 0 } else { self.cumulative[lt - 1] };
-        (count_le, self.n() - count_lt)
     }
 
     /// The feature's outlyingness given the tail counts and the sample size.
@@ -164,14 +137,14 @@ impl Column {
 
     /// Outlyingness of a value of a training row (it is among the `n`).
     fn of_training(&self, x: f64) -> f64 {
-        let (le, ge) = self.counts(x);
-        self.outlyingness(le, ge, self.n())
+        let (le, ge, n) = self.ecdf.tails(x);
+        self.outlyingness(le, ge, n)
     }
 
     /// Outlyingness of a new value, counted as one more sample.
     fn of_new(&self, x: f64) -> f64 {
-        let (le, ge) = self.counts(x);
-        self.outlyingness(le + 1, ge + 1, self.n() + 1)
+        let (le, ge, n) = self.ecdf.tails_of_new(x);
+        self.outlyingness(le, ge, n)
     }
 }
 
@@ -201,16 +174,10 @@ impl Copod {
     /// Checks a model read from outside.
     pub fn check(&self, n_features: usize) -> Result<()> {
         let ok = self.columns.len() == n_features
-            && self.columns.iter().all(|c| {
-                !c.values.is_empty()
-                    && c.values.len() == c.cumulative.len()
-                    && c.values.windows(2).all(|w| w[0] < w[1])
-                    && c.cumulative.windows(2).all(|w| w[0] < w[1])
-                    && c.cumulative.first().is_some_and(|&n| n >= 1)
-                    && c.cumulative.last().is_some_and(|&n| n < 1 << 53)
-                    && c.values.iter().all(|v| v.is_finite())
-                    && (-1..=1).contains(&c.skew_sign)
-            });
+            && self
+                .columns
+                .iter()
+                .all(|c| c.ecdf.is_valid() && (-1..=1).contains(&c.skew_sign));
         if ok {
             Ok(())
         } else {
@@ -456,13 +423,13 @@ mod tests {
         bad.columns[0].skew_sign = 3;
         assert!(bad.check(5).is_err());
         let mut bad = m.clone();
-        bad.columns[1].cumulative.reverse();
+        bad.columns[1].ecdf.cumulative.reverse();
         assert!(bad.check(5).is_err());
         let mut bad = m.clone();
-        bad.columns[2].values.clear();
+        bad.columns[2].ecdf.values.clear();
         assert!(bad.check(5).is_err());
         let mut bad = m;
-        bad.columns[3].cumulative[0] = 0;
+        bad.columns[3].ecdf.cumulative[0] = 0;
         assert!(bad.check(5).is_err());
 
         let o = FitOptions::new(Algorithm::named("copod").expect("registered"));

@@ -13,6 +13,7 @@
 //!
 //! Explanation: the per-feature tail scores `max(U_l, U_r, U_skew)` themselves.
 
+use crate::ecdf::Ecdf;
 use crate::error::{DetectError, Result};
 use crate::scorer::Scorer;
 use crate::stats::skewness;
@@ -24,29 +25,16 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
-/// One feature's empirical distribution: distinct sorted values and the number of
-/// training values at or below each.
+/// One feature's empirical distribution and the sign of its skewness.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Column {
-    values: Vec<f64>,
-    cumulative: Vec<u64>,
+    #[serde(flatten)]
+    ecdf: Ecdf,
     skew_sign: i8,
 }
 
 impl Column {
     fn new(col: ArrayView1<f64>) -> Self {
-        let mut sorted = col.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let mut values = Vec::new();
-        let mut cumulative = Vec::new();
-        for (i, &v) in sorted.iter().enumerate() {
-            if values.last() == Some(&v) {
-                *cumulative.last_mut().expect("pushed with values") = (i + 1) as u64;
-            } else {
-                values.push(v);
-                cumulative.push((i + 1) as u64);
-            }
-        }
         let s = skewness(col);
         let skew_sign = if s > 0.0 {
             1
@@ -56,23 +44,9 @@ impl Column {
             0
         };
         Column {
-            values,
-            cumulative,
+            ecdf: Ecdf::new(col),
             skew_sign,
         }
-    }
-
-    fn n(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    /// (#{train <= x}, #{train >= x}).
-    fn counts(&self, x: f64) -> (u64, u64) {
-        let le = self.values.partition_point(|&v| v <= x);
-        let lt = self.values.partition_point(|&v| v < x);
-        let count_le = if le == 0 { 0 } else { self.cumulative[le - 1] };
-        let count_lt = if lt == 0 { 0 } else { self.cumulative[lt - 1] };
-        (count_le, self.n() - count_lt)
     }
 
     /// The feature's outlyingness given the tail counts and the sample size.
@@ -90,14 +64,14 @@ impl Column {
 
     /// Outlyingness of a value of a training row (it is among the `n`).
     fn of_training(&self, x: f64) -> f64 {
-        let (le, ge) = self.counts(x);
-        self.outlyingness(le, ge, self.n())
+        let (le, ge, n) = self.ecdf.tails(x);
+        self.outlyingness(le, ge, n)
     }
 
     /// Outlyingness of a new value, counted as one more sample.
     fn of_new(&self, x: f64) -> f64 {
-        let (le, ge) = self.counts(x);
-        self.outlyingness(le + 1, ge + 1, self.n() + 1)
+        let (le, ge, n) = self.ecdf.tails_of_new(x);
+        self.outlyingness(le, ge, n)
     }
 }
 
@@ -120,16 +94,7 @@ impl Ecod {
 
     /// Checks a model read from outside.
     pub fn check(&self, n_features: usize) -> Result<()> {
-        let ok = self.columns.len() == n_features
-            && self.columns.iter().all(|c| {
-                !c.values.is_empty()
-                    && c.values.len() == c.cumulative.len()
-                    && c.values.windows(2).all(|w| w[0] < w[1])
-                    && c.cumulative.windows(2).all(|w| w[0] < w[1])
-                    && c.cumulative.first().is_some_and(|&n| n >= 1)
-                    && c.cumulative.last().is_some_and(|&n| n < 1 << 53)
-                    && c.values.iter().all(|v| v.is_finite())
-            });
+        let ok = self.columns.len() == n_features && self.columns.iter().all(|c| c.ecdf.is_valid());
         if ok {
             Ok(())
         } else {
@@ -163,15 +128,6 @@ impl Scorer for Ecod {
 mod tests {
     use super::*;
     use ndarray::array;
-
-    #[test]
-    fn tail_probabilities_are_counted_with_ties() {
-        let c = Column::new(array![1.0, 2.0, 2.0, 3.0].view());
-        assert_eq!(c.counts(2.0), (3, 3));
-        assert_eq!(c.counts(1.0), (1, 4));
-        assert_eq!(c.counts(0.0), (0, 4));
-        assert_eq!(c.counts(9.0), (4, 0));
-    }
 
     #[test]
     fn training_scores_match_a_hand_computation() {
