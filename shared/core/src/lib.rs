@@ -8,6 +8,7 @@ pub mod constant_time;
 pub mod domain;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod local_files;
 pub mod memory;
 pub mod metrics;

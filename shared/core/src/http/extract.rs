@@ -2,6 +2,7 @@
 //! and bodies read under the size limit into problems rather than plain-text rejections.
 
 use crate::domain::TenantId;
+use crate::limits::MAX_BODY_BYTES;
 use crate::service::Problem;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -9,9 +10,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-
-/// Largest request body: a synchronous Lambda invocation's payload limit.
-pub const MAX_BODY: usize = 6 * 1024 * 1024;
 
 /// The authenticated caller's tenant (set by the auth layer).
 #[derive(Debug, Clone)]
@@ -61,20 +59,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Correlation {
     }
 }
 
-/// Reads a body of at most [`MAX_BODY`] bytes: 413 beyond.
+/// Reads a body of at most [`MAX_BODY_BYTES`] bytes: 413 beyond.
 pub async fn read_body(body: Body) -> Result<Bytes, Problem> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
-            Problem::too_large(format!(
-                "request bodies are limited to {MAX_BODY} bytes (6 MB)"
-            ))
-        } else {
-            Problem::malformed_request(format!("the body could not be read: {e}"))
-        }
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            if too_large {
+                Problem::too_large(format!(
+                    "request bodies are limited to {MAX_BODY_BYTES} bytes (limit `Request body`)"
+                ))
+            } else {
+                Problem::malformed_request(format!("the body could not be read: {e}"))
+            }
+        })
 }
 
 /// The body, read under the limit.

@@ -7,6 +7,7 @@ pub mod extract;
 mod idempotency;
 mod routes;
 
+use crate::limits::MAX_BODY_BYTES;
 use crate::service::{Problem, Services};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
@@ -14,7 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use extract::{Correlation, Tenant, MAX_BODY};
+use extract::{Correlation, Tenant};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -110,9 +111,9 @@ async fn frame(mut req: Request, next: Next) -> Response {
         path = %path,
         tenant = tracing::field::Empty
     );
-    let mut response = if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    let mut response = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         Problem::too_large(format!(
-            "request bodies are limited to {MAX_BODY} bytes (6 MB)"
+            "request bodies are limited to {MAX_BODY_BYTES} bytes (limit `Request body`)"
         ))
         .into_response()
     } else {

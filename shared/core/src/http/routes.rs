@@ -1,8 +1,9 @@
 //! The route handlers: each parses its input, calls a use case and shapes the answer.
 
-use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant, MAX_BODY};
+use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
+use crate::limits::MAX_BODY_BYTES;
 use crate::ports::PageRequest;
 use crate::service::backtest::{self, BacktestRequest};
 use crate::service::batch::{self, BatchRequest};
@@ -190,7 +191,7 @@ pub async fn model_artifact(
     let id = parse_id(&id, "model", ModelId::parse)?;
     let record = models::record(&services, &tenant, &id).await?;
     let bytes = models::artifact(&services, &tenant, &record).await?;
-    if bytes.len() > MAX_BODY {
+    if bytes.len() > MAX_BODY_BYTES {
         return Err(Problem::too_large(format!(
             "model {id} is {} bytes, over the 6 MB a response may carry",
             bytes.len()
