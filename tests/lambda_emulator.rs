@@ -301,6 +301,7 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
         status,
         error: None,
         profile: None,
+        profile_attempts: 0,
         created_at: Timestamp::now(),
     };
     services

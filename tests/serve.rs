@@ -322,9 +322,18 @@ async fn tenants_training_progress_and_detection() {
 
     // A batch over a file in the imports folder, scored by the chunk workers: the same
     // scores as inline detection, row for row; tenant B cannot read it.
-    let imports = dir.join("data").join("imports");
+    // Each tenant has its own imports folder: B names the same file and gets a 404.
+    let imports = dir.join("data").join("imports").join("tenant-a");
     std::fs::create_dir_all(&imports).expect("imports folder");
     std::fs::copy(&cardio, imports.join("cardio.csv")).expect("import cardio");
+    let (s, refused) = b
+        .call(
+            "POST",
+            "/v1/batch",
+            Some(json!({"source": {"file": "cardio.csv"}, "model_id": model_id, "output": "x"})),
+        )
+        .await;
+    assert_eq!(s, 404, "{refused}");
     let (batch_id, _) = a
         .accepted(
             "/v1/batch",

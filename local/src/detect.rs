@@ -129,13 +129,7 @@ pub fn run(args: Args) -> Result<()> {
 
 fn load_table(path: &Path, exclude: &[String]) -> Result<Table> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    read_csv(
-        file,
-        &CsvOptions {
-            exclude: exclude.to_vec(),
-        },
-    )
-    .with_context(|| path.display().to_string())
+    read_csv(file, &CsvOptions::dataset(exclude)).with_context(|| path.display().to_string())
 }
 
 fn load_model(path: &Path) -> Result<Model> {

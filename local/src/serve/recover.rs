@@ -139,4 +139,40 @@ mod tests {
         assert_eq!(tasks.items.len(), 1, "no second training");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_that_kept_killing_its_profiler_is_rejected_not_retried() {
+        let dir = std::env::temp_dir().join(format!("nomaly-recover-kill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stack = Stack::open(&dir, "http://127.0.0.1:9", Settings::default()).unwrap();
+        let s = &stack.services;
+        let tenant = TenantId::parse("acme").unwrap();
+        let csv = "a,b\n1,2\n3,4\n".to_string();
+        let request: UploadRequest =
+            serde_json::from_value(serde_json::json!({"name": "d.csv", "size": csv.len()}))
+                .unwrap();
+        let grant = ingest::register(s, &tenant, request).await.unwrap();
+        let key = BlobKey::parse(&grant.dataset.blob_key).unwrap();
+        s.blobs.put_blob(&key, csv.into_bytes()).await.unwrap();
+        // Each start so far began profiling it, and the process died each time.
+        let mut dataset = grant.dataset.clone();
+        dataset.status = DatasetStatus::Profiling;
+        dataset.profile_attempts = nomaly_core::limits::MAX_PROFILE_ATTEMPTS;
+        s.datasets.put_dataset(&dataset).await.unwrap();
+        recover(s, &stack.store).await.unwrap();
+        let now = s
+            .datasets
+            .get_dataset(&tenant, &dataset.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.status, DatasetStatus::Rejected);
+        let reason = now.error.unwrap_or_default();
+        assert!(
+            reason.contains("Profiling attempts per dataset"),
+            "{reason}"
+        );
+        assert!(now.profile.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -3,6 +3,7 @@
 //! and messaging sit behind, and reading tables.
 
 pub mod atomic_file;
+pub mod bounded;
 pub mod claim_check;
 pub mod constant_time;
 pub mod domain;

@@ -42,7 +42,7 @@ impl Limit {
         match self.unit {
             Unit::Bytes => {
                 for (shift, name) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-                    if v >= 1 << shift && v % (1 << shift) == 0 {
+                    if v >= 1 << shift && v.is_multiple_of(1 << shift) {
                         return format!("{} {name}", v >> shift);
                     }
                 }
@@ -61,7 +61,7 @@ fn grouped(v: u64) -> String {
     let digits = v.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -69,19 +69,401 @@ fn grouped(v: u64) -> String {
     out
 }
 
-// ---- Request bodies -------------------------------------------------------------------
+// ---- Request bodies and tables ---------------------------------------------------------
 
 /// Largest request body: a synchronous Lambda invocation's payload limit.
 pub const MAX_BODY_BYTES: usize = 6 << 20;
+/// The most a gzip request body may inflate to.
+pub const MAX_INFLATED_BODY_BYTES: u64 = 64 << 20;
+/// The most a dataset upload may inflate to when it is profiled or read.
+pub const MAX_INFLATED_DATASET_BYTES: u64 = 4 << 30;
+/// Gzip may inflate at most this many times the compressed bytes read so far ...
+pub const MAX_INFLATE_RATIO: u64 = 200;
+/// ... once past this many inflated bytes (small files of one repeated value compress
+/// far better than any real table).
+pub const INFLATE_RATIO_FROM_BYTES: u64 = 1 << 20;
+/// The longest line (header or row) of any CSV read, before or after inflating.
+pub const MAX_LINE_BYTES: u64 = 1 << 20;
+/// Widest table accepted: wider ones are refused before any work.
+pub const MAX_COLUMNS: usize = 10_000;
+/// Values (rows x columns) one request may carry, JSON or CSV.
+pub const MAX_REQUEST_CELLS: u64 = 4_000_000;
+/// Values (rows x columns) read from a dataset to train on or score.
+pub const MAX_DATASET_CELLS: u64 = 20_000_000;
+
+// ---- Datasets ----------------------------------------------------------------------------
+
+/// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`).
+pub const MAX_UPLOAD_BYTES: u64 = 512 << 20;
+/// Uploads up to this size are profiled by `ingest` itself; larger ones by a worker job
+/// (`NOMALY_INLINE_PROFILE_BYTES`).
+pub const INLINE_PROFILE_BYTES: u64 = 64 << 20;
+/// Numbers a profile keeps, over all columns, for its quantiles; past it they come from a
+/// uniform sample.
+pub const PROFILE_SAMPLE_VALUES: usize = 4_000_000;
+/// Distinct values a profile counts exactly, over all columns.
+pub const PROFILE_DISTINCT_VALUES: usize = 1_000_000;
+/// Times a dataset's profiling may start; a dataset still unprofiled after that many is
+/// `rejected` with the reason.
+pub const MAX_PROFILE_ATTEMPTS: u32 = 3;
+/// The longest an upload URL may live: 7 days, S3's limit for a presigned URL.
+pub const MAX_UPLOAD_URL_SECS: u32 = 7 * 24 * 3600;
+
+// ---- Detection -----------------------------------------------------------------------------
+
+/// Detections predicted to take longer go to a task (202); `NOMALY_DETECT_BUDGET_MS`.
+pub const DETECT_BUDGET_MS: u64 = 3000;
+/// Result documents up to this size are answered inline; larger ones with a download URL
+/// (a Lambda response carries at most 6 MB).
+pub const INLINE_RESULT_BYTES: usize = 5 << 20;
+/// Trees an isolation forest may grow (`n_estimators`).
+pub const MAX_TREES: usize = 1000;
+/// Neighbours knn and lof may compare (`n_neighbors`; fewer than the rows, too).
+pub const MAX_NEIGHBORS: usize = 200;
+/// Columns pca may fit (its covariance is columns², its eigendecomposition columns³).
+pub const MAX_PCA_COLUMNS: usize = 1000;
+/// Work predicted to take longer than this is refused: no worker (900 s timeout) could
+/// finish it.
+pub const MAX_TASK_MS: u64 = 600_000;
+/// Requests one tenant may make per rate window (`NOMALY_RATE_LIMIT`; 0 turns it off).
+pub const RATE_LIMIT: u32 = 100;
+
+// ---- Streams and backtests -----------------------------------------------------------------
+
+/// Points one request may append.
+pub const STREAM_MAX_POINTS: usize = 10_000;
+/// Values one point may have.
+pub const STREAM_MAX_WIDTH: usize = 256;
+/// At most this many numbers in one stream's detector state.
+pub const STREAM_MAX_STATE_VALUES: usize = 500_000;
+/// At most this much detector work (the footprint's operations per point, times points)
+/// in one request: a few seconds.
+pub const STREAM_MAX_REQUEST_WORK: usize = 100_000_000;
+/// Points one backtest may run over.
+pub const BACKTEST_MAX_POINTS: usize = 200_000;
+/// Detector work one backtest may take (the footprint's operations per point, times
+/// points): fifty times one append's.
+pub const BACKTEST_MAX_WORK: usize = 50 * STREAM_MAX_REQUEST_WORK;
+/// The most bytes a dataset may inflate to when read for a backtest.
+pub const BACKTEST_MAX_INFLATED_BYTES: u64 = 64 << 20;
+/// Labelled windows one backtest may name.
+pub const BACKTEST_MAX_WINDOWS: usize = 10_000;
+/// Values (points x columns) one backtest may run over.
+pub const BACKTEST_MAX_CELLS: usize = 2_000_000;
+/// Anomalies listed in a result (all are counted in `anomaly_count`).
+pub const BACKTEST_MAX_LISTED_ANOMALIES: usize = 10_000;
+/// Rows one `score` message may carry.
+pub const WS_MAX_SCORE_ROWS: usize = 1000;
+/// Events replayed by one subscribe at most.
+pub const WS_MAX_REPLAY: usize = 5000;
+/// The most chunks a batch may have (with the default 64 MiB chunks, 640 GiB).
+pub const BATCH_MAX_CHUNKS: u64 = 10_000;
+/// The longest header a batch takes: it travels in every chunk job, and ten jobs (one
+/// SQS send) must stay under 256 KiB even with every character escaped.
+pub const BATCH_MAX_HEADER_BYTES: usize = 8 << 10;
+
+/// The limits table's row for [`INFLATED_BODY`]'s value.
+pub const INFLATED_BODY: Limit = row(
+    "Request body, inflated from gzip",
+    MAX_INFLATED_BODY_BYTES,
+    Unit::Bytes,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`INFLATED_DATASET`]'s value.
+pub const INFLATED_DATASET: Limit = row(
+    "Dataset, inflated from gzip",
+    MAX_INFLATED_DATASET_BYTES,
+    Unit::Bytes,
+    None,
+    "dataset `rejected`; task `failed` (413)",
+);
+/// The limits table's row for [`INFLATE_RATIO`]'s value.
+pub const INFLATE_RATIO: Limit = row(
+    "Gzip inflation ratio",
+    MAX_INFLATE_RATIO,
+    Unit::Ratio,
+    None,
+    "413 (request), dataset `rejected`",
+);
+/// The limits table's row for [`LINE`]'s value.
+pub const LINE: Limit = row(
+    "CSV line",
+    MAX_LINE_BYTES,
+    Unit::Bytes,
+    None,
+    "413 (request), dataset `rejected`",
+);
+/// The limits table's row for [`COLUMNS`]'s value.
+pub const COLUMNS: Limit = row(
+    "Columns in a table",
+    MAX_COLUMNS as u64,
+    Unit::Count,
+    None,
+    "422 `invalid-data`",
+);
+/// The limits table's row for [`REQUEST_CELLS`]'s value.
+pub const REQUEST_CELLS: Limit = row(
+    "Values per request (rows × columns)",
+    MAX_REQUEST_CELLS,
+    Unit::Count,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`DATASET_CELLS`]'s value.
+pub const DATASET_CELLS: Limit = row(
+    "Values read from a dataset (rows × columns)",
+    MAX_DATASET_CELLS,
+    Unit::Count,
+    None,
+    "task `failed` (413)",
+);
+/// The limits table's row for [`MAX_PROFILE_ATTEMPTS`].
+pub const PROFILE_ATTEMPTS: Limit = row(
+    "Profiling attempts per dataset",
+    MAX_PROFILE_ATTEMPTS as u64,
+    Unit::Count,
+    None,
+    "dataset `rejected` with the reason",
+);
+/// The limits table's row for [`BACKTEST_MAX_INFLATED_BYTES`].
+pub const BACKTEST_INFLATED: Limit = row(
+    "Dataset inflated for a backtest",
+    BACKTEST_MAX_INFLATED_BYTES,
+    Unit::Bytes,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`MAX_TREES`].
+pub const TREES: Limit = row(
+    "Isolation forest trees (`n_estimators`)",
+    MAX_TREES as u64,
+    Unit::Count,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`MAX_NEIGHBORS`].
+pub const NEIGHBORS: Limit = row(
+    "Neighbours for knn and lof (`n_neighbors`)",
+    MAX_NEIGHBORS as u64,
+    Unit::Count,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`MAX_PCA_COLUMNS`].
+pub const PCA_COLUMNS: Limit = row(
+    "Columns pca fits",
+    MAX_PCA_COLUMNS as u64,
+    Unit::Count,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`MAX_TASK_MS`].
+pub const TASK_MS: Limit = row(
+    "Predicted work per task",
+    MAX_TASK_MS,
+    Unit::Millis,
+    None,
+    TOO_LARGE,
+);
+/// The limits table's row for [`DETECT_BUDGET_MS`].
+pub const DETECT_BUDGET: Limit = row(
+    "Inline detection budget (predicted)",
+    DETECT_BUDGET_MS,
+    Unit::Millis,
+    Some("NOMALY_DETECT_BUDGET_MS"),
+    "202 and a task; WebSocket `score` and reports: 413",
+);
 
 /// The rows of [`TABLE`], in the README's order.
-pub const TABLE: &[Limit] = &[Limit {
-    name: "Request body",
-    value: MAX_BODY_BYTES as u64,
-    unit: Unit::Bytes,
-    variable: None,
-    answer: "413 `payload-too-large`",
-}];
+pub const TABLE: &[Limit] = &[
+    row(
+        "Request body",
+        MAX_BODY_BYTES as u64,
+        Unit::Bytes,
+        None,
+        TOO_LARGE,
+    ),
+    INFLATED_BODY,
+    row(
+        "Dataset upload",
+        MAX_UPLOAD_BYTES,
+        Unit::Bytes,
+        Some("NOMALY_MAX_UPLOAD_BYTES"),
+        "413 when registered; `rejected` when larger than declared",
+    ),
+    INFLATED_DATASET,
+    INFLATE_RATIO,
+    row(
+        "Inflated bytes before the ratio applies",
+        INFLATE_RATIO_FROM_BYTES,
+        Unit::Bytes,
+        None,
+        "-",
+    ),
+    LINE,
+    COLUMNS,
+    REQUEST_CELLS,
+    DATASET_CELLS,
+    row(
+        "Dataset profiled by `ingest` itself",
+        INLINE_PROFILE_BYTES,
+        Unit::Bytes,
+        Some("NOMALY_INLINE_PROFILE_BYTES"),
+        "profiled by a worker job instead",
+    ),
+    row(
+        "Numbers a profile keeps for quantiles",
+        PROFILE_SAMPLE_VALUES as u64,
+        Unit::Count,
+        None,
+        "quantiles from a uniform sample (`sampled_quantiles`)",
+    ),
+    row(
+        "Distinct values a profile counts",
+        PROFILE_DISTINCT_VALUES as u64,
+        Unit::Count,
+        None,
+        "`distinct_capped: true`",
+    ),
+    PROFILE_ATTEMPTS,
+    row(
+        "Upload URL lifetime",
+        MAX_UPLOAD_URL_SECS as u64,
+        Unit::Seconds,
+        None,
+        "400 `invalid-parameter`",
+    ),
+    DETECT_BUDGET,
+    TREES,
+    NEIGHBORS,
+    PCA_COLUMNS,
+    TASK_MS,
+    row(
+        "Result answered inline",
+        INLINE_RESULT_BYTES as u64,
+        Unit::Bytes,
+        None,
+        "303-style answer with a download URL",
+    ),
+    row(
+        "Requests per tenant per rate window",
+        RATE_LIMIT as u64,
+        Unit::Count,
+        Some("NOMALY_RATE_LIMIT"),
+        "429 with `Retry-After`",
+    ),
+    row(
+        "Points per stream append",
+        STREAM_MAX_POINTS as u64,
+        Unit::Count,
+        None,
+        TOO_LARGE,
+    ),
+    row(
+        "Values per stream point",
+        STREAM_MAX_WIDTH as u64,
+        Unit::Count,
+        None,
+        "422 `invalid-data`",
+    ),
+    row(
+        "Numbers in a stream's detector state",
+        STREAM_MAX_STATE_VALUES as u64,
+        Unit::Count,
+        None,
+        "400 `invalid-parameter`",
+    ),
+    row(
+        "Detector work per stream append",
+        STREAM_MAX_REQUEST_WORK as u64,
+        Unit::Count,
+        None,
+        TOO_LARGE,
+    ),
+    row(
+        "Points per backtest",
+        BACKTEST_MAX_POINTS as u64,
+        Unit::Count,
+        None,
+        TOO_LARGE,
+    ),
+    row(
+        "Detector work per backtest",
+        BACKTEST_MAX_WORK as u64,
+        Unit::Count,
+        None,
+        TOO_LARGE,
+    ),
+    BACKTEST_INFLATED,
+    row(
+        "Labelled windows per backtest",
+        BACKTEST_MAX_WINDOWS as u64,
+        Unit::Count,
+        None,
+        "422 `invalid-data`",
+    ),
+    row(
+        "Values per backtest (points × columns)",
+        BACKTEST_MAX_CELLS as u64,
+        Unit::Count,
+        None,
+        TOO_LARGE,
+    ),
+    row(
+        "Anomalies listed in a backtest result",
+        BACKTEST_MAX_LISTED_ANOMALIES as u64,
+        Unit::Count,
+        None,
+        "all counted, the first listed",
+    ),
+    row(
+        "Rows per WebSocket `score`",
+        WS_MAX_SCORE_ROWS as u64,
+        Unit::Count,
+        None,
+        "WebSocket `error` (`payload-too-large`)",
+    ),
+    row(
+        "Events replayed per WebSocket subscribe",
+        WS_MAX_REPLAY as u64,
+        Unit::Count,
+        None,
+        "the newest replayed, `truncated: true`",
+    ),
+    row(
+        "Chunks per batch",
+        BATCH_MAX_CHUNKS,
+        Unit::Count,
+        None,
+        "task `failed` (413)",
+    ),
+    row(
+        "Batch source header",
+        BATCH_MAX_HEADER_BYTES as u64,
+        Unit::Bytes,
+        None,
+        "task `failed` (413)",
+    ),
+];
+
+const TOO_LARGE: &str = "413 `payload-too-large`";
+
+const fn row(
+    name: &'static str,
+    value: u64,
+    unit: Unit,
+    variable: Option<&'static str>,
+    answer: &'static str,
+) -> Limit {
+    Limit {
+        name,
+        value,
+        unit,
+        variable,
+        answer,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use crate::domain::{
     ApiKey, Connection, Dataset, Event, ModelRecord, Stream, StreamState, Task, TenantId,
 };
 use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, StreamId, TaskId};
+use crate::limits::MAX_UPLOAD_URL_SECS;
 use crate::time::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -458,9 +459,6 @@ pub struct PresignedUpload {
     /// When the URL stops working.
     pub expires_at: Timestamp,
 }
-
-/// The longest an upload URL may live: 7 days, S3's limit for a presigned URL.
-pub const MAX_UPLOAD_URL_SECS: u32 = 7 * 24 * 3600;
 
 /// An upload URL's lifetime as granted: `asked` clamped to 1 s ..= [`MAX_UPLOAD_URL_SECS`].
 pub fn upload_url_lifetime(asked: u32) -> u32 {

@@ -1,9 +1,11 @@
 //! Numeric tables read from CSV: a header of column names, then one row of numbers per
 //! line. Every error names the line (1 is the header) and the column.
 
+use crate::bounded::{self, Bounds, Exceeded};
+use crate::limits::{self, Limit};
 use ndarray::Array2;
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use thiserror::Error;
 
 /// A numeric table: column names and a row-major matrix.
@@ -61,6 +63,9 @@ pub enum TableError {
         /// What went wrong.
         cause: String,
     },
+    /// The input went past one of the limits.
+    #[error("{0}")]
+    Limit(#[from] Exceeded),
     /// A line's quoting is broken.
     #[error("line {line}: {cause}")]
     Quoting {
@@ -72,26 +77,52 @@ pub enum TableError {
 }
 
 /// Options for [`read_csv`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CsvOptions {
     /// Columns dropped before anything else (for example a `label` column).
     pub exclude: Vec<String>,
+    /// What the input may inflate to, and its longest line.
+    pub bounds: Bounds,
+    /// The most values (rows x kept columns) read.
+    pub cells: &'static Limit,
+}
+
+impl Default for CsvOptions {
+    /// A request body's limits.
+    fn default() -> Self {
+        CsvOptions {
+            exclude: Vec::new(),
+            bounds: Bounds::REQUEST,
+            cells: &limits::REQUEST_CELLS,
+        }
+    }
+}
+
+impl CsvOptions {
+    /// A stored dataset's limits, leaving out `exclude`.
+    pub fn dataset(exclude: &[String]) -> Self {
+        CsvOptions {
+            exclude: exclude.to_vec(),
+            bounds: Bounds::DATASET,
+            cells: &limits::DATASET_CELLS,
+        }
+    }
+
+    /// A request body's limits, leaving out `exclude`.
+    pub fn request(exclude: &[String]) -> Self {
+        CsvOptions {
+            exclude: exclude.to_vec(),
+            ..CsvOptions::default()
+        }
+    }
 }
 
 /// Reads a CSV table. Values must be finite numbers (surrounding spaces allowed); a
-/// gzip stream (it starts with the gzip magic bytes) is decompressed first.
+/// gzip stream (it starts with the gzip magic bytes) is decompressed first. The read
+/// stops at the first limit of `options` it passes: inflated bytes, line length, columns
+/// or values.
 pub fn read_csv<R: Read>(reader: R, options: &CsvOptions) -> Result<Table, TableError> {
-    let mut buffered = BufReader::with_capacity(1 << 16, reader);
-    let is_gzip = buffered
-        .fill_buf()
-        .map(|b| b.starts_with(&[0x1f, 0x8b]))
-        .unwrap_or(false);
-    if is_gzip {
-        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        read_plain(BufReader::with_capacity(1 << 16, decoder), options)
-    } else {
-        read_plain(buffered, options)
-    }
+    read_plain(bounded::open(reader, options.bounds), options)
 }
 
 /// Reads one line into `buf` without its line ending; false at the end of the input.
@@ -99,9 +130,12 @@ fn next_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>, line: u64) -> Result
     buf.clear();
     let n = reader
         .read_until(b'\n', buf)
-        .map_err(|e| TableError::Read {
-            line,
-            cause: e.to_string(),
+        .map_err(|e| match Exceeded::in_io(&e) {
+            Some(limit) => TableError::Limit(limit.clone()),
+            None => TableError::Read {
+                line,
+                cause: e.to_string(),
+            },
         })?;
     while buf.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
         buf.pop();
@@ -111,7 +145,7 @@ fn next_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>, line: u64) -> Result
 
 /// The fields of one line, trimmed. Lines with quotes go through the CSV parser; the rest
 /// (numeric data) are split on commas directly.
-fn split_fields<'a>(
+pub(crate) fn split_fields<'a>(
     line: &'a [u8],
     number: u64,
     out: &mut Vec<Cow<'a, [u8]>>,
@@ -165,6 +199,16 @@ fn read_plain<R: BufRead>(mut reader: R, options: &CsvOptions) -> Result<Table, 
                 .to_string()
         })
         .collect();
+    if header.len() > limits::MAX_COLUMNS {
+        return Err(TableError::Limit(Exceeded {
+            limit: limits::COLUMNS.name,
+            detail: format!(
+                "the header has {} columns; at most {} are accepted",
+                header.len(),
+                limits::COLUMNS.shown()
+            ),
+        }));
+    }
     for (i, name) in header.iter().enumerate() {
         if name.is_empty() {
             return Err(TableError::Header(format!("column {} has no name", i + 1)));
@@ -194,6 +238,16 @@ fn read_plain<R: BufRead>(mut reader: R, options: &CsvOptions) -> Result<Table, 
         // value, refused below like any other empty cell.
         if header.len() > 1 && buf.trim_ascii().is_empty() {
             continue;
+        }
+        if (values.len() + keep.len()) as u64 > options.cells.value {
+            return Err(TableError::Limit(Exceeded {
+                limit: options.cells.name,
+                detail: format!(
+                    "more than {} values ({} columns)",
+                    options.cells.shown(),
+                    keep.len()
+                ),
+            }));
         }
         let mut fields = Vec::with_capacity(header.len());
         split_fields(&buf, line, &mut fields)?;
@@ -254,9 +308,7 @@ mod tests {
     fn read(text: &str, exclude: &[&str]) -> Result<Table, TableError> {
         read_csv(
             text.as_bytes(),
-            &CsvOptions {
-                exclude: exclude.iter().map(|s| s.to_string()).collect(),
-            },
+            &CsvOptions::request(&exclude.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
         )
     }
 
@@ -340,5 +392,37 @@ mod tests {
         );
         let e = read_csv(&b"a\n\xff\n"[..], &CsvOptions::default()).unwrap_err();
         assert!(e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn reads_stop_at_the_request_limits() {
+        // The bomb, scaled down: one repeated row that inflates 1000-fold.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"a,b,c\n").unwrap();
+        for _ in 0..2_000 {
+            gz.write_all(&b"0,0,0\n".repeat(10_000)).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        // Whichever limit it meets first (the ratio allows a head start of one buffer of
+        // gzip), it stops long before 120 MB are inflated.
+        match read_csv(&bomb[..], &CsvOptions::default()) {
+            Err(TableError::Limit(e)) => assert!(
+                [limits::INFLATE_RATIO.name, limits::REQUEST_CELLS.name].contains(&e.limit),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Plain rows past the values a request may carry.
+        let rows = limits::MAX_REQUEST_CELLS / 2 + 1;
+        let mut text = b"a,b\n".to_vec();
+        for i in 0..rows {
+            text.extend_from_slice(format!("{i},1\n").as_bytes());
+        }
+        match read_csv(&text[..], &CsvOptions::default()) {
+            Err(TableError::Limit(e)) => assert_eq!(e.limit, limits::REQUEST_CELLS.name),
+            other => panic!("{other:?}"),
+        }
+        let t = read_csv(&text[..], &CsvOptions::dataset(&[])).unwrap();
+        assert_eq!(t.data.nrows() as u64, rows);
     }
 }

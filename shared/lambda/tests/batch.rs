@@ -527,8 +527,12 @@ async fn a_chunk_failing_every_delivery_fails_the_task_on_the_last() {
 #[tokio::test]
 async fn the_local_server_reads_files_under_its_imports_folder_only() {
     let dir = std::env::temp_dir().join(format!("nomaly-imports-{}", TaskId::new()));
-    std::fs::create_dir_all(dir.join("nested")).unwrap();
-    std::fs::write(dir.join("nested/data.csv"), csv(300)).unwrap();
+    std::fs::create_dir_all(dir.join("acme/nested")).unwrap();
+    std::fs::write(dir.join("acme/nested/data.csv"), csv(300)).unwrap();
+    // Another tenant's file, and a link in acme's folder that leads to it.
+    std::fs::create_dir_all(dir.join("globex")).unwrap();
+    std::fs::write(dir.join("globex/secret.csv"), csv(10)).unwrap();
+    std::os::unix::fs::symlink(dir.join("globex/secret.csv"), dir.join("acme/link.csv")).unwrap();
     let e = env_with(Settings {
         imports_dir: Some(dir.clone()),
         ..settings()
@@ -552,6 +556,26 @@ async fn the_local_server_reads_files_under_its_imports_folder_only() {
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{bad}: {body}");
     }
+    // A link out of the folder is refused; another tenant's file is not there at all.
+    let (s, _, body) = e
+        .json(
+            "POST",
+            "/v1/batch",
+            &key,
+            json!({"source": {"file": "link.csv"}, "model_id": model_id, "output": "f"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.to_string().contains("secret"), "{body}");
+    let (s, _, body) = e
+        .json(
+            "POST",
+            "/v1/batch",
+            &key,
+            json!({"source": {"file": "../globex/secret.csv"}, "model_id": model_id, "output": "f"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     let id = submit(
         &e,
         &key,

@@ -31,6 +31,10 @@ pub struct Dataset {
     pub error: Option<String>,
     /// The quality report, once profiled.
     pub profile: Option<serde_json::Value>,
+    /// Times profiling has started on the upload; past the limits table's
+    /// `Profiling attempts per dataset` the dataset is rejected instead of profiled again.
+    #[serde(default)]
+    pub profile_attempts: u32,
     /// When it was registered.
     pub created_at: Timestamp,
 }

@@ -3,6 +3,7 @@
 use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
+use crate::limits::INLINE_RESULT_BYTES;
 use crate::limits::MAX_BODY_BYTES;
 use crate::ports::PageRequest;
 use crate::service::backtest::{self, BacktestRequest};
@@ -15,6 +16,7 @@ use crate::service::report::{self, ReportRequest};
 use crate::service::streams::{self, CreateStream, PointsRequest};
 use crate::service::training::{self, TrainRequest};
 use crate::service::{models, Problem, Services};
+use crate::table::CsvOptions;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -105,9 +107,11 @@ pub async fn detect(
         }
         Some("text/csv") => {
             let (spec, exclude) = query(q)?.into_parts()?;
-            let rows = tokio::task::spawn_blocking(move || Rows::from_csv(&body, &exclude))
-                .await
-                .map_err(|e| Problem::internal(e.to_string()))??;
+            let rows = tokio::task::spawn_blocking(move || {
+                Rows::from_csv(&body, &CsvOptions::request(&exclude))
+            })
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))??;
             (rows, spec)
         }
         other => {
@@ -342,10 +346,6 @@ pub struct PartsPage {
     #[serde(default)]
     offset: Option<usize>,
 }
-
-/// Result documents up to this size are answered inline; larger ones with a download URL
-/// (a Lambda response carries at most 6 MB).
-pub const INLINE_RESULT_BYTES: usize = 5 << 20;
 
 /// `GET /v1/tasks/{id}/result`: a completed detection task's scores, a batch's parts,
 /// or a backtest's scores and evaluation.

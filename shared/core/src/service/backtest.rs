@@ -8,8 +8,13 @@
 //! - the detector as it stood after the last point, from which `POST /v1/streams` with
 //!   `from_backtest` starts a live stream that needs no warm-up.
 
+use crate::bounded::{self, Bounds, Exceeded};
 use crate::domain::{Task, TaskKind, TaskStatus, TenantId};
 use crate::ids::{DatasetId, TaskId};
+use crate::limits::{
+    self, BACKTEST_MAX_CELLS, BACKTEST_MAX_INFLATED_BYTES, BACKTEST_MAX_LISTED_ANOMALIES,
+    BACKTEST_MAX_POINTS, BACKTEST_MAX_WINDOWS, BACKTEST_MAX_WORK,
+};
 use crate::ports::BlobKey;
 use crate::service::jobs::{self, JobError};
 use crate::service::streams::{self, Anomaly, CreateStream, Point, PointIn, When};
@@ -19,20 +24,6 @@ use nomaly_detect::stream::{StreamDetector, StreamSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Read;
-
-/// Points one backtest may run over.
-pub const MAX_POINTS: usize = 200_000;
-/// Detector work one backtest may take (the footprint's operations per point, times
-/// points): fifty times one append's.
-pub const MAX_WORK: usize = 50 * streams::MAX_REQUEST_WORK;
-/// The most bytes a dataset may inflate to when read for a backtest.
-const MAX_CSV_BYTES: u64 = 64 << 20;
-/// Labelled windows one backtest may name.
-const MAX_WINDOWS: usize = 10_000;
-/// Values (points x columns) one backtest may run over.
-pub const MAX_CELLS: usize = 2_000_000;
-/// Anomalies listed in a result (all are counted in `anomaly_count`).
-pub const MAX_LISTED_ANOMALIES: usize = 10_000;
 
 /// `POST /v1/backtests`.
 #[derive(Debug, Deserialize)]
@@ -177,11 +168,11 @@ pub async fn submit(
     let (source, columns) = match (request.dataset_id, request.points) {
         (Some(dataset_id), None) => {
             let dataset = training::profiled_dataset(services, tenant, &dataset_id).await?;
-            if dataset.declared_size > MAX_CSV_BYTES {
+            if dataset.declared_size > BACKTEST_MAX_INFLATED_BYTES {
                 return Err(Problem::too_large(format!(
                     "dataset {dataset_id} is {} bytes; a backtest reads at most {} MiB",
                     dataset.declared_size,
-                    MAX_CSV_BYTES >> 20
+                    BACKTEST_MAX_INFLATED_BYTES >> 20
                 )));
             }
             let header = header_of(&dataset.profile);
@@ -278,9 +269,9 @@ pub async fn submit(
 }
 
 fn windows_of(windows: Vec<WindowIn>) -> Result<Vec<(i64, i64)>, Problem> {
-    if windows.len() > MAX_WINDOWS {
+    if windows.len() > BACKTEST_MAX_WINDOWS {
         return Err(Problem::invalid_parameter(format!(
-            "at most {MAX_WINDOWS} windows are accepted"
+            "at most {BACKTEST_MAX_WINDOWS} windows are accepted"
         )));
     }
     windows
@@ -326,21 +317,21 @@ fn check_count(n: usize) -> Result<(), Problem> {
     if n == 0 {
         return Err(Problem::invalid_data("the backtest has no points"));
     }
-    if n > MAX_POINTS {
+    if n > BACKTEST_MAX_POINTS {
         return Err(Problem::too_large(format!(
-            "a backtest runs over at most {MAX_POINTS} points (this one has {n})"
+            "a backtest runs over at most {BACKTEST_MAX_POINTS} points (this one has {n})"
         )));
     }
     Ok(())
 }
 
 fn check_work(spec: &StreamSpec, width: usize, points: usize) -> Result<(), Problem> {
-    if points.saturating_mul(width) > MAX_CELLS {
+    if points.saturating_mul(width) > BACKTEST_MAX_CELLS {
         return Err(Problem::too_large(format!(
-            "a backtest takes at most {MAX_CELLS} values (points x columns); this one has {points} x {width}"
+            "a backtest takes at most {BACKTEST_MAX_CELLS} values (points x columns); this one has {points} x {width}"
         )));
     }
-    let most = streams::most_points(spec, width, MAX_WORK);
+    let most = streams::most_points(spec, width, BACKTEST_MAX_WORK);
     if points > most {
         return Err(Problem::too_large(format!(
             "this detector backtests at most {most} points; use fewer points, or a lighter detector"
@@ -412,7 +403,7 @@ pub async fn run_job(
                 .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
             if s.score >= threshold {
                 anomaly_count += 1;
-                if anomalies.len() < MAX_LISTED_ANOMALIES {
+                if anomalies.len() < BACKTEST_MAX_LISTED_ANOMALIES {
                     anomalies.push(Anomaly::new(i, p, &s, &columns));
                 }
             }
@@ -509,35 +500,30 @@ struct Document {
 }
 
 /// Reads a dataset's points (`timestamp`, the value columns by name) and its 0/1 labels,
-/// inflating gzip up to [`MAX_CSV_BYTES`].
+/// inflating gzip within [`limits::BACKTEST_INFLATED`].
 fn read_csv(
     bytes: &[u8],
     columns: &[String],
     label_column: Option<&str>,
 ) -> Result<(Vec<Point>, Option<Vec<bool>>), Problem> {
-    let plain: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
+    let bounds = Bounds {
+        inflated: &limits::BACKTEST_INFLATED,
+        line_bytes: limits::MAX_LINE_BYTES,
     };
     let mut inflated = Vec::new();
-    plain
-        .take(MAX_CSV_BYTES + 1)
+    bounded::open(bytes, bounds)
         .read_to_end(&mut inflated)
-        .map_err(|e| Problem::invalid_data(format!("the dataset could not be read: {e}")))?;
-    if inflated.len() as u64 > MAX_CSV_BYTES {
-        return Err(Problem::too_large(format!(
-            "a backtest reads at most {} MiB of CSV",
-            MAX_CSV_BYTES >> 20
-        )));
-    }
+        .map_err(|e| match Exceeded::in_io(&e) {
+            Some(limit) => Problem::from(limit.clone()),
+            None => Problem::invalid_data(format!("the dataset could not be read: {e}")),
+        })?;
     streams::read_csv(
         &inflated,
         columns,
         label_column,
         (
-            MAX_POINTS,
-            &format!("a backtest runs over at most {MAX_POINTS} points"),
+            BACKTEST_MAX_POINTS,
+            &format!("a backtest runs over at most {BACKTEST_MAX_POINTS} points"),
         ),
     )
 }
@@ -598,7 +584,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(b"timestamp,value\n").unwrap();
         let line = b"1396310400,0\n".repeat(1 << 16);
-        for _ in 0..((MAX_CSV_BYTES as usize / line.len()) + 2) {
+        for _ in 0..((BACKTEST_MAX_INFLATED_BYTES as usize / line.len()) + 2) {
             gz.write_all(&line).unwrap();
         }
         let bytes = gz.finish().unwrap();

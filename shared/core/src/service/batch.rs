@@ -19,6 +19,7 @@
 
 use crate::domain::{BatchProgress, EventType, Task, TaskKind, TaskStatus, TenantId};
 use crate::ids::{DatasetId, JobId, ModelId, TaskId};
+use crate::limits::{BATCH_MAX_CHUNKS, BATCH_MAX_HEADER_BYTES};
 use crate::ports::{BlobKey, Delivery, Job, StoreError};
 use crate::service::chunks::{self, BlobSource, ByteSource, FileSource, Plan, PlanError};
 use crate::service::jobs::{self, JobError, JobKind};
@@ -28,11 +29,6 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-/// The most chunks a batch may have (with the default 64 MiB chunks, 640 GiB).
-pub const MAX_CHUNKS: u64 = 10_000;
-/// The longest header a batch takes: it travels in every chunk job, and ten jobs (one
-/// SQS send) must stay under 256 KiB even with every character escaped.
-pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// The job kind of chunk jobs, on the chunks queue.
 pub const CHUNK_JOB: &str = "chunk";
 /// Conditional writes a chunk tries before leaving its count to a redelivery (which
@@ -107,7 +103,7 @@ impl Source {
             (None, None, Some(file)) => {
                 if services.settings.imports_dir.is_none() {
                     return Err(Problem::forbidden(
-                        "file sources are read only by the local server (from <data-dir>/imports/); \
+                        "file sources are read only by the local server (from <data-dir>/imports/<tenant>/); \
                          upload the data and use source.dataset_id or source.key",
                     ));
                 }
@@ -122,7 +118,7 @@ impl Source {
                     });
                 if !ok {
                     return Err(Problem::forbidden(format!(
-                        "source.file `{file}` must be a path under the imports folder \
+                        "source.file `{file}` must be a path under your imports folder \
                          (parts of A-Z a-z 0-9 . _ - separated by /, no . or ..)"
                     )));
                 }
@@ -146,8 +142,14 @@ impl Source {
         }
     }
 
-    /// The source, read by range.
-    pub fn open<'a>(&'a self, services: &'a Services) -> Result<Box<dyn ByteSource + 'a>, Problem> {
+    /// The source, read by range. A file is read from the tenant's own imports folder,
+    /// `<imports>/<tenant>/`, and only when its real path (links followed) stays inside
+    /// that folder.
+    pub fn open<'a>(
+        &'a self,
+        services: &'a Services,
+        tenant: &TenantId,
+    ) -> Result<Box<dyn ByteSource + 'a>, Problem> {
         match self {
             Source::Blob(key) => Ok(Box::new(BlobSource::new(services.blobs.as_ref(), key))),
             Source::File(path) => {
@@ -155,9 +157,22 @@ impl Source {
                     services.settings.imports_dir.as_ref().ok_or_else(|| {
                         Problem::forbidden("this deployment reads no local files")
                     })?;
+                let own = dir.join(tenant.as_str());
+                let missing = || {
+                    Problem::not_found(format!(
+                        "there is no file imports/{tenant}/{path} (each tenant reads its own folder, <data-dir>/imports/<tenant>/)"
+                    ))
+                };
+                let real = std::fs::canonicalize(own.join(path)).map_err(|_| missing())?;
+                let root = std::fs::canonicalize(&own).map_err(|_| missing())?;
+                if !real.starts_with(&root) {
+                    return Err(Problem::forbidden(format!(
+                        "imports/{tenant}/{path} leads out of your imports folder"
+                    )));
+                }
                 Ok(Box::new(FileSource::new(
-                    dir.join(path),
-                    format!("imports/{path}"),
+                    real,
+                    format!("imports/{tenant}/{path}"),
                 )))
             }
         }
@@ -236,7 +251,7 @@ pub fn manifest_key(tenant: &TenantId, output: &str, task: &TaskId) -> Result<Bl
 }
 
 /// Checks a batch request and queues its planner: 202 material. The source must exist
-/// and fit in [`MAX_CHUNKS`] chunks, and the model must be the caller's.
+/// and fit in [`BATCH_MAX_CHUNKS`] chunks, and the model must be the caller's.
 pub async fn submit(
     services: &Services,
     tenant: &TenantId,
@@ -247,14 +262,15 @@ pub async fn submit(
     let task = Task::new(tenant.clone(), TaskKind::Batch, correlation_id);
     manifest_key(tenant, &request.output, &task.id)?;
     models::record(services, tenant, &request.model_id).await?;
-    let size =
-        source.open(services)?.size().await?.ok_or_else(|| {
-            Problem::not_found("the source does not exist (or is not uploaded yet)")
-        })?;
+    let size = source
+        .open(services, tenant)?
+        .size()
+        .await?
+        .ok_or_else(|| Problem::not_found("the source does not exist (or is not uploaded yet)"))?;
     let chunk_bytes = services.settings.batch_chunk_bytes;
-    if size.div_ceil(chunk_bytes) > MAX_CHUNKS {
+    if size.div_ceil(chunk_bytes) > BATCH_MAX_CHUNKS {
         return Err(Problem::too_large(format!(
-            "the source has {size} bytes; a batch takes at most {MAX_CHUNKS} chunks of {chunk_bytes} bytes"
+            "the source has {size} bytes; a batch takes at most {BATCH_MAX_CHUNKS} chunks of {chunk_bytes} bytes"
         )));
     }
     let job = BatchJob {
@@ -275,7 +291,7 @@ pub async fn plan(
     job: &BatchJob,
 ) -> Result<Plan, JobError> {
     job.source.check(tenant)?;
-    let source = job.source.open(services)?;
+    let source = job.source.open(services, tenant)?;
     let plan = chunks::plan(source.as_ref(), job.chunk_bytes)
         .await
         .map_err(|e| match e {
@@ -285,15 +301,15 @@ pub async fn plan(
             }
             other => JobError::Fail(Problem::invalid_data(other.to_string())),
         })?;
-    if plan.chunks.len() as u64 > MAX_CHUNKS {
+    if plan.chunks.len() as u64 > BATCH_MAX_CHUNKS {
         return Err(JobError::Fail(Problem::too_large(format!(
-            "the source splits into {} chunks; at most {MAX_CHUNKS}",
+            "the source splits into {} chunks; at most {BATCH_MAX_CHUNKS}",
             plan.chunks.len()
         ))));
     }
-    if plan.header.len() > MAX_HEADER_BYTES {
+    if plan.header.len() > BATCH_MAX_HEADER_BYTES {
         return Err(JobError::Fail(Problem::invalid_data(format!(
-            "the header line has {} bytes; a batch takes at most {MAX_HEADER_BYTES}",
+            "the header line has {} bytes; a batch takes at most {BATCH_MAX_HEADER_BYTES}",
             plan.header.len()
         ))));
     }
@@ -430,7 +446,7 @@ async fn run_chunk(
         return record(services, tenant, chunk, rows, anomalies).await;
     }
     chunk.source.check(tenant)?;
-    let source = chunk.source.open(services)?;
+    let source = chunk.source.open(services, tenant)?;
     let bytes = source
         .range(chunk.start, chunk.end)
         .await
@@ -661,7 +677,12 @@ pub async fn result(
     let next = offset.saturating_add(PARTS_PER_PAGE);
     let mut urls = Vec::new();
     for part in parts.iter().skip(offset).take(PARTS_PER_PAGE) {
-        let Some(part) = part.as_str().and_then(|p| BlobKey::parse(p).ok()) else {
+        // A part outside the task's tenant is never signed, whatever the manifest says.
+        let Some(part) = part
+            .as_str()
+            .and_then(|p| BlobKey::parse(p).ok())
+            .filter(|k| k.belongs_to(&task.tenant))
+        else {
             continue;
         };
         let signed = services

@@ -9,6 +9,7 @@
 //! numeric tables have none, and such a row would be split and then refused by the
 //! chunk's parser as ragged.
 
+use crate::limits::MAX_LINE_BYTES;
 use crate::local_files::{self, blocking};
 use crate::ports::{BlobKey, BlobStore, StoreError, StoreResult};
 use crate::service::Problem;
@@ -22,8 +23,6 @@ use nomaly_detect::Model;
 const WINDOW: u64 = 64 * 1024;
 /// Windows a plan reads at once.
 const READS_IN_FLIGHT: usize = 16;
-/// The longest line (header or row) a plan accepts.
-pub const MAX_LINE_BYTES: u64 = 1024 * 1024;
 
 /// One chunk: bytes `start..end` of the object, whole rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +227,7 @@ pub fn check_features(model: &Model, header: &str) -> Result<Vec<String>, Proble
         .and_then(Result::ok)
         .map(|r| r.iter().map(str::to_string).collect())
         .unwrap_or_default();
+    // The message names the model's features only, never the source's header.
     map_columns(model.feature_names(), Some(&names), names.len())
         .map_err(|e| Problem::invalid_data(format!("the object's header: {e}")))?;
     Ok(names)
@@ -288,13 +288,7 @@ fn score_in_slices(
             continue;
         }
         let input = std::io::Read::chain(header_line.as_bytes(), slice);
-        let table = read_csv(
-            input,
-            &CsvOptions {
-                exclude: exclude.clone(),
-            },
-        )
-        .map_err(|e| {
+        let table = read_csv(input, &CsvOptions::dataset(&exclude)).map_err(|e| {
             let p = Problem::from(e);
             if at == 0 {
                 p

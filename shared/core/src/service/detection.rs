@@ -7,8 +7,8 @@ use crate::domain::{EventType, Task, TaskKind, TenantId};
 use crate::ids::{ModelId, TaskId};
 use crate::ports::BlobKey;
 use crate::service::input::{FitSpec, Rows};
-use crate::service::{jobs, models, Problem, Services};
-use nomaly_detect::{Model, ThresholdRule};
+use crate::service::{cost, jobs, models, Problem, Services};
+use nomaly_detect::{Algorithm, Model, ThresholdRule};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -272,35 +272,6 @@ pub struct DetectJob {
     pub ignored_columns: Vec<String>,
 }
 
-/// Predicted milliseconds to fit (when fitting) and score `rows` x `cols` with
-/// `algorithm` on one Lambda-sized machine. Deliberately pessimistic: a wrong guess
-/// costs a 202 instead of a timeout.
-pub fn predict_ms(
-    algorithm: &str,
-    fitting: bool,
-    rows: usize,
-    cols: usize,
-    trained_rows: usize,
-) -> f64 {
-    let (n, d) = (rows as f64, cols as f64);
-    let m = trained_rows.max(rows) as f64;
-    let log = |x: f64| x.max(2.0).log2();
-    let ns = match algorithm {
-        // 100 trees x ~10 levels a row, a little per feature.
-        "iforest" => n * (4000.0 + 20.0 * d),
-        "ecod" | "copod" => n * d * (60.0 + 10.0 * log(m)),
-        "hbos" => n * d * 80.0,
-        "zscore" => n * d * 40.0,
-        // k-d tree queries against the training rows; degrade with dimension.
-        "knn" => n * d * log(m) * 150.0 * (1.0 + d / 8.0),
-        "lof" => n * d * log(m) * 300.0 * (1.0 + d / 8.0),
-        "pca" => n * d * (200.0 + 20.0 * d),
-        "kmeans" => n * d * if fitting { 3000.0 } else { 100.0 },
-        _ => n * d * 1000.0,
-    };
-    ns / 1e6
-}
-
 /// Scores `rows` with `model`: scores, labels and (when asked) the top features of
 /// each row. Runs on the calling thread; call it off the async runtime.
 pub fn score_with(
@@ -444,6 +415,21 @@ fn cache_key(spec: &DetectSpec, rows: &Rows) -> String {
     format!("detect:{}", hex::encode(h.finalize()))
 }
 
+/// The predicted cost of scoring `rows` with `ready` (fitting first when it fits), after
+/// checking a fit's parameters against their caps.
+fn predicted_ms(ready: &Ready, rows: &Rows, explain: bool) -> Result<f64, Problem> {
+    let (n, d) = (rows.len(), rows.columns.len());
+    let predicted = match ready {
+        Ready::Stored(_, m) => cost::predict_ms(m.algorithm(), false, n, d, m.training().rows),
+        Ready::Fit(f) => {
+            let algorithm = Algorithm::with_params(&f.algorithm, &f.params)?;
+            cost::check_fit(&algorithm, n, d)?;
+            cost::predict_ms(&algorithm, true, n, d, n)
+        }
+    };
+    Ok(if explain { predicted * 2.0 } else { predicted })
+}
+
 /// Publishes `anomaly.detected` when a detection found anomalies.
 pub async fn announce(
     services: &Services,
@@ -512,15 +498,9 @@ async fn detect_now_or_queue(
     spec: DetectSpec,
 ) -> Result<Outcome, Problem> {
     let (ready, rows, ignored) = ready(services, tenant, &spec, rows).await?;
-    let (algorithm, fitting, trained) = match &ready {
-        Ready::Stored(_, m) => (m.algorithm().name().to_string(), false, m.training().rows),
-        Ready::Fit(f) => (f.algorithm.clone(), true, rows.len()),
-    };
-    let mut predicted = predict_ms(&algorithm, fitting, rows.len(), rows.columns.len(), trained);
-    if spec.explain {
-        predicted *= 2.0;
-    }
+    let predicted = predicted_ms(&ready, &rows, spec.explain)?;
     if predicted > services.settings.detect_budget_ms as f64 {
+        cost::check_task(predicted)?;
         tracing::info!(
             predicted_ms = predicted,
             budget_ms = services.settings.detect_budget_ms,
@@ -664,16 +644,6 @@ mod tests {
             Ok(ScorerSpec::Fit(_))
         ));
         assert!(scorer(None, Some("ecod".into()), None, Some(0.9), None, None).is_err());
-    }
-
-    #[test]
-    fn predicted_cost_grows_with_the_data() {
-        for alg in nomaly_detect::model::ALGORITHMS {
-            let small = predict_ms(alg, true, 1_000, 10, 1_000);
-            let big = predict_ms(alg, true, 1_000_000, 10, 1_000_000);
-            assert!(small < 300.0, "{alg}: {small}");
-            assert!(big > 10.0 * small, "{alg}: {big} vs {small}");
-        }
     }
 
     #[test]

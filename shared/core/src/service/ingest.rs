@@ -5,6 +5,7 @@
 
 use crate::domain::{Dataset, DatasetStatus, EventType, Task, TaskKind, TenantId};
 use crate::ids::DatasetId;
+use crate::limits::{self, MAX_PROFILE_ATTEMPTS};
 use crate::ports::{BlobKey, PresignedUpload};
 use crate::service::input::FitSpec;
 use crate::service::jobs::{self, JobError};
@@ -103,6 +104,7 @@ pub async fn register(
         status: DatasetStatus::AwaitingUpload,
         error: None,
         profile: None,
+        profile_attempts: 0,
         created_at: Timestamp::now(),
     };
     services.datasets.put_dataset(&dataset).await?;
@@ -247,6 +249,18 @@ async fn profile_once(
     if dataset.status == DatasetStatus::Profiled {
         return Ok(dataset);
     }
+    // Counted before the work, so a run the process does not survive (out of memory,
+    // a timeout) still counts: an upload that kills its profiler stops being retried.
+    if dataset.profile_attempts >= MAX_PROFILE_ATTEMPTS {
+        return Err(JobError::Fail(Problem::too_large(format!(
+            "profiling started {} times and never finished (the process stopped each time); \
+             limit `{}`, see the README's limits table",
+            dataset.profile_attempts,
+            limits::PROFILE_ATTEMPTS.name
+        ))));
+    }
+    dataset.profile_attempts += 1;
+    services.datasets.put_dataset(&dataset).await?;
     let key = upload_key(tenant, id);
     let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
         JobError::Fail(Problem::not_found(format!(

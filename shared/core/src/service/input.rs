@@ -1,15 +1,14 @@
 //! Rows from requests: a JSON matrix or a CSV body, checked into a matrix with column
 //! names, and the fitting options a request names.
 
+use crate::bounded::Exceeded;
+use crate::limits::{self, MAX_COLUMNS};
 use crate::service::Problem;
 use crate::table::{read_csv, CsvOptions};
 use ndarray::Array2;
 use nomaly_detect::columns::map_columns;
 use nomaly_detect::{Algorithm, DetectError, FitOptions, ThresholdRule};
 use serde::{Deserialize, Serialize};
-
-/// Widest table accepted: wider ones are refused before any work.
-pub const MAX_COLUMNS: usize = 10_000;
 
 /// Rows to fit or score, with their column names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,9 +36,25 @@ impl Rows {
             return Err(Problem::invalid_data("row 0 has no values"));
         }
         if width > MAX_COLUMNS {
-            return Err(Problem::invalid_data(format!(
-                "rows have {width} columns; at most {MAX_COLUMNS} are accepted"
-            )));
+            return Err(Exceeded {
+                limit: limits::COLUMNS.name,
+                detail: format!(
+                    "rows have {width} columns; at most {} are accepted",
+                    limits::COLUMNS.shown()
+                ),
+            }
+            .into());
+        }
+        if (rows.len() as u64).saturating_mul(width as u64) > limits::MAX_REQUEST_CELLS {
+            return Err(Exceeded {
+                limit: limits::REQUEST_CELLS.name,
+                detail: format!(
+                    "{} rows of {width} values; at most {} values are accepted",
+                    rows.len(),
+                    limits::REQUEST_CELLS.shown()
+                ),
+            }
+            .into());
         }
         if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
             return Err(Problem::invalid_data(format!(
@@ -80,29 +95,9 @@ impl Rows {
         })
     }
 
-    /// Reads a CSV body (a header, then numbers; gzip accepted), dropping `exclude`.
-    pub fn from_csv(bytes: &[u8], exclude: &[String]) -> Result<Self, Problem> {
-        if let Some(header) = bytes.split(|&b| b == b'\n').next() {
-            let fields = header.iter().filter(|&&b| b == b',').count() + 1;
-            if fields > MAX_COLUMNS {
-                return Err(Problem::invalid_data(format!(
-                    "the CSV header has {fields} columns; at most {MAX_COLUMNS} are accepted"
-                )));
-            }
-        }
-        let table = read_csv(
-            bytes,
-            &CsvOptions {
-                exclude: exclude.to_vec(),
-            },
-        )?;
-        if table.columns.len() > MAX_COLUMNS {
-            // A gzip body hides its width from the check above.
-            return Err(Problem::invalid_data(format!(
-                "the CSV has {} columns; at most {MAX_COLUMNS} are accepted",
-                table.columns.len()
-            )));
-        }
+    /// Reads a CSV (a header, then numbers; gzip accepted) within `options`' limits.
+    pub fn from_csv(bytes: &[u8], options: &CsvOptions) -> Result<Self, Problem> {
+        let table = read_csv(bytes, options)?;
         let rows = table.data.outer_iter().map(|r| r.to_vec()).collect();
         Ok(Rows {
             columns: table.columns,
@@ -244,16 +239,22 @@ mod tests {
 
     #[test]
     fn csv_rows_keep_names_and_refuse_text() {
-        let r = Rows::from_csv(b"a,b,label\n1,2,0\n3,4,1\n", &["label".into()]).unwrap();
+        let r = Rows::from_csv(
+            b"a,b,label\n1,2,0\n3,4,1\n",
+            &CsvOptions::request(&["label".into()]),
+        )
+        .unwrap();
         assert_eq!(r.columns, vec!["a", "b"]);
         assert_eq!(r.rows, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
-        let e = Rows::from_csv(b"a,b\n1,x\n", &[]).unwrap_err();
+        let e = Rows::from_csv(b"a,b\n1,x\n", &CsvOptions::default()).unwrap_err();
         assert_eq!(e.status, 422);
         assert!(e.detail.contains("line 2"), "{e}");
         let wide = format!("{}\n", vec!["c"; MAX_COLUMNS + 1].join(","));
         assert_eq!(
-            Rows::from_csv(wide.as_bytes(), &[]).unwrap_err().status,
-            422
+            Rows::from_csv(wide.as_bytes(), &CsvOptions::default())
+                .unwrap_err()
+                .status,
+            413
         );
     }
 
@@ -322,7 +323,7 @@ mod tests {
                 } else {
                     vec![]
                 };
-                match Rows::from_csv(&bytes, &exclude) {
+                match Rows::from_csv(&bytes, &CsvOptions::request(&exclude)) {
                     Ok(rows) => {
                         let width = rows.columns.len();
                         prop_assert!(width > 0 && !rows.rows.is_empty());

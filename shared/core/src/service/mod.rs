@@ -6,6 +6,7 @@
 pub mod backtest;
 pub mod batch;
 pub mod chunks;
+pub mod cost;
 pub mod detection;
 pub mod fanout;
 pub mod ingest;

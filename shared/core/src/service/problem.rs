@@ -139,7 +139,16 @@ impl From<StoreError> for Problem {
 
 impl From<TableError> for Problem {
     fn from(e: TableError) -> Self {
-        Problem::invalid_data(format!("CSV body: {e}"))
+        match e {
+            TableError::Limit(limit) => limit.into(),
+            other => Problem::invalid_data(format!("CSV body: {other}")),
+        }
+    }
+}
+
+impl From<crate::bounded::Exceeded> for Problem {
+    fn from(e: crate::bounded::Exceeded) -> Self {
+        Problem::too_large(e.to_string())
     }
 }
 

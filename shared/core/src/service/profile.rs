@@ -2,19 +2,27 @@
 //! wrong with it, before anyone trains on it.
 //!
 //! Per column: inferred type (numeric, text or empty), missing cells, distinct values
-//! (counted exactly up to 10 000), and for numeric columns min, max, mean, standard
-//! deviation (exact, Welford) and quantiles (exact up to 100 000 rows, from a uniform
+//! (counted exactly up to a cap), and for numeric columns min, max, mean, standard
+//! deviation (exact, Welford) and quantiles (exact up to a cap of rows, from a uniform
 //! reservoir sample beyond). Across columns: constant columns and columns identical to
 //! an earlier one. Rows with the wrong number of fields are counted, not fatal.
+//!
+//! Memory is bounded whatever the file's shape: the input is read a line at a time
+//! through [`bounded::open`], and the samples and distinct sets of all columns share
+//! the limits table's budgets, so a wide file keeps fewer values per column.
 
+use crate::bounded::{self, Bounds, Exceeded};
+use crate::limits;
+use crate::table;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::io::Read;
+use std::hash::{Hash, Hasher};
+use std::io::BufRead;
 
-/// Values kept per column for quantiles.
+/// Values kept per column for quantiles, at most (fewer when the file is wide).
 const RESERVOIR: usize = 100_000;
-/// Distinct values counted exactly per column.
+/// Distinct values counted exactly per column, at most (fewer when the file is wide).
 const DISTINCT_CAP: usize = 10_000;
 /// Quantiles reported.
 const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
@@ -25,6 +33,9 @@ pub enum ProfileError {
     /// Not CSV with a header.
     #[error("{0}")]
     Unreadable(String),
+    /// The file went past one of the limits.
+    #[error("{0}")]
+    Limit(#[from] Exceeded),
 }
 
 /// One column's profile.
@@ -92,14 +103,17 @@ struct Acc {
     m2: f64,
     n: u64,
     reservoir: Vec<f64>,
-    distinct: HashSet<Vec<u8>>,
+    reservoir_cap: usize,
+    /// Hashes of the distinct values: 8 bytes each, however long the values.
+    distinct: HashSet<u64>,
+    distinct_cap: usize,
     distinct_capped: bool,
     hash: Sha256,
     rng: u64,
 }
 
 impl Acc {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, reservoir_cap: usize, distinct_cap: usize) -> Self {
         Acc {
             missing: 0,
             numeric: 0,
@@ -110,7 +124,9 @@ impl Acc {
             m2: 0.0,
             n: 0,
             reservoir: Vec::new(),
+            reservoir_cap,
             distinct: HashSet::new(),
+            distinct_cap,
             distinct_capped: false,
             hash: Sha256::new(),
             rng: seed | 1,
@@ -134,9 +150,12 @@ impl Acc {
             return;
         }
         if !self.distinct_capped {
-            if self.distinct.len() < DISTINCT_CAP {
-                self.distinct.insert(trimmed.to_vec());
-            } else if !self.distinct.contains(trimmed) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            trimmed.hash(&mut h);
+            let h = h.finish();
+            if self.distinct.len() < self.distinct_cap {
+                self.distinct.insert(h);
+            } else if !self.distinct.contains(&h) {
                 self.distinct_capped = true;
             }
         }
@@ -153,11 +172,11 @@ impl Acc {
                 let d = v - self.mean;
                 self.mean += d / self.n as f64;
                 self.m2 += d * (v - self.mean);
-                if self.reservoir.len() < RESERVOIR {
+                if self.reservoir.len() < self.reservoir_cap {
                     self.reservoir.push(v);
                 } else {
                     let j = (self.next_random() % self.n) as usize;
-                    if j < RESERVOIR {
+                    if j < self.reservoir_cap {
                         self.reservoir[j] = v;
                     }
                 }
@@ -174,52 +193,101 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Profiles a CSV (plain or gzip) with a header line.
-pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
-    let reader: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(reader);
-    let header: Vec<String> = csv
-        .headers()
-        .map_err(|e| ProfileError::Unreadable(format!("line 1: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    if header.len() > crate::service::input::MAX_COLUMNS {
-        return Err(ProfileError::Unreadable(format!(
-            "the header has {} columns; at most {} are accepted",
-            header.len(),
-            crate::service::input::MAX_COLUMNS
-        )));
+/// Reads the next line into `buf` without its ending; false at the end.
+fn next_line(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    line: &mut u64,
+) -> Result<bool, ProfileError> {
+    buf.clear();
+    let n = reader
+        .read_until(b'\n', buf)
+        .map_err(|e| match Exceeded::in_io(&e) {
+            Some(limit) => ProfileError::Limit(limit.clone()),
+            None => ProfileError::Unreadable(format!("after line {line}: {e}")),
+        })?;
+    *line += 1;
+    while buf.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        buf.pop();
     }
-    if header.is_empty() || header.iter().all(|h| h.is_empty()) {
+    Ok(n > 0)
+}
+
+/// Profiles a CSV (plain or gzip) with a header line, within the limits table's bounds
+/// for datasets. Quoted fields may not span lines (such rows count as ragged).
+pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
+    let mut reader = bounded::open(bytes, Bounds::DATASET);
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    let mut next = |buf: &mut Vec<u8>| -> Result<bool, ProfileError> {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', buf)
+            .map_err(|e| match Exceeded::in_io(&e) {
+                Some(limit) => ProfileError::Limit(limit.clone()),
+                None => ProfileError::Unreadable(format!("after line {line}: {e}")),
+            })?;
+        line += 1;
+        while buf.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            buf.pop();
+        }
+        Ok(n > 0)
+    };
+    if !next(&mut buf)? {
         return Err(ProfileError::Unreadable(
             "the file is empty: expected a header line".into(),
         ));
     }
+    let mut head = Vec::new();
+    table::split_fields(&buf, 1, &mut head).map_err(|e| ProfileError::Unreadable(e.to_string()))?;
+    let header: Vec<String> = head
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
+        .collect();
+    if header.len() > limits::MAX_COLUMNS {
+        return Err(ProfileError::Limit(Exceeded {
+            limit: limits::COLUMNS.name,
+            detail: format!(
+                "the header has {} columns; at most {} are accepted",
+                header.len(),
+                limits::COLUMNS.shown()
+            ),
+        }));
+    }
+    if header.iter().all(|h| h.is_empty()) {
+        return Err(ProfileError::Unreadable(
+            "the file is empty: expected a header line".into(),
+        ));
+    }
+    let reservoir_cap = (limits::PROFILE_SAMPLE_VALUES / header.len()).clamp(1, RESERVOIR);
+    let distinct_cap = (limits::PROFILE_DISTINCT_VALUES / header.len()).clamp(1, DISTINCT_CAP);
     let mut accs: Vec<Acc> = (0..header.len())
-        .map(|i| Acc::new(0x9E37_79B9_7F4A_7C15 ^ i as u64))
+        .map(|i| {
+            Acc::new(
+                0x9E37_79B9_7F4A_7C15 ^ i as u64,
+                reservoir_cap,
+                distinct_cap,
+            )
+        })
         .collect();
     let (mut rows, mut ragged) = (0u64, 0u64);
-    let mut record = csv::ByteRecord::new();
-    loop {
-        match csv.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(ProfileError::Unreadable(format!("after {rows} rows: {e}"))),
+    drop(head);
+    while next_line(&mut reader, &mut buf, &mut line)? {
+        if buf.trim_ascii().is_empty() {
+            continue;
         }
-        if record.len() != header.len() {
+        let mut fields = Vec::with_capacity(header.len());
+        if table::split_fields(&buf, line, &mut fields).is_err() || fields.len() != header.len() {
             ragged += 1;
             continue;
         }
         rows += 1;
-        for (acc, cell) in accs.iter_mut().zip(record.iter()) {
+        for (acc, cell) in accs.iter_mut().zip(fields.iter()) {
             acc.add(cell);
         }
     }
@@ -227,7 +295,7 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
     let mut seen_hashes: Vec<(Vec<u8>, String)> = Vec::new();
     let mut column_profiles = Vec::with_capacity(header.len());
     let mut usable = Vec::new();
-    let sampled = rows as usize > RESERVOIR;
+    let sampled = rows as usize > reservoir_cap;
     for (name, acc) in header.iter().zip(accs) {
         let kind = if acc.numeric + acc.text == 0 {
             "empty"
@@ -331,6 +399,7 @@ pub fn profile_csv(bytes: &[u8]) -> Result<Profile, ProfileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn profiles_types_missing_constants_and_duplicates() {
@@ -382,5 +451,58 @@ mod tests {
         let median = c.quantiles.as_ref().unwrap()["p50"].as_f64().unwrap();
         assert!((median - 75_000.0).abs() < 2_000.0, "{median}");
         assert!(c.distinct_capped);
+    }
+
+    #[test]
+    fn a_wide_file_keeps_fewer_values_per_column() {
+        let columns = 2_000;
+        let mut text: String = (0..columns).map(|c| format!("c{c},")).collect();
+        text.pop();
+        text.push('\n');
+        for r in 0..3_000 {
+            let row: Vec<String> = (0..columns)
+                .map(|c| ((r * 31 + c) % 997).to_string())
+                .collect();
+            text.push_str(&row.join(","));
+            text.push('\n');
+        }
+        let p = profile_csv(text.as_bytes()).unwrap();
+        assert_eq!((p.rows, p.columns), (3_000, columns));
+        // 4,000,000 sample values over 2,000 columns: 2,000 each, fewer than the rows.
+        assert!(p.sampled_quantiles);
+        let c = &p.column_profiles[0];
+        assert!(c.distinct_capped, "500 distinct values kept per column");
+        assert_eq!(
+            c.distinct,
+            (limits::PROFILE_DISTINCT_VALUES / columns) as u64
+        );
+    }
+
+    #[test]
+    fn bombs_and_long_lines_stop_at_their_limits() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"a,b,c\n").unwrap();
+        for _ in 0..2_000 {
+            gz.write_all(&b"0,0,0\n".repeat(10_000)).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        match profile_csv(&bomb) {
+            Err(ProfileError::Limit(e)) => assert_eq!(e.limit, limits::INFLATE_RATIO.name),
+            other => panic!("{other:?}"),
+        }
+        let mut long = b"a\n".to_vec();
+        long.extend(std::iter::repeat_n(
+            b'7',
+            limits::MAX_LINE_BYTES as usize + 1,
+        ));
+        match profile_csv(&long) {
+            Err(ProfileError::Limit(e)) => assert_eq!(e.limit, limits::LINE.name),
+            other => panic!("{other:?}"),
+        }
+        let wide = format!("{}\n", vec!["c"; limits::MAX_COLUMNS + 1].join(","));
+        match profile_csv(wide.as_bytes()) {
+            Err(ProfileError::Limit(e)) => assert_eq!(e.limit, limits::COLUMNS.name),
+            other => panic!("{other:?}"),
+        }
     }
 }

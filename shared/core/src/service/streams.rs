@@ -22,6 +22,9 @@
 
 use crate::domain::{EventType, Stream, StreamState, TenantId};
 use crate::ids::{EventId, StreamId, TaskId};
+use crate::limits::{
+    STREAM_MAX_POINTS, STREAM_MAX_REQUEST_WORK, STREAM_MAX_STATE_VALUES, STREAM_MAX_WIDTH,
+};
 use crate::ports::{BlobKey, StoreError};
 use crate::service::{Problem, Services};
 use crate::time::{parse_instant, Timestamp};
@@ -29,10 +32,6 @@ use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Points one request may append.
-pub const MAX_POINTS: usize = 10_000;
-/// Values one point may have.
-pub const MAX_WIDTH: usize = 256;
 /// Compare-and-set rounds before a write gives up with 409.
 const MAX_ROUNDS: u32 = 24;
 /// Anomalous points listed in one `anomaly.detected` event.
@@ -117,9 +116,9 @@ impl CreateStream {
             ))
         })?;
         let columns = self.columns.unwrap_or_else(|| vec!["value".to_string()]);
-        if columns.is_empty() || columns.len() > MAX_WIDTH {
+        if columns.is_empty() || columns.len() > STREAM_MAX_WIDTH {
             return Err(Problem::invalid_parameter(format!(
-                "`columns` must name 1 to {MAX_WIDTH} values"
+                "`columns` must name 1 to {STREAM_MAX_WIDTH} values"
             )));
         }
         let mut seen = std::collections::HashSet::new();
@@ -228,9 +227,9 @@ fn check_count(n: usize) -> Result<(), Problem> {
     if n == 0 {
         return Err(Problem::invalid_data("no points were sent"));
     }
-    if n > MAX_POINTS {
+    if n > STREAM_MAX_POINTS {
         return Err(Problem::too_large(format!(
-            "one request appends at most {MAX_POINTS} points"
+            "one request appends at most {STREAM_MAX_POINTS} points"
         )));
     }
     Ok(())
@@ -245,8 +244,8 @@ pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, P
         columns,
         None,
         (
-            MAX_POINTS,
-            &format!("one request appends at most {MAX_POINTS} points"),
+            STREAM_MAX_POINTS,
+            &format!("one request appends at most {STREAM_MAX_POINTS} points"),
         ),
     )?;
     check_count(points.len())?;
@@ -728,18 +727,12 @@ async fn write(
     }
 }
 
-/// At most this many numbers in one stream's detector state.
-pub const MAX_STATE_VALUES: usize = 500_000;
-/// At most this much detector work (the footprint's operations per point, times points)
-/// in one request: a few seconds.
-pub const MAX_REQUEST_WORK: usize = 100_000_000;
-
 /// Refuses a detector whose state would be too large to keep.
 pub(crate) fn check_footprint(spec: &StreamSpec, width: usize) -> Result<(), Problem> {
     let footprint = spec.footprint(width);
-    if footprint.state_values > MAX_STATE_VALUES {
+    if footprint.state_values > STREAM_MAX_STATE_VALUES {
         return Err(Problem::invalid_parameter(format!(
-            "this detector would keep {} numbers per stream; at most {MAX_STATE_VALUES} are kept \
+            "this detector would keep {} numbers per stream; at most {STREAM_MAX_STATE_VALUES} are kept \
              (fewer trees or a lower height, a shorter window, fewer columns)",
             footprint.state_values
         )));
@@ -758,7 +751,7 @@ fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
     let Ok(spec) = serde_json::from_value::<StreamSpec>(stream.detector.clone()) else {
         return Ok(());
     };
-    let most = most_points(&spec, stream.columns.len(), MAX_REQUEST_WORK);
+    let most = most_points(&spec, stream.columns.len(), STREAM_MAX_REQUEST_WORK);
     if points > most {
         return Err(Problem::too_large(format!(
             "this stream's detector takes at most {most} points per request; send the rest in further requests"
@@ -959,7 +952,7 @@ mod tests {
                 value: Some(1.0),
                 values: None
             };
-            MAX_POINTS + 1
+            STREAM_MAX_POINTS + 1
         ];
         assert_eq!(points_from_json(many).unwrap_err().status, 413);
     }

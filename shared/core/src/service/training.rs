@@ -6,7 +6,7 @@ use crate::ids::{DatasetId, ModelId, TaskId};
 use crate::ports::BlobKey;
 use crate::service::input::{FitSpec, Rows};
 use crate::service::jobs::{self, JobError};
-use crate::service::{models, Problem, Services};
+use crate::service::{cost, models, Problem, Services};
 use nomaly_detect::Model;
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,15 @@ pub async fn profiled_dataset(
     Ok(dataset)
 }
 
-/// Queues training. A dataset must be the tenant's and profiled.
+/// Refuses a fit whose parameters pass their caps, or that no worker could finish.
+fn check_cost(spec: &FitSpec, rows: usize, cols: usize) -> Result<(), Problem> {
+    let algorithm = nomaly_detect::Algorithm::with_params(&spec.algorithm, &spec.params)?;
+    cost::check_fit(&algorithm, rows, cols)?;
+    cost::check_task(cost::predict_ms(&algorithm, true, rows, cols, rows))
+}
+
+/// Queues training. A dataset must be the tenant's and profiled; the fit's predicted
+/// cost must be within the limits.
 pub async fn submit(
     services: &Services,
     tenant: &TenantId,
@@ -152,9 +160,28 @@ pub async fn submit(
     spec: FitSpec,
     data: TrainingData,
 ) -> Result<(Task, ModelId), Problem> {
-    if let TrainingData::Dataset { dataset_id, .. } = &data {
-        profiled_dataset(services, tenant, dataset_id).await?;
-    }
+    let (rows, cols) = match &data {
+        TrainingData::Dataset {
+            dataset_id,
+            exclude_columns,
+        } => {
+            let dataset = profiled_dataset(services, tenant, dataset_id).await?;
+            let size = |field: &str| {
+                dataset
+                    .profile
+                    .as_ref()
+                    .and_then(|p| p.get(field))
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0) as usize
+            };
+            (
+                size("rows"),
+                size("columns").saturating_sub(exclude_columns.len()),
+            )
+        }
+        TrainingData::Inline(rows) => (rows.len(), rows.columns.len()),
+    };
+    check_cost(&spec, rows, cols)?;
     let task = Task::new(tenant.clone(), TaskKind::Train, correlation_id);
     let model_id = ModelId::new();
     let job = TrainJob {
@@ -220,10 +247,12 @@ pub async fn dataset_rows(
 ) -> Result<Rows, JobError> {
     let bytes = dataset_bytes(services, tenant, dataset).await?;
     let exclude = exclude_columns.to_vec();
-    tokio::task::spawn_blocking(move || Rows::from_csv(&bytes, &exclude))
-        .await
-        .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?
-        .map_err(JobError::Fail)
+    tokio::task::spawn_blocking(move || {
+        Rows::from_csv(&bytes, &crate::table::CsvOptions::dataset(&exclude))
+    })
+    .await
+    .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?
+    .map_err(JobError::Fail)
 }
 
 /// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of

@@ -17,20 +17,17 @@
 //! `error` (with a problem: `type`, `title`, `status`, `detail`). Events arrive with the
 //! event's own type (`task.progress`, ...).
 
+use crate::bounded::Exceeded;
 use crate::domain::{Channel, Connection, TenantId};
 use crate::ids::{EventId, ModelId, StreamId};
+use crate::limits::{self, WS_MAX_REPLAY, WS_MAX_SCORE_ROWS};
 use crate::service::detection::score_with;
 use crate::service::fanout::{matches, message};
 use crate::service::input::Rows;
 use crate::service::streams::{self, PointIn};
-use crate::service::{models, Problem, Services};
+use crate::service::{cost, models, Problem, Services};
 use crate::time::Timestamp;
 use serde::Deserialize;
-
-/// Rows one `score` message may carry.
-pub const MAX_SCORE_ROWS: usize = 1000;
-/// Events replayed by one subscribe at most.
-pub const MAX_REPLAY: usize = 5000;
 
 /// An incoming message.
 #[derive(Debug, Deserialize)]
@@ -219,9 +216,9 @@ async fn handle(
             let stream_id = StreamId::parse(&stream_id).map_err(|_| {
                 Problem::invalid_parameter("`stream_id` must be a stream id (stm_...)")
             })?;
-            if points.len() > MAX_SCORE_ROWS {
+            if points.len() > WS_MAX_SCORE_ROWS {
                 return Err(Problem::too_large(format!(
-                    "a score message takes at most {MAX_SCORE_ROWS} points; use POST /v1/streams/{{id}}/points for more"
+                    "a score message takes at most {WS_MAX_SCORE_ROWS} points; use POST /v1/streams/{{id}}/points for more"
                 )));
             }
             let points = streams::points_from_json(points)?;
@@ -251,14 +248,32 @@ async fn handle(
             let model_id = ModelId::parse(&model_id).map_err(|_| {
                 Problem::invalid_parameter("`model_id` must be a model id (mdl_...)")
             })?;
-            if rows.len() > MAX_SCORE_ROWS {
+            if rows.len() > WS_MAX_SCORE_ROWS {
                 return Err(Problem::too_large(format!(
-                    "a score message takes at most {MAX_SCORE_ROWS} rows; use POST /v1/detect for more"
+                    "a score message takes at most {WS_MAX_SCORE_ROWS} rows; use POST /v1/detect for more"
                 )));
             }
             let rows = Rows::new(rows, columns)?;
             let (_, model) = models::load(services, &connection.tenant, &model_id).await?;
             let (rows, ignored) = rows.for_model(model.feature_names())?;
+            let predicted = cost::predict_ms(
+                model.algorithm(),
+                false,
+                rows.len(),
+                rows.columns.len(),
+                model.training().rows,
+            );
+            if predicted > services.settings.detect_budget_ms as f64 {
+                // A socket has no 202: costly scoring belongs to POST /v1/detect.
+                return Err(Exceeded {
+                    limit: limits::DETECT_BUDGET.name,
+                    detail: format!(
+                        "this score is predicted to take {predicted:.0} ms, past the budget of {} ms; use POST /v1/detect, which queues costly work",
+                        services.settings.detect_budget_ms
+                    ),
+                }
+                .into());
+            }
             let id = model_id.clone();
             let detection = tokio::task::spawn_blocking(move || {
                 score_with(&model, Some(id), &rows, false, None, &|_| {})
@@ -306,7 +321,7 @@ async fn replay(
                 .map_err(|e| Problem::unavailable(format!("replay stopped: {e}")))?;
             sent += 1;
         }
-        if read >= MAX_REPLAY {
+        if read >= WS_MAX_REPLAY {
             break;
         }
         cursor = page.next_token.and_then(|t| EventId::parse(&t).ok());
