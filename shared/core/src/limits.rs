@@ -103,6 +103,10 @@ pub const INLINE_PROFILE_BYTES: u64 = 64 << 20;
 pub const PROFILE_SAMPLE_VALUES: usize = 4_000_000;
 /// Distinct values a profile counts exactly, over all columns.
 pub const PROFILE_DISTINCT_VALUES: usize = 1_000_000;
+/// Profiles up to this many bytes of JSON are kept in the dataset's record; larger ones
+/// in the blob store, the record keeping a summary and a pointer (a DynamoDB item holds
+/// 400 KB, and a page of 50 datasets must fit in one response).
+pub const PROFILE_INLINE_BYTES: usize = 64 << 10;
 /// Times a dataset's profiling may start; a dataset still unprofiled after that many is
 /// `rejected` with the reason.
 pub const MAX_PROFILE_ATTEMPTS: u32 = 3;
@@ -125,6 +129,9 @@ pub const MAX_PCA_COLUMNS: usize = 1000;
 /// Work predicted to take longer than this is refused: no worker (900 s timeout) could
 /// finish it.
 pub const MAX_TASK_MS: u64 = 600_000;
+/// Answers kept for `Idempotency-Key` replays up to this size sit in their record; larger
+/// ones in the blob store, the record pointing there.
+pub const IDEMPOTENT_INLINE_BYTES: usize = 256 << 10;
 /// Requests one tenant may make per rate window (`NOMALY_RATE_LIMIT`; 0 turns it off).
 pub const RATE_LIMIT: u32 = 100;
 
@@ -328,6 +335,13 @@ pub const TABLE: &[Limit] = &[
     ),
     PROFILE_ATTEMPTS,
     row(
+        "Profile kept in the dataset's record",
+        PROFILE_INLINE_BYTES as u64,
+        Unit::Bytes,
+        None,
+        "the record keeps a summary and `$blob`, the whole profile's key; `GET /v1/datasets/{id}` reads it whole",
+    ),
+    row(
         "Upload URL lifetime",
         MAX_UPLOAD_URL_SECS as u64,
         Unit::Seconds,
@@ -339,6 +353,13 @@ pub const TABLE: &[Limit] = &[
     NEIGHBORS,
     PCA_COLUMNS,
     TASK_MS,
+    row(
+        "Idempotent answer kept in its record",
+        IDEMPOTENT_INLINE_BYTES as u64,
+        Unit::Bytes,
+        None,
+        "the answer's body goes to the blob store; replays read it back",
+    ),
     row(
         "Result answered inline",
         INLINE_RESULT_BYTES as u64,

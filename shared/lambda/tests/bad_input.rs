@@ -433,7 +433,7 @@ async fn table(w: &World) -> usize {
             "a million columns",
             Some("text/csv"),
             format!("{}\n", vec!["c"; 1_000_000].join(",")).into_bytes(),
-            422,
+            413,
         ),
     ];
     for (path, what, ct, body, status) in typed {
@@ -777,4 +777,282 @@ fn random_requests_and_messages_never_get_a_5xx() {
     // random id is not possible): what existed before is unchanged.
     unchanged(&before, &after);
     println!("bad input (random): {cases} HTTP requests and {cases} WebSocket messages, no 5xx");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Issue 19's findings, each through the functions' own entry points: every costly or
+/// oversized input meets a limit that names itself, and nothing is stored for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenant_cannot_make_the_service_hold_compute_or_answer_too_much() {
+    let e = env_with(Settings::default());
+    let key = e.key("acme").await;
+
+    // A gzip body that inflates a thousandfold (the measured case, scaled down to 60 KB
+    // of gzip): 413 naming the limit, quickly, and no task or event made.
+    let mut rows = b"a,b,c\n".to_vec();
+    rows.extend(b"0,0,0\n".repeat(10_000_000));
+    let bomb = gzip(&rows);
+    drop(rows);
+    let started = std::time::Instant::now();
+    let (s, _, problem) = e
+        .call(
+            "POST",
+            "/v1/detect?algorithm=zscore",
+            Some(&key),
+            Some("text/csv"),
+            bomb,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 413, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("limit `"),
+        "{problem}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    let (_, tasks) = e.get("/v1/tasks", &key).await;
+    assert_eq!(
+        tasks["items"],
+        json!([]),
+        "nothing queued for a refused body"
+    );
+
+    // Costly parameters are refused by name, inline and as training.
+    let small: Vec<Vec<f64>> = (0..2_000).map(|i| vec![i as f64, (i % 7) as f64]).collect();
+    for (what, body, limit) in [
+        (
+            "10,000 trees",
+            json!({"algorithm": "iforest", "params": {"n_estimators": 10_000}, "rows": small}),
+            "Isolation forest trees",
+        ),
+        (
+            "1,000 neighbours",
+            json!({"algorithm": "lof", "params": {"n_neighbors": 1_000}, "rows": small}),
+            "Neighbours for knn and lof",
+        ),
+        (
+            "pca over 7,000 columns",
+            json!({"algorithm": "pca", "rows": [vec![1.0; 7_000], vec![2.0; 7_000]]}),
+            "Columns pca fits",
+        ),
+    ] {
+        for path in ["/v1/detect", "/v1/models"] {
+            let (s, _, problem) = e.json("POST", path, &key, body.clone()).await;
+            assert_eq!(s.as_u16(), 413, "{path} {what}: {problem}");
+            assert!(
+                problem["detail"].as_str().unwrap().contains(limit),
+                "{path} {what}: {problem}"
+            );
+        }
+    }
+    let (_, tasks) = e.get("/v1/tasks", &key).await;
+    assert_eq!(tasks["items"], json!([]), "no task for refused work");
+
+    // A detection whose answer would pass what a response carries becomes a task.
+    let many: Vec<Vec<f64>> = (0..250_000).map(|i| vec![(i % 97) as f64]).collect();
+    let (s, _, queued) = e
+        .json(
+            "POST",
+            "/v1/detect",
+            &key,
+            json!({"algorithm": "zscore", "rows": many}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 202, "{queued}");
+
+    // An answer too large for an idempotency record is kept beside it and replayed whole.
+    let rows_20k: Vec<Vec<f64>> = (0..20_000).map(|i| vec![(i % 89) as f64]).collect();
+    let body = serde_json::to_vec(&json!({"algorithm": "zscore", "rows": rows_20k})).unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (s, h, answer) = e
+            .call_with(
+                "POST",
+                "/v1/detect",
+                Some(&key),
+                Some("application/json"),
+                body.clone(),
+                &[("idempotency-key", "big-answer")],
+            )
+            .await;
+        assert_eq!(s.as_u16(), 200, "{answer}");
+        answers.push((h.get("idempotent-replayed").is_some(), answer));
+    }
+    assert!(!answers[0].0 && answers[1].0, "the second is a replay");
+    assert_eq!(answers[0].1, answers[1].1);
+    assert!(
+        serde_json::to_vec(&answers[0].1).unwrap().len()
+            > nomaly_core::limits::IDEMPOTENT_INLINE_BYTES
+    );
+
+    // A profile too large for a record (1,500 columns) goes to the blob store; the record
+    // keeps a summary and the pointer, the API and the event stay whole or bounded.
+    let columns = 1_500;
+    let mut csv: String = (0..columns).map(|c| format!("c{c},")).collect();
+    csv.pop();
+    csv.push('\n');
+    for r in 0..20 {
+        let row: Vec<String> = (0..columns).map(|c| ((r * c) % 5).to_string()).collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    let (s, _, grant) = e
+        .json(
+            "POST",
+            "/v1/datasets",
+            &key,
+            json!({"name": "wide.csv", "size": csv.len()}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 201, "{grant}");
+    let id = grant["dataset"]["id"].as_str().unwrap().to_string();
+    let object = format!("tenants/acme/uploads/{id}.upload");
+    e.services()
+        .blobs
+        .put_blob(
+            &nomaly_core::ports::BlobKey::parse(&object).unwrap(),
+            csv.clone().into_bytes(),
+        )
+        .await
+        .unwrap();
+    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
+        .await
+        .unwrap();
+    let record = e
+        .services()
+        .datasets
+        .get_dataset(
+            &TenantId::parse("acme").unwrap(),
+            &nomaly_core::ids::DatasetId::parse(&id).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let kept = record.profile.clone().unwrap();
+    assert!(kept["$blob"].is_string(), "{kept}");
+    assert!(serde_json::to_vec(&kept).unwrap().len() < nomaly_core::limits::PROFILE_INLINE_BYTES);
+    let (s, whole) = e.get(&format!("/v1/datasets/{id}"), &key).await;
+    assert_eq!(s.as_u16(), 200);
+    assert_eq!(whole["status"], "profiled", "{}", whole["error"]);
+    assert_eq!(
+        whole["profile"]["column_profiles"].as_array().map(Vec::len),
+        Some(columns)
+    );
+    let events = e.events("acme").await;
+    let profiled = events
+        .iter()
+        .find(|ev| ev.payload["dataset_id"] == json!(id))
+        .expect("dataset.profiled");
+    assert!(profiled.payload["issues"].as_array().unwrap().len() <= 20);
+    assert!(profiled.payload["issues_total"].as_u64().unwrap() >= columns as u64);
+}
+
+/// The rest of issue 19's findings: WebSocket `score` has the detection budget, artifacts
+/// past a response's size are answered with a URL, and a manifest naming another
+/// tenant's part gets no URL for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_artifacts_and_manifests_stay_within_bounds_and_tenants() {
+    use nomaly_core::domain::{Task, TaskKind, TaskStatus};
+    use nomaly_core::ports::BlobKey;
+    let e = env_with(Settings {
+        detect_budget_ms: 1,
+        ..Settings::default()
+    });
+    let key = e.key("acme").await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let (s, _, trained) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "iforest", "rows": rows(300)}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 202, "{trained}");
+    e.drain().await;
+    let model = trained["model_id"].as_str().unwrap().to_string();
+
+    // Scoring 500 rows on a socket is predicted past a 1 ms budget: an error naming
+    // the budget, not an unbounded run; one row is within it.
+    let mut inbox = e.stack.notifier.open("c-budget");
+    let connected = e
+        .ws("$connect", "c-budget", json!({"api_key": key}), None)
+        .await;
+    assert_eq!(connected["statusCode"], 200);
+    for (n, expect) in [(500, "error"), (1, "scores")] {
+        let message = json!({"action": "score", "model_id": model, "rows": rows(n)});
+        e.ws(
+            "$default",
+            "c-budget",
+            json!({}),
+            Some(&message.to_string()),
+        )
+        .await;
+        let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+        assert_eq!(reply["type"], expect, "{n} rows: {reply}");
+        if expect == "error" {
+            let text = reply.to_string();
+            assert!(text.contains("Inline detection budget"), "{text}");
+        }
+    }
+
+    // An artifact past what a response carries: a download URL, not a 413 after reading
+    // it whole.
+    let record = e
+        .services()
+        .models
+        .get_model(&tenant, &nomaly_core::ids::ModelId::parse(&model).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let artifact = BlobKey::parse(&record.artifact_key).unwrap();
+    let padded = format!(
+        "{{\"padding\":\"{}\"}}",
+        "x".repeat(nomaly_core::limits::INLINE_RESULT_BYTES + 1)
+    );
+    e.services()
+        .blobs
+        .put_blob(&artifact, padded.into_bytes())
+        .await
+        .unwrap();
+    let (s, answer) = e.get(&format!("/v1/models/{model}/artifact"), &key).await;
+    assert_eq!(s.as_u16(), 200, "{answer}");
+    assert!(answer["url"].as_str().is_some(), "{answer}");
+    assert!(answer["bytes"].as_u64() > Some(nomaly_core::limits::INLINE_RESULT_BYTES as u64));
+
+    // A completed batch whose manifest names another tenant's part: only its own is
+    // signed.
+    let mut task = Task::new(tenant.clone(), TaskKind::Batch, "manifest-test");
+    task.status = TaskStatus::Completed;
+    let manifest = format!("tenants/acme/batches/out/{}/manifest.json", task.id);
+    task.result = Some(manifest.clone());
+    e.services().tasks.create_task(&task).await.unwrap();
+    let own = "tenants/acme/batches/out/part-00000.csv";
+    let foreign = "tenants/globex/batches/secret/part-00000.csv";
+    e.services()
+        .blobs
+        .put_blob(
+            &BlobKey::parse(&manifest).unwrap(),
+            serde_json::to_vec(&json!({"parts": [own, foreign]})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let (s, result) = e.get(&format!("/v1/tasks/{}/result", task.id), &key).await;
+    assert_eq!(s.as_u16(), 200, "{result}");
+    let signed: Vec<&str> = result["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(signed, vec![own], "{result}");
 }

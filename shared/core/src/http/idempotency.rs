@@ -4,7 +4,9 @@
 //! are not stored, so a retry after one runs again.
 
 use super::extract::{read_body, Tenant};
-use crate::ports::Claim;
+use crate::domain::TenantId;
+use crate::limits::IDEMPOTENT_INLINE_BYTES;
+use crate::ports::{BlobKey, Claim};
 use crate::service::{Problem, Services};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -28,6 +30,10 @@ struct Stored {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Where the body is when it was too large to keep in the record (the claim check):
+    /// `body` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_blob: Option<String>,
 }
 
 pub(super) async fn layer(State(services): State<Services>, req: Request, next: Next) -> Response {
@@ -79,7 +85,10 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
         }
         Ok(Claim::Done(stored)) => {
             return match serde_json::from_slice::<Stored>(&stored) {
-                Ok(s) if s.request == fingerprint => replay(s),
+                Ok(s) if s.request == fingerprint => match check_out(&services, &tenant, s).await {
+                    Ok(s) => replay(s),
+                    Err(p) => p.into_response(),
+                },
                 Ok(_) => Problem::idempotency_mismatch(
                     "this Idempotency-Key was used for a different request",
                 )
@@ -95,7 +104,12 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let (parts, body) = response.into_parts();
-    let body = match read_body(body).await {
+    // Answers are bounded by the routes that make them (large ones are download URLs),
+    // not by the request body's limit.
+    let body = match axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| Problem::internal(format!("reading the answer: {e}")))
+    {
         Ok(b) => b,
         Err(p) => {
             let _ = services.idempotency.release(&tenant, &record_key).await;
@@ -121,8 +135,17 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
                 })
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
+            body_blob: None,
         };
-        if let Ok(bytes) = serde_json::to_vec(&stored) {
+        let stored = match check_in(&services, &tenant, &record_key, stored).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store a large idempotent answer");
+                let _ = services.idempotency.release(&tenant, &record_key).await;
+                None
+            }
+        };
+        if let Some(bytes) = stored.and_then(|s| serde_json::to_vec(&s).ok()) {
             if let Err(e) = services
                 .idempotency
                 .complete(&tenant, &record_key, &bytes, TTL_SECS)
@@ -136,6 +159,53 @@ pub(super) async fn layer(State(services): State<Services>, req: Request, next: 
         }
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Where a large answer to the tenant's request under `record_key` is kept.
+fn body_key(tenant: &TenantId, record_key: &str) -> Result<BlobKey, Problem> {
+    let name = hex::encode(Sha256::digest(record_key.as_bytes()));
+    BlobKey::for_tenant(tenant, &["idempotency", &format!("{name}.body")])
+        .map_err(|e| Problem::internal(e.to_string()))
+}
+
+/// The answer as its record keeps it: whole when small, else its body in the blob store
+/// (an idempotency record is one DynamoDB item, at most 400 KB).
+async fn check_in(
+    services: &Services,
+    tenant: &TenantId,
+    record_key: &str,
+    mut stored: Stored,
+) -> Result<Stored, Problem> {
+    if stored.body.len() <= IDEMPOTENT_INLINE_BYTES {
+        return Ok(stored);
+    }
+    let key = body_key(tenant, record_key)?;
+    let body = std::mem::take(&mut stored.body);
+    services.blobs.put_blob(&key, body.into_bytes()).await?;
+    stored.body_blob = Some(key.as_str().to_string());
+    Ok(stored)
+}
+
+/// The stored answer with its body read back when it was kept apart.
+async fn check_out(
+    services: &Services,
+    tenant: &TenantId,
+    mut stored: Stored,
+) -> Result<Stored, Problem> {
+    let Some(reference) = stored.body_blob.take() else {
+        return Ok(stored);
+    };
+    let key = BlobKey::parse(&reference)
+        .ok()
+        .filter(|k| k.belongs_to(tenant))
+        .ok_or_else(|| Problem::internal("the stored answer's key is invalid"))?;
+    let body = services
+        .blobs
+        .get_blob(&key)
+        .await?
+        .ok_or_else(|| Problem::internal("the stored answer is missing from storage"))?;
+    stored.body = String::from_utf8_lossy(&body).into_owned();
+    Ok(stored)
 }
 
 fn replay(stored: Stored) -> Response {

@@ -4,7 +4,7 @@ use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Ten
 use crate::domain::{EventType, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
 use crate::limits::INLINE_RESULT_BYTES;
-use crate::limits::MAX_BODY_BYTES;
+use crate::ports::BlobKey;
 use crate::ports::PageRequest;
 use crate::service::backtest::{self, BacktestRequest};
 use crate::service::batch::{self, BatchRequest};
@@ -186,6 +186,22 @@ pub async fn get_model(
     Ok(Json(model).into_response())
 }
 
+/// The answer for a stored JSON document past what a Lambda response carries (see the
+/// limits table's `Result answered inline`): a download URL, as for reports.
+async fn download_answer(services: &Services, key: &BlobKey, bytes: u64) -> Answer {
+    let grant = services
+        .uploads
+        .presign_download(key, "application/json", report::DOWNLOAD_URL_SECS)
+        .await?;
+    Ok(Json(json!({
+        "url": grant.url,
+        "expires_at": grant.expires_at.rfc3339(),
+        "content_type": "application/json",
+        "bytes": bytes,
+    }))
+    .into_response())
+}
+
 /// `GET /v1/models/{id}/artifact`: the saved model, as `nomaly detect --model` reads it.
 pub async fn model_artifact(
     State(services): State<Services>,
@@ -194,13 +210,13 @@ pub async fn model_artifact(
 ) -> Answer {
     let id = parse_id(&id, "model", ModelId::parse)?;
     let record = models::record(&services, &tenant, &id).await?;
-    let bytes = models::artifact(&services, &tenant, &record).await?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(Problem::too_large(format!(
-            "model {id} is {} bytes, over the 6 MB a response may carry",
-            bytes.len()
-        )));
+    let key = models::stored_artifact_key(&tenant, &record)?;
+    if let Some(size) = services.blobs.blob_size(&key).await? {
+        if size > INLINE_RESULT_BYTES as u64 {
+            return download_answer(&services, &key, size).await;
+        }
     }
+    let bytes = models::artifact(&services, &tenant, &record).await?;
     let disposition = format!("attachment; filename=\"{id}.json\"");
     Ok((
         [
@@ -388,18 +404,7 @@ pub async fn task_result(
         .await?
         .ok_or_else(|| Problem::not_found("the result has expired or was deleted"))?;
     if bytes.len() > INLINE_RESULT_BYTES {
-        // Past what a Lambda response carries: a download URL instead, as for reports.
-        let grant = services
-            .uploads
-            .presign_download(&key, "application/json", report::DOWNLOAD_URL_SECS)
-            .await?;
-        return Ok(Json(json!({
-            "url": grant.url,
-            "expires_at": grant.expires_at.rfc3339(),
-            "content_type": "application/json",
-            "bytes": bytes.len(),
-        }))
-        .into_response());
+        return download_answer(&services, &key, bytes.len() as u64).await;
     }
     let mut response = Response::new(axum::body::Body::from(bytes));
     response.headers_mut().insert(
@@ -439,11 +444,12 @@ pub async fn get_dataset(
     Path(id): Path<String>,
 ) -> Answer {
     let id = parse_id(&id, "dataset", DatasetId::parse)?;
-    let dataset = services
+    let mut dataset = services
         .datasets
         .get_dataset(&tenant, &id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
+    dataset.profile = ingest::profile_of(&services, &dataset).await?;
     Ok(Json(dataset).into_response())
 }
 

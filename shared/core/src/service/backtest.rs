@@ -175,8 +175,9 @@ pub async fn submit(
                     BACKTEST_MAX_INFLATED_BYTES >> 20
                 )));
             }
-            let header = header_of(&dataset.profile);
-            let numeric = numeric_columns(&dataset.profile);
+            let profile = crate::service::ingest::profile_of(services, &dataset).await?;
+            let header = header_of(&profile);
+            let numeric = numeric_columns(&profile);
             let label_column = match request.label_column {
                 Some(l) if !header.contains(&l) => {
                     return Err(Problem::invalid_parameter(format!(

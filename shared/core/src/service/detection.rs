@@ -5,6 +5,7 @@
 
 use crate::domain::{EventType, Task, TaskKind, TenantId};
 use crate::ids::{ModelId, TaskId};
+use crate::limits::INLINE_RESULT_BYTES;
 use crate::ports::BlobKey;
 use crate::service::input::{FitSpec, Rows};
 use crate::service::{cost, jobs, models, Problem, Services};
@@ -415,6 +416,13 @@ fn cache_key(spec: &DetectSpec, rows: &Rows) -> String {
     format!("detect:{}", hex::encode(h.finalize()))
 }
 
+/// A generous guess at an inline answer's bytes for `rows` rows: a score and a label
+/// each, and five features' names and shares each when explained.
+fn answer_bytes(rows: usize, explain: bool) -> usize {
+    rows.saturating_mul(if explain { 24 + 5 * 64 } else { 24 })
+        .saturating_add(1024)
+}
+
 /// The predicted cost of scoring `rows` with `ready` (fitting first when it fits), after
 /// checking a fit's parameters against their caps.
 fn predicted_ms(ready: &Ready, rows: &Rows, explain: bool) -> Result<f64, Problem> {
@@ -499,7 +507,10 @@ async fn detect_now_or_queue(
 ) -> Result<Outcome, Problem> {
     let (ready, rows, ignored) = ready(services, tenant, &spec, rows).await?;
     let predicted = predicted_ms(&ready, &rows, spec.explain)?;
-    if predicted > services.settings.detect_budget_ms as f64 {
+    let answer = answer_bytes(rows.len(), spec.explain);
+    if predicted > services.settings.detect_budget_ms as f64 || answer > INLINE_RESULT_BYTES {
+        // Slow work, or an answer past what a response carries: a task, whose result is
+        // answered with a download URL when large.
         cost::check_task(predicted)?;
         tracing::info!(
             predicted_ms = predicted,

@@ -138,8 +138,8 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
             .and_then(|v| serde_json::from_value(v).ok())
             .ok_or_else(|| Problem::invalid_data("the dataset's training spec is missing"))?;
         // Text and empty columns cannot be trained on: leave them out.
-        let exclude = dataset
-            .profile
+        let profile = crate::service::ingest::profile_of(services, &dataset).await?;
+        let exclude = profile
             .as_ref()
             .and_then(|p| p.get("column_profiles"))
             .and_then(|c| c.as_array())

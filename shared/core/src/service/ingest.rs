@@ -176,6 +176,15 @@ pub async fn delete(services: &Services, tenant: &TenantId, id: &DatasetId) -> R
             services.blobs.delete_blob(&key).await?;
         }
     }
+    if dataset
+        .profile
+        .as_ref()
+        .is_some_and(|p| p.get(PROFILE_REF).is_some())
+    {
+        if let Ok(key) = profile_key(&dataset) {
+            services.blobs.delete_blob(&key).await?;
+        }
+    }
     Ok(())
 }
 
@@ -272,8 +281,10 @@ async fn profile_once(
         .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?;
     match profiled {
         Ok(profile) => {
+            let profile = serde_json::to_value(profile)
+                .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?;
+            dataset.profile = Some(check_in_profile(services, &dataset, profile).await?);
             dataset.status = DatasetStatus::Profiled;
-            dataset.profile = Some(serde_json::to_value(profile).unwrap_or_default());
         }
         Err(e) => {
             dataset.status = DatasetStatus::Rejected;
@@ -283,6 +294,76 @@ async fn profile_once(
     services.datasets.put_dataset(&dataset).await?;
     announce(services, &dataset, correlation_id).await?;
     Ok(dataset)
+}
+
+/// Issues a `dataset.profiled` event lists (all are counted in `issues_total`).
+const EVENT_ISSUES: usize = 20;
+/// The field of a stored profile that points at the whole of it in the blob store.
+const PROFILE_REF: &str = "$blob";
+
+/// Where a dataset's profile is kept when it is too large for its record.
+fn profile_key(dataset: &Dataset) -> Result<BlobKey, JobError> {
+    BlobKey::for_tenant(
+        &dataset.tenant,
+        &["profiles", &format!("{}.json", dataset.id)],
+    )
+    .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))
+}
+
+/// The profile as the dataset's record keeps it: whole when small; otherwise (a wide file
+/// makes a profile of megabytes, and a DynamoDB item holds 400 KB) stored in the blob
+/// store, with a summary and a pointer in the record (the claim check).
+async fn check_in_profile(
+    services: &Services,
+    dataset: &Dataset,
+    profile: serde_json::Value,
+) -> Result<serde_json::Value, JobError> {
+    let bytes = serde_json::to_vec(&profile)
+        .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?;
+    if bytes.len() <= limits::PROFILE_INLINE_BYTES {
+        return Ok(profile);
+    }
+    let key = profile_key(dataset)?;
+    services.blobs.put_blob(&key, bytes).await?;
+    let issues = profile["issues"].as_array().cloned().unwrap_or_default();
+    Ok(serde_json::json!({
+        "rows": profile["rows"],
+        "columns": profile["columns"],
+        "ragged_rows": profile["ragged_rows"],
+        "sampled_quantiles": profile["sampled_quantiles"],
+        "issues": issues.iter().take(EVENT_ISSUES).collect::<Vec<_>>(),
+        "issues_total": issues.len(),
+        PROFILE_REF: key.as_str(),
+    }))
+}
+
+/// The dataset's whole profile: from its record, or from the blob store when the record
+/// keeps a pointer. Only a key under the dataset's tenant is read.
+pub async fn profile_of(
+    services: &Services,
+    dataset: &Dataset,
+) -> Result<Option<serde_json::Value>, Problem> {
+    let Some(profile) = &dataset.profile else {
+        return Ok(None);
+    };
+    let Some(reference) = profile.get(PROFILE_REF).and_then(|r| r.as_str()) else {
+        return Ok(Some(profile.clone()));
+    };
+    let key = BlobKey::parse(reference)
+        .ok()
+        .filter(|k| k.belongs_to(&dataset.tenant))
+        .ok_or_else(|| {
+            Problem::internal(format!("dataset {}'s profile key is invalid", dataset.id))
+        })?;
+    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
+        Problem::internal(format!(
+            "dataset {}'s profile is missing from storage",
+            dataset.id
+        ))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Problem::internal(format!("dataset {}'s profile: {e}", dataset.id)))
 }
 
 async fn announce(
@@ -302,7 +383,13 @@ async fn announce(
                 "error": dataset.error,
                 "rows": profile.and_then(|p| p.get("rows")),
                 "columns": profile.and_then(|p| p.get("columns")),
-                "issues": profile.and_then(|p| p.get("issues")),
+                "issues": profile
+                    .and_then(|p| p.get("issues"))
+                    .and_then(|i| i.as_array())
+                    .map(|i| i.iter().take(EVENT_ISSUES).collect::<Vec<_>>()),
+                "issues_total": profile
+                    .and_then(|p| p.get("issues_total").or_else(|| p.get("issues")))
+                    .map(|i| i.as_array().map_or(i.as_u64().unwrap_or(0), |a| a.len() as u64)),
                 "train": dataset.train_on_upload && dataset.status == DatasetStatus::Profiled,
             }),
         )

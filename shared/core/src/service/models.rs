@@ -82,6 +82,16 @@ pub async fn load(
     Ok((record, model))
 }
 
+/// Where a model record says its artifact is: a key under the tenant's own prefix only.
+pub fn stored_artifact_key(tenant: &TenantId, record: &ModelRecord) -> Result<BlobKey, Problem> {
+    BlobKey::parse(&record.artifact_key)
+        .ok()
+        .filter(|k| k.belongs_to(tenant))
+        .ok_or_else(|| {
+            Problem::internal(format!("model {} has an invalid artifact key", record.id))
+        })
+}
+
 /// The stored artifact of a model record (the JSON that `nomaly detect --model` reads).
 pub async fn artifact(
     services: &Services,
@@ -89,10 +99,7 @@ pub async fn artifact(
     record: &ModelRecord,
 ) -> Result<Vec<u8>, Problem> {
     let id = &record.id;
-    let key = BlobKey::parse(&record.artifact_key)
-        .ok()
-        .filter(|k| k.belongs_to(tenant))
-        .ok_or_else(|| Problem::internal(format!("model {id} has an invalid artifact key")))?;
+    let key = stored_artifact_key(tenant, record)?;
     services
         .blobs
         .get_blob(&key)

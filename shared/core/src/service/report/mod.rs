@@ -124,10 +124,11 @@ pub async fn run_job(
         } => {
             let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
             let rows = training::dataset_rows(services, tenant, &dataset, exclude_columns).await?;
+            let profile = crate::service::ingest::profile_of(services, &dataset).await?;
             (
                 rows,
                 format!("dataset {} ({})", dataset.name, dataset.id),
-                dataset.profile,
+                profile,
             )
         }
         TrainingData::Inline(rows) => (
