@@ -56,6 +56,21 @@ impl Limit {
     }
 }
 
+/// The table as the README shows it (Markdown), between its markers.
+pub fn markdown() -> String {
+    let mut out = String::from("| Limit | Value | Set by | Past it |\n|---|---:|---|---|\n");
+    for l in TABLE {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            l.name,
+            l.shown(),
+            l.variable.map_or("fixed".to_string(), |v| format!("`{v}`")),
+            l.answer
+        ));
+    }
+    out
+}
+
 /// `1234567` as `1,234,567`.
 fn grouped(v: u64) -> String {
     let digits = v.to_string();
@@ -134,6 +149,8 @@ pub const MAX_TASK_MS: u64 = 600_000;
 pub const IDEMPOTENT_INLINE_BYTES: usize = 256 << 10;
 /// Requests one tenant may make per rate window (`NOMALY_RATE_LIMIT`; 0 turns it off).
 pub const RATE_LIMIT: u32 = 100;
+/// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`).
+pub const RATE_WINDOW_SECS: u32 = 1;
 
 // ---- Streams and backtests -----------------------------------------------------------------
 
@@ -183,7 +200,7 @@ pub const INFLATED_DATASET: Limit = row(
     MAX_INFLATED_DATASET_BYTES,
     Unit::Bytes,
     None,
-    "dataset `rejected`; task `failed` (413)",
+    "dataset `rejected`; a training or backtest task `failed` (413)",
 );
 /// The limits table's row for [`INFLATE_RATIO`]'s value.
 pub const INFLATE_RATIO: Limit = row(
@@ -191,7 +208,7 @@ pub const INFLATE_RATIO: Limit = row(
     MAX_INFLATE_RATIO,
     Unit::Ratio,
     None,
-    "413 (request), dataset `rejected`",
+    "413; dataset `rejected`",
 );
 /// The limits table's row for [`LINE`]'s value.
 pub const LINE: Limit = row(
@@ -199,7 +216,7 @@ pub const LINE: Limit = row(
     MAX_LINE_BYTES,
     Unit::Bytes,
     None,
-    "413 (request), dataset `rejected`",
+    "413; dataset `rejected`; batch task `failed`",
 );
 /// The limits table's row for [`COLUMNS`]'s value.
 pub const COLUMNS: Limit = row(
@@ -207,7 +224,7 @@ pub const COLUMNS: Limit = row(
     MAX_COLUMNS as u64,
     Unit::Count,
     None,
-    "422 `invalid-data`",
+    TOO_LARGE,
 );
 /// The limits table's row for [`REQUEST_CELLS`]'s value.
 pub const REQUEST_CELLS: Limit = row(
@@ -223,7 +240,7 @@ pub const DATASET_CELLS: Limit = row(
     MAX_DATASET_CELLS,
     Unit::Count,
     None,
-    "task `failed` (413)",
+    "the training or report task `failed` (413)",
 );
 /// The limits table's row for [`MAX_PROFILE_ATTEMPTS`].
 pub const PROFILE_ATTEMPTS: Limit = row(
@@ -279,7 +296,7 @@ pub const DETECT_BUDGET: Limit = row(
     DETECT_BUDGET_MS,
     Unit::Millis,
     Some("NOMALY_DETECT_BUDGET_MS"),
-    "202 and a task; WebSocket `score` and reports: 413",
+    "202 and a task; WebSocket `score`: `error` (413)",
 );
 
 /// The rows of [`TABLE`], in the README's order.
@@ -297,7 +314,7 @@ pub const TABLE: &[Limit] = &[
         MAX_UPLOAD_BYTES,
         Unit::Bytes,
         Some("NOMALY_MAX_UPLOAD_BYTES"),
-        "413 when registered; `rejected` when larger than declared",
+        "400 `invalid-parameter` when registered; `rejected` when the upload is larger than declared",
     ),
     INFLATED_DATASET,
     INFLATE_RATIO,
@@ -345,9 +362,7 @@ pub const TABLE: &[Limit] = &[
         "Upload URL lifetime",
         MAX_UPLOAD_URL_SECS as u64,
         Unit::Seconds,
-        None,
-        "400 `invalid-parameter`",
-    ),
+        None, "the lifetime asked is cut to it",),
     DETECT_BUDGET,
     TREES,
     NEIGHBORS,
@@ -364,15 +379,20 @@ pub const TABLE: &[Limit] = &[
         "Result answered inline",
         INLINE_RESULT_BYTES as u64,
         Unit::Bytes,
-        None,
-        "303-style answer with a download URL",
-    ),
+        None, "`{url, expires_at, content_type, bytes}`: a download URL",),
     row(
         "Requests per tenant per rate window",
         RATE_LIMIT as u64,
         Unit::Count,
         Some("NOMALY_RATE_LIMIT"),
         "429 with `Retry-After`",
+    ),
+    row(
+        "Rate window",
+        RATE_WINDOW_SECS as u64,
+        Unit::Seconds,
+        Some("NOMALY_RATE_WINDOW_SECS"),
+        "-",
     ),
     row(
         "Points per stream append",
@@ -385,9 +405,7 @@ pub const TABLE: &[Limit] = &[
         "Values per stream point",
         STREAM_MAX_WIDTH as u64,
         Unit::Count,
-        None,
-        "422 `invalid-data`",
-    ),
+        None, "400 `invalid-parameter`",),
     row(
         "Numbers in a stream's detector state",
         STREAM_MAX_STATE_VALUES as u64,
@@ -421,9 +439,7 @@ pub const TABLE: &[Limit] = &[
         "Labelled windows per backtest",
         BACKTEST_MAX_WINDOWS as u64,
         Unit::Count,
-        None,
-        "422 `invalid-data`",
-    ),
+        None, "400 `invalid-parameter`",),
     row(
         "Values per backtest (points × columns)",
         BACKTEST_MAX_CELLS as u64,
@@ -442,30 +458,22 @@ pub const TABLE: &[Limit] = &[
         "Rows per WebSocket `score`",
         WS_MAX_SCORE_ROWS as u64,
         Unit::Count,
-        None,
-        "WebSocket `error` (`payload-too-large`)",
-    ),
+        None, "WebSocket `error` (413)",),
     row(
         "Events replayed per WebSocket subscribe",
         WS_MAX_REPLAY as u64,
         Unit::Count,
-        None,
-        "the newest replayed, `truncated: true`",
-    ),
+        None, "the replay stops there",),
     row(
         "Chunks per batch",
         BATCH_MAX_CHUNKS,
         Unit::Count,
-        None,
-        "task `failed` (413)",
-    ),
+        None, "413 at submit; the task `failed` when the plan finds more",),
     row(
         "Batch source header",
         BATCH_MAX_HEADER_BYTES as u64,
         Unit::Bytes,
-        None,
-        "task `failed` (413)",
-    ),
+        None, "the task `failed` (422)",),
 ];
 
 const TOO_LARGE: &str = "413 `payload-too-large`";
@@ -512,5 +520,25 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before, "a limit is listed twice");
+    }
+
+    #[test]
+    fn the_readme_shows_this_table() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md at the repository's root");
+        let start = "<!-- limits:start (written by shared/core/src/limits.rs; `cargo test -p nomaly-core limits` checks it) -->\n";
+        let end = "<!-- limits:end -->";
+        let shown = readme
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table)
+            .expect("the README's limits table between its markers");
+        assert_eq!(
+            shown,
+            markdown(),
+            "the README's limits table differs from limits.rs; paste this between the markers:\n{}",
+            markdown()
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod websocket;
 pub mod worker;
 
 use crate::domain::{ApiKey, Connection, Event, EventType, TenantId};
+use crate::limits;
 use crate::ports::{
     BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
     JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreResult,
@@ -36,7 +37,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Synchronous detection answers 200 only when its predicted cost is within this
-    /// (`NOMALY_DETECT_BUDGET_MS`, default 3000); costlier work gets 202 and a task.
+    /// (`NOMALY_DETECT_BUDGET_MS`; see the limits table); costlier work gets 202 and a task.
     pub detect_budget_ms: u64,
     /// How long identical detection results are served from the cache
     /// (`NOMALY_CACHE_TTL_SECS`, default 3600).
@@ -55,9 +56,9 @@ pub struct Settings {
     /// How long an upload URL works (`NOMALY_UPLOAD_URL_TTL_SECS`, default 900).
     pub upload_url_ttl_secs: u32,
     /// Uploads up to this size are profiled by `ingest` itself; larger ones by a worker
-    /// job (`NOMALY_INLINE_PROFILE_BYTES`, default 64 MiB).
+    /// job (`NOMALY_INLINE_PROFILE_BYTES`; see the limits table).
     pub inline_profile_bytes: u64,
-    /// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`, default 512 MiB:
+    /// Largest dataset upload accepted (`NOMALY_MAX_UPLOAD_BYTES`; see the limits table:
     /// profiling and training read an upload whole, and the worker has 3 GB).
     pub max_upload_bytes: u64,
     /// Running tasks last touched before this instant have no live worker, whatever their
@@ -66,10 +67,10 @@ pub struct Settings {
     /// AWS, where workers come and go) leaves it to the lease.
     pub orphaned_before: Option<crate::time::Timestamp>,
     /// Requests one tenant may make per rate window, over HTTP and WebSocket actions
-    /// together (`NOMALY_RATE_LIMIT`, default 100; 0 turns the limit off). Past it the
-    /// caller gets 429 with `Retry-After`.
+    /// together (`NOMALY_RATE_LIMIT`; see the limits table; 0 turns the limit off). Past
+    /// it the caller gets 429 with `Retry-After`.
     pub rate_limit: u32,
-    /// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`, default 1).
+    /// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`; see the limits table).
     pub rate_window_secs: u32,
     /// A stream's record and detector state are kept together in one row or item while
     /// they take at most this many bytes (`NOMALY_STREAM_INLINE_STATE_BYTES`, default
@@ -89,18 +90,18 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            detect_budget_ms: 3000,
+            detect_budget_ms: limits::DETECT_BUDGET_MS,
             cache_ttl_secs: 3600,
             connection_ttl_secs: 7500,
             task_lease_secs: 960,
             max_attempts: 3,
             max_receives: 3,
             upload_url_ttl_secs: 900,
-            inline_profile_bytes: 64 << 20,
-            max_upload_bytes: 512 << 20,
+            inline_profile_bytes: limits::INLINE_PROFILE_BYTES,
+            max_upload_bytes: limits::MAX_UPLOAD_BYTES,
             orphaned_before: None,
-            rate_limit: 100,
-            rate_window_secs: 1,
+            rate_limit: limits::RATE_LIMIT,
+            rate_window_secs: limits::RATE_WINDOW_SECS,
             stream_inline_state_bytes: 300_000,
             batch_chunk_bytes: 64 << 20,
             imports_dir: None,
