@@ -331,9 +331,7 @@ fn saved_models_score_held_out_rows_as_the_fitted_model_did() {
         let file = std::fs::File::open(p).expect("open a split");
         nomaly_core::table::read_csv(
             file,
-            &nomaly_core::table::CsvOptions {
-                exclude: vec!["label".into()],
-            },
+            &nomaly_core::table::CsvOptions::dataset(&["label".into()]),
         )
         .expect("read a split")
     };

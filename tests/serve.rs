@@ -770,3 +770,108 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     assert_eq!(s, 410);
     assert!(server.interrupt(), "stops cleanly on Ctrl-C");
 }
+
+/// Issue 19's suite: tenant A sends the measured gzip bomb and costly requests, then
+/// floods the queue with heavy trainings, against a server whose address space is capped
+/// at 4 GiB. Tenant B meanwhile makes small detections and one small training: every
+/// answer must be right, B's p99 under a second, B's training done within 15 s, the
+/// server alive, and nothing of B's visible to A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_tenant_neither_kills_the_server_nor_slows_another() {
+    use nomaly_tests::hostile::{costly_requests, flood, small_detections};
+    use std::time::Instant;
+    let dir = scratch("serve-hostile");
+    // B's loop makes a few hundred requests a second: more than the default rate limit,
+    // which is not what this test is about.
+    let mut server = Server::start_capped(
+        &dir.join("data"),
+        &[],
+        &[("NOMALY_RATE_LIMIT", "100000")],
+        4 << 20,
+    );
+    let a_key = server.key("tenant-a");
+    let b_key = server.key("tenant-b");
+    let a = Api::new(&server, &a_key);
+    let b = Api::new(&server, &b_key);
+    let b_rows: Vec<Vec<f64>> = (0..200)
+        .map(|i| vec![(i % 13) as f64, (i % 5) as f64])
+        .collect();
+    let (b_training, answer) = b
+        .accepted("/v1/models", json!({"algorithm": "zscore", "rows": b_rows}))
+        .await;
+    assert_eq!(b.wait_task(&b_training, LONG).await["status"], "completed");
+    let b_model = answer["model_id"].as_str().expect("model id").to_string();
+
+    let alone = small_detections(&b, Instant::now() + Duration::from_secs(3), 1).await;
+    let watcher = Api::new(&server, &b_key);
+    let during = tokio::spawn(async move {
+        small_detections(&watcher, Instant::now() + Duration::from_secs(20), 2).await
+    });
+
+    let attacks = costly_requests(&server.url, &a_key).await;
+    let flooded = flood(&a, 40).await;
+    let started = Instant::now();
+    let (small, _) = b
+        .accepted("/v1/models", json!({"algorithm": "zscore", "rows": b_rows}))
+        .await;
+    let trained = b.wait_task(&small, Duration::from_secs(60)).await;
+    let b_training_took = started.elapsed();
+    let during = during.await.expect("tenant B's loop");
+
+    eprintln!("tenant B alone:     {}", alone.summary());
+    eprintln!("tenant B during A:  {}", during.summary());
+    eprintln!(
+        "tenant B's small training behind {} heavy jobs of A: {:.1} s",
+        flooded.len(),
+        b_training_took.as_secs_f64()
+    );
+    for attack in &attacks {
+        eprintln!(
+            "tenant A, {}: {} in {:.0} ms",
+            attack.what,
+            attack.status,
+            attack.elapsed.as_secs_f64() * 1000.0
+        );
+        assert_eq!(attack.status, 413, "{}: {}", attack.what, attack.answer);
+        let detail = attack.answer["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("limit `"), "{}: {detail}", attack.what);
+    }
+    assert!(
+        attacks[0].elapsed < Duration::from_secs(1),
+        "the bomb took {:?}",
+        attacks[0].elapsed
+    );
+    assert!(server.alive(), "the server died:\n{}", server.log_text());
+    let (s, _) = b.call("GET", "/healthz", None).await;
+    assert_eq!(s, 200);
+    assert!(
+        during.wrong.is_empty(),
+        "{:?}",
+        &during.wrong[..during.wrong.len().min(3)]
+    );
+    assert!(
+        alone.wrong.is_empty(),
+        "{:?}",
+        &alone.wrong[..alone.wrong.len().min(3)]
+    );
+    assert!(
+        during.quantile(0.99) < Duration::from_secs(1),
+        "B's p99 during A: {}",
+        during.summary()
+    );
+    assert_eq!(trained["status"], "completed", "{trained}");
+    assert!(
+        b_training_took < Duration::from_secs(15),
+        "B's small training waited {b_training_took:?} behind A's flood"
+    );
+    // Nothing of B's is A's to see, and B still has it all.
+    for path in [
+        format!("/v1/models/{b_model}"),
+        format!("/v1/tasks/{b_training}"),
+        format!("/v1/tasks/{small}"),
+    ] {
+        assert_eq!(a.call("GET", &path, None).await.0, 404, "{path}");
+        assert_eq!(b.call("GET", &path, None).await.0, 200, "{path}");
+    }
+    server.kill();
+}

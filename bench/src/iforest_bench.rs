@@ -95,12 +95,7 @@ fn main() -> Result<()> {
             for _ in 0..o.repeat {
                 let t = Instant::now();
                 let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-                table = Some(read_csv(
-                    file,
-                    &CsvOptions {
-                        exclude: o.exclude.clone(),
-                    },
-                )?);
+                table = Some(read_csv(file, &CsvOptions::dataset(&o.exclude))?);
                 times.push(t.elapsed().as_secs_f64());
             }
             parse_s = Some(median(times));

@@ -63,9 +63,7 @@ fn read_rows(path: &str) -> Result<Vec<Vec<f64>>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
     let table = nomaly_core::table::read_csv(
         file,
-        &nomaly_core::table::CsvOptions {
-            exclude: vec!["label".into()],
-        },
+        &nomaly_core::table::CsvOptions::dataset(&["label".into()]),
     )
     .with_context(|| format!("reading {path}"))?;
     Ok(table.data.outer_iter().map(|r| r.to_vec()).collect())

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: where the repository, the shared data and the built
 //! binaries are, and running the `nomaly` command.
 
+pub mod hostile;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -25,12 +26,15 @@ pub fn test_data(sub: &str) -> PathBuf {
 
 /// A built binary of the workspace, in the same target folder as this test.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable sits in target/<profile>/deps");
+    let exe = std::env::current_exe().expect("current executable");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary (a benchmark)
+    // sits in target/<profile>/ itself.
+    let parent = exe.parent().expect("the executable's folder");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>")
+    } else {
+        parent
+    };
     let path = dir.join(name);
     assert!(
         path.is_file(),

@@ -25,9 +25,26 @@ impl Server {
     /// Starts `nomaly serve` on `data_dir` with extra arguments and environment, and
     /// waits for it to listen.
     pub fn start(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::launch(Command::new(crate::binary("nomaly")), data_dir, args, envs)
+    }
+
+    /// As [`Server::start`], with the process's address space capped at `cap_kib` KiB
+    /// (`ulimit -v`): an allocation past it fails instead of swapping the machine.
+    pub fn start_capped(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        cap_kib: u64,
+    ) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -v {cap_kib} && exec \"$0\" \"$@\"")])
+            .arg(crate::binary("nomaly"));
+        Server::launch(cmd, data_dir, args, envs)
+    }
+
+    fn launch(mut cmd: Command, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
         std::fs::create_dir_all(data_dir).expect("data folder");
         let log = unique(data_dir.with_extension("log"));
-        let mut cmd = Command::new(crate::binary("nomaly"));
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
@@ -82,6 +99,11 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`: the peak).

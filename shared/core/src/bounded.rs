@@ -57,8 +57,10 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 /// [`Exceeded`] (inside an `io::Error`) past `bounds`.
 pub fn open<'a, R: Read + 'a>(reader: R, bounds: Bounds) -> Box<dyn BufRead + 'a> {
     let compressed = Arc::new(AtomicU64::new(0));
+    // A small buffer on the compressed side: the ratio is checked against the bytes
+    // read so far, and a buffer's worth may inflate before the first check.
     let mut counted = BufReader::with_capacity(
-        1 << 16,
+        8 << 10,
         Counted {
             inner: reader,
             count: Arc::clone(&compressed),
