@@ -144,6 +144,19 @@ pub async fn profiled_dataset(
     Ok(dataset)
 }
 
+/// A profiled dataset's rows and columns, as its profile (whole or summary) counts them.
+pub fn dataset_shape(dataset: &crate::domain::Dataset) -> (usize, usize) {
+    let size = |field: &str| {
+        dataset
+            .profile
+            .as_ref()
+            .and_then(|p| p.get(field))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as usize
+    };
+    (size("rows"), size("columns"))
+}
+
 /// Refuses a fit whose parameters pass their caps, or that no worker could finish.
 fn check_cost(spec: &FitSpec, rows: usize, cols: usize) -> Result<(), Problem> {
     let algorithm = nomaly_detect::Algorithm::with_params(&spec.algorithm, &spec.params)?;
@@ -166,18 +179,8 @@ pub async fn submit(
             exclude_columns,
         } => {
             let dataset = profiled_dataset(services, tenant, dataset_id).await?;
-            let size = |field: &str| {
-                dataset
-                    .profile
-                    .as_ref()
-                    .and_then(|p| p.get(field))
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0) as usize
-            };
-            (
-                size("rows"),
-                size("columns").saturating_sub(exclude_columns.len()),
-            )
+            let (rows, cols) = dataset_shape(&dataset);
+            (rows, cols.saturating_sub(exclude_columns.len()))
         }
         TrainingData::Inline(rows) => (rows.len(), rows.columns.len()),
     };

@@ -14,7 +14,7 @@ use crate::service::detection::{score_with, Contribution};
 use crate::service::input::Rows;
 use crate::service::jobs::{self, JobError};
 use crate::service::training::{self, TrainingData};
-use crate::service::{models, profile, Problem, Services};
+use crate::service::{cost, models, profile, Problem, Services};
 use serde::{Deserialize, Serialize};
 
 /// Rows explained in the "top anomalies" table.
@@ -87,16 +87,22 @@ pub async fn submit(
         request.exclude_columns,
     )?;
     let model = models::record(services, tenant, model_id).await?;
-    match &mut data {
+    let (n, d) = match &mut data {
         TrainingData::Dataset { dataset_id, .. } => {
-            training::profiled_dataset(services, tenant, dataset_id).await?;
+            let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
+            training::dataset_shape(&dataset)
         }
         TrainingData::Inline(rows) => {
             // Stored as the model takes them: its features, by name or by position.
             let (aligned, _) = std::mem::take(rows).for_model(&model.feature_names)?;
             *rows = aligned;
+            (rows.len(), rows.columns.len())
         }
-    }
+    };
+    // Scored and explained: refused when no worker could finish it.
+    let (_, loaded) = models::load(services, tenant, model_id).await?;
+    let predicted = cost::predict_ms(loaded.algorithm(), false, n, d, loaded.training().rows);
+    cost::check_task(2.0 * predicted)?;
     let task = Task::new(tenant.clone(), TaskKind::Report, correlation_id);
     let job = ReportJob {
         task_id: task.id.clone(),
