@@ -6,7 +6,7 @@ use crate::ids::EventId;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// The kinds of event, written as in DESIGN.md (`task.progress`, ...).
+/// The kinds of event, written as in `docs/architecture.md` (`task.progress`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// A running task moved on.

@@ -1,5 +1,5 @@
 //! The domain: what nomaly stores and tells, with no storage or transport in it.
-//! Field and event names follow `../shared/docs/DESIGN.md`.
+//! Field and event names follow `docs/architecture.md`.
 
 pub mod connection;
 pub mod dataset;

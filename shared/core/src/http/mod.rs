@@ -1,5 +1,5 @@
-//! The HTTP API of DESIGN.md as one axum [`Router`]: the `api` Lambda runs it through
-//! lambda_http, the local server on a TCP listener. Every route but `/healthz` needs
+//! The HTTP API of `docs/architecture.md` as one axum [`Router`]: the `api` Lambda runs
+//! it through lambda_http, the local server on a TCP listener. Every route but `/healthz` needs
 //! `Authorization: Bearer <api key>`; errors are `application/problem+json`; a POST
 //! with an `Idempotency-Key` gets the first response again when retried.
 

@@ -1,7 +1,7 @@
 //! Detection: score rows with a stored model or with a model fitted on the rows
-//! themselves. Inline when the predicted cost fits the time budget (ADR-022's
-//! `process_immediate`), otherwise as a background task; identical requests on an
-//! unchanged model come from the cache; anomalies found are published.
+//! themselves. Inline when the predicted cost fits the time budget ("process
+//! immediately" in `docs/architecture.md`), otherwise as a background task; identical
+//! requests on an unchanged model come from the cache; anomalies found are published.
 
 use crate::domain::{EventType, Task, TaskKind, TenantId};
 use crate::ids::{ModelId, TaskId};
