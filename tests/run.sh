@@ -52,9 +52,11 @@ phase "licences, sources and duplicate crates (cargo deny; advisories need the n
 
 phase "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The CLI with its AWS adapters (`serve --aws`, `keys --aws`), which the tests run.
+cargo clippy -p nomaly --all-targets --features aws --quiet -- -D warnings
 
 phase "build"
-cargo build --workspace --bins
+cargo build --workspace --bins --features nomaly/aws
 
 phase "moto server (AWS-compatible endpoint on loopback)"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -57,21 +57,32 @@ pub enum Command {
 
 async fn open(store: &Store) -> Result<Box<dyn KeyStore>> {
     if store.aws {
-        let Some(table) = &store.table else {
-            bail!("--aws needs the state table: --table NAME or NOMALY_TABLE");
-        };
-        let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok();
-        let clients = nomaly_aws::Clients::from_env(path_style).await;
-        // Keys live in the state table only; the events table is not touched.
-        return Ok(Box::new(nomaly_aws::DynamoStore::new(
-            clients.dynamodb,
-            table,
-            "",
-        )));
+        return open_aws(store).await;
     }
     let db = nomaly_embedded::Database::open(&store.data_dir)
         .with_context(|| format!("opening the data folder {}", store.data_dir.display()))?;
     Ok(Box::new(nomaly_embedded::SqliteStore::new(db)))
+}
+
+/// The deployed stack's state table.
+#[cfg(feature = "aws")]
+async fn open_aws(store: &Store) -> Result<Box<dyn KeyStore>> {
+    let Some(table) = &store.table else {
+        bail!("--aws needs the state table: --table NAME or NOMALY_TABLE");
+    };
+    let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok();
+    let clients = nomaly_aws::Clients::from_env(path_style).await;
+    // Keys live in the state table only; the events table is not touched.
+    Ok(Box::new(nomaly_aws::DynamoStore::new(
+        clients.dynamodb,
+        table,
+        "",
+    )))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn open_aws(_store: &Store) -> Result<Box<dyn KeyStore>> {
+    bail!(crate::WITHOUT_AWS)
 }
 
 fn tenant(name: &str) -> Result<TenantId> {

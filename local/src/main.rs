@@ -9,6 +9,11 @@ mod watch;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// The answer of `--aws` in a build without the `aws` feature.
+#[cfg(not(feature = "aws"))]
+const WITHOUT_AWS: &str = "this nomaly was built without the AWS adapters; build it with \
+     `cargo build --release -p nomaly --features aws` to use --aws";
+
 #[derive(Parser)]
 #[command(
     name = "nomaly",

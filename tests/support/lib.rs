@@ -38,7 +38,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is not built: run `cargo build --workspace --bins` first (tests/run.sh does)",
+        "{} is not built: run `cargo build --workspace --bins --features nomaly/aws` first (tests/run.sh does)",
         path.display()
     );
     path

@@ -149,6 +149,12 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
             embedded_store: Some(stack.store),
         });
     }
+    open_aws(args, base_url, settings).await
+}
+
+/// The AWS adapters: tables, bucket and queues named by the flags.
+#[cfg(feature = "aws")]
+async fn open_aws(args: &Args, base_url: &str, settings: Settings) -> Result<System> {
     fn need(value: &Option<String>, flag: &str, var: &str) -> Result<String> {
         match value {
             Some(v) if !v.trim().is_empty() => Ok(v.clone()),
@@ -191,6 +197,11 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
         embedded_queues: Vec::new(),
         embedded_store: None,
     })
+}
+
+#[cfg(not(feature = "aws"))]
+async fn open_aws(_args: &Args, _base_url: &str, _settings: Settings) -> Result<System> {
+    bail!(crate::WITHOUT_AWS)
 }
 
 async fn shutdown_signal() {
