@@ -78,7 +78,9 @@ echo "moto server on $AWS_ENDPOINT_URL"
 # (or the build of a test) did.
 failed_runs=0
 phase "unit tests and adapter contract tests"
-cargo test --workspace --exclude nomaly-tests --no-fail-fast 2>&1 | tee -a "$results" \
+# The same features as the build above, so that this run reuses its artifacts and leaves
+# target/debug/nomaly the AWS-enabled CLI that the end-to-end tests start.
+cargo test --workspace --exclude nomaly-tests --features nomaly/aws --no-fail-fast 2>&1 | tee -a "$results" \
   || failed_runs=$((failed_runs + 1))
 
 phase "end-to-end tests"

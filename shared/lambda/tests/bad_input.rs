@@ -11,8 +11,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-mod support;
-use support::{env_with, rows, Env};
+use crate::support::{env_with, rows, Env};
 
 /// Two tenants with a model, a finished training task, a detection and a dataset
 /// waiting for its upload each; `acme` also has a revoked key.

@@ -15,8 +15,7 @@ use nomaly_core::service::{models, Settings};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-mod support;
-use support::{env_with, Env};
+use crate::support::{env_with, Env};
 
 /// A CSV with a text column first and the model's three columns in another order:
 /// `n` rows, every 97th an outlier.

@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-mod support;
-use support::{env, rows, Env};
+use crate::support::{env, rows, Env};
 
 /// What an armed fault point does when reached.
 #[derive(Clone, Copy, Debug)]

@@ -12,8 +12,7 @@ use nomaly_core::ports::{BlobKey, JobQueue};
 use nomaly_core::service::Settings;
 use serde_json::{json, Value};
 
-mod support;
-use support::{env, env_with, rows, ws_event};
+use crate::support::{env, env_with, rows, ws_event};
 
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_key() {

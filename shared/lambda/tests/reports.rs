@@ -8,13 +8,12 @@ use nomaly_core::ids::TaskId;
 use nomaly_core::service::report::report_key;
 use serde_json::{json, Value};
 
-mod support;
-use support::{env, rows};
+use crate::support::{env, rows};
 
 /// A column name that would run script if a page printed it unescaped.
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
-async fn trained_model(e: &support::Env, key: &str) -> String {
+async fn trained_model(e: &crate::support::Env, key: &str) -> String {
     let (s, _, body) = e
         .json(
             "POST",

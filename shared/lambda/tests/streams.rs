@@ -12,8 +12,7 @@ use nomaly_core::ports::{EventLog, Page, PageRequest, StoreError, StoreResult, S
 use nomaly_core::service::Settings;
 use serde_json::{json, Value};
 
-mod support;
-use support::{env, env_with, Env};
+use crate::support::{env, env_with, Env};
 
 /// Five days of a daily cycle at five-minute steps (288 a day) from 2014-04-01, with a
 /// spike at point 1300.

@@ -1,7 +1,6 @@
 //! What the in-process suites share: an embedded stack in a scratch folder, and helpers
 //! that drive it the way the Lambda triggers do (HTTP through the router, SQS batches
 //! through the worker handler, stream records through the events handler).
-#![allow(dead_code)]
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::sqs::SqsEvent;

@@ -1,0 +1,11 @@
+//! The Lambda handlers driven on the embedded stack, in one test binary: one module per
+//! concern, sharing `support`. (One binary links the SDK once; twenty did it twenty times.)
+
+mod support;
+
+mod bad_input;
+mod batch;
+mod faults;
+mod flows;
+mod reports;
+mod streams;
