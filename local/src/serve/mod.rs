@@ -96,21 +96,53 @@ pub(crate) struct System {
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing::subscriber::set_global_default(log_subscriber(format, filter, std::io::stderr));
+}
+
+/// The server's log subscriber: `json` lines or plain text to `writer`, at the levels
+/// `filter` asks but never below `info` for the libraries of [`log_cap`].
+fn log_subscriber<W>(
+    format: &str,
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if format == "json" {
         // Every line carries the fields of the spans it was logged in: the request's
         // correlation id and tenant, the job's id, task and tenant.
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .init();
+        Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .finish()
+                .with(log_cap()),
+        )
     } else {
-        builder.with_ansi(false).init();
+        Box::new(builder.with_ansi(false).finish().with(log_cap()))
     }
+}
+
+/// Every level `RUST_LOG` asks for, except that the HTTP, WebSocket and AWS libraries
+/// (which log requests, bodies and signed headers below `info`) stop at `info`; a filter
+/// of its own, so no `RUST_LOG` directive lifts it.
+fn log_cap() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(
+            nomaly_core::log_targets::CAPPED_AT_INFO
+                .iter()
+                .map(|target| (*target, LevelFilter::INFO)),
+        )
 }
 
 /// Takes the data folder's lock: one server per folder, so at start no worker of an
@@ -368,4 +400,49 @@ async fn serve(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn at_trace_the_http_and_aws_libraries_log_nothing_below_info() {
+        for format in ["json", "text"] {
+            let logs = Captured::default();
+            let writer = logs.clone();
+            // A directive naming a library at trace does not lift the cap either.
+            let filter = tracing_subscriber::EnvFilter::new("trace,hyper=trace");
+            let subscriber = log_subscriber(format, filter, move || writer.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::trace!(target: "nomaly::serve", "ours at trace");
+                tracing::trace!(target: "hyper::proto::h1::io", "parsed body nmk_secret_1");
+                tracing::debug!(target: "tokio_tungstenite::compat", "frame nmk_secret_2");
+                tracing::trace!(target: "aws_smithy_runtime::http", "item nmk_secret_3");
+                tracing::debug!(target: "aws_sigv4::sign", "canonical nmk_secret_4");
+                tracing::info!(target: "hyper::server", "info still shows");
+            });
+            let text = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+            assert!(text.contains("ours at trace"), "{format}: {text}");
+            assert!(text.contains("info still shows"), "{format}: {text}");
+            assert!(!text.contains("nmk_secret"), "{format}: {text}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod ids;
 pub mod limits;
 pub mod local_files;
+pub mod log_targets;
 pub mod memory;
 pub mod metrics;
 pub mod ports;

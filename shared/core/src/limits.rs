@@ -180,6 +180,14 @@ pub const BACKTEST_MAX_LISTED_ANOMALIES: usize = 10_000;
 pub const WS_MAX_SCORE_ROWS: usize = 1000;
 /// Events replayed by one subscribe at most.
 pub const WS_MAX_REPLAY: usize = 5000;
+/// WebSocket connections one tenant may hold open at once (each is a record, and every
+/// event of the tenant is matched against all of them).
+pub const MAX_CONNECTIONS_PER_TENANT: usize = 1000;
+/// Channels one WebSocket connection may subscribe to (they live in its record).
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 100;
+/// Pushes of one event in flight at once: fan-out runs them concurrently up to this, so
+/// one tenant's many sockets cannot stall the events stream.
+pub const FANOUT_CONCURRENCY: usize = 32;
 /// The most chunks a batch may have (with the default 64 MiB chunks, 640 GiB).
 pub const BATCH_MAX_CHUNKS: u64 = 10_000;
 /// The longest header a batch takes: it travels in every chunk job, and ten jobs (one
@@ -290,6 +298,22 @@ pub const TASK_MS: Limit = row(
     None,
     TOO_LARGE,
 );
+/// The limits table's row for [`MAX_CONNECTIONS_PER_TENANT`].
+pub const CONNECTIONS_PER_TENANT: Limit = row(
+    "Open WebSocket connections per tenant",
+    MAX_CONNECTIONS_PER_TENANT as u64,
+    Unit::Count,
+    None,
+    "`$connect` refused: 429 with `Retry-After`",
+);
+/// The limits table's row for [`MAX_SUBSCRIPTIONS_PER_CONNECTION`].
+pub const SUBSCRIPTIONS_PER_CONNECTION: Limit = row(
+    "Subscriptions per WebSocket connection",
+    MAX_SUBSCRIPTIONS_PER_CONNECTION as u64,
+    Unit::Count,
+    None,
+    "WebSocket `error` (413)",
+);
 /// The limits table's row for [`DETECT_BUDGET_MS`].
 pub const DETECT_BUDGET: Limit = row(
     "Inline detection budget (predicted)",
@@ -385,7 +409,7 @@ pub const TABLE: &[Limit] = &[
         RATE_LIMIT as u64,
         Unit::Count,
         Some("NOMALY_RATE_LIMIT"),
-        "429 with `Retry-After`",
+        "429 with `Retry-After` (HTTP requests, WebSocket `$connect` and actions)",
     ),
     row(
         "Rate window",
@@ -464,6 +488,15 @@ pub const TABLE: &[Limit] = &[
         WS_MAX_REPLAY as u64,
         Unit::Count,
         None, "the replay stops there",),
+    CONNECTIONS_PER_TENANT,
+    SUBSCRIPTIONS_PER_CONNECTION,
+    row(
+        "Pushes of one event in flight at once",
+        FANOUT_CONCURRENCY as u64,
+        Unit::Count,
+        None,
+        "the other pushes wait their turn",
+    ),
     row(
         "Chunks per batch",
         BATCH_MAX_CHUNKS,

@@ -1,6 +1,7 @@
 //! The `ws` function: the WebSocket API's `$connect`, `$disconnect` and `$default`
-//! routes. `$connect` answers 401 to a missing or bad key, which refuses the connection;
-//! the key is never logged.
+//! routes. `$connect` answers 401 to a missing or bad key, and 429 with `Retry-After`
+//! past the tenant's rate limit or its cap on open connections, which refuses the
+//! connection; the key is never logged.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use nomaly_core::service::{websocket, Services};
@@ -23,7 +24,11 @@ pub async fn handle(services: &Services, event: ApiGatewayWebsocketProxyRequest)
                 Ok(_) => status(200, "connected"),
                 Err(p) => {
                     tracing::info!(connection, problem = %p.slug, "connection refused");
-                    status(p.status, &p.detail)
+                    let mut refused = status(p.status, &p.detail);
+                    if let Some(secs) = p.retry_after {
+                        refused["headers"] = json!({ "Retry-After": secs.to_string() });
+                    }
+                    refused
                 }
             }
         }

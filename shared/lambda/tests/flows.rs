@@ -1115,6 +1115,10 @@ async fn each_tenant_is_held_to_its_request_rate() {
         ..Settings::default()
     });
     let (key, other) = (e.key("acme").await, e.key("other").await);
+    // A connection opened while the allowance lasts (its `$connect` counts).
+    let mut inbox = e.stack.notifier.open("c1");
+    let connected = e.ws("$connect", "c1", json!({"api_key": key}), None).await;
+    assert_eq!(connected["statusCode"], 200, "{connected}");
     // Fixed windows: two of them can meet inside this loop at most, so 11 calls see a 429.
     let mut limited = None;
     for _ in 0..11 {
@@ -1130,11 +1134,29 @@ async fn each_tenant_is_held_to_its_request_rate() {
     assert_eq!(h["content-type"], "application/problem+json");
     let wait: u32 = h["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&wait), "Retry-After {wait}");
-    // The limit is per tenant, and covers WebSocket actions too.
+    // The limit is per tenant, and covers `$connect` and WebSocket actions too.
     let (s, _, _) = e.call("GET", "/v1/tasks", Some(&other), None, vec![]).await;
     assert_eq!(s, StatusCode::OK, "another tenant is not limited");
-    let mut inbox = e.stack.notifier.open("c1");
-    e.ws("$connect", "c1", json!({"api_key": key}), None).await;
+    let refused = e.ws("$connect", "c2", json!({"api_key": key}), None).await;
+    assert_eq!(refused["statusCode"], 429, "{refused}");
+    let wait: u32 = refused["headers"]["Retry-After"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header");
+    assert!((1..=3600).contains(&wait), "Retry-After {wait}");
+    assert!(
+        e.services()
+            .connections
+            .get_connection("c2")
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused connection is not recorded"
+    );
+    let accepted = e
+        .ws("$connect", "c3", json!({"api_key": other}), None)
+        .await;
+    assert_eq!(accepted["statusCode"], 200, "{accepted}");
     e.ws("$default", "c1", json!({}), Some(r#"{"action":"ping"}"#))
         .await;
     let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
@@ -1143,6 +1165,241 @@ async fn each_tenant_is_held_to_its_request_rate() {
     // Health is never limited.
     let (s, _, _) = e.call("GET", "/healthz", None, None, vec![]).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn connections_per_tenant_and_subscriptions_per_connection_are_capped() {
+    use nomaly_core::domain::Connection;
+    use nomaly_core::limits::{MAX_CONNECTIONS_PER_TENANT, MAX_SUBSCRIPTIONS_PER_CONNECTION};
+    use nomaly_core::time::Timestamp;
+    let e = env_with(Settings {
+        rate_limit: 0,
+        ..Settings::default()
+    });
+    let (key, other) = (e.key("acme").await, e.key("other").await);
+    let acme = TenantId::parse("acme").unwrap();
+    // The tenant's open connections, one short of the cap; an expired record does not count.
+    for i in 0..MAX_CONNECTIONS_PER_TENANT {
+        let expires_at = if i == 0 {
+            Timestamp::now().plus_seconds(-60)
+        } else {
+            Timestamp::now().plus_seconds(3600)
+        };
+        let connection = Connection {
+            id: format!("held{i}"),
+            tenant: acme.clone(),
+            key_id: None,
+            subscriptions: Vec::new(),
+            expires_at,
+        };
+        e.services()
+            .connections
+            .put_connection(&connection)
+            .await
+            .unwrap();
+    }
+    let mut inbox = e.stack.notifier.open("last");
+    let last = e
+        .ws("$connect", "last", json!({"api_key": key}), None)
+        .await;
+    assert_eq!(last["statusCode"], 200, "the cap's last connection: {last}");
+    let refused = e
+        .ws("$connect", "over", json!({"api_key": key}), None)
+        .await;
+    assert_eq!(refused["statusCode"], 429, "{refused}");
+    assert!(
+        refused["headers"]["Retry-After"].as_str().is_some(),
+        "{refused}"
+    );
+    assert!(
+        refused["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Open WebSocket connections per tenant"),
+        "the refusal names its limit: {refused}"
+    );
+    assert!(e
+        .services()
+        .connections
+        .get_connection("over")
+        .await
+        .unwrap()
+        .is_none());
+    // Another tenant still connects.
+    let theirs = e
+        .ws("$connect", "theirs", json!({"api_key": other}), None)
+        .await;
+    assert_eq!(theirs["statusCode"], 200, "{theirs}");
+    // A freed slot can be taken again.
+    e.ws("$disconnect", "held1", json!({}), None).await;
+    let again = e
+        .ws("$connect", "again", json!({"api_key": key}), None)
+        .await;
+    assert_eq!(again["statusCode"], 200, "{again}");
+
+    // Subscriptions: up to the cap, then a WebSocket error naming the limit.
+    let subscribe =
+        |channel: String| json!({"action": "subscribe", "channel": channel}).to_string();
+    for _ in 0..MAX_SUBSCRIPTIONS_PER_CONNECTION {
+        let body = subscribe(format!("task:{}", TaskId::new()));
+        e.ws("$default", "last", json!({}), Some(&body)).await;
+        let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+    }
+    let body = subscribe(format!("task:{}", TaskId::new()));
+    e.ws("$default", "last", json!({}), Some(&body)).await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"]["status"], 413, "{reply}");
+    assert!(
+        reply["error"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Subscriptions per WebSocket connection"),
+        "{reply}"
+    );
+    let stored = e
+        .services()
+        .connections
+        .get_connection("last")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.subscriptions.len(), MAX_SUBSCRIPTIONS_PER_CONNECTION);
+    // Subscribing again to a channel it has is no new subscription; unsubscribing frees one.
+    let first = stored.subscriptions[0].to_string();
+    e.ws(
+        "$default",
+        "last",
+        json!({}),
+        Some(&subscribe(first.clone())),
+    )
+    .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    let unsubscribe = json!({"action": "unsubscribe", "channel": first}).to_string();
+    e.ws("$default", "last", json!({}), Some(&unsubscribe))
+        .await;
+    let _ = inbox.recv().await.unwrap();
+    e.ws(
+        "$default",
+        "last",
+        json!({}),
+        Some(&subscribe("tenant".to_string())),
+    )
+    .await;
+    let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+}
+
+/// A push notifier that takes 20 ms a push and records how many ran at once; ids
+/// starting with `gone` are gone.
+#[derive(Default)]
+struct SlowPushes {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    pushed: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl nomaly_core::ports::PushNotifier for SlowPushes {
+    async fn push(
+        &self,
+        connection_id: &str,
+        _message: &[u8],
+    ) -> Result<(), nomaly_core::ports::PushError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        if connection_id.starts_with("gone") {
+            return Err(nomaly_core::ports::PushError::Gone(
+                connection_id.to_string(),
+            ));
+        }
+        self.pushed.fetch_add(1, SeqCst);
+        Ok(())
+    }
+    async fn disconnect(&self, _connection_id: &str) -> Result<(), nomaly_core::ports::PushError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn fan_out_pushes_concurrently_within_its_bound() {
+    use nomaly_core::domain::{Channel, Connection};
+    use nomaly_core::limits::FANOUT_CONCURRENCY;
+    use nomaly_core::time::Timestamp;
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut e = env();
+    let probe = std::sync::Arc::new(SlowPushes::default());
+    e.services.notifier = probe.clone();
+    let acme = TenantId::parse("acme").unwrap();
+    let (listening, gone) = (200, 10);
+    for i in 0..listening + gone + 5 {
+        let id = if i < listening {
+            format!("live{i}")
+        } else if i < listening + gone {
+            format!("gone{i}")
+        } else {
+            format!("deaf{i}")
+        };
+        let subscriptions = if id.starts_with("deaf") {
+            Vec::new()
+        } else {
+            vec![Channel::Tenant]
+        };
+        let connection = Connection {
+            id,
+            tenant: acme.clone(),
+            key_id: None,
+            subscriptions,
+            expires_at: Timestamp::now().plus_seconds(3600),
+        };
+        e.services
+            .connections
+            .put_connection(&connection)
+            .await
+            .unwrap();
+    }
+    let event = Event::new(
+        acme.clone(),
+        EventType::TaskProgress,
+        "corr",
+        json!({"progress": 0.5}),
+    );
+    let started = std::time::Instant::now();
+    let pushed = nomaly_core::service::fanout::push(&e.services, &event)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        (pushed.delivered, pushed.gone, pushed.failed),
+        (listening, gone, 0)
+    );
+    assert_eq!(probe.pushed.load(SeqCst), listening);
+    assert_eq!(
+        probe.most.load(SeqCst),
+        FANOUT_CONCURRENCY,
+        "pushes run concurrently, never more than the bound at once"
+    );
+    // One by one, 210 pushes of 20 ms take 4.2 s.
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "fan-out took {took:?}"
+    );
+    let left = e
+        .services
+        .connections
+        .tenant_connections(&acme)
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|c| !c.id.starts_with("gone")),
+        "gone connections are forgotten"
+    );
+    assert_eq!(left.len(), listening + 5);
 }
 
 #[tokio::test]

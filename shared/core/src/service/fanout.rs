@@ -57,49 +57,84 @@ pub fn message(event: &Event) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Pushes `event` to its tenant's subscribed connections.
+/// What became of one push.
+enum Outcome {
+    Delivered,
+    Gone,
+    Failed,
+    Revoked,
+}
+
+/// Pushes `event` to its tenant's subscribed connections, up to
+/// [`FANOUT_CONCURRENCY`](crate::limits::FANOUT_CONCURRENCY) at once: one tenant's many
+/// sockets must not hold the events stream's shard for one round trip each.
 pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem> {
+    use futures_util::stream::{self, StreamExt};
     let connections = services
         .connections
         .tenant_connections(&event.tenant)
         .await?;
-    let body = message(event);
-    let mut pushed = Pushed::default();
+    let wanted: Vec<Connection> = connections
+        .into_iter()
+        .filter(|c| wants(c, event))
+        .collect();
     // Whether each key is still valid, looked up once per event.
     let mut keys: std::collections::HashMap<Option<crate::ids::KeyId>, bool> =
         std::collections::HashMap::new();
-    for c in connections.iter().filter(|c| wants(c, event)) {
-        let live = match keys.get(&c.key_id) {
-            Some(live) => *live,
-            None => {
-                let live = services.connection_key_live(c).await.unwrap_or_else(|e| {
-                    // Pushing on is the lesser harm than failing the whole event.
-                    tracing::warn!(connection = %c.id, error = %e, "the connection's key could not be checked");
-                    true
-                });
-                keys.insert(c.key_id.clone(), live);
-                live
-            }
-        };
-        if !live {
-            pushed.revoked += 1;
-            crate::service::websocket::close(services, &c.id).await;
+    for c in &wanted {
+        if keys.contains_key(&c.key_id) {
             continue;
         }
-        match services.notifier.push(&c.id, &body).await {
-            Ok(()) => pushed.delivered += 1,
-            Err(PushError::Gone(_)) => {
-                pushed.gone += 1;
-                tracing::info!(connection = %c.id, "connection gone; forgetting it");
-                services.connections.delete_connection(&c.id).await?;
-            }
-            Err(e) => {
-                pushed.failed += 1;
-                tracing::warn!(connection = %c.id, error = %e, "push failed");
-            }
+        let live = services.connection_key_live(c).await.unwrap_or_else(|e| {
+            // Pushing on is the lesser harm than failing the whole event.
+            tracing::warn!(connection = %c.id, error = %e, "the connection's key could not be checked");
+            true
+        });
+        keys.insert(c.key_id.clone(), live);
+    }
+    let body = message(event);
+    let outcomes: Vec<Result<Outcome, Problem>> = stream::iter(wanted.into_iter().map(|c| {
+        let live = keys.get(&c.key_id).copied().unwrap_or(true);
+        push_one(services, c, &body, live)
+    }))
+    .buffer_unordered(crate::limits::FANOUT_CONCURRENCY)
+    .collect()
+    .await;
+    let mut pushed = Pushed::default();
+    for outcome in outcomes {
+        match outcome? {
+            Outcome::Delivered => pushed.delivered += 1,
+            Outcome::Gone => pushed.gone += 1,
+            Outcome::Failed => pushed.failed += 1,
+            Outcome::Revoked => pushed.revoked += 1,
         }
     }
     Ok(pushed)
+}
+
+/// Pushes `body` to one connection (or closes it when its key is no longer `live`).
+async fn push_one(
+    services: &Services,
+    c: Connection,
+    body: &[u8],
+    live: bool,
+) -> Result<Outcome, Problem> {
+    if !live {
+        crate::service::websocket::close(services, &c.id).await;
+        return Ok(Outcome::Revoked);
+    }
+    match services.notifier.push(&c.id, body).await {
+        Ok(()) => Ok(Outcome::Delivered),
+        Err(PushError::Gone(_)) => {
+            tracing::info!(connection = %c.id, "connection gone; forgetting it");
+            services.connections.delete_connection(&c.id).await?;
+            Ok(Outcome::Gone)
+        }
+        Err(e) => {
+            tracing::warn!(connection = %c.id, error = %e, "push failed");
+            Ok(Outcome::Failed)
+        }
+    }
 }
 
 /// Runs what `event` starts. Returns the task started, if any.

@@ -20,7 +20,10 @@
 use crate::bounded::Exceeded;
 use crate::domain::{Channel, Connection, TenantId};
 use crate::ids::{EventId, ModelId, StreamId};
-use crate::limits::{self, WS_MAX_REPLAY, WS_MAX_SCORE_ROWS};
+use crate::limits::{
+    self, MAX_CONNECTIONS_PER_TENANT, MAX_SUBSCRIPTIONS_PER_CONNECTION, WS_MAX_REPLAY,
+    WS_MAX_SCORE_ROWS,
+};
 use crate::service::detection::score_with;
 use crate::service::fanout::{matches, message};
 use crate::service::input::Rows;
@@ -72,7 +75,11 @@ pub enum Action {
     Ping {},
 }
 
-/// Registers a new connection for the key's tenant; 401 without a valid key.
+/// Seconds a connection refused for its tenant's cap is told to wait.
+const CONNECTIONS_RETRY_AFTER_SECS: u32 = 30;
+
+/// Registers a new connection for the key's tenant; 401 without a valid key, 429 with
+/// `Retry-After` past the tenant's rate limit or its cap on open connections.
 pub async fn connect(
     services: &Services,
     connection_id: &str,
@@ -81,6 +88,22 @@ pub async fn connect(
     let key = api_key.ok_or_else(|| Problem::unauthorized("connect with ?api_key=<key>"))?;
     let key = services.authenticate_key(key).await?;
     let tenant = key.tenant;
+    crate::service::rate_limit::admit(services, &tenant).await?;
+    let now = Timestamp::now();
+    let open = services
+        .connections
+        .tenant_connections(&tenant)
+        .await?
+        .iter()
+        .filter(|c| c.expires_at > now)
+        .count();
+    if open >= MAX_CONNECTIONS_PER_TENANT {
+        return Err(Problem::rate_limited(format!(
+            "this tenant has {open} WebSocket connections open, the most it may hold; close one (limit `{}`, see the README's limits table)",
+            limits::CONNECTIONS_PER_TENANT.name
+        ))
+        .retry_after(CONNECTIONS_RETRY_AFTER_SECS));
+    }
     let connection = Connection {
         id: connection_id.to_string(),
         tenant: tenant.clone(),
@@ -181,6 +204,16 @@ async fn handle(
                 })
                 .transpose()?;
             if !connection.subscriptions.contains(&channel) {
+                if connection.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+                    return Err(Exceeded {
+                        limit: limits::SUBSCRIPTIONS_PER_CONNECTION.name,
+                        detail: format!(
+                            "this connection listens to {} channels, the most one may; unsubscribe from one first, or subscribe to `tenant`",
+                            connection.subscriptions.len()
+                        ),
+                    }
+                    .into());
+                }
                 connection.subscriptions.push(channel.clone());
             }
             connection.expires_at =
