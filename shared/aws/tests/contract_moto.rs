@@ -365,3 +365,74 @@ async fn concurrent_stream_writers_lose_nothing_with_state_in_s3() {
 async fn blobs_read_by_range() {
     contract::blobs_read_by_range(&queue("ranges").await.1).await;
 }
+
+/// Every job carries its tenant as its `MessageGroupId` on the standard queue (SQS fair
+/// queues). moto accepts and returns the group on a standard queue, but does not reorder
+/// deliveries by it: the fairness itself is SQS's, and is not shown here.
+#[tokio::test]
+async fn jobs_carry_their_tenant_as_message_group() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    use nomaly_core::domain::TenantId;
+    use nomaly_core::ports::{Job, JobQueue};
+    let (clients, _, p) = setup("groups").await;
+    let q = SqsQueue::new(clients.sqs.clone(), &p.queue_url, &p.dead_letter_url);
+    let job = |tenant: &str| Job {
+        job_id: nomaly_core::ids::JobId::new(),
+        tenant: TenantId::parse(tenant).expect("tenant"),
+        kind: "train".into(),
+        correlation_id: "c".into(),
+        body: serde_json::json!({}),
+    };
+    let sent = [job("acme"), job("globex"), job("acme")];
+    q.send(&sent).await.expect("send");
+    let mut groups = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let out = clients
+            .sqs
+            .receive_message()
+            .queue_url(&p.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .expect("receive");
+        for m in out.messages() {
+            let job: Job = serde_json::from_str(m.body().expect("body")).expect("a job");
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned();
+            groups.insert(job.job_id.to_string(), (job.tenant.to_string(), group));
+        }
+        if groups.len() == sent.len() {
+            break;
+        }
+    }
+    assert_eq!(groups.len(), sent.len(), "every job received: {groups:?}");
+    for (id, (tenant, group)) in &groups {
+        assert_eq!(
+            group.as_deref(),
+            Some(tenant.as_str()),
+            "job {id}'s message group is its tenant"
+        );
+    }
+    // Old messages, sent without a group, are still received and read.
+    clients
+        .sqs
+        .send_message()
+        .queue_url(&p.queue_url)
+        .message_body(serde_json::to_string(&job("initech")).expect("encode"))
+        .send()
+        .await
+        .expect("send without a group");
+    let mut found = false;
+    for _ in 0..20 {
+        let got = q.receive(10, 60).await.expect("receive");
+        if got.iter().any(|d| d.job.tenant.as_str() == "initech") {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "a message without a group is received");
+}

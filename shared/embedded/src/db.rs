@@ -27,10 +27,58 @@ CREATE TABLE IF NOT EXISTS idempotency (tenant TEXT NOT NULL, key TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS cache (tenant TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
     expires_ms INTEGER NOT NULL, PRIMARY KEY (tenant, key));
 CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
-    visible_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, dead INTEGER NOT NULL DEFAULT 0);
+    visible_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, dead INTEGER NOT NULL DEFAULT 0,
+    tenant TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS jobs_visible ON jobs (queue, dead, visible_ms, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_receipt ON jobs (receipt);
+CREATE TABLE IF NOT EXISTS job_turns (queue TEXT NOT NULL, tenant TEXT NOT NULL, served INTEGER NOT NULL,
+    PRIMARY KEY (queue, tenant));
 ";
+
+/// What runs after [`SCHEMA`], once the migrations below have added the columns it names.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (queue, dead, tenant, seq, visible_ms);
+";
+
+/// Brings a database made by an earlier version up to [`SCHEMA`]. Each step checks for
+/// itself whether it is needed, so it runs on every open.
+///
+/// - `jobs.tenant` (the queue takes tenants in turn): added, then filled from each job's
+///   body. A body that cannot be read keeps `''`, a tenant of its own, and is still
+///   received (and fails where it always did, when decoded).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_tenant = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'tenant'")?
+        .exists([])?;
+    if !has_tenant {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")?;
+        let rows: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, body FROM jobs")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (seq, body) in rows {
+            if let Some(tenant) = job_tenant(&body) {
+                conn.execute(
+                    "UPDATE jobs SET tenant = ?1 WHERE seq = ?2",
+                    rusqlite::params![tenant, seq],
+                )?;
+            }
+        }
+        tracing::info!("migrated the job queue: jobs carry their tenant");
+    }
+    conn.execute_batch(INDEXES)
+}
+
+/// The `tenant` of a job's JSON body, if it has one.
+pub(crate) fn job_tenant(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        tenant: String,
+    }
+    serde_json::from_str::<Envelope>(body)
+        .ok()
+        .map(|e| e.tenant)
+}
 
 /// A handle on the database, cheap to clone.
 #[derive(Clone)]
@@ -65,6 +113,7 @@ impl Database {
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(10)))
             .and_then(|_| conn.execute_batch(SCHEMA))
+            .and_then(|_| migrate(&conn))
             .map_err(|e| StoreError::backend("prepare the schema", e))?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),

@@ -1,5 +1,11 @@
 //! A job queue with SQS's semantics in SQLite: at-least-once delivery, a visibility
 //! timeout per receive, a receive count, and dead-lettering past a maximum of receives.
+//!
+//! Tenants are served in turn, as SQS fair queues serve message groups: each receive
+//! takes the oldest visible job of the tenant served least recently (a tenant never
+//! served first), so one tenant's backlog of thousands of jobs delays another tenant's
+//! next job by at most one job per waiting tenant, not by the whole backlog. Within a
+//! tenant, jobs come oldest first.
 
 use crate::db::{json, sql, token, Database};
 use async_trait::async_trait;
@@ -45,6 +51,54 @@ impl SqliteQueue {
     }
 }
 
+/// A visible job: its seq, body, receive count so far and tenant.
+type Row = (i64, String, u32, String);
+
+/// The next job to hand out: among the tenants with a visible job not in `taken`, the one
+/// served least recently (never served counts as earliest; ties go to the older job),
+/// and that tenant's oldest visible job.
+fn next_in_turn(
+    tx: &rusqlite::Transaction<'_>,
+    queue: &str,
+    now_ms: i64,
+    taken: &[i64],
+) -> rusqlite::Result<Option<Row>> {
+    // The seqs are integers this call read from the table, so they are written inline.
+    let skip = if taken.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = taken.iter().map(i64::to_string).collect();
+        format!("AND seq NOT IN ({})", list.join(","))
+    };
+    let query = format!(
+        "SELECT j.seq, j.body, j.receive_count, j.tenant FROM \
+           (SELECT tenant, MIN(seq) AS first FROM jobs \
+            WHERE queue = ?1 AND dead = 0 AND visible_ms <= ?2 {skip} GROUP BY tenant) g \
+         JOIN jobs j ON j.seq = g.first \
+         LEFT JOIN job_turns t ON t.queue = ?1 AND t.tenant = g.tenant \
+         ORDER BY COALESCE(t.served, 0), g.first LIMIT 1"
+    );
+    tx.query_row(&query, params![queue, now_ms], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .map(Some)
+    .or_else(|e| match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    })
+}
+
+/// Records that `tenant` was just served: it goes to the back of the turn order.
+fn served(tx: &rusqlite::Transaction<'_>, queue: &str, tenant: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO job_turns (queue, tenant, served) \
+         VALUES (?1, ?2, (SELECT COALESCE(MAX(served), 0) + 1 FROM job_turns WHERE queue = ?1)) \
+         ON CONFLICT (queue, tenant) DO UPDATE SET served = excluded.served",
+        params![queue, tenant],
+    )
+    .map(|_| ())
+}
+
 #[async_trait]
 impl JobQueue for SqliteQueue {
     async fn send(&self, jobs: &[Job]) -> StoreResult<()> {
@@ -52,14 +106,15 @@ impl JobQueue for SqliteQueue {
             .iter()
             .map(|j| serde_json::to_string(j).map_err(json("encode a job")))
             .collect::<StoreResult<Vec<_>>>()?;
+        let tenants: Vec<String> = jobs.iter().map(|j| j.tenant.to_string()).collect();
         let (queue, now) = (self.name.clone(), Timestamp::now().millis());
         self.db
             .run("send jobs", move |c| {
                 let tx = c.transaction().map_err(sql("send jobs"))?;
-                for body in bodies {
+                for (body, tenant) in bodies.into_iter().zip(tenants) {
                     tx.execute(
-                        "INSERT INTO jobs (queue, body, visible_ms) VALUES (?1, ?2, ?3)",
-                        params![queue, body, now],
+                        "INSERT INTO jobs (queue, body, visible_ms, tenant) VALUES (?1, ?2, ?3, ?4)",
+                        params![queue, body, now, tenant],
                     )
                     .map_err(sql("send jobs"))?;
                 }
@@ -77,25 +132,14 @@ impl JobQueue for SqliteQueue {
             .run("receive jobs", move |c| {
                 let tx = c.transaction().map_err(sql("receive jobs"))?;
                 let mut out = Vec::new();
-                // Scan forward from the last job looked at, so a job received with a
-                // visibility of 0 is not received again within this call.
-                let mut last_seq = -1i64;
+                // The seqs taken in this call: a job received with a visibility of 0 is
+                // not received again within it.
+                let mut taken: Vec<i64> = Vec::new();
                 loop {
-                    let row: Option<(i64, String, u32)> = tx
-                        .query_row(
-                            "SELECT seq, body, receive_count FROM jobs WHERE queue = ?1 AND dead = 0 AND visible_ms <= ?2
-                             AND seq > ?3 ORDER BY seq LIMIT 1",
-                            params![queue, now.millis(), last_seq],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
-                        .map(Some)
-                        .or_else(|e| match e {
-                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                            e => Err(e),
-                        })
+                    let row = next_in_turn(&tx, &queue, now.millis(), &taken)
                         .map_err(sql("receive jobs"))?;
-                    let Some((seq, body, count)) = row else { break };
-                    last_seq = seq;
+                    let Some((seq, body, count, tenant)) = row else { break };
+                    taken.push(seq);
                     let count = count + 1;
                     if count > max_receives {
                         tx.execute("UPDATE jobs SET dead = 1, receipt = NULL WHERE seq = ?1", params![seq])
@@ -108,6 +152,7 @@ impl JobQueue for SqliteQueue {
                         params![count, until, receipt, seq],
                     )
                     .map_err(sql("receive jobs"))?;
+                    served(&tx, &queue, &tenant).map_err(sql("receive jobs"))?;
                     let job: Job = serde_json::from_str(&body).map_err(json("decode a job"))?;
                     out.push(Delivery {
                         job,

@@ -171,6 +171,97 @@ async fn a_zero_visibility_receive_hands_a_job_out_once() {
     assert_eq!(again[0].receive_count, 2);
 }
 
+/// Embedded only: tenants are served in turn. Tenant A queues 50 jobs, then tenant B one;
+/// B's job is among the first two received, whether jobs are received one at a time or
+/// ten at a time, and A's jobs still come oldest first.
+#[tokio::test]
+async fn the_queue_takes_tenants_in_turn() {
+    use nomaly_core::domain::TenantId;
+    use nomaly_core::ports::{Job, JobQueue};
+    let job = |tenant: &TenantId, n: u64| Job {
+        job_id: nomaly_core::ids::JobId::new(),
+        tenant: tenant.clone(),
+        kind: "train".into(),
+        correlation_id: "c".into(),
+        body: serde_json::json!({ "n": n }),
+    };
+    let (a, b) = (
+        TenantId::parse("tenant-a").expect("tenant"),
+        TenantId::parse("tenant-b").expect("tenant"),
+    );
+    for per_call in [1usize, 10] {
+        let db = Database::open(&data_dir(&format!("turns-{per_call}"))).expect("open");
+        let queue = SqliteQueue::new(db, "jobs", 3);
+        let flood: Vec<Job> = (0..50).map(|n| job(&a, n)).collect();
+        queue.send(&flood).await.expect("send A's jobs");
+        queue.send(&[job(&b, 0)]).await.expect("send B's job");
+        let mut order = Vec::new();
+        while order.len() < 51 {
+            let got = queue.receive(per_call, 600).await.expect("receive");
+            assert!(!got.is_empty(), "all 51 jobs are received");
+            order.extend(got.into_iter().map(|d| d.job));
+        }
+        let b_at = order
+            .iter()
+            .position(|j| j.tenant == b)
+            .expect("B's job is received");
+        assert!(
+            b_at < 2,
+            "B's job was received {}th of 51, {per_call} per receive",
+            b_at + 1
+        );
+        let a_order: Vec<u64> = order
+            .iter()
+            .filter(|j| j.tenant == a)
+            .filter_map(|j| j.body["n"].as_u64())
+            .collect();
+        assert_eq!(
+            a_order,
+            (0..50).collect::<Vec<_>>(),
+            "A's jobs oldest first"
+        );
+    }
+}
+
+/// Embedded only: a queue written before jobs carried their tenant is migrated when the
+/// database opens, and its jobs are received.
+#[tokio::test]
+async fn jobs_queued_before_the_tenant_column_are_received() {
+    use nomaly_core::ports::JobQueue;
+    let dir = data_dir("old-queue");
+    std::fs::create_dir_all(&dir).expect("folder");
+    let job = nomaly_core::ports::Job {
+        job_id: nomaly_core::ids::JobId::new(),
+        tenant: contract::tenant(),
+        kind: "train".into(),
+        correlation_id: "c".into(),
+        body: serde_json::json!({ "old": true }),
+    };
+    {
+        let old = rusqlite::Connection::open(dir.join("nomaly.db")).expect("open");
+        old.execute_batch(
+            "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL,
+                visible_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, dead INTEGER NOT NULL DEFAULT 0);
+             CREATE INDEX jobs_visible ON jobs (queue, dead, visible_ms, seq);
+             CREATE UNIQUE INDEX jobs_receipt ON jobs (receipt);",
+        )
+        .expect("the old schema");
+        old.execute(
+            "INSERT INTO jobs (queue, body, visible_ms) VALUES ('jobs', ?1, 0)",
+            [serde_json::to_string(&job).expect("encode")],
+        )
+        .expect("an old job");
+    }
+    let db = Database::open(&dir).expect("open and migrate");
+    let queue = SqliteQueue::new(db, "jobs", 3);
+    let got = queue.receive(10, 30).await.expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].job, job);
+    // Opening again finds nothing to migrate.
+    drop(queue);
+    Database::open(&dir).expect("reopen");
+}
+
 #[tokio::test]
 async fn stale_running_tasks_are_found() {
     contract::stale_running_tasks_are_found(&store("stale")).await;
