@@ -121,7 +121,7 @@ async fn reports_metrics_and_logs_on_the_real_server() {
     let server = Server::start(
         &dir.join("data"),
         &["--log-format", "json"],
-        &[("NOMALY_METRICS_TOKEN", "metrics-secret")],
+        &[("NOMALY_MANAGEMENT_TOKEN", "management-secret")],
     );
     let key = server.key("acme");
     let other = server.key("globex");
@@ -195,20 +195,25 @@ async fn reports_metrics_and_logs_on_the_real_server() {
         .await;
     assert_eq!(s, 200);
     let metrics_url = format!("{}/metrics", server.url);
-    let wrong = http
-        .get(&metrics_url)
-        .bearer_auth("guess")
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(
-        wrong.status(),
-        403,
-        "a wrong token is refused even from loopback"
+    for bearer in [None, Some("guess"), Some(key.as_str())] {
+        let mut request = http.get(&metrics_url);
+        if let Some(b) = bearer {
+            request = request.bearer_auth(b);
+        }
+        let refused = request.send().await.expect("metrics");
+        assert_eq!(
+            refused.status(),
+            401,
+            "no token, a wrong one or a tenant's key is refused, even from loopback"
+        );
+    }
+    assert!(
+        !server.data_dir.join("management-token").exists(),
+        "the variable's token writes no file"
     );
     let answer = http
         .get(&metrics_url)
-        .bearer_auth("metrics-secret")
+        .bearer_auth("management-secret")
         .send()
         .await
         .expect("metrics");

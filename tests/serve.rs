@@ -740,8 +740,32 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
         .expect("connections");
     assert_eq!(live.len(), 1, "{live:?}");
     let id = live[0].id.clone();
+    // The management API takes the server's management token, written to its data
+    // folder at the first start, readable by its owner only.
+    let token_file = data.join("management-token");
+    let token = std::fs::read_to_string(&token_file)
+        .expect("the management token's file")
+        .trim()
+        .to_string();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+    // A SigV4-signed caller without the token (the tenant's key does not open it either)
+    // is refused, and its message never reaches the socket.
+    let unsigned = nomaly_aws::ApiGatewayPush::new(&clients.config, &server.url);
+    assert!(matches!(
+        unsigned.push(&id, br#"{"type":"intruder"}"#).await,
+        Err(PushError::Failed { .. })
+    ));
+    let (s, _) = api.call("GET", &format!("/@connections/{id}"), None).await;
+    assert_eq!(s, 401, "a tenant's key does not open the management API");
     for base in [server.url.clone(), format!("{}/live", server.url)] {
-        let push = nomaly_aws::ApiGatewayPush::new(&clients.config, &base);
+        let push = nomaly_aws::ApiGatewayPush::with_bearer(&clients.config, &base, &token);
         push.push(&id, br#"{"type":"hello"}"#)
             .await
             .expect("pushed to a live connection");
@@ -751,10 +775,24 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
             Err(PushError::Gone(_))
         ));
     }
-    let (s, info) = api.call("GET", &format!("/@connections/{id}"), None).await;
-    assert_eq!(s, 200);
+    let http = reqwest::Client::new();
+    let info: serde_json::Value = http
+        .get(format!("{}/@connections/{id}", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET @connections")
+        .error_for_status()
+        .expect("200 with the token")
+        .json()
+        .await
+        .expect("JSON");
     assert!(info["connectedAt"].is_string(), "{info}");
-    let push = nomaly_aws::ApiGatewayPush::new(&clients.config, &format!("{}/live", server.url));
+    let push = nomaly_aws::ApiGatewayPush::with_bearer(
+        &clients.config,
+        &format!("{}/live", server.url),
+        &token,
+    );
     push.disconnect(&id).await.expect("closed by the server");
     assert!(
         ws.next(Duration::from_secs(10)).await.is_none(),
@@ -764,10 +802,13 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
         push.push(&id, b"{}").await,
         Err(PushError::Gone(_))
     ));
-    let (s, _) = api
-        .call("GET", &format!("/live/@connections/{id}"), None)
-        .await;
-    assert_eq!(s, 410);
+    let gone = http
+        .get(format!("{}/live/@connections/{id}", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET @connections");
+    assert_eq!(gone.status(), 410);
     assert!(server.interrupt(), "stops cleanly on Ctrl-C");
 }
 

@@ -4,13 +4,13 @@
 //!   message runs the `ws` function's handler, and pushes reach the socket.
 //! - `POST|GET|DELETE /@connections/{id}` (and `/{stage}/@connections/{id}`): the
 //!   management API for this server's own connections, 410 Gone once a connection is
-//!   closed. The AWS notifier (`serve --aws`) pushes through it.
+//!   closed, for the bearer of the management token only. The AWS notifier
+//!   (`serve --aws`) pushes through it.
 //! - `PUT /uploads/<key>?size=&expires=&sig=`: a signed upload. It stores the object and
 //!   then runs ingest, as the bucket's notification would.
 //! - `GET /metrics`: the counters of `nomaly_core::metrics` in the Prometheus text
-//!   format, for loopback callers, or any caller with `Authorization: Bearer <token>`
-//!   when `NOMALY_METRICS_TOKEN` is set (the Lambda functions write the same counters
-//!   to CloudWatch as embedded metrics).
+//!   format, for the bearer of the management token only (the Lambda functions write
+//!   the same counters to CloudWatch as embedded metrics).
 //! - `GET /downloads/<key>?type=&expires=&sig=`: a signed download (a report), served as
 //!   the signed content type, as a presigned S3 GET would.
 
@@ -42,6 +42,9 @@ pub struct Gateway {
     pub sessions: LocalNotifier,
     pub uploads: LocalUploads,
     pub stop: watch::Receiver<bool>,
+    /// What the management API and `/metrics` take as `Authorization: Bearer <token>`
+    /// (see [`super::token`]).
+    pub management_token: std::sync::Arc<str>,
 }
 
 /// The whole HTTP surface: the API router and the gateway routes.
@@ -62,7 +65,10 @@ pub fn app(gateway: Gateway) -> Router {
             "/{stage}/@connections/{id}",
             post(staged_post).get(staged_get).delete(staged_delete),
         )
-        .layer(middleware::from_fn(management_from_loopback))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            management_needs_token,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(gateway);
     api.merge(edge).merge(super::dashboard::routes())
@@ -85,16 +91,27 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// The management API answers only this machine (the server itself and tests), as on
-/// AWS it answers only signed IAM callers.
-async fn management_from_loopback(req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip());
-    if req.uri().path().contains("/@connections/") && !peer.is_some_and(|ip| ip.is_loopback()) {
-        return Problem::forbidden("the management API answers only loopback callers")
+/// The management API and `/metrics` answer only the bearer of the management token, as
+/// on AWS the management API answers only signed IAM callers: they act on every
+/// tenant's connections and count every tenant's requests, so neither a tenant's key nor
+/// being on this machine opens them.
+async fn management_needs_token(State(g): State<Gateway>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.contains("/@connections/") || path == "/metrics" {
+        let presented = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let allowed = presented.is_some_and(|p| {
+            nomaly_core::constant_time::eq(p.as_bytes(), g.management_token.as_bytes())
+        });
+        if !allowed {
+            return Problem::unauthorized(
+                "the management API and /metrics take `Authorization: Bearer <management token>` ($NOMALY_MANAGEMENT_TOKEN, or the file management-token in the data folder)",
+            )
             .into_response();
+        }
     }
     next.run(req).await
 }
@@ -286,26 +303,9 @@ struct Signed {
     sig: String,
 }
 
-/// `GET /metrics`: aggregate counters of every tenant, so not for tenants' keys: loopback
-/// callers, or the bearer of `NOMALY_METRICS_TOKEN`.
-async fn metrics(ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
-    let token = std::env::var("NOMALY_METRICS_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = match (&token, presented) {
-        (Some(t), Some(p)) => nomaly_core::constant_time::eq(t.as_bytes(), p.as_bytes()),
-        _ => peer.ip().is_loopback(),
-    };
-    if !allowed {
-        return Problem::forbidden(
-            "metrics answer loopback callers, or `Authorization: Bearer $NOMALY_METRICS_TOKEN`",
-        )
-        .into_response();
-    }
+/// `GET /metrics`: aggregate counters of every tenant, so not for tenants' keys: the
+/// management token's bearer only ([`management_needs_token`]).
+async fn metrics() -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -427,4 +427,77 @@ async fn upload(
         tracing::error!(key = key.as_str(), error = %p, "ingest failed after an upload");
     }
     StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn the_management_api_and_metrics_take_the_token_even_from_loopback() {
+        let dir = std::env::temp_dir().join(format!(
+            "nomaly-gateway-{}",
+            nomaly_core::ids::Ulid::new().encode()
+        ));
+        let stack = nomaly_embedded::Stack::open(
+            &dir,
+            "http://127.0.0.1:9",
+            nomaly_core::service::Settings::default(),
+        )
+        .expect("a stack");
+        let (_stop_tx, stop) = watch::channel(false);
+        let app = app(Gateway {
+            services: stack.services.clone(),
+            sessions: stack.notifier.clone(),
+            uploads: stack.uploads.clone(),
+            stop,
+            management_token: "the-management-token".into(),
+        });
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let call = |method: &str, path: &str, bearer: Option<&str>| {
+            let mut request = Request::builder().method(method).uri(path);
+            if let Some(b) = bearer {
+                request = request.header("authorization", format!("Bearer {b}"));
+            }
+            let mut request = request.body(Body::from("{}")).expect("request");
+            request.extensions_mut().insert(ConnectInfo(loopback));
+            app.clone().oneshot(request)
+        };
+        let key = nomaly_core::domain::ApiKey::issue(
+            nomaly_core::domain::TenantId::parse("acme").expect("tenant"),
+        );
+        stack.services.keys.put_key(&key.record).await.expect("key");
+        for (method, path) in [
+            ("GET", "/metrics"),
+            ("GET", "/@connections/0123456789abcdef"),
+            ("POST", "/@connections/0123456789abcdef"),
+            ("DELETE", "/live/@connections/0123456789abcdef"),
+        ] {
+            for bearer in [None, Some("wrong"), Some(key.plaintext.as_str())] {
+                let answer = call(method, path, bearer).await.expect("answer");
+                assert_eq!(
+                    answer.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} with {bearer:?}"
+                );
+            }
+            let answer = call(method, path, Some("the-management-token"))
+                .await
+                .expect("answer");
+            let expected = if path == "/metrics" {
+                StatusCode::OK
+            } else {
+                StatusCode::GONE
+            };
+            assert_eq!(answer.status(), expected, "{method} {path} with the token");
+        }
+        // The token does not stand in for a tenant's key on the API.
+        let answer = call("GET", "/v1/tasks", Some("the-management-token"))
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

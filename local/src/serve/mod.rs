@@ -11,6 +11,7 @@ mod dashboard;
 mod gateway;
 mod recover;
 mod stream;
+mod token;
 
 use anyhow::{bail, Context, Result};
 use nomaly_core::service::{Services, Settings};
@@ -169,7 +170,12 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
-async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<System> {
+async fn open_system(
+    args: &Args,
+    base_url: &str,
+    settings: Settings,
+    management_token: &str,
+) -> Result<System> {
     if !args.aws {
         let stack = Stack::open(&args.data_dir, base_url, settings)
             .with_context(|| format!("opening the data folder {}", args.data_dir.display()))?;
@@ -181,12 +187,17 @@ async fn open_system(args: &Args, base_url: &str, settings: Settings) -> Result<
             embedded_store: Some(stack.store),
         });
     }
-    open_aws(args, base_url, settings).await
+    open_aws(args, base_url, settings, management_token).await
 }
 
 /// The AWS adapters: tables, bucket and queues named by the flags.
 #[cfg(feature = "aws")]
-async fn open_aws(args: &Args, base_url: &str, settings: Settings) -> Result<System> {
+async fn open_aws(
+    args: &Args,
+    base_url: &str,
+    settings: Settings,
+    management_token: &str,
+) -> Result<System> {
     fn need(value: &Option<String>, flag: &str, var: &str) -> Result<String> {
         match value {
             Some(v) if !v.trim().is_empty() => Ok(v.clone()),
@@ -217,6 +228,14 @@ async fn open_aws(args: &Args, base_url: &str, settings: Settings) -> Result<Sys
     let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok();
     let clients = nomaly_aws::Clients::from_env(path_style).await;
     let mut services = deployment.services(&clients, settings);
+    if args.ws_endpoint.is_none() {
+        // Pushes go to this server's own management API, which takes the token.
+        services.notifier = Arc::new(nomaly_aws::ApiGatewayPush::with_bearer(
+            &clients.config,
+            base_url,
+            management_token,
+        ));
+    }
     // Uploads come to this server (there is no S3 notification to a local process), are
     // stored in the bucket, and run ingest here.
     let uploads = LocalUploads::open(&args.data_dir, base_url)
@@ -232,7 +251,12 @@ async fn open_aws(args: &Args, base_url: &str, settings: Settings) -> Result<Sys
 }
 
 #[cfg(not(feature = "aws"))]
-async fn open_aws(_args: &Args, _base_url: &str, _settings: Settings) -> Result<System> {
+async fn open_aws(
+    _args: &Args,
+    _base_url: &str,
+    _settings: Settings,
+    _management_token: &str,
+) -> Result<System> {
     bail!(crate::WITHOUT_AWS)
 }
 
@@ -306,7 +330,8 @@ async fn serve(args: Args) -> Result<()> {
     // Batches may read local files from here (on either backend: the files are this
     // machine's).
     settings.imports_dir = Some(args.data_dir.join("imports"));
-    let mut system = open_system(&args, &base_url, settings).await?;
+    let management_token = token::load(&args.data_dir, std::env::var(token::VARIABLE).ok())?;
+    let mut system = open_system(&args, &base_url, settings, &management_token).await?;
     let events = stream::InProcess::wrap(&mut system.services);
 
     for queue in &system.embedded_queues {
@@ -340,6 +365,7 @@ async fn serve(args: Args) -> Result<()> {
         sessions: system.sessions.clone(),
         uploads: system.uploads.clone(),
         stop: stop.clone(),
+        management_token: management_token.as_str().into(),
     });
     let poll = if args.aws {
         Duration::from_secs(1)
@@ -364,6 +390,11 @@ async fn serve(args: Args) -> Result<()> {
         data_dir = %args.data_dir.display(),
         backend = if args.aws { "aws" } else { "embedded" },
         workers = args.workers,
+        management_token = %if std::env::var(token::VARIABLE).is_ok_and(|t| !t.trim().is_empty()) {
+            format!("${}", token::VARIABLE)
+        } else {
+            token::file(&args.data_dir).display().to_string()
+        },
         "serving"
     );
     let mut http_stop = stop.clone();

@@ -32,13 +32,55 @@ pub fn management_endpoint(domain: &str, stage: &str) -> String {
 impl ApiGatewayPush {
     /// A notifier for `endpoint` (the API's URL including the stage, if any).
     pub fn new(config: &aws_config::SdkConfig, endpoint: &str) -> Self {
-        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
+        Self::build(config, endpoint, None)
+    }
+
+    /// A notifier for the local server's management API (`nomaly serve`), which takes
+    /// `Authorization: Bearer <token>` instead of a SigV4 signature: the bearer replaces
+    /// the signature on every request.
+    pub fn with_bearer(config: &aws_config::SdkConfig, endpoint: &str, token: &str) -> Self {
+        Self::build(config, endpoint, Some(Bearer(format!("Bearer {token}"))))
+    }
+
+    fn build(config: &aws_config::SdkConfig, endpoint: &str, bearer: Option<Bearer>) -> Self {
+        let mut conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint.trim_end_matches('/'))
-            .interceptor(crate::AwsCalls)
-            .build();
-        ApiGatewayPush {
-            client: aws_sdk_apigatewaymanagement::Client::from_conf(conf),
+            .interceptor(crate::AwsCalls);
+        if let Some(bearer) = bearer {
+            conf = conf.interceptor(bearer);
         }
+        ApiGatewayPush {
+            client: aws_sdk_apigatewaymanagement::Client::from_conf(conf.build()),
+        }
+    }
+}
+
+/// Sets `Authorization` to a bearer token once the request is signed.
+#[derive(Clone)]
+struct Bearer(String);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(..)")
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Bearer {
+    fn name(&self) -> &'static str {
+        "Bearer"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("authorization", self.0.clone());
+        Ok(())
     }
 }
 

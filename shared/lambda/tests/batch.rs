@@ -252,6 +252,53 @@ async fn a_batch_is_scored_in_chunks_counted_once_and_completed_once() {
     let other = e.key("globex").await;
     let (s, _) = e.get(&format!("/v1/tasks/{id}/result"), &other).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A manifest that names another tenant's object (written by anything but this batch)
+    // gets no URL for it: only the tenant's own parts are signed.
+    let manifest_key =
+        BlobKey::parse(&format!("tenants/acme/batches/run-1/{id}/manifest.json")).unwrap();
+    let stored = e
+        .services()
+        .blobs
+        .get_blob(&manifest_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tampered: Value = serde_json::from_slice(&stored).unwrap();
+    let own = tampered["parts"][0].clone();
+    tampered["parts"] = json!([
+        "tenants/globex/uploads/secret.csv",
+        "tenants/acme/../globex/uploads/secret.csv",
+        "elsewhere/secret.csv",
+        own,
+    ]);
+    e.services()
+        .blobs
+        .put_blob(&manifest_key, serde_json::to_vec(&tampered).unwrap())
+        .await
+        .unwrap();
+    let (s, manifest) = e.get(&format!("/v1/tasks/{id}/result"), &key).await;
+    assert_eq!(s, StatusCode::OK, "{manifest}");
+    let signed: Vec<&str> = manifest["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["key"].as_str())
+        .collect();
+    assert_eq!(signed, vec![own.as_str().unwrap()], "{manifest}");
+    assert!(!manifest.to_string().contains("globex"), "{manifest}");
+    // A task whose result names another tenant's manifest answers no manifest at all.
+    let tenant = TenantId::parse("acme").unwrap();
+    let mut task = e
+        .services()
+        .tasks
+        .get_task(&tenant, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    task.result = Some(format!("tenants/globex/batches/run-1/{id}/manifest.json"));
+    let answer = nomaly_core::service::batch::result(e.services(), &task, 0).await;
+    assert!(answer.is_err(), "{answer:?}");
 }
 
 #[tokio::test]
