@@ -198,3 +198,92 @@ fn template_passes_cfn_lint_after_the_sam_transform() {
     assert!(ok, "template.yaml has lint findings:\n{text}");
     assert!(text.contains("0 errors or warnings"), "{text}");
 }
+
+/// A parameter's default as a number.
+fn parameter_default(d: &Value, name: &str) -> u64 {
+    let p = &d["parameters"][name];
+    assert_eq!(p["Type"], "Number", "{name} is a Number parameter");
+    p["Default"]
+        .as_u64()
+        .or_else(|| p["Default"].as_str().and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("{name} has a numeric default: {p}"))
+}
+
+#[test]
+fn stage_throttles_come_from_parameters_well_above_one_tenants_allowance() {
+    use nomaly_core::limits::{RATE_LIMIT, RATE_WINDOW_SECS};
+    let d = describe();
+    // One tenant's allowance: the code's default, or the template's, whichever is larger.
+    let env = &d["functions"]["ApiFunction"]["env_values"];
+    let setting = |name: &str, default: u32| -> u64 {
+        env[name]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::from(default))
+    };
+    let window = setting("NOMALY_RATE_WINDOW_SECS", RATE_WINDOW_SECS).max(1);
+    let per_tenant =
+        (setting("NOMALY_RATE_LIMIT", RATE_LIMIT).max(u64::from(RATE_LIMIT)) + window - 1) / window;
+    assert!(per_tenant > 0, "a per-tenant rate is set");
+    for (stage, settings, rate, burst) in [
+        (
+            "HTTP",
+            &d["http_route_settings"],
+            "HttpThrottleRate",
+            "HttpThrottleBurst",
+        ),
+        (
+            "WebSocket",
+            &d["ws_route_settings"],
+            "WsThrottleRate",
+            "WsThrottleBurst",
+        ),
+    ] {
+        assert_eq!(
+            settings["ThrottlingRateLimit"],
+            serde_json::json!({ "Ref": rate }),
+            "the {stage} stage's rate is the parameter {rate}"
+        );
+        assert_eq!(
+            settings["ThrottlingBurstLimit"],
+            serde_json::json!({ "Ref": burst }),
+            "the {stage} stage's burst is the parameter {burst}"
+        );
+        let (rate_v, burst_v) = (parameter_default(&d, rate), parameter_default(&d, burst));
+        // Ten tenants at their full allowance at once must not make the stage answer 429.
+        assert!(
+            rate_v >= 10 * per_tenant,
+            "{stage}: {rate} = {rate_v} is not well above one tenant's {per_tenant} requests/s"
+        );
+        // A fixed window lets a tenant send twice its allowance across a boundary.
+        assert!(
+            burst_v >= 10 * 2 * per_tenant && burst_v >= rate_v,
+            "{stage}: {burst} = {burst_v} is too small"
+        );
+        assert!(
+            burst_v <= 5000,
+            "{stage}: {burst} = {burst_v} exceeds the account's default regional burst"
+        );
+    }
+    // The api function's concurrency is reserved from a parameter (0 reserves nothing).
+    assert_eq!(
+        d["api_reserved_concurrency"],
+        serde_json::json!({ "Fn::If": [
+            "ReservesApiConcurrency",
+            { "Ref": "ApiReservedConcurrency" },
+            { "Ref": "AWS::NoValue" }
+        ] }),
+        "api's ReservedConcurrentExecutions comes from ApiReservedConcurrency"
+    );
+    assert_eq!(
+        d["conditions"]["ReservesApiConcurrency"],
+        serde_json::json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "ApiReservedConcurrency" }, "0"] }] })
+    );
+    let reserved = parameter_default(&d, "ApiReservedConcurrency");
+    assert!(
+        reserved > 0,
+        "api's concurrency is reserved by default ({reserved})"
+    );
+    // The account keeps 100 unreserved of its default 1,000.
+    assert!(reserved <= 900, "ApiReservedConcurrency = {reserved}");
+}

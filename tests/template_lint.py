@@ -2,8 +2,9 @@
 with cfn-lint. Prints every finding; exits 1 if there is any error or warning.
 
 With `--describe`, prints instead what the tests cross-check against the workspace as
-JSON: each function's binary, environment (globals merged), timeout, and the queue's
-visibility timeout and redrive count.
+JSON: each function's binary, environment (globals merged), timeout, the queue's
+visibility timeout and redrive count, the parameters and conditions, the stages' throttles,
+the api function's reserved concurrency, and the worker's SQS triggers and policies.
 
 The translator needs AWS's managed-policy names; it is given the copy that ships inside
 aws-sam-translator instead of asking IAM, so no AWS account or network is needed.
@@ -53,8 +54,17 @@ def describe(template) -> dict:
         }
     queue = template["Resources"]["JobsQueue"]["Properties"]
     chunks = template["Resources"]["ChunksQueue"]["Properties"]
+    resources = template["Resources"]
+    worker_events = resources["WorkerFunction"]["Properties"].get("Events", {})
     return {
         "functions": functions,
+        "parameters": template.get("Parameters", {}),
+        "conditions": template.get("Conditions", {}),
+        "http_route_settings": resources["HttpApi"]["Properties"].get("DefaultRouteSettings", {}),
+        "ws_route_settings": resources["WsStage"]["Properties"].get("DefaultRouteSettings", {}),
+        "api_reserved_concurrency": resources["ApiFunction"]["Properties"].get("ReservedConcurrentExecutions"),
+        "worker_sqs_events": [e.get("Properties", {}) for e in worker_events.values() if e.get("Type") == "SQS"],
+        "worker_policies": resources["WorkerFunction"]["Properties"].get("Policies", []),
         "queue_visibility_timeout": queue["VisibilityTimeout"],
         "queue_max_receives": queue["RedrivePolicy"]["maxReceiveCount"],
         "chunks_visibility_timeout": chunks["VisibilityTimeout"],
