@@ -237,8 +237,9 @@ fn stage_throttles_come_from_parameters_well_above_one_tenants_allowance() {
             .unwrap_or(u64::from(default))
     };
     let window = setting("NOMALY_RATE_WINDOW_SECS", RATE_WINDOW_SECS).max(1);
-    let per_tenant =
-        (setting("NOMALY_RATE_LIMIT", RATE_LIMIT).max(u64::from(RATE_LIMIT)) + window - 1) / window;
+    let per_tenant = setting("NOMALY_RATE_LIMIT", RATE_LIMIT)
+        .max(u64::from(RATE_LIMIT))
+        .div_ceil(window);
     assert!(per_tenant > 0, "a per-tenant rate is set");
     for (stage, settings, rate, burst) in [
         (
