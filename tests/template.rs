@@ -166,6 +166,21 @@ fn queue_and_worker_timings_agree() {
         lease > timeout,
         "a task lease ({lease} s) must outlast the worker's timeout ({timeout} s)"
     );
+    // A job that runs into the worker's timeout fails its whole invocation: alone in its
+    // batch, it fails no other job.
+    let triggers = d["worker_sqs_events"].as_array().expect("worker triggers");
+    assert!(!triggers.is_empty(), "the worker has an SQS trigger");
+    for trigger in triggers {
+        assert_eq!(
+            trigger["BatchSize"].as_u64(),
+            Some(1),
+            "one job per worker invocation, so a timeout fails only that job: {trigger}"
+        );
+        assert_eq!(
+            trigger["FunctionResponseTypes"],
+            serde_json::json!(["ReportBatchItemFailures"])
+        );
+    }
     let chunks = d["functions"]["ChunksFunction"]["timeout"]
         .as_u64()
         .expect("chunks timeout");
@@ -222,8 +237,9 @@ fn stage_throttles_come_from_parameters_well_above_one_tenants_allowance() {
             .unwrap_or(u64::from(default))
     };
     let window = setting("NOMALY_RATE_WINDOW_SECS", RATE_WINDOW_SECS).max(1);
-    let per_tenant =
-        (setting("NOMALY_RATE_LIMIT", RATE_LIMIT).max(u64::from(RATE_LIMIT)) + window - 1) / window;
+    let per_tenant = setting("NOMALY_RATE_LIMIT", RATE_LIMIT)
+        .max(u64::from(RATE_LIMIT))
+        .div_ceil(window);
     assert!(per_tenant > 0, "a per-tenant rate is set");
     for (stage, settings, rate, burst) in [
         (

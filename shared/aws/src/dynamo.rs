@@ -360,6 +360,35 @@ impl TaskStore for DynamoStore {
             .map_err(sdk("list stale running tasks"))?;
         out.items().iter().map(parse).collect()
     }
+
+    async fn count_running(&self, tenant: &TenantId, up_to: usize) -> StoreResult<usize> {
+        // The sparse running-tasks partition of `gsi1` holds only running tasks (as many
+        // as the workers run at once, of every tenant), filtered to this tenant's items by
+        // their table key: no read of the tenant's finished tasks, no scan of the table.
+        let mut count = 0usize;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :p")
+                .filter_expression("pk = :pk")
+                .expression_attribute_values(":p", s(RUNNING_TASKS))
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("count running tasks"))?;
+            count += usize::try_from(out.count()).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && count < up_to => start = Some(k),
+                _ => return Ok(count.min(up_to)),
+            }
+        }
+    }
 }
 
 /// The `gsi1` partition that holds running tasks (a sparse index: the attributes are

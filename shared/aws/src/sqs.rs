@@ -29,6 +29,9 @@ impl SqsQueue {
     }
 }
 
+/// SQS's longest `DelaySeconds`.
+const MAX_DELAY_SECS: u32 = 900;
+
 fn decode(body: Option<&str>) -> StoreResult<Job> {
     serde_json::from_str(body.unwrap_or_default())
         .map_err(|e| StoreError::backend("decode a job", e))
@@ -37,6 +40,11 @@ fn decode(body: Option<&str>) -> StoreResult<Job> {
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn send(&self, jobs: &[Job]) -> StoreResult<()> {
+        self.send_after(jobs, 0).await
+    }
+
+    async fn send_after(&self, jobs: &[Job], delay_secs: u32) -> StoreResult<()> {
+        let delay = delay_secs.min(MAX_DELAY_SECS) as i32;
         for batch in jobs.chunks(10) {
             let mut entries = Vec::with_capacity(batch.len());
             for (i, job) in batch.iter().enumerate() {
@@ -47,6 +55,7 @@ impl JobQueue for SqsQueue {
                         .id(i.to_string())
                         .message_body(body)
                         .message_group_id(job.tenant.as_str())
+                        .set_delay_seconds((delay > 0).then_some(delay))
                         .build()
                         .map_err(sdk("build an SQS batch entry"))?,
                 );

@@ -71,6 +71,16 @@ async fn queue_redelivers_after_visibility_timeout() {
 }
 
 #[tokio::test]
+async fn queue_delays_a_job_sent_for_later() {
+    contract::queue_delays_a_job_sent_for_later(&queue("delay").await.0).await;
+}
+
+#[tokio::test]
+async fn running_tasks_are_counted_per_tenant() {
+    contract::running_tasks_are_counted_per_tenant(&store("running").await).await;
+}
+
+#[tokio::test]
 async fn queue_dead_letters_after_max_receives() {
     contract::queue_dead_letters_after_max_receives(&queue("dlq").await.0, MAX_RECEIVES).await;
 }

@@ -390,6 +390,30 @@ async fn receive_job(
     panic!("job {id} was not delivered");
 }
 
+/// A job sent for later stays hidden for its delay, then is delivered as a new message
+/// (its first receive).
+pub async fn queue_delays_a_job_sent_for_later(queue: &dyn JobQueue) {
+    let t = tenant();
+    let later = job(&t, "train", serde_json::json!({"later": true}));
+    queue
+        .send_after(std::slice::from_ref(&later), 2)
+        .await
+        .expect("send for later");
+    let early = queue.receive(10, 1).await.expect("receive");
+    assert!(
+        early.iter().all(|d| d.job.job_id != later.job_id),
+        "hidden during its delay"
+    );
+    for d in &early {
+        queue.change_visibility(&d.receipt, 0).await.ok();
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let d = receive_job(queue, &later.job_id, 30).await;
+    assert_eq!(d.receive_count, 1);
+    assert_eq!(d.job, later);
+    queue.delete(&d.receipt).await.expect("delete");
+}
+
 /// A job received more than the maximum is dead-lettered and never delivered again.
 pub async fn queue_dead_letters_after_max_receives(queue: &dyn JobQueue, max_receives: u32) {
     let t = tenant();
@@ -671,6 +695,51 @@ pub async fn stale_running_tasks_are_found(tasks: &dyn TaskStore) {
             .expect("list")
     )
     .is_empty());
+}
+
+/// A tenant's running tasks are counted (up to a cap), not its queued or finished ones,
+/// and never another tenant's. The count may come from an index that lags a write, so it
+/// is read until it settles.
+pub async fn running_tasks_are_counted_per_tenant(tasks: &dyn TaskStore) {
+    let (t, other) = (tenant(), tenant());
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let task = Task::new(t.clone(), TaskKind::Train, "c");
+        tasks.create_task(&task).await.expect("create");
+        let started = task.transition(TaskStatus::Running).expect("start");
+        tasks.update_task(&started).await.expect("start");
+        running.push(started);
+    }
+    tasks
+        .create_task(&Task::new(t.clone(), TaskKind::Train, "c"))
+        .await
+        .expect("a queued task");
+    let done = running[0]
+        .transition(TaskStatus::Completed)
+        .expect("finish");
+    for _ in 0..4 {
+        let task = Task::new(other.clone(), TaskKind::Train, "c");
+        tasks.create_task(&task).await.expect("create");
+        let started = task.transition(TaskStatus::Running).expect("start");
+        tasks.update_task(&started).await.expect("start");
+    }
+    let settle = |expected: usize, up_to: usize, tenant: TenantId| async move {
+        let mut seen = usize::MAX;
+        for _ in 0..50 {
+            seen = tasks.count_running(&tenant, up_to).await.expect("count");
+            if seen == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("counted {seen} running tasks of {tenant}, expected {expected} (up to {up_to})");
+    };
+    settle(3, 100, t.clone()).await;
+    settle(2, 2, t.clone()).await;
+    settle(4, 100, other.clone()).await;
+    settle(0, 100, tenant()).await;
+    tasks.update_task(&done).await.expect("finish one");
+    settle(2, 100, t.clone()).await;
 }
 
 /// The sweeper deletes expired connections, cache entries and idempotency records.

@@ -151,6 +151,15 @@ pub const IDEMPOTENT_INLINE_BYTES: usize = 256 << 10;
 pub const RATE_LIMIT: u32 = 100;
 /// The rate window in seconds (`NOMALY_RATE_WINDOW_SECS`).
 pub const RATE_WINDOW_SECS: u32 = 1;
+/// Jobs of one tenant a worker starts while that many of its tasks run already: past it
+/// the job is sent again for later ([`DEFERRED_JOB_DELAY_SECS`]), so one tenant's flood
+/// of heavy jobs leaves the other workers to the other tenants.
+pub const MAX_RUNNING_JOBS_PER_TENANT: u32 = 5;
+/// How long a job deferred by [`MAX_RUNNING_JOBS_PER_TENANT`] waits before it is tried
+/// again (at most 900 s, SQS's longest delay).
+pub const DEFERRED_JOB_DELAY_SECS: u32 = 30;
+const _: () = assert!(DEFERRED_JOB_DELAY_SECS >= 1 && DEFERRED_JOB_DELAY_SECS <= 900);
+const _: () = assert!(MAX_RUNNING_JOBS_PER_TENANT >= 1);
 
 // ---- Streams and backtests -----------------------------------------------------------------
 
@@ -416,6 +425,20 @@ pub const TABLE: &[Limit] = &[
         RATE_WINDOW_SECS as u64,
         Unit::Seconds,
         Some("NOMALY_RATE_WINDOW_SECS"),
+        "-",
+    ),
+    row(
+        "Jobs running at once per tenant",
+        MAX_RUNNING_JOBS_PER_TENANT as u64,
+        Unit::Count,
+        None,
+        "the job is queued again to start later",
+    ),
+    row(
+        "Wait before a job held back by the running-jobs cap is tried again",
+        DEFERRED_JOB_DELAY_SECS as u64,
+        Unit::Seconds,
+        None,
         "-",
     ),
     row(

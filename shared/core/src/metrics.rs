@@ -19,7 +19,7 @@ const EMF_VALUES: usize = 100;
 pub const NAMESPACE: &str = "nomaly";
 
 /// The plain counters, in the order they are rendered: (EMF name, Prometheus name, help).
-const COUNTERS: [(&str, &str, &str); 10] = [
+const COUNTERS: [(&str, &str, &str); 11] = [
     (
         "Requests",
         "nomaly_http_requests_total",
@@ -66,6 +66,11 @@ const COUNTERS: [(&str, &str, &str); 10] = [
         "Job deliveries left for the queue to deliver again (not counting the last, which fails its task).",
     ),
     (
+        "JobsDeferred",
+        "nomaly_jobs_deferred_total",
+        "Jobs sent again for later because their tenant had as many running as it may.",
+    ),
+    (
         "ColdStarts",
         "nomaly_cold_starts_total",
         "Processes started (Lambda cold starts).",
@@ -93,6 +98,8 @@ pub enum Counter {
     JobsFailed,
     /// Job deliveries retried.
     JobsRetried,
+    /// Jobs deferred by the per-tenant running cap.
+    JobsDeferred,
     /// Cold starts.
     ColdStarts,
 }

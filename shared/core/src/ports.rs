@@ -105,6 +105,11 @@ pub trait TaskStore: Send + Sync {
     /// first: the tasks whose worker stopped reporting. The one listing that crosses
     /// tenants; only the scheduler calls it.
     async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>>;
+    /// How many of the tenant's tasks are `running`, counted up to `up_to` (a count of
+    /// `up_to` means at least that many). Read without touching other tenants' records
+    /// where the backend can; it may lag a write by a moment (an index), so it is for
+    /// caps that tolerate a little overshoot.
+    async fn count_running(&self, tenant: &TenantId, up_to: usize) -> StoreResult<usize>;
 }
 
 /// The append-only event log.
@@ -338,6 +343,9 @@ pub struct Delivery {
 pub trait JobQueue: Send + Sync {
     /// Enqueues jobs (in batches where the backend has them).
     async fn send(&self, jobs: &[Job]) -> StoreResult<()>;
+    /// Enqueues jobs that stay hidden for `delay_secs` first (SQS's `DelaySeconds`; at most
+    /// 900, longer is cut to it), as a job held back for later is.
+    async fn send_after(&self, jobs: &[Job], delay_secs: u32) -> StoreResult<()>;
     /// Up to `max` visible jobs, each hidden for `visibility_secs` from now.
     async fn receive(&self, max: usize, visibility_secs: u32) -> StoreResult<Vec<Delivery>>;
     /// Removes a delivered job for good. A receipt from an earlier delivery of the job is

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tasks (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
     version INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (tenant, json_extract(body, '$.status'));
 CREATE TABLE IF NOT EXISTS models (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (tenant, id));
 CREATE TABLE IF NOT EXISTS datasets (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,

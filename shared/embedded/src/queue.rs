@@ -102,19 +102,27 @@ fn served(tx: &rusqlite::Transaction<'_>, queue: &str, tenant: &str) -> rusqlite
 #[async_trait]
 impl JobQueue for SqliteQueue {
     async fn send(&self, jobs: &[Job]) -> StoreResult<()> {
+        self.send_after(jobs, 0).await
+    }
+
+    async fn send_after(&self, jobs: &[Job], delay_secs: u32) -> StoreResult<()> {
         let bodies = jobs
             .iter()
             .map(|j| serde_json::to_string(j).map_err(json("encode a job")))
             .collect::<StoreResult<Vec<_>>>()?;
         let tenants: Vec<String> = jobs.iter().map(|j| j.tenant.to_string()).collect();
-        let (queue, now) = (self.name.clone(), Timestamp::now().millis());
+        // As SQS, at most 15 minutes.
+        let visible = Timestamp::now()
+            .plus_seconds(i64::from(delay_secs.min(900)))
+            .millis();
+        let queue = self.name.clone();
         self.db
             .run("send jobs", move |c| {
                 let tx = c.transaction().map_err(sql("send jobs"))?;
                 for (body, tenant) in bodies.into_iter().zip(tenants) {
                     tx.execute(
                         "INSERT INTO jobs (queue, body, visible_ms, tenant) VALUES (?1, ?2, ?3, ?4)",
-                        params![queue, body, now, tenant],
+                        params![queue, body, visible, tenant],
                     )
                     .map_err(sql("send jobs"))?;
                 }

@@ -290,6 +290,24 @@ impl TaskStore for SqliteStore {
         )
         .await
     }
+
+    async fn count_running(&self, tenant: &TenantId, up_to: usize) -> StoreResult<usize> {
+        let tenant = tenant.to_string();
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        self.db
+            .run("count running tasks", move |c| {
+                // `tasks_by_status` indexes exactly this expression.
+                c.query_row(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE tenant = ?1 \
+                     AND json_extract(body, '$.status') = 'running' LIMIT ?2)",
+                    params![tenant, up_to],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| usize::try_from(n).unwrap_or(0))
+                .map_err(sql("count running tasks"))
+            })
+            .await
+    }
 }
 
 #[async_trait]

@@ -53,6 +53,17 @@ async fn queue_redelivers_after_visibility_timeout() {
 }
 
 #[tokio::test]
+async fn queue_delays_a_job_sent_for_later() {
+    let db = Database::open(&data_dir("delay")).expect("open");
+    contract::queue_delays_a_job_sent_for_later(&SqliteQueue::new(db, "jobs", 10)).await;
+}
+
+#[tokio::test]
+async fn running_tasks_are_counted_per_tenant() {
+    contract::running_tasks_are_counted_per_tenant(&store("running")).await;
+}
+
+#[tokio::test]
 async fn queue_dead_letters_after_max_receives() {
     let db = Database::open(&data_dir("dlq")).expect("open");
     contract::queue_dead_letters_after_max_receives(&SqliteQueue::new(db, "jobs", 3), 3).await;

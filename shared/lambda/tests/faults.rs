@@ -108,6 +108,9 @@ impl TaskStore for Faulty {
     async fn stale_running(&self, before: Timestamp, limit: usize) -> StoreResult<Vec<Task>> {
         self.tasks.stale_running(before, limit).await
     }
+    async fn count_running(&self, tenant: &TenantId, up_to: usize) -> StoreResult<usize> {
+        self.tasks.count_running(tenant, up_to).await
+    }
 }
 
 #[async_trait]

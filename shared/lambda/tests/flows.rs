@@ -1601,3 +1601,71 @@ async fn stored_models_take_columns_by_name_on_every_path() {
     let (_, view) = e.get(&format!("/v1/tasks/{task}"), &key).await;
     assert_eq!(view["status"], "completed", "{view}");
 }
+
+/// A tenant with as many tasks running as it may gets no more started: its next job is
+/// queued again for later (and its task stays `queued`), while another tenant's job runs
+/// at once; once its running tasks finish, the held job runs.
+#[tokio::test]
+async fn a_tenant_at_its_running_cap_waits_while_others_run() {
+    use nomaly_core::domain::{Task, TaskKind};
+    let cap = nomaly_core::limits::MAX_RUNNING_JOBS_PER_TENANT;
+    let e = env_with(Settings {
+        deferred_job_delay_secs: 1,
+        ..Default::default()
+    });
+    let (busy_key, other_key) = (e.key("busy").await, e.key("other").await);
+    let busy = TenantId::parse("busy").unwrap();
+    let tasks = &e.services().tasks;
+    let mut running = Vec::new();
+    for _ in 0..cap {
+        let task = Task::new(busy.clone(), TaskKind::Train, "heavy");
+        tasks.create_task(&task).await.unwrap();
+        let started = task.transition(TaskStatus::Running).unwrap();
+        tasks.update_task(&started).await.unwrap();
+        running.push(started);
+    }
+    let deferred_before =
+        nomaly_core::metrics::global().get(nomaly_core::metrics::Counter::JobsDeferred);
+    let held = e.train(&busy_key, 20).await;
+    let theirs = e.train(&other_key, 20).await;
+    e.drain().await;
+    let status = |tenant: &'static str, id: TaskId| {
+        let services = e.services().clone();
+        async move {
+            services
+                .tasks
+                .get_task(&TenantId::parse(tenant).unwrap(), &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
+    };
+    assert_eq!(
+        status("other", theirs.clone()).await,
+        TaskStatus::Completed,
+        "another tenant's job runs at once"
+    );
+    assert_eq!(
+        status("busy", held.clone()).await,
+        TaskStatus::Queued,
+        "a job past its tenant's {cap} running tasks does not start"
+    );
+    assert!(
+        nomaly_core::metrics::global().get(nomaly_core::metrics::Counter::JobsDeferred)
+            > deferred_before,
+        "the deferral is counted"
+    );
+    // The job was acknowledged and sent again: nothing is visible until its delay passes.
+    assert!(e.stack.queue.receive(10, 30).await.unwrap().is_empty());
+    // Still at the cap when it comes back: held again.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    e.drain().await;
+    assert_eq!(status("busy", held.clone()).await, TaskStatus::Queued);
+    // One of the running tasks finishes: the held job starts on its next delivery.
+    let done = running[0].transition(TaskStatus::Completed).unwrap();
+    tasks.update_task(&done).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    e.drain().await;
+    assert_eq!(status("busy", held).await, TaskStatus::Completed);
+}

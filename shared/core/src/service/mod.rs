@@ -85,6 +85,12 @@ pub struct Settings {
     /// local server sets `<data-dir>/imports` here. `None` (the default, and on AWS)
     /// refuses file sources.
     pub imports_dir: Option<std::path::PathBuf>,
+    /// A worker starts no job of a tenant that has this many tasks running; it queues
+    /// the job again for later (see the limits table; fixed outside tests).
+    pub max_running_jobs_per_tenant: u32,
+    /// How long such a job waits before it is tried again (see the limits table; fixed
+    /// outside tests; at most 900 s).
+    pub deferred_job_delay_secs: u32,
 }
 
 impl Default for Settings {
@@ -105,6 +111,8 @@ impl Default for Settings {
             stream_inline_state_bytes: 300_000,
             batch_chunk_bytes: 64 << 20,
             imports_dir: None,
+            max_running_jobs_per_tenant: limits::MAX_RUNNING_JOBS_PER_TENANT,
+            deferred_job_delay_secs: limits::DEFERRED_JOB_DELAY_SECS,
         }
     }
 }
@@ -148,6 +156,8 @@ impl Settings {
             )?,
             batch_chunk_bytes: read("NOMALY_BATCH_CHUNK_BYTES", d.batch_chunk_bytes)?.max(1),
             imports_dir: None,
+            max_running_jobs_per_tenant: d.max_running_jobs_per_tenant,
+            deferred_job_delay_secs: d.deferred_job_delay_secs,
         })
     }
 }

@@ -193,6 +193,11 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
         }
         Err(e) => return Handled::Retry(format!("reading the task: {e}")),
     };
+    if task.status == TaskStatus::Queued {
+        if let Some(handled) = defer_at_cap(services, delivery, &tenant).await {
+            return handled;
+        }
+    }
     let lease = i64::from(services.settings.task_lease_secs);
     let started = match task.status {
         s if s.is_terminal() => {
@@ -274,6 +279,56 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
                 give_back(services, &current, delivery, &e.to_string()).await;
             }
             Handled::Retry(e.to_string())
+        }
+    }
+}
+
+/// Holds a job back when its tenant already has
+/// [`MAX_RUNNING_JOBS_PER_TENANT`](crate::limits::MAX_RUNNING_JOBS_PER_TENANT) tasks
+/// running: sends it again to come back after
+/// [`DEFERRED_JOB_DELAY_SECS`](crate::limits::DEFERRED_JOB_DELAY_SECS), as a new message
+/// (so waiting spends none of its receives), and answers `Done` for this delivery. `None`
+/// lets the job start.
+///
+/// The count and the start are not one transaction, so workers starting jobs of one
+/// tenant at the same instant may pass the cap by as many as race. When the count or
+/// the send fails, the job starts: the cap is for fairness, and a job must never be
+/// stranded by it.
+async fn defer_at_cap(
+    services: &Services,
+    delivery: &Delivery,
+    tenant: &crate::domain::TenantId,
+) -> Option<Handled> {
+    let cap = services.settings.max_running_jobs_per_tenant.max(1) as usize;
+    let running = match services.tasks.count_running(tenant, cap).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count the tenant's running tasks; starting the job");
+            return None;
+        }
+    };
+    if running < cap {
+        return None;
+    }
+    let delay = services.settings.deferred_job_delay_secs.min(900);
+    // The job as it came (a large body stays in the blob store, by reference).
+    match services
+        .queue
+        .send_after(std::slice::from_ref(&delivery.job), delay)
+        .await
+    {
+        Ok(()) => {
+            crate::metrics::global().add(crate::metrics::Counter::JobsDeferred, 1);
+            tracing::info!(
+                running,
+                delay_secs = delay,
+                "the tenant runs as many jobs as it may; the job is queued again for later"
+            );
+            Some(Handled::Done)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not queue the job again; starting it");
+            None
         }
     }
 }
