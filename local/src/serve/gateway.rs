@@ -6,8 +6,10 @@
 //!   management API for this server's own connections, 410 Gone once a connection is
 //!   closed, for the bearer of the management token only. The AWS notifier
 //!   (`serve --aws`) pushes through it.
-//! - `PUT /uploads/<key>?size=&expires=&sig=`: a signed upload. It stores the object and
-//!   then runs ingest, as the bucket's notification would.
+//! - `PUT /uploads/<key>?size=&expires=&sig=`: a signed upload. The body streams to a file
+//!   under `<data-dir>/incoming/` (a few uploads per tenant at once, each dropped when its
+//!   bytes stop arriving), which then moves into the blob store; ingest runs after, as
+//!   the bucket's notification would.
 //! - `GET /metrics`: the counters of `nomaly_core::metrics` in the Prometheus text
 //!   format, for the bearer of the management token only (the Lambda functions write
 //!   the same counters to CloudWatch as embedded metrics).
@@ -24,12 +26,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
+use nomaly_core::limits;
 use nomaly_core::ports::{BlobKey, PushError, PushNotifier};
 use nomaly_core::service::{ingest, websocket, Problem, Services};
 use nomaly_embedded::{LocalNotifier, LocalUploads};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 /// Largest message the management API and the WebSocket take (API Gateway's limit).
@@ -45,6 +52,127 @@ pub struct Gateway {
     /// What the management API and `/metrics` take as `Authorization: Bearer <token>`
     /// (see [`super::token`]).
     pub management_token: std::sync::Arc<str>,
+    /// Uploads being received.
+    pub incoming: Incoming,
+}
+
+/// Uploads being received: where their bodies stream to, how many each tenant is
+/// sending, and how long a body may pause.
+#[derive(Clone)]
+pub struct Incoming {
+    folder: PathBuf,
+    read_timeout: Duration,
+    per_tenant: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Incoming {
+    /// Uploads stream to `<data_dir>/incoming/`, emptied here of what a crash left.
+    pub fn open(data_dir: &std::path::Path) -> std::io::Result<Incoming> {
+        let folder = data_dir.join("incoming");
+        match std::fs::remove_dir_all(&folder) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&folder)?;
+        Ok(Incoming {
+            folder,
+            read_timeout: Duration::from_secs(limits::UPLOAD_READ_TIMEOUT_SECS),
+            per_tenant: Arc::default(),
+        })
+    }
+
+    /// The same, dropping a body after `timeout` without bytes (tests use a short one).
+    #[cfg(test)]
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Incoming {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// One of `tenant`'s upload slots, or `None` when all are taken.
+    fn slot(&self, tenant: &str) -> Option<UploadSlot> {
+        let mut counts = self.per_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(tenant.to_string()).or_insert(0);
+        if *n >= limits::MAX_UPLOADS_PER_TENANT {
+            return None;
+        }
+        *n += 1;
+        Some(UploadSlot {
+            per_tenant: self.per_tenant.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+/// A taken upload slot, given back when dropped.
+struct UploadSlot {
+    per_tenant: Arc<Mutex<HashMap<String, usize>>>,
+    tenant: String,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut counts = self.per_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// A partial upload's file, removed when dropped unless it was moved into the store.
+struct PartFile(PathBuf);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %self.0.display(), error = %e, "a partial upload stays");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why a body could not be received whole.
+enum Receive {
+    TooLarge,
+    Stalled,
+    Read(String),
+    Write(std::io::Error),
+}
+
+/// Streams `body` into `file`, at most `limit + 1` bytes, each read within `timeout`.
+/// Returns how many bytes were written.
+async fn receive(
+    mut body: Body,
+    file: &std::path::Path,
+    limit: u64,
+    timeout: Duration,
+) -> Result<u64, Receive> {
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .map_err(Receive::Write)?;
+    let mut written = 0u64;
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => return Err(Receive::Stalled),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(Receive::Read(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        written += data.len() as u64;
+        if written > limit {
+            return Err(Receive::TooLarge);
+        }
+        out.write_all(&data).await.map_err(Receive::Write)?;
+    }
+    out.flush().await.map_err(Receive::Write)?;
+    Ok(written)
 }
 
 /// The whole HTTP surface: the API router and the gateway routes.
@@ -392,33 +520,51 @@ async fn upload(
     if let Err(p) = ingest::check_upload_open(&g.services, key.as_str()).await {
         return p.into_response();
     }
-    let limit = usize::try_from(signed.size).unwrap_or(usize::MAX);
-    let bytes = match http_body_util::Limited::new(body, limit.saturating_add(1))
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Problem::too_large(format!(
-                "the body is larger than the {} bytes this URL was signed for",
-                signed.size
-            ))
-            .into_response()
-        }
-        Err(e) => {
-            return Problem::malformed_request(format!("reading the upload: {e}")).into_response()
+    // Keys are `tenants/<tenant>/...` (checked when parsed): the slot is the tenant's.
+    let tenant = key.as_str().split('/').nth(1).unwrap_or_default();
+    let Some(_slot) = g.incoming.slot(tenant) else {
+        return Problem::rate_limited(format!(
+            "this tenant is sending {} uploads already, the most at once; retry when one ends",
+            limits::MAX_UPLOADS_PER_TENANT
+        ))
+        .retry_after(1)
+        .into_response();
+    };
+    let part = PartFile(
+        g.incoming
+            .folder
+            .join(format!("{}.part", nomaly_core::ids::Ulid::new().encode())),
+    );
+    let received = receive(body, &part.0, signed.size, g.incoming.read_timeout).await;
+    let problem = match received {
+        Ok(n) if n == signed.size => None,
+        Ok(n) => Some(Problem::malformed_request(format!(
+            "the body is {n} bytes; this URL was signed for exactly {}",
+            signed.size
+        ))),
+        Err(Receive::TooLarge) => Some(Problem::too_large(format!(
+            "the body is larger than the {} bytes this URL was signed for",
+            signed.size
+        ))),
+        Err(Receive::Stalled) => Some(Problem::malformed_request(format!(
+            "no bytes of the upload arrived for {} s; it was dropped, and nothing was stored",
+            g.incoming.read_timeout.as_secs_f64()
+        ))),
+        Err(Receive::Read(e)) => Some(Problem::malformed_request(format!(
+            "reading the upload: {e}"
+        ))),
+        Err(Receive::Write(e)) => {
+            tracing::error!(error = %e, "an upload could not be written to disk");
+            Some(
+                Problem::unavailable("the upload could not be written; retry later").retry_after(5),
+            )
         }
     };
-    if bytes.len() as u64 != signed.size {
-        return Problem::malformed_request(format!(
-            "the body is {} bytes; this URL was signed for exactly {}",
-            bytes.len(),
-            signed.size
-        ))
-        .into_response();
+    if let Some(p) = problem {
+        return p.into_response();
     }
     let size = signed.size;
-    if let Err(e) = g.services.blobs.put_blob(&key, Vec::from(bytes)).await {
+    if let Err(e) = g.services.blobs.put_blob_file(&key, &part.0).await {
         return Problem::from(e).into_response();
     }
     // The bucket notification's part: stored first, then taken in. The uploader's PUT
@@ -454,6 +600,7 @@ mod tests {
             uploads: stack.uploads.clone(),
             stop,
             management_token: "the-management-token".into(),
+            incoming: Incoming::open(&dir).expect("an incoming folder"),
         });
         let loopback = SocketAddr::from(([127, 0, 0, 1], 40000));
         let call = |method: &str, path: &str, bearer: Option<&str>| {
@@ -498,6 +645,173 @@ mod tests {
             .await
             .expect("answer");
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// An upload the test sends: its URL's path and query, and its key.
+    struct Grant {
+        path: String,
+        key: BlobKey,
+    }
+
+    async fn register(app: &Router, api_key: &str, size: usize) -> Grant {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/datasets")
+            .header("authorization", format!("Bearer {api_key}"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({"name": "d.csv", "size": size}).to_string(),
+            ))
+            .expect("request");
+        let answer = app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        let body = answer.into_body().collect().await.expect("body").to_bytes();
+        let grant: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let url = grant["upload"]["url"].as_str().expect("url");
+        let path = url
+            .strip_prefix("http://127.0.0.1:9")
+            .expect("a local URL")
+            .to_string();
+        let key = path
+            .strip_prefix("/uploads/")
+            .and_then(|rest| rest.split('?').next())
+            .expect("an upload path");
+        Grant {
+            path: path.clone(),
+            key: BlobKey::parse(key).expect("a key"),
+        }
+    }
+
+    fn put(grant: &Grant, body: Body) -> Request<Body> {
+        Request::builder()
+            .method("PUT")
+            .uri(&grant.path)
+            .body(body)
+            .expect("request")
+    }
+
+    /// A body that sends its first bytes and then nothing, never ending.
+    fn stalling() -> Body {
+        use futures_util::StreamExt;
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+            b"a,b\n1,2\n",
+        ))]);
+        Body::from_stream(first.chain(futures_util::stream::pending()))
+    }
+
+    #[tokio::test]
+    async fn uploads_stream_to_disk_a_few_per_tenant_and_are_dropped_when_they_stall() {
+        let dir = std::env::temp_dir().join(format!(
+            "nomaly-gateway-{}",
+            nomaly_core::ids::Ulid::new().encode()
+        ));
+        let stack = nomaly_embedded::Stack::open(
+            &dir,
+            "http://127.0.0.1:9",
+            nomaly_core::service::Settings::default(),
+        )
+        .expect("a stack");
+        let (_stop_tx, stop) = watch::channel(false);
+        let incoming = Incoming::open(&dir)
+            .expect("an incoming folder")
+            .with_read_timeout(Duration::from_secs(2));
+        let app = app(Gateway {
+            services: stack.services.clone(),
+            sessions: stack.notifier.clone(),
+            uploads: stack.uploads.clone(),
+            stop,
+            management_token: "the-management-token".into(),
+            incoming,
+        });
+        let mut keys = Vec::new();
+        for tenant in ["acme", "globex"] {
+            let key = nomaly_core::domain::ApiKey::issue(
+                nomaly_core::domain::TenantId::parse(tenant).expect("tenant"),
+            );
+            stack.services.keys.put_key(&key.record).await.expect("key");
+            keys.push(key.plaintext);
+        }
+        let csv = b"a,b\n1,2\n3,4\n".to_vec();
+        let cap = limits::MAX_UPLOADS_PER_TENANT;
+        let mut acme = Vec::new();
+        for _ in 0..cap + 1 {
+            acme.push(register(&app, &keys[0], csv.len()).await);
+        }
+        let globex = register(&app, &keys[1], csv.len()).await;
+
+        // `cap` uploads of acme's that stall after their first bytes hold its slots...
+        let stalled: Vec<_> = acme[..cap]
+            .iter()
+            .map(|g| tokio::spawn(app.clone().oneshot(put(g, stalling()))))
+            .collect();
+        let parts = dir.join("incoming");
+        let started = Instant::now();
+        while std::fs::read_dir(&parts).expect("incoming").count() < cap {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "uploads started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // ...so its next is refused at once, with nothing stored,
+        let refused = app
+            .clone()
+            .oneshot(put(&acme[cap], Body::from(csv.clone())))
+            .await
+            .expect("answer");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        let blobs = &stack.services.blobs;
+        assert_eq!(blobs.blob_size(&acme[cap].key).await.expect("size"), None);
+        // while another tenant's upload goes through whole.
+        let taken = app
+            .clone()
+            .oneshot(put(&globex, Body::from(csv.clone())))
+            .await
+            .expect("answer");
+        assert_eq!(taken.status(), StatusCode::OK);
+        assert_eq!(
+            blobs.get_blob(&globex.key).await.expect("read"),
+            Some(csv.clone())
+        );
+
+        // The stalled uploads are dropped after the read timeout: 400, nothing stored,
+        // no partial file left behind.
+        for (answer, grant) in stalled.into_iter().zip(&acme) {
+            let answer = answer.await.expect("joined").expect("answer");
+            assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+            let body = answer.into_body().collect().await.expect("body").to_bytes();
+            assert!(
+                String::from_utf8_lossy(&body).contains("no bytes of the upload arrived"),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            assert_eq!(blobs.blob_size(&grant.key).await.expect("size"), None);
+        }
+        assert_eq!(std::fs::read_dir(&parts).expect("incoming").count(), 0);
+
+        // The slots are free again; a body past its signed size is refused whole.
+        let mut longer = csv.clone();
+        longer.extend_from_slice(b"5,6\n");
+        let too_long = app
+            .clone()
+            .oneshot(put(&acme[0], Body::from(longer)))
+            .await
+            .expect("answer");
+        assert_eq!(too_long.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(blobs.blob_size(&acme[0].key).await.expect("size"), None);
+        let taken = app
+            .clone()
+            .oneshot(put(&acme[cap], Body::from(csv.clone())))
+            .await
+            .expect("answer");
+        assert_eq!(taken.status(), StatusCode::OK);
+        assert_eq!(
+            blobs.get_blob(&acme[cap].key).await.expect("read"),
+            Some(csv)
+        );
+        assert_eq!(std::fs::read_dir(&parts).expect("incoming").count(), 0);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -366,6 +366,8 @@ async fn serve(args: Args) -> Result<()> {
         uploads: system.uploads.clone(),
         stop: stop.clone(),
         management_token: management_token.as_str().into(),
+        incoming: gateway::Incoming::open(&args.data_dir)
+            .with_context(|| format!("emptying {}", args.data_dir.join("incoming").display()))?,
     });
     let poll = if args.aws {
         Duration::from_secs(1)

@@ -37,6 +37,18 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Moves the finished file `src` to `path` atomically: syncs it, renames it over `path`,
+/// syncs the folder. Both must be on one file system; on failure `src` stays where it was.
+pub fn move_into(src: &Path, path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(src)?.sync_all()?;
+    std::fs::rename(src, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

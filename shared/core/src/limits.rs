@@ -125,6 +125,12 @@ pub const PROFILE_INLINE_BYTES: usize = 64 << 10;
 /// Times a dataset's profiling may start; a dataset still unprofiled after that many is
 /// `rejected` with the reason.
 pub const MAX_PROFILE_ATTEMPTS: u32 = 3;
+/// Uploads one tenant may be sending to `nomaly serve` at once: each streams to a file,
+/// so this bounds the files open and the disk written for one tenant, not memory.
+pub const MAX_UPLOADS_PER_TENANT: usize = 4;
+/// The longest `nomaly serve` waits for the next bytes of an upload before it drops it,
+/// so a client that stops sending cannot hold a slot.
+pub const UPLOAD_READ_TIMEOUT_SECS: u64 = 30;
 /// The longest an upload URL may live: 7 days, S3's limit for a presigned URL.
 pub const MAX_UPLOAD_URL_SECS: u32 = 7 * 24 * 3600;
 
@@ -390,6 +396,20 @@ pub const TABLE: &[Limit] = &[
         Unit::Bytes,
         None,
         "the record keeps a summary and `$blob`, the whole profile's key; `GET /v1/datasets/{id}` reads it whole",
+    ),
+    row(
+        "Uploads one tenant sends to `nomaly serve` at once",
+        MAX_UPLOADS_PER_TENANT as u64,
+        Unit::Count,
+        None,
+        "429 `rate-limited` with `Retry-After`; nothing stored",
+    ),
+    row(
+        "Wait for an upload's next bytes (`nomaly serve`)",
+        UPLOAD_READ_TIMEOUT_SECS,
+        Unit::Seconds,
+        None,
+        "400 `malformed-request`; nothing stored",
     ),
     row(
         "Upload URL lifetime",

@@ -220,6 +220,17 @@ pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key`, replacing what was there; readers see the old object or
     /// the new one, never a mix.
     async fn put_blob(&self, key: &BlobKey, bytes: Vec<u8>) -> StoreResult<()>;
+    /// Stores the finished file at `file` under `key`, as [`BlobStore::put_blob`] does
+    /// with bytes. Stores that keep files move it into place (it must then not be used
+    /// again); the default reads it and calls `put_blob`. The caller removes `file` if it
+    /// is still there afterwards.
+    async fn put_blob_file(&self, key: &BlobKey, file: &std::path::Path) -> StoreResult<()> {
+        let file = file.to_path_buf();
+        let bytes =
+            crate::local_files::blocking("read a file to store it", move || std::fs::read(file))
+                .await?;
+        self.put_blob(key, bytes).await
+    }
     /// The object, if any.
     async fn get_blob(&self, key: &BlobKey) -> StoreResult<Option<Vec<u8>>>;
     /// Removes the object (no error if there was none).

@@ -36,6 +36,16 @@ impl BlobStore for FileBlobs {
         .await
     }
 
+    async fn put_blob_file(&self, key: &BlobKey, file: &Path) -> StoreResult<()> {
+        let path = self.path(key);
+        let file = file.to_path_buf();
+        blocking("move a blob into place", move || {
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            nomaly_core::atomic_file::move_into(&file, &path)
+        })
+        .await
+    }
+
     async fn get_blob(&self, key: &BlobKey) -> StoreResult<Option<Vec<u8>>> {
         let path = self.path(key);
         blocking("read a blob", move || match std::fs::read(&path) {
