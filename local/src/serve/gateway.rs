@@ -581,8 +581,15 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
-    #[tokio::test]
-    async fn the_management_api_and_metrics_take_the_token_even_from_loopback() {
+    /// A gateway on a fresh embedded stack in a scratch folder.
+    struct Local {
+        dir: std::path::PathBuf,
+        stack: nomaly_embedded::Stack,
+        app: Router,
+        _stop: watch::Sender<bool>,
+    }
+
+    fn local(read_timeout: Duration) -> Local {
         let dir = std::env::temp_dir().join(format!(
             "nomaly-gateway-{}",
             nomaly_core::ids::Ulid::new().encode()
@@ -593,15 +600,33 @@ mod tests {
             nomaly_core::service::Settings::default(),
         )
         .expect("a stack");
-        let (_stop_tx, stop) = watch::channel(false);
+        let (stop_tx, stop) = watch::channel(false);
         let app = app(Gateway {
             services: stack.services.clone(),
             sessions: stack.notifier.clone(),
             uploads: stack.uploads.clone(),
             stop,
             management_token: "the-management-token".into(),
-            incoming: Incoming::open(&dir).expect("an incoming folder"),
+            incoming: Incoming::open(&dir)
+                .expect("an incoming folder")
+                .with_read_timeout(read_timeout),
         });
+        Local {
+            dir,
+            stack,
+            app,
+            _stop: stop_tx,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_management_api_and_metrics_take_the_token_even_from_loopback() {
+        let Local {
+            dir,
+            stack,
+            app,
+            _stop,
+        } = local(Duration::from_secs(limits::UPLOAD_READ_TIMEOUT_SECS));
         let loopback = SocketAddr::from(([127, 0, 0, 1], 40000));
         let call = |method: &str, path: &str, bearer: Option<&str>| {
             let mut request = Request::builder().method(method).uri(path);
@@ -702,28 +727,12 @@ mod tests {
 
     #[tokio::test]
     async fn uploads_stream_to_disk_a_few_per_tenant_and_are_dropped_when_they_stall() {
-        let dir = std::env::temp_dir().join(format!(
-            "nomaly-gateway-{}",
-            nomaly_core::ids::Ulid::new().encode()
-        ));
-        let stack = nomaly_embedded::Stack::open(
-            &dir,
-            "http://127.0.0.1:9",
-            nomaly_core::service::Settings::default(),
-        )
-        .expect("a stack");
-        let (_stop_tx, stop) = watch::channel(false);
-        let incoming = Incoming::open(&dir)
-            .expect("an incoming folder")
-            .with_read_timeout(Duration::from_secs(2));
-        let app = app(Gateway {
-            services: stack.services.clone(),
-            sessions: stack.notifier.clone(),
-            uploads: stack.uploads.clone(),
-            stop,
-            management_token: "the-management-token".into(),
-            incoming,
-        });
+        let Local {
+            dir,
+            stack,
+            app,
+            _stop,
+        } = local(Duration::from_secs(2));
         let mut keys = Vec::new();
         for tenant in ["acme", "globex"] {
             let key = nomaly_core::domain::ApiKey::issue(
