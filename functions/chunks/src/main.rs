@@ -1,12 +1,8 @@
 //! `chunks`: SQS batches of batch-scoring chunks (one byte range of a large object each),
-//! with partial batch failures.
-
-use nomaly_core::service::worker::Lane;
+//! with partial batch failures; a chunk still running near the invocation's timeout is
+//! handed back.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    nomaly_lambda::run(|services, event| async move {
-        Ok(nomaly_lambda::worker::handle_lane(&services, Lane::Chunks, event).await)
-    })
-    .await
+    nomaly_lambda::worker::run(nomaly_lambda::worker::Lane::Chunks).await
 }

@@ -1,9 +1,7 @@
-//! `worker`: SQS batches of jobs (train, detect, profile, report), with partial batch failures.
+//! `worker`: SQS batches of jobs (train, detect, profile, report), with partial batch
+//! failures; a job still running near the invocation's timeout is handed back.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    nomaly_lambda::run(|services, event| async move {
-        Ok(nomaly_lambda::worker::handle(&services, event).await)
-    })
-    .await
+    nomaly_lambda::worker::run(nomaly_lambda::worker::Lane::Jobs).await
 }

@@ -164,6 +164,11 @@ pub const MAX_RUNNING_JOBS_PER_TENANT: u32 = 5;
 /// How long a job deferred by [`MAX_RUNNING_JOBS_PER_TENANT`] waits before it is tried
 /// again (at most 900 s, SQS's longest delay).
 pub const DEFERRED_JOB_DELAY_SECS: u32 = 30;
+/// Seconds a worker or chunks function keeps back from its invocation's timeout: a job
+/// still running then is stopped and handed back to the queue alone, its task `queued`
+/// again (or `failed`, saying so, on the last delivery), instead of the function's
+/// timeout failing the invocation with the task left `running` until its lease ends.
+pub const JOB_DEADLINE_MARGIN_SECS: u32 = 30;
 const _: () = assert!(DEFERRED_JOB_DELAY_SECS >= 1 && DEFERRED_JOB_DELAY_SECS <= 900);
 const _: () = assert!(MAX_RUNNING_JOBS_PER_TENANT >= 1);
 
@@ -460,6 +465,13 @@ pub const TABLE: &[Limit] = &[
         Unit::Seconds,
         None,
         "-",
+    ),
+    row(
+        "Time a worker function keeps back from its timeout (AWS)",
+        JOB_DEADLINE_MARGIN_SECS as u64,
+        Unit::Seconds,
+        None,
+        "the job is stopped and handed back to the queue; on its last delivery its task fails",
     ),
     row(
         "Points per stream append",

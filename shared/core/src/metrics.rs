@@ -19,7 +19,7 @@ const EMF_VALUES: usize = 100;
 pub const NAMESPACE: &str = "nomaly";
 
 /// The plain counters, in the order they are rendered: (EMF name, Prometheus name, help).
-const COUNTERS: [(&str, &str, &str); 11] = [
+const COUNTERS: [(&str, &str, &str); 12] = [
     (
         "Requests",
         "nomaly_http_requests_total",
@@ -71,6 +71,11 @@ const COUNTERS: [(&str, &str, &str); 11] = [
         "Jobs sent again for later because their tenant had as many running as it may.",
     ),
     (
+        "JobsOverran",
+        "nomaly_jobs_overran_total",
+        "Jobs and chunks stopped at the worker function's deadline and handed back to the queue.",
+    ),
+    (
         "ColdStarts",
         "nomaly_cold_starts_total",
         "Processes started (Lambda cold starts).",
@@ -100,6 +105,8 @@ pub enum Counter {
     JobsRetried,
     /// Jobs deferred by the per-tenant running cap.
     JobsDeferred,
+    /// Jobs stopped at the worker's deadline.
+    JobsOverran,
     /// Cold starts.
     ColdStarts,
 }

@@ -29,12 +29,24 @@ where
     F: Fn(Services, E) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
 {
+    run_with_context(move |services, event, _| handler(services, event)).await
+}
+
+/// As [`run`], handing `handler` the invocation's context as well (its deadline, for the
+/// functions that stop their work before the timeout does).
+pub async fn run_with_context<E, R, F, Fut>(handler: F) -> Result<(), Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Services, E, lambda_runtime::Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Error>> + Send + 'static,
+{
     telemetry::init();
     nomaly_core::memory::limit_malloc_arenas();
     let services = nomaly_aws::deployment::services_from_env().await?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
-        let invocation = handler(services.clone(), event.payload);
+        let invocation = handler(services.clone(), event.payload, event.context);
         async move {
             let result = invocation.await;
             telemetry::flush_metrics();

@@ -6,7 +6,8 @@
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use nomaly_core::ports::{Delivery, Job};
-use nomaly_core::service::worker::{self, Handled, Lane};
+pub use nomaly_core::service::worker::Lane;
+use nomaly_core::service::worker::{self, Handled};
 use nomaly_core::service::Services;
 use serde_json::{json, Value};
 
@@ -37,12 +38,49 @@ pub async fn handle(services: &Services, event: SqsEvent) -> Value {
 
 /// Handles a batch from `lane`'s queue, as [`handle`] does.
 pub async fn handle_lane(services: &Services, lane: Lane, event: SqsEvent) -> Value {
+    handle_lane_within(services, lane, event, None).await
+}
+
+/// When an invocation's work must stop: its deadline less
+/// [`JOB_DEADLINE_MARGIN_SECS`](nomaly_core::limits::JOB_DEADLINE_MARGIN_SECS), left for
+/// handing the job back. `None` when the runtime gave no deadline.
+pub fn deadline(context: &lambda_runtime::Context) -> Option<tokio::time::Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let left = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(std::time::Duration::from_secs(u64::from(
+            nomaly_core::limits::JOB_DEADLINE_MARGIN_SECS,
+        )));
+    Some(tokio::time::Instant::now() + left)
+}
+
+/// The `worker` and `chunks` functions' `main`: `lane`'s batches, each job stopped at the
+/// invocation's [`deadline`].
+pub async fn run(lane: Lane) -> Result<(), crate::Error> {
+    crate::run_with_context(move |services, event: SqsEvent, context| async move {
+        Ok(handle_lane_within(&services, lane, event, deadline(&context)).await)
+    })
+    .await
+}
+
+/// As [`handle_lane`], stopping each job at `deadline`: a job still running then, and
+/// every message of the batch not started by then, is handed back to come back alone.
+pub async fn handle_lane_within(
+    services: &Services,
+    lane: Lane,
+    event: SqsEvent,
+    deadline: Option<tokio::time::Instant>,
+) -> Value {
     let queue = lane.queue(services);
     let mut failures = Vec::new();
     for message in &event.records {
         let id = message.message_id.clone().unwrap_or_default();
         let outcome = match delivery(message) {
-            Ok(d) => lane.handle(services, &d).await,
+            Ok(d) => lane.handle_within(services, &d, deadline).await,
             Err(why) => {
                 // Left to the redrive policy: after the maximum receives it lands in the
                 // dead-letter queue for someone to look at.

@@ -1034,13 +1034,7 @@ async fn the_scheduler_requeues_lost_work_and_fails_it_when_attempts_run_out() {
     let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
     assert!(task.error.unwrap().contains("stopped responding"));
-    let failed = e
-        .events("acme")
-        .await
-        .iter()
-        .filter(|ev| ev.kind.as_str() == "task.failed")
-        .count();
-    assert_eq!(failed, 1);
+    assert_eq!(e.count_events("acme", "task.failed").await, 1);
 }
 
 #[tokio::test]
@@ -1062,13 +1056,139 @@ async fn a_task_past_its_attempts_fails_instead_of_running_again() {
     let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
     assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
     assert!(task.error.unwrap().contains("gave up after 1 attempts"));
-    let failed = e
-        .events("acme")
+    assert_eq!(e.count_events("acme", "task.failed").await, 1);
+}
+
+/// Tenant `acme`'s training, heavy enough to outlast a short deadline (1,000 trees
+/// scoring 60,000 rows: about 2 s on two cores), delivered once as its `receive_count`-th
+/// delivery (the queue's own count when `None`) with 300 ms to run. Returns the stack,
+/// the task, the delivery and what became of it.
+async fn stopped_at_deadline(
+    receive_count: Option<u32>,
+) -> (
+    crate::support::Env,
+    nomaly_core::domain::Task,
+    nomaly_core::ports::Delivery,
+    nomaly_core::service::worker::Handled,
+) {
+    let e = env();
+    let key = e.key("acme").await;
+    let (s, _, body) = e
+        .json(
+            "POST",
+            "/v1/models",
+            &key,
+            json!({"algorithm": "iforest", "params": {"n_estimators": 1000}, "rows": rows(60_000)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let id = TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap();
+    let mut delivery = e.stack.queue.receive(1, 30).await.unwrap().remove(0);
+    if let Some(n) = receive_count {
+        delivery.receive_count = n;
+    }
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    let handled = nomaly_core::service::worker::Lane::Jobs
+        .handle_within(e.services(), &delivery, Some(deadline))
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "it stopped at the deadline"
+    );
+    let t = TenantId::parse("acme").unwrap();
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    (e, task, delivery, handled)
+}
+
+/// A job still running at its delivery's deadline (on AWS, the function's timeout less a
+/// margin) is stopped and handed back: the task is `queued` again for the next delivery
+/// instead of `running` until its lease ends, the delivery is left to the queue, and the
+/// next delivery, with time enough, completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_is_handed_back_for_the_next_delivery() {
+    use nomaly_core::service::worker::Handled;
+    let overran = || nomaly_core::metrics::global().get(nomaly_core::metrics::Counter::JobsOverran);
+    let before = overran();
+    let (e, task, delivery, handled) = stopped_at_deadline(None).await;
+    assert!(
+        matches!(&handled, Handled::Retry(why) if why.contains("deadline")),
+        "{handled:?}"
+    );
+    assert!(overran() > before, "the overrun is counted");
+    assert_eq!(task.status, TaskStatus::Queued, "handed back: {task:?}");
+    assert_eq!(task.attempts, 1, "the stopped delivery had started it");
+    // The next delivery, with no deadline, trains the model.
+    e.stack
+        .queue
+        .change_visibility(&delivery.receipt, 0)
         .await
-        .iter()
-        .filter(|ev| ev.kind.as_str() == "task.failed")
-        .count();
-    assert_eq!(failed, 1);
+        .unwrap();
+    assert_eq!(e.drain().await, 1);
+    let task = e
+        .services()
+        .tasks
+        .get_task(&task.tenant, &task.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    assert_eq!(task.attempts, 2);
+}
+
+/// On the last delivery the queue makes, a job stopped at its deadline fails its task,
+/// saying why, with one `task.failed`: nothing is left `running` for the scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_on_its_last_delivery_fails_saying_why() {
+    let last = Settings::default().max_receives;
+    let (e, task, _, handled) = stopped_at_deadline(Some(last)).await;
+    assert!(
+        matches!(handled, nomaly_core::service::worker::Handled::Retry(_)),
+        "{handled:?}"
+    );
+    assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("ran past the worker's deadline"), "{error}");
+    assert_eq!(e.count_events("acme", "task.failed").await, 1);
+}
+
+/// The Lambda handler stops a batch's jobs at the invocation's deadline and reports them
+/// for retry; a deadline already passed starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_function_hands_back_what_its_deadline_leaves() {
+    let e = env();
+    let key = e.key("acme").await;
+    let id = e.train(&key, 20).await;
+    let delivery = e.stack.queue.receive(1, 30).await.unwrap().remove(0);
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+        "messageId": "m1",
+        "receiptHandle": delivery.receipt,
+        "body": serde_json::to_string(&delivery.job).unwrap(),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs"
+    }]}))
+    .unwrap();
+    let past = tokio::time::Instant::now();
+    let response = nomaly_lambda::worker::handle_lane_within(
+        e.services(),
+        nomaly_core::service::worker::Lane::Jobs,
+        event,
+        Some(past),
+    )
+    .await;
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
+    );
+    let task = e
+        .services()
+        .tasks
+        .get_task(&TenantId::parse("acme").unwrap(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.status, TaskStatus::Queued, "{task:?}");
 }
 
 /// The local server's restart: the jobs of the dead process are released at once, and a

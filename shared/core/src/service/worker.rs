@@ -56,12 +56,41 @@ impl Lane {
 
     /// Handles one delivery from the lane's queue.
     pub async fn handle(self, services: &Services, delivery: &Delivery) -> Handled {
+        self.handle_within(services, delivery, None).await
+    }
+
+    /// As [`Lane::handle`], stopping the work at `deadline` (the Lambda function's
+    /// timeout less [`JOB_DEADLINE_MARGIN_SECS`](crate::limits::JOB_DEADLINE_MARGIN_SECS)):
+    /// a job still running then is handed back, as [`handle_within`] says, and a chunk
+    /// is left to come back (its part is written once, whoever finishes it).
+    pub async fn handle_within(
+        self,
+        services: &Services,
+        delivery: &Delivery,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Handled {
         match self {
-            Lane::Jobs => handle(services, delivery).await,
-            Lane::Chunks => batch::handle_chunk(services, delivery).await,
+            Lane::Jobs => handle_within(services, delivery, deadline).await,
+            Lane::Chunks => {
+                let work = batch::handle_chunk(services, delivery);
+                match deadline {
+                    None => work.await,
+                    Some(at) => match tokio::time::timeout_at(at, work).await {
+                        Ok(handled) => handled,
+                        Err(_) => {
+                            crate::metrics::global().add(crate::metrics::Counter::JobsOverran, 1);
+                            count_retry(services, delivery.receive_count);
+                            Handled::Retry(OVERRAN.into())
+                        }
+                    },
+                }
+            }
         }
     }
 }
+
+/// Why a delivery stopped at its deadline.
+const OVERRAN: &str = "the job ran past the worker's deadline";
 
 /// How long a delivery to retry stays hidden before it comes back: 30 s after the first
 /// receive, doubling with each receive, at most 15 minutes (rather than the queue's long
@@ -81,6 +110,22 @@ struct Output {
 /// Handles one delivered job. Never panics outward: a panic in the job's work is caught
 /// and counted as a failed attempt.
 pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
+    handle_within(services, delivery, None).await
+}
+
+/// As [`handle`], with a deadline: a job still running at `deadline` is stopped and its
+/// task handed back (`queued` for the next delivery, or `failed` saying so when this was
+/// the last delivery the queue makes), and the delivery is left to come back alone, so
+/// the function's timeout never fails it (nor, in a batch, the jobs beside it).
+///
+/// Work in a blocking thread cannot be interrupted from outside: it stops at its next
+/// progress report ([`Reporter::report`]; scoring reports after every block of rows, a
+/// nearest-neighbour or ECOD fit only when it ends), and its result is thrown away.
+pub async fn handle_within(
+    services: &Services,
+    delivery: &Delivery,
+    deadline: Option<tokio::time::Instant>,
+) -> Handled {
     let services2 = services.clone();
     let delivery2 = delivery.clone();
     let held = Held::default();
@@ -94,10 +139,25 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
         task_id = tracing::field::Empty,
         receive = delivery.receive_count
     );
-    let outcome = tokio::spawn(
+    let mut work = tokio::spawn(
         async move { handle_inner(&services2, &delivery2, &held2).await }.instrument(span),
-    )
-    .await;
+    );
+    let outcome = match deadline {
+        None => (&mut work).await,
+        Some(at) => match tokio::time::timeout_at(at, &mut work).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                work.abort();
+                // Wait for the abort to land (at the job's next await), so the task it
+                // holds is known and no longer written by it.
+                match work.await {
+                    Err(e) if e.is_cancelled() => return overran(services, delivery, &held).await,
+                    // It finished (or panicked) before the abort landed.
+                    outcome => outcome,
+                }
+            }
+        },
+    };
     if matches!(outcome, Ok(Handled::Retry(_)) | Err(_)) {
         count_retry(services, delivery.receive_count);
     }
@@ -107,13 +167,30 @@ pub async fn handle(services: &Services, delivery: &Delivery) -> Handled {
             tracing::error!(job_id = %delivery.job.job_id, error = %e, "the job's handler panicked");
             let error = format!("the handler panicked: {e}");
             let holding = held.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(task) = holding {
-                let current = task.lock().await.clone();
+            if let Some(reporter) = holding {
+                let current = reporter.task.lock().await.clone();
                 give_back(services, &current, delivery, &error).await;
             }
             Handled::Retry(error)
         }
     }
+}
+
+/// A job stopped at its deadline: its work is told to stop, and the task it started (if
+/// this delivery still holds it) is handed back.
+async fn overran(services: &Services, delivery: &Delivery, held: &Held) -> Handled {
+    tracing::warn!(job_id = %delivery.job.job_id, "{OVERRAN}; handing it back");
+    crate::metrics::global().add(crate::metrics::Counter::JobsOverran, 1);
+    count_retry(services, delivery.receive_count);
+    let holding = held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(reporter) = holding {
+        reporter.abandon();
+        if !reporter.lost.load(Ordering::Relaxed) {
+            let current = reporter.task.lock().await.clone();
+            give_back(services, &current, delivery, OVERRAN).await;
+        }
+    }
+    Handled::Retry(OVERRAN.into())
 }
 
 /// Counts a delivery left for the queue (the `receive_count`-th) as a retry, unless it
@@ -125,9 +202,10 @@ pub fn count_retry(services: &Services, receive_count: u32) {
     }
 }
 
-/// The task a delivery started, as its reporter last wrote it: after a panic, the
-/// delivery hands the task back instead of leaving it `running` until its lease ends.
-type Held = Arc<std::sync::Mutex<Option<Arc<Mutex<Task>>>>>;
+/// The reporter of the task a delivery started, holding the task as it last wrote it:
+/// after a panic or at the deadline, the delivery hands the task back instead of leaving
+/// it `running` until its lease ends.
+type Held = Arc<std::sync::Mutex<Option<Reporter>>>;
 
 /// After a delivery failed in a way a retry may mend: hands its task back for the next
 /// delivery, or, when this was the last delivery the queue makes (the message goes to
@@ -241,7 +319,7 @@ async fn handle_inner(services: &Services, delivery: &Delivery, held: &Held) -> 
         Err(e) => return Handled::Retry(format!("starting the task: {e}")),
     }
     let reporter = Reporter::new(services.clone(), started.clone());
-    *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.task.clone());
+    *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.clone());
     // Tell subscribers it started: a client that got 202 sees work begin at once.
     let payload = serde_json::json!({"task_id": started.id, "kind": started.kind, "progress": started.progress, "attempt": started.attempts});
     if let Err(e) = services
@@ -587,6 +665,30 @@ pub struct Reporter {
     /// Set once a write finds the task changed by someone else (cancelled, re-queued,
     /// taken over): from then on this delivery no longer holds it.
     lost: Arc<std::sync::atomic::AtomicBool>,
+    /// Raised when the delivery stopped at its deadline: the work stops at its next report.
+    stop: StopFlag,
+}
+
+/// Tells work in another thread to stop, at a point of the work's choosing.
+#[derive(Clone, Default)]
+struct StopFlag(Arc<std::sync::atomic::AtomicBool>);
+
+/// The unwinding payload that stops abandoned work (not a panic: no hook runs).
+struct Abandoned;
+
+impl StopFlag {
+    fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Unwinds the calling thread once the flag is raised, with
+    /// [`std::panic::resume_unwind`], so no panic hook prints: the thread's owner
+    /// (`spawn_blocking`, rayon) catches it, and nobody waits for its result any more.
+    fn check(&self) {
+        if self.0.load(Ordering::Relaxed) {
+            std::panic::resume_unwind(Box::new(Abandoned));
+        }
+    }
 }
 
 impl Reporter {
@@ -597,12 +699,22 @@ impl Reporter {
             share: Arc::new(AtomicU64::new(0f64.to_bits())),
             crossed: Arc::new(tokio::sync::Notify::new()),
             lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            stop: StopFlag::default(),
         }
+    }
+
+    /// Tells the work to stop: its next [`Reporter::report`] unwinds its thread.
+    fn abandon(&self) {
+        self.stop.raise();
     }
 
     /// Records that `share` (0 to 1) of the work is done; lower values than before are
     /// ignored. Cheap: callable from the work's inner loops.
+    ///
+    /// Once the delivery has been abandoned at its deadline, this unwinds the calling
+    /// thread ([`StopFlag::check`]), stopping work nobody waits for any more.
     pub fn report(&self, share: f64) {
+        self.stop.check();
         let share = share.clamp(0.0, 1.0);
         let mut current = self.share.load(Ordering::Relaxed);
         while f64::from_bits(current) < share {
@@ -708,7 +820,30 @@ impl Reporter {
 
 #[cfg(test)]
 mod tests {
-    use super::retry_backoff_secs;
+    use super::{retry_backoff_secs, StopFlag};
+
+    #[test]
+    fn a_raised_stop_flag_unwinds_the_work_at_its_next_check() {
+        let stop = StopFlag::default();
+        let seen = stop.clone();
+        let worker = std::thread::spawn(move || {
+            let mut steps = 0u64;
+            loop {
+                seen.check();
+                steps += 1;
+                if steps == 1000 {
+                    stop.raise();
+                }
+                if steps > 1_000_000 {
+                    return steps;
+                }
+            }
+        });
+        let stopped = worker
+            .join()
+            .expect_err("the work unwinds instead of finishing");
+        assert!(stopped.is::<super::Abandoned>());
+    }
 
     #[test]
     fn retries_back_off_by_doubling_up_to_fifteen_minutes() {

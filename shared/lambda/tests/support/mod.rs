@@ -300,6 +300,12 @@ impl Env {
             .unwrap()
             .items
     }
+
+    /// How many of `tenant`'s events are of `kind`.
+    pub async fn count_events(&self, tenant: &str, kind: &str) -> usize {
+        let events = self.events(tenant).await;
+        events.iter().filter(|ev| ev.kind.as_str() == kind).count()
+    }
 }
 
 pub fn rows(n: usize) -> Vec<Vec<f64>> {
