@@ -2,7 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    nomaly_lambda::telemetry::init();
-    let services = nomaly_aws::deployment::services_from_env().await?;
-    nomaly_lambda::api::run(services).await
+    nomaly_lambda::api::run().await
 }

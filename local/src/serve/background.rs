@@ -4,7 +4,8 @@
 
 use nomaly_core::domain::Event;
 use nomaly_core::ports::{Delivery, JobQueue};
-use nomaly_core::service::worker::{self, Handled, Lane};
+use nomaly_core::service::tasks::{self, Handled};
+use nomaly_core::service::worker::Lane;
 use nomaly_core::service::{fanout, scheduler, Services};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -142,7 +143,7 @@ async fn settle(queue: &dyn JobQueue, delivery: &Delivery, handled: Handled) {
             }
         }
         Handled::Retry(why) => {
-            let backoff = worker::retry_backoff_secs(delivery.receive_count);
+            let backoff = tasks::retry_backoff_secs(delivery.receive_count);
             if let Err(e) = queue.change_visibility(&delivery.receipt, backoff).await {
                 tracing::warn!(job_id = %id, error = %e, "could not shorten the retry delay");
             }

@@ -2,10 +2,11 @@
 //! pushed to its subscribers and its chains are run; on a failure the batch reports that
 //! record (and, streams being ordered, Lambda retries from it).
 
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use nomaly_core::domain::Event;
 use nomaly_core::service::{fanout, Services};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The parts of a DynamoDB stream record this function reads.
 #[derive(Debug, Deserialize)]
@@ -46,8 +47,9 @@ pub fn event_of(image: &Value) -> Result<Event, String> {
     serde_json::from_str(body).map_err(|e| format!("the body is not an event: {e}"))
 }
 
-/// Handles a batch; returns `{"batchItemFailures": [...]}` naming the first failed record.
-pub async fn handle(services: &Services, event: StreamEvent) -> Value {
+/// Handles a batch; the answer names the first failed record (`ReportBatchItemFailures`),
+/// so the stream retries from there.
+pub async fn handle(services: &Services, event: StreamEvent) -> DynamoDbEventResponse {
     for record in &event.records {
         if record.event_name != "INSERT" {
             continue;
@@ -75,9 +77,13 @@ pub async fn handle(services: &Services, event: StreamEvent) -> Value {
             Err(p) => {
                 tracing::error!(event_id = %event.event_id, problem = %p, "event not handled; will retry");
                 let id = record.dynamodb.sequence_number.clone().unwrap_or_default();
-                return json!({ "batchItemFailures": [{ "itemIdentifier": id }] });
+                let mut response = DynamoDbEventResponse::default();
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(id);
+                response.batch_item_failures.push(failure);
+                return response;
             }
         }
     }
-    json!({ "batchItemFailures": [] })
+    DynamoDbEventResponse::default()
 }

@@ -38,7 +38,7 @@ pub async fn handle(services: &Services, event: S3Event) -> Result<usize, crate:
         let size = record.s3.object.size.unwrap_or(0).max(0) as u64;
         match ingest::object_created(services, &key, size).await {
             Ok(()) => taken += 1,
-            Err(p) if p.status >= 500 => return Err(format!("{key}: {p}").into()),
+            Err(p) if p.is_retryable() => return Err(format!("{key}: {p}").into()),
             Err(p) => tracing::warn!(key, problem = %p, "upload not taken in"),
         }
     }

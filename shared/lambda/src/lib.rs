@@ -20,6 +20,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 
+/// What every function does before its first event: JSON logs, malloc arenas held to
+/// two, and the clients and services built once from the environment. [`run`] and
+/// [`api::run`] start with it.
+pub async fn start() -> Result<Services, Error> {
+    telemetry::init();
+    nomaly_core::memory::limit_malloc_arenas();
+    Ok(nomaly_aws::deployment::services_from_env().await?)
+}
+
 /// What every function's `main` does: JSON logs, the clients and services built once
 /// from the environment, then `handler` for every event until the runtime stops.
 pub async fn run<E, R, F, Fut>(handler: F) -> Result<(), Error>
@@ -41,9 +50,7 @@ where
     F: Fn(Services, E, lambda_runtime::Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, Error>> + Send + 'static,
 {
-    telemetry::init();
-    nomaly_core::memory::limit_malloc_arenas();
-    let services = nomaly_aws::deployment::services_from_env().await?;
+    let services = start().await?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let invocation = handler(services.clone(), event.payload, event.context);

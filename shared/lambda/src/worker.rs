@@ -4,12 +4,11 @@
 //! sends the others round again. A message to retry comes back after a backoff (30 s,
 //! doubling, at most 15 min) rather than the queue's 90-minute visibility timeout.
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use nomaly_core::ports::{Delivery, Job};
+use nomaly_core::service::tasks::{self, Handled};
 pub use nomaly_core::service::worker::Lane;
-use nomaly_core::service::worker::{self, Handled};
 use nomaly_core::service::Services;
-use serde_json::{json, Value};
 
 fn delivery(message: &SqsMessage) -> Result<Delivery, String> {
     let body = message.body.as_deref().ok_or("the message has no body")?;
@@ -30,14 +29,14 @@ fn receives(message: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// Handles a batch of the jobs queue; returns `{"batchItemFailures": [{"itemIdentifier":
-/// <message id>}]}`.
-pub async fn handle(services: &Services, event: SqsEvent) -> Value {
+/// Handles a batch of the jobs queue; answers the messages to retry
+/// (`ReportBatchItemFailures`).
+pub async fn handle(services: &Services, event: SqsEvent) -> SqsBatchResponse {
     handle_lane(services, Lane::Jobs, event).await
 }
 
 /// Handles a batch from `lane`'s queue, as [`handle`] does.
-pub async fn handle_lane(services: &Services, lane: Lane, event: SqsEvent) -> Value {
+pub async fn handle_lane(services: &Services, lane: Lane, event: SqsEvent) -> SqsBatchResponse {
     handle_lane_within(services, lane, event, None).await
 }
 
@@ -74,9 +73,9 @@ pub async fn handle_lane_within(
     lane: Lane,
     event: SqsEvent,
     deadline: Option<tokio::time::Instant>,
-) -> Value {
+) -> SqsBatchResponse {
     let queue = lane.queue(services);
-    let mut failures = Vec::new();
+    let mut response = SqsBatchResponse::default();
     for message in &event.records {
         let id = message.message_id.clone().unwrap_or_default();
         let outcome = match delivery(message) {
@@ -85,21 +84,21 @@ pub async fn handle_lane_within(
                 // Left to the redrive policy: after the maximum receives it lands in the
                 // dead-letter queue for someone to look at.
                 tracing::error!(message_id = %id, why, "unreadable message");
-                worker::count_retry(services, receives(message));
+                tasks::count_retry(services, receives(message));
                 Handled::Retry(why)
             }
         };
         if let Handled::Retry(why) = outcome {
             // Back off from the queue's long visibility timeout (6 x the function's).
-            let backoff = worker::retry_backoff_secs(receives(message));
+            let backoff = tasks::retry_backoff_secs(receives(message));
             if let Some(receipt) = &message.receipt_handle {
                 if let Err(e) = queue.change_visibility(receipt, backoff).await {
                     tracing::warn!(message_id = %id, error = %e, "could not shorten the retry delay");
                 }
             }
             tracing::warn!(message_id = %id, why, backoff_secs = backoff, "message will be retried");
-            failures.push(json!({ "itemIdentifier": id }));
+            response.add_failure(id);
         }
     }
-    json!({ "batchItemFailures": failures })
+    response
 }

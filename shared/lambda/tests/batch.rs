@@ -117,7 +117,7 @@ async fn run_chunks_concurrently(e: &Env) -> usize {
         .collect();
     for (h, d) in handles.into_iter().zip(&all) {
         let handled = h.await.expect("no panic");
-        assert_eq!(handled, nomaly_core::service::worker::Handled::Done);
+        assert_eq!(handled, nomaly_core::service::tasks::Handled::Done);
         e.stack.chunks.delete(&d.receipt).await.unwrap();
     }
     all.len()
@@ -494,7 +494,7 @@ async fn a_chunk_whose_part_is_written_is_counted_from_its_part_not_scored_again
             .unwrap();
     };
     let handled = nomaly_core::service::batch::handle_chunk(e.services(), &d).await;
-    assert_eq!(handled, nomaly_core::service::worker::Handled::Done);
+    assert_eq!(handled, nomaly_core::service::tasks::Handled::Done);
     let progress = task(&e, "acme", &id).await.batch.expect("progress");
     assert_eq!(
         (progress.done, progress.rows, progress.anomalies),

@@ -624,6 +624,11 @@ async fn listings_page_and_cancel_stops_a_task() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(
+        e.count_events("acme", "task.cancelled").await,
+        1,
+        "one event, written with the status; none for the refused second cancel"
+    );
     e.drain().await;
     let t = TenantId::parse("acme").unwrap();
     let status = |id: &str| {
@@ -969,11 +974,13 @@ async fn a_bad_message_fails_only_itself() {
     ]}))
     .unwrap();
     let response = nomaly_lambda::worker::handle(e.services(), event.clone()).await;
+    let response = serde_json::to_value(response).unwrap();
     assert_eq!(
         response["batchItemFailures"],
         json!([{"itemIdentifier": "m-bad"}])
     );
     let again = nomaly_lambda::worker::handle(e.services(), event).await;
+    let again = serde_json::to_value(again).unwrap();
     assert_eq!(
         again["batchItemFailures"],
         json!([{"itemIdentifier": "m-bad"}]),
@@ -1069,7 +1076,7 @@ async fn stopped_at_deadline(
     crate::support::Env,
     nomaly_core::domain::Task,
     nomaly_core::ports::Delivery,
-    nomaly_core::service::worker::Handled,
+    nomaly_core::service::tasks::Handled,
 ) {
     let e = env();
     let key = e.key("acme").await;
@@ -1107,7 +1114,7 @@ async fn stopped_at_deadline(
 /// next delivery, with time enough, completes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_past_its_deadline_is_handed_back_for_the_next_delivery() {
-    use nomaly_core::service::worker::Handled;
+    use nomaly_core::service::tasks::Handled;
     let overran = || nomaly_core::metrics::global().get(nomaly_core::metrics::Counter::JobsOverran);
     let before = overran();
     let (e, task, delivery, handled) = stopped_at_deadline(None).await;
@@ -1143,7 +1150,7 @@ async fn a_job_past_its_deadline_on_its_last_delivery_fails_saying_why() {
     let last = Settings::default().max_receives;
     let (e, task, _, handled) = stopped_at_deadline(Some(last)).await;
     assert!(
-        matches!(handled, nomaly_core::service::worker::Handled::Retry(_)),
+        matches!(handled, nomaly_core::service::tasks::Handled::Retry(_)),
         "{handled:?}"
     );
     assert_eq!(task.status, TaskStatus::Failed, "{task:?}");
@@ -1178,7 +1185,7 @@ async fn the_worker_function_hands_back_what_its_deadline_leaves() {
     )
     .await;
     assert_eq!(
-        response,
+        serde_json::to_value(response).unwrap(),
         json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
     );
     let task = e
@@ -1214,7 +1221,7 @@ async fn a_restart_takes_over_tasks_left_running_at_once() {
     let held = e.stack.queue.receive(1, 30).await.unwrap().remove(0);
     assert!(matches!(
         nomaly_core::service::worker::handle(e.services(), &held).await,
-        nomaly_core::service::worker::Handled::Retry(_)
+        nomaly_core::service::tasks::Handled::Retry(_)
     ));
     // The new process (started at least a millisecond after the task's last change):
     // nothing from before its start is alive.

@@ -344,7 +344,7 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
     let (_, list) = e.get("/v1/streams", &other).await;
     assert_eq!(list["items"], json!([]));
     // Nor can it subscribe its socket to the stream's events... it may subscribe, but
-    // events are only ever pushed to connections of the event's tenant (fanout::wants).
+    // events are only ever pushed to connections of the event's tenant (Connection::wants).
     let (s, _, _) = e.call("GET", "/v1/streams", None, None, vec![]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = e.get("/v1/streams/stm_nope", &key).await;

@@ -1,6 +1,6 @@
 //! WebSocket connections and what they listen to.
 
-use crate::domain::TenantId;
+use crate::domain::{Event, TenantId};
 use crate::ids::{KeyId, ModelId, StreamId, TaskId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,18 @@ impl Channel {
         }
         Err(InvalidChannel)
     }
+
+    /// Whether the channel carries `event`, by the id its payload names (whatever its
+    /// tenant: [`Connection::wants`] checks that).
+    pub fn carries(&self, event: &Event) -> bool {
+        let field = |name: &str| event.payload.get(name).and_then(|v| v.as_str());
+        match self {
+            Channel::Tenant => true,
+            Channel::Task(id) => field("task_id") == Some(id.as_str()),
+            Channel::Model(id) => field("model_id") == Some(id.as_str()),
+            Channel::Stream(id) => field("stream_id") == Some(id.as_str()),
+        }
+    }
 }
 
 impl std::fmt::Display for Channel {
@@ -92,6 +104,14 @@ pub struct Connection {
     pub expires_at: Timestamp,
 }
 
+impl Connection {
+    /// Whether the connection listens to `event`: one of its own tenant's, on a channel
+    /// it subscribed to.
+    pub fn wants(&self, event: &Event) -> bool {
+        self.tenant == event.tenant && self.subscriptions.iter().any(|c| c.carries(event))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +126,39 @@ mod tests {
         for bad in ["", "task:", "task:nope", "model:tsk_x", "everything"] {
             assert!(Channel::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_connection_wants_its_own_tenants_events_on_its_channels() {
+        use crate::domain::EventType;
+        let (acme, other) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("other").unwrap(),
+        );
+        let (task, model) = (TaskId::new(), ModelId::new());
+        let event = |tenant: &TenantId| {
+            Event::new(
+                tenant.clone(),
+                EventType::TaskProgress,
+                "c",
+                serde_json::json!({"task_id": task, "progress": 50}),
+            )
+        };
+        assert!(Channel::Task(task.clone()).carries(&event(&acme)));
+        assert!(Channel::Tenant.carries(&event(&acme)));
+        assert!(!Channel::Task(TaskId::new()).carries(&event(&acme)));
+        assert!(!Channel::Model(model).carries(&event(&acme)));
+        let connection = Connection {
+            id: "c1".into(),
+            tenant: acme.clone(),
+            key_id: None,
+            subscriptions: vec![Channel::Task(task.clone())],
+            expires_at: crate::time::Timestamp::now(),
+        };
+        assert!(connection.wants(&event(&acme)));
+        assert!(
+            !connection.wants(&event(&other)),
+            "another tenant's event on the same ids never reaches it"
+        );
     }
 }

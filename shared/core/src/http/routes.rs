@@ -1,7 +1,7 @@
 //! The route handlers: each parses its input, calls a use case and shapes the answer.
 
 use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
-use crate::domain::{EventType, TaskKind, TaskStatus};
+use crate::domain::{TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
 use crate::limits::INLINE_RESULT_BYTES;
 use crate::ports::BlobKey;
@@ -327,32 +327,9 @@ pub async fn cancel_task(
     Correlation(correlation): Correlation,
     Path(id): Path<String>,
 ) -> Answer {
-    for _ in 0..3 {
-        let task = task_of(&services, &tenant, &id).await?;
-        let cancelled = task.transition(TaskStatus::Cancelled).map_err(|_| {
-            Problem::conflict(format!(
-                "task {} is {} and cannot be cancelled",
-                task.id,
-                task.status.as_str()
-            ))
-        })?;
-        match services.tasks.update_task(&cancelled).await {
-            Ok(()) => {
-                services
-                    .publish(
-                        &tenant,
-                        EventType::TaskCancelled,
-                        &correlation,
-                        json!({"task_id": cancelled.id, "kind": cancelled.kind}),
-                    )
-                    .await?;
-                return Ok(Json(jobs::view(&cancelled)).into_response());
-            }
-            Err(crate::ports::StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Problem::conflict("the task kept changing; retry"))
+    let id = parse_id(&id, "task", TaskId::parse)?;
+    let cancelled = crate::service::tasks::cancel(&services, &tenant, &id, &correlation).await?;
+    Ok(Json(jobs::view(&cancelled)).into_response())
 }
 
 /// Which parts of a batch's manifest an answer lists (`?offset=`, from 0).

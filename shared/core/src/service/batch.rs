@@ -23,7 +23,7 @@ use crate::limits::{BATCH_MAX_CHUNKS, BATCH_MAX_HEADER_BYTES};
 use crate::ports::{BlobKey, Delivery, Job, StoreError};
 use crate::service::chunks::{self, BlobSource, ByteSource, FileSource, Plan, PlanError};
 use crate::service::jobs::{self, JobError, JobKind};
-use crate::service::worker::Handled;
+use crate::service::tasks::Handled;
 use crate::service::{ingest, models, Problem, Services};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -402,7 +402,7 @@ pub async fn handle_chunk(services: &Services, delivery: &Delivery) -> Handled {
             Handled::Done
         }
         Err(JobError::Retry(e)) => {
-            crate::service::worker::count_retry(services, delivery.receive_count);
+            crate::service::tasks::count_retry(services, delivery.receive_count);
             if delivery.receive_count >= services.settings.max_receives {
                 // The queue dead-letters it next: the batch cannot finish.
                 let why = format!("{e} (after {} deliveries)", delivery.receive_count);
@@ -555,7 +555,7 @@ async fn announce(services: &Services, task: &Task) {
         "task_id": task.id, "kind": task.kind, "progress": task.progress,
         "chunks": {"done": b.done, "total": b.total},
     });
-    crate::service::worker::publish_progress(services, task, payload).await;
+    crate::service::tasks::publish_progress(services, task, payload).await;
 }
 
 /// The last chunk: writes the manifest, then completes the task in one conditional
@@ -641,7 +641,7 @@ async fn fail(services: &Services, tenant: &TenantId, chunk: &ChunkJob, why: &st
             }
         };
         let extra = serde_json::Map::from_iter([("chunk".into(), chunk.index.into())]);
-        match crate::service::worker::mark_failed(services, &task, &error, extra).await {
+        match crate::service::tasks::mark_failed(services, &task, &error, extra).await {
             Ok(_) => return,
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => tracing::warn!(error = %e, "could not mark the batch failed"),

@@ -4,7 +4,7 @@
 //! (`dataset.profiled` with training asked for starts the training, exactly once per
 //! event even if the stream delivers it twice).
 
-use crate::domain::{Channel, Connection, Event, EventType};
+use crate::domain::{Connection, Event, EventType};
 use crate::ids::{DatasetId, TaskId};
 use crate::ports::{Claim, PushError};
 use crate::service::input::FitSpec;
@@ -27,22 +27,6 @@ pub struct Pushed {
     pub failed: usize,
     /// Connections whose key was revoked: sent nothing, closed and forgotten.
     pub revoked: usize,
-}
-
-/// Whether `channel` carries `event`.
-pub fn matches(channel: &Channel, event: &Event) -> bool {
-    let field = |name: &str| event.payload.get(name).and_then(|v| v.as_str());
-    match channel {
-        Channel::Tenant => true,
-        Channel::Task(id) => field("task_id") == Some(id.as_str()),
-        Channel::Model(id) => field("model_id") == Some(id.as_str()),
-        Channel::Stream(id) => field("stream_id") == Some(id.as_str()),
-    }
-}
-
-/// Whether `connection` listens to `event`.
-pub fn wants(connection: &Connection, event: &Event) -> bool {
-    connection.tenant == event.tenant && connection.subscriptions.iter().any(|c| matches(c, event))
 }
 
 /// The message pushed for an event.
@@ -74,10 +58,7 @@ pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem>
         .connections
         .tenant_connections(&event.tenant)
         .await?;
-    let wanted: Vec<Connection> = connections
-        .into_iter()
-        .filter(|c| wants(c, event))
-        .collect();
+    let wanted: Vec<Connection> = connections.into_iter().filter(|c| c.wants(event)).collect();
     // Whether each key is still valid, looked up once per event.
     let mut keys: std::collections::HashMap<Option<crate::ids::KeyId>, bool> =
         std::collections::HashMap::new();
@@ -120,7 +101,7 @@ async fn push_one(
     live: bool,
 ) -> Result<Outcome, Problem> {
     if !live {
-        crate::service::websocket::close(services, &c.id).await;
+        crate::service::connections::close(services, &c.id).await;
         return Ok(Outcome::Revoked);
     }
     match services.notifier.push(&c.id, body).await {
@@ -213,7 +194,7 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
             tracing::info!(task_id = %task.id, dataset_id = %dataset_id, "training started on upload");
             Ok(Some(task.id))
         }
-        Err(p) if p.status >= 500 => {
+        Err(p) if p.is_retryable() => {
             services.idempotency.release(&event.tenant, &key).await?;
             Err(p)
         }

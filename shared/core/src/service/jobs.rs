@@ -65,7 +65,7 @@ pub enum JobError {
 
 impl From<Problem> for JobError {
     fn from(p: Problem) -> Self {
-        if p.status >= 500 {
+        if p.is_retryable() {
             JobError::Retry(StoreError::backend("run a job", p))
         } else {
             JobError::Fail(p)

@@ -6,6 +6,7 @@
 pub mod backtest;
 pub mod batch;
 pub mod chunks;
+pub mod connections;
 pub mod cost;
 pub mod detection;
 pub mod fanout;
@@ -19,6 +20,7 @@ pub mod rate_limit;
 pub mod report;
 pub mod scheduler;
 pub mod streams;
+pub mod tasks;
 pub mod training;
 pub mod websocket;
 pub mod worker;

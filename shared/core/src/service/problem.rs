@@ -80,6 +80,13 @@ problems! {
 }
 
 impl Problem {
+    /// Whether trying again may succeed: the service or one behind it failed (5xx),
+    /// not the request. The one rule that decides a retry: of an upload taken in, of a
+    /// job, of an event's chain.
+    pub fn is_retryable(&self) -> bool {
+        self.status >= 500
+    }
+
     /// The `type` URI.
     pub fn type_uri(&self) -> String {
         format!("{TYPE_BASE}{}", self.slug)

@@ -4,7 +4,7 @@
 
 use crate::domain::TaskStatus;
 use crate::ports::Job;
-use crate::service::{worker, Problem, Services};
+use crate::service::{tasks, Problem, Services};
 use crate::time::Timestamp;
 use serde::Serialize;
 
@@ -62,7 +62,7 @@ pub async fn sweep(services: &Services) -> Result<Report, Problem> {
                     "the worker stopped responding after {} attempt(s)",
                     task.attempts
                 );
-                worker::fail(services, &task, &why).await;
+                tasks::fail(services, &task, &why).await;
                 report.failed += 1;
             }
         }

@@ -24,8 +24,9 @@ use crate::limits::{
     self, MAX_CONNECTIONS_PER_TENANT, MAX_SUBSCRIPTIONS_PER_CONNECTION, WS_MAX_REPLAY,
     WS_MAX_SCORE_ROWS,
 };
+use crate::service::connections::close;
 use crate::service::detection::score_with;
-use crate::service::fanout::{matches, message};
+use crate::service::fanout::message;
 use crate::service::input::Rows;
 use crate::service::streams::{self, PointIn};
 use crate::service::{cost, models, Problem, Services};
@@ -153,20 +154,6 @@ pub async fn message_received(services: &Services, connection_id: &str, body: &[
     }
     if revoked {
         close(services, connection_id).await;
-    }
-}
-
-/// Closes a connection whose key no longer works and forgets it.
-pub async fn close(services: &Services, connection_id: &str) {
-    tracing::info!(
-        connection = connection_id,
-        "closing a connection whose key no longer works"
-    );
-    if let Err(e) = services.notifier.disconnect(connection_id).await {
-        tracing::warn!(connection = connection_id, error = %e, "the connection was not closed");
-    }
-    if let Err(e) = services.connections.delete_connection(connection_id).await {
-        tracing::warn!(connection = connection_id, error = %e, "the connection record was not deleted");
     }
 }
 
@@ -346,7 +333,7 @@ async fn replay(
             .events_after(tenant, Some(&position), 500)
             .await?;
         read += page.items.len();
-        for event in page.items.iter().filter(|e| matches(channel, e)) {
+        for event in page.items.iter().filter(|e| channel.carries(e)) {
             services
                 .notifier
                 .push(connection_id, &message(event))

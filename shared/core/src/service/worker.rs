@@ -17,6 +17,7 @@ use crate::service::detection::{self, DetectJob};
 use crate::service::ingest::{self, ProfileJob};
 use crate::service::jobs::{JobError, JobKind};
 use crate::service::report::{self, ReportJob};
+use crate::service::tasks::{count_retry, fail, give_back, publish_progress, Handled};
 use crate::service::training::{self, TrainJob};
 use crate::service::{Problem, Services};
 use crate::time::Timestamp;
@@ -25,15 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::Instrument;
-
-/// What became of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handled {
-    /// Done with (completed, failed for good, or a duplicate): delete the message.
-    Done,
-    /// Leave the message to come back after its visibility timeout.
-    Retry(String),
-}
 
 /// The queues work arrives on, each with its own workers (functions on AWS, pools on
 /// the local server) and concurrency.
@@ -91,15 +83,6 @@ impl Lane {
 
 /// Why a delivery stopped at its deadline.
 const OVERRAN: &str = "the job ran past the worker's deadline";
-
-/// How long a delivery to retry stays hidden before it comes back: 30 s after the first
-/// receive, doubling with each receive, at most 15 minutes (rather than the queue's long
-/// visibility timeout, which is sized for the longest job).
-pub fn retry_backoff_secs(receive_count: u32) -> u32 {
-    30u32
-        .saturating_mul(1 << receive_count.clamp(1, 6).saturating_sub(1))
-        .min(900)
-}
 
 /// What a finished job leaves on its task.
 struct Output {
@@ -193,48 +176,10 @@ async fn overran(services: &Services, delivery: &Delivery, held: &Held) -> Handl
     Handled::Retry(OVERRAN.into())
 }
 
-/// Counts a delivery left for the queue (the `receive_count`-th) as a retry, unless it
-/// was the last the queue makes: its task was failed, and the message goes to the
-/// dead-letter queue.
-pub fn count_retry(services: &Services, receive_count: u32) {
-    if receive_count < services.settings.max_receives {
-        crate::metrics::global().add(crate::metrics::Counter::JobsRetried, 1);
-    }
-}
-
 /// The reporter of the task a delivery started, holding the task as it last wrote it:
 /// after a panic or at the deadline, the delivery hands the task back instead of leaving
 /// it `running` until its lease ends.
 type Held = Arc<std::sync::Mutex<Option<Reporter>>>;
-
-/// After a delivery failed in a way a retry may mend: hands its task back for the next
-/// delivery, or, when this was the last delivery the queue makes (the message goes to
-/// the dead-letter queue next), fails the task with `error`. A task left `queued` with
-/// no message would wait forever; one left `running` is found by the scheduler.
-async fn give_back(services: &Services, task: &Task, delivery: &Delivery, error: &str) {
-    if delivery.receive_count >= services.settings.max_receives {
-        fail(
-            services,
-            task,
-            &format!("{error} (after {} deliveries)", delivery.receive_count),
-        )
-        .await;
-    } else {
-        requeue(services, task).await;
-    }
-}
-
-/// Hands a task this delivery holds back to the queue's next delivery (`running` →
-/// `queued`), so a retry need not wait out the lease. Best effort: if the write fails or
-/// the task changed meanwhile, the lease still frees it.
-async fn requeue(services: &Services, task: &Task) {
-    let Ok(requeued) = task.transition(TaskStatus::Queued) else {
-        return;
-    };
-    if let Err(e) = services.tasks.update_task(&requeued).await {
-        tracing::warn!(task_id = %task.id, error = %e, "the task was not handed back; its lease will free it");
-    }
-}
 
 fn task_id_of(body: &serde_json::Value) -> Option<TaskId> {
     body.get("task_id")
@@ -604,57 +549,6 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
     }
 }
 
-/// Marks `task` failed with `error` and publishes `task.failed` (unless it finished
-/// meanwhile).
-pub async fn fail(services: &Services, task: &Task, error: &str) {
-    if let Err(e) = mark_failed(services, task, error, serde_json::Map::new()).await {
-        tracing::warn!(task_id = %task.id, error = %e, "could not mark the task failed")
-    }
-}
-
-/// Writes `task` failed with `error` together with its `task.failed` event (whose payload
-/// also carries `extra`): `Ok(false)` if the task may not fail (it finished), `Conflict`
-/// if it changed since it was read.
-pub(crate) async fn mark_failed(
-    services: &Services,
-    task: &Task,
-    error: &str,
-    extra: serde_json::Map<String, serde_json::Value>,
-) -> Result<bool, StoreError> {
-    let Ok(mut failed) = task.transition(TaskStatus::Failed) else {
-        return Ok(false);
-    };
-    failed.error = Some(error.to_string());
-    let mut payload =
-        serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
-    payload
-        .as_object_mut()
-        .expect("a JSON object")
-        .extend(extra);
-    services
-        .publish_with_task(&failed, EventType::TaskFailed, payload)
-        .await?;
-    crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
-    tracing::warn!(task_id = %failed.id, error, "task failed");
-    Ok(true)
-}
-
-/// Publishes `task.progress` for `task` with `payload`; a failure is logged, not
-/// returned (progress is advice; the task record holds the truth).
-pub(crate) async fn publish_progress(services: &Services, task: &Task, payload: serde_json::Value) {
-    if let Err(e) = services
-        .publish(
-            &task.tenant,
-            EventType::TaskProgress,
-            &task.correlation_id,
-            payload,
-        )
-        .await
-    {
-        tracing::warn!(error = %e, "progress event not stored");
-    }
-}
-
 /// Carries progress from the work (any thread) to the task and the event log.
 #[derive(Clone)]
 pub struct Reporter {
@@ -820,7 +714,7 @@ impl Reporter {
 
 #[cfg(test)]
 mod tests {
-    use super::{retry_backoff_secs, StopFlag};
+    use super::StopFlag;
 
     #[test]
     fn a_raised_stop_flag_unwinds_the_work_at_its_next_check() {
@@ -843,11 +737,5 @@ mod tests {
             .join()
             .expect_err("the work unwinds instead of finishing");
         assert!(stopped.is::<super::Abandoned>());
-    }
-
-    #[test]
-    fn retries_back_off_by_doubling_up_to_fifteen_minutes() {
-        let waits: Vec<u32> = (0..=8).map(retry_backoff_secs).collect();
-        assert_eq!(waits, vec![30, 30, 60, 120, 240, 480, 900, 900, 900]);
     }
 }

@@ -174,6 +174,7 @@ impl Env {
         }
         let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
         let response = nomaly_lambda::worker::handle_lane(self.services(), lane, event).await;
+        let response = serde_json::to_value(response).unwrap();
         let failed: Vec<String> = response["batchItemFailures"]
             .as_array()
             .unwrap()
@@ -267,7 +268,10 @@ impl Env {
             .collect();
         let event = serde_json::from_value(json!({ "Records": records })).unwrap();
         let response = nomaly_lambda::events::handle(self.services(), event).await;
-        assert_eq!(response["batchItemFailures"], json!([]));
+        assert_eq!(
+            serde_json::to_value(response).unwrap(),
+            json!({"batchItemFailures": []})
+        );
         page.items
     }
 
