@@ -4,8 +4,9 @@
 //! `--flood` heavy trainings; B keeps making small zscore detections of 100 rows, and one
 //! small training behind A's flood. Prints the figures side by side; asserts nothing.
 //!
-//! `cargo build --release -p nomaly --bin nomaly -p nomaly-bench --bin hostile-load &&
-//!  target/release/hostile-load [--seconds 10] [--flood 40]`
+//! `cargo build -p nomaly --bin nomaly --features aws -p nomaly-bench --bin hostile-load &&
+//!  target/debug/hostile-load [--seconds 10] [--flood 40]` (or `--release` and
+//! `target/release/`: it starts the `nomaly` beside itself)
 
 use anyhow::{Context, Result};
 use nomaly_tests::hostile::{costly_requests, flood, small_detections, Bystander};

@@ -66,8 +66,9 @@ pub async fn run(lane: Lane) -> Result<(), crate::Error> {
     .await
 }
 
-/// As [`handle_lane`], stopping each job at `deadline`: a job still running then, and
-/// every message of the batch not started by then, is handed back to come back alone.
+/// As [`handle_lane`], stopping each job at `deadline` ([`Lane::handle_within`]): a job
+/// still running then is reported for retry, and a message not started by then is sent
+/// again as a new message and acknowledged.
 pub async fn handle_lane_within(
     services: &Services,
     lane: Lane,

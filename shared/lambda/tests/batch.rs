@@ -110,9 +110,9 @@ async fn run_chunks_concurrently(e: &Env) -> usize {
         .iter()
         .map(|d| {
             let (services, d) = (e.services().clone(), d.clone());
-            tokio::spawn(
-                async move { nomaly_core::service::batch::handle_chunk(&services, &d).await },
-            )
+            tokio::spawn(async move {
+                nomaly_core::service::batch::handle_chunk(&services, &d, None).await
+            })
         })
         .collect();
     for (h, d) in handles.into_iter().zip(&all) {
@@ -493,7 +493,7 @@ async fn a_chunk_whose_part_is_written_is_counted_from_its_part_not_scored_again
             .await
             .unwrap();
     };
-    let handled = nomaly_core::service::batch::handle_chunk(e.services(), &d).await;
+    let handled = nomaly_core::service::batch::handle_chunk(e.services(), &d, None).await;
     assert_eq!(handled, nomaly_core::service::tasks::Handled::Done);
     let progress = task(&e, "acme", &id).await.batch.expect("progress");
     assert_eq!(

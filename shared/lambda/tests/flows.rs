@@ -1159,10 +1159,11 @@ async fn a_job_past_its_deadline_on_its_last_delivery_fails_saying_why() {
     assert_eq!(e.count_events("acme", "task.failed").await, 1);
 }
 
-/// The Lambda handler stops a batch's jobs at the invocation's deadline and reports them
-/// for retry; a deadline already passed starts nothing.
+/// A message the worker function reaches after its invocation's deadline has passed is
+/// not started: it is sent again as a new message (spending none of its receives) and
+/// acknowledged, its task untouched; the new message runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_function_hands_back_what_its_deadline_leaves() {
+async fn the_worker_function_sends_again_what_its_deadline_leaves_unstarted() {
     let e = env();
     let key = e.key("acme").await;
     let id = e.train(&key, 20).await;
@@ -1186,16 +1187,30 @@ async fn the_worker_function_hands_back_what_its_deadline_leaves() {
     .await;
     assert_eq!(
         serde_json::to_value(response).unwrap(),
-        json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
+        json!({"batchItemFailures": []}),
+        "acknowledged: it was sent again"
     );
-    let task = e
-        .services()
-        .tasks
-        .get_task(&TenantId::parse("acme").unwrap(), &id)
+    // Lambda deletes an acknowledged message.
+    e.stack.queue.delete(&delivery.receipt).await.unwrap();
+    let t = TenantId::parse("acme").unwrap();
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (task.status, task.attempts),
+        (TaskStatus::Queued, 0),
+        "not started"
+    );
+    let again = e.stack.queue.receive(1, 30).await.unwrap();
+    assert_eq!(again.len(), 1, "sent again");
+    assert_eq!(again[0].job.job_id, delivery.job.job_id);
+    assert_eq!(again[0].receive_count, 1, "as a new message");
+    e.stack
+        .queue
+        .change_visibility(&again[0].receipt, 0)
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(task.status, TaskStatus::Queued, "{task:?}");
+    assert_eq!(e.drain().await, 1);
+    let task = e.services().tasks.get_task(&t, &id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
 }
 
 /// The local server's restart: the jobs of the dead process are released at once, and a

@@ -366,7 +366,15 @@ pub async fn send_chunks(
 }
 
 /// Handles one delivered chunk job (the chunks queue's worker). Never panics outward.
-pub async fn handle_chunk(services: &Services, delivery: &Delivery) -> Handled {
+///
+/// A chunk still running at `deadline` is stopped (its task aborted; scoring already in
+/// a blocking thread runs to its end, seconds at most, and its part is never written)
+/// and left to come back, or on its last delivery fails its batch, as any retry does.
+pub async fn handle_chunk(
+    services: &Services,
+    delivery: &Delivery,
+    deadline: Option<tokio::time::Instant>,
+) -> Handled {
     let chunk: ChunkJob = match serde_json::from_value(delivery.job.body.clone()) {
         Ok(c) if delivery.job.kind == CHUNK_JOB => c,
         Ok(_) | Err(_) => {
@@ -385,11 +393,28 @@ pub async fn handle_chunk(services: &Services, delivery: &Delivery) -> Handled {
         receive = delivery.receive_count
     );
     let (services2, tenant2, chunk2) = (services.clone(), tenant.clone(), chunk.clone());
-    let outcome = tokio::spawn(
+    let mut work = tokio::spawn(
         async move { run_chunk(&services2, &tenant2, &chunk2).await }.instrument(span),
-    )
-    .await
-    .unwrap_or_else(|e| {
+    );
+    let joined = match deadline {
+        None => (&mut work).await,
+        Some(at) => match tokio::time::timeout_at(at, &mut work).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                // Stop it (at its next await) and wait for that: nothing of this
+                // delivery writes after its answer.
+                work.abort();
+                match work.await {
+                    Err(e) if e.is_cancelled() => {
+                        crate::metrics::global().add(crate::metrics::Counter::JobsOverran, 1);
+                        Ok(Err(JobError::Overran))
+                    }
+                    finished => finished,
+                }
+            }
+        },
+    };
+    let outcome = joined.unwrap_or_else(|e| {
         Err(JobError::Retry(StoreError::backend(
             "score a chunk (the handler panicked)",
             e,
@@ -401,7 +426,7 @@ pub async fn handle_chunk(services: &Services, delivery: &Delivery) -> Handled {
             fail(services, &tenant, &chunk, &problem.detail).await;
             Handled::Done
         }
-        Err(JobError::Retry(e)) => {
+        Err(e) => {
             crate::service::tasks::count_retry(services, delivery.receive_count);
             if delivery.receive_count >= services.settings.max_receives {
                 // The queue dead-letters it next: the batch cannot finish.

@@ -61,6 +61,10 @@ pub enum JobError {
     /// A backing service failed: the job goes back on the queue.
     #[error("{0}")]
     Retry(StoreError),
+    /// The work ran past its delivery's deadline (the function's timeout less a margin):
+    /// the job goes back on the queue.
+    #[error("the job ran past the worker's deadline")]
+    Overran,
 }
 
 impl From<Problem> for JobError {
@@ -78,6 +82,7 @@ impl From<JobError> for Problem {
         match e {
             JobError::Fail(p) => p,
             JobError::Retry(e) => Problem::from(e),
+            e @ JobError::Overran => Problem::unavailable(e.to_string()),
         }
     }
 }
