@@ -41,20 +41,27 @@ pub async fn handle_lane(services: &Services, lane: Lane, event: SqsEvent) -> Sq
 }
 
 /// When an invocation's work must stop: its deadline less
-/// [`JOB_DEADLINE_MARGIN_SECS`](nomaly_core::limits::JOB_DEADLINE_MARGIN_SECS), left for
-/// handing the job back. `None` when the runtime gave no deadline.
+/// [`JOB_DEADLINE_MARGIN_SECS`](nomaly_core::limits::JOB_DEADLINE_MARGIN_SECS), or less a
+/// tenth of the time it has when that is shorter, left for handing the job back.
+///
+/// `None` when the runtime gave no deadline in the future: Lambda sends the deadline in
+/// milliseconds since the epoch, while cargo lambda's emulator sends its timeout there
+/// (600,000), which holds work to nothing.
 pub fn deadline(context: &lambda_runtime::Context) -> Option<tokio::time::Instant> {
-    if context.deadline == 0 {
-        return None;
-    }
     let left = context
         .deadline()
         .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default()
-        .saturating_sub(std::time::Duration::from_secs(u64::from(
-            nomaly_core::limits::JOB_DEADLINE_MARGIN_SECS,
-        )));
-    Some(tokio::time::Instant::now() + left)
+        .ok()
+        .filter(|left| !left.is_zero())?;
+    Some(tokio::time::Instant::now() + time_to_work(left))
+}
+
+/// Of `left` until the invocation's deadline, the time the work may take.
+fn time_to_work(left: std::time::Duration) -> std::time::Duration {
+    let margin =
+        std::time::Duration::from_secs(u64::from(nomaly_core::limits::JOB_DEADLINE_MARGIN_SECS))
+            .min(left / 10);
+    left - margin
 }
 
 /// The `worker` and `chunks` functions' `main`: `lane`'s batches, each job stopped at the
@@ -102,4 +109,46 @@ pub async fn handle_lane_within(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{deadline, time_to_work};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn work_stops_a_margin_before_the_deadline() {
+        // The worker's 900 s: 30 s kept back.
+        assert_eq!(
+            time_to_work(Duration::from_secs(900)),
+            Duration::from_secs(870)
+        );
+        // cargo lambda's 30 s: a tenth kept back, not all of it.
+        assert_eq!(
+            time_to_work(Duration::from_secs(30)),
+            Duration::from_secs(27)
+        );
+        assert_eq!(time_to_work(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_comes_from_the_invocation() {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = 0;
+        assert_eq!(deadline(&context), None, "no deadline given");
+        context.deadline = 600_000;
+        assert_eq!(
+            deadline(&context),
+            None,
+            "cargo lambda's timeout, not a deadline"
+        );
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        context.deadline = (now + Duration::from_secs(300)).as_millis() as u64;
+        let at = deadline(&context).expect("a deadline");
+        let left = at - tokio::time::Instant::now();
+        assert!(
+            left > Duration::from_secs(265) && left <= Duration::from_secs(270),
+            "{left:?}"
+        );
+    }
 }

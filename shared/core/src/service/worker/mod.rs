@@ -61,6 +61,7 @@ impl Lane {
         deadline: Option<tokio::time::Instant>,
     ) -> Handled {
         if deadline.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            tracing::warn!(job_id = %delivery.job.job_id, "no time left to start the job before the deadline; sending it again");
             return match self
                 .queue(services)
                 .send_after(std::slice::from_ref(&delivery.job), 0)
