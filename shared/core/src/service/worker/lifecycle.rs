@@ -108,7 +108,7 @@ pub(super) async fn handle_inner(
         }
         Err(e) => return Handled::Retry(format!("starting the task: {e}")),
     }
-    let reporter = Reporter::new(services.clone(), started.clone(), deadline);
+    let reporter = Reporter::new(services.clone(), started.clone());
     *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.clone());
     // Tell subscribers it started: a client that got 202 sees work begin at once.
     let payload = serde_json::json!({"task_id": started.id, "kind": started.kind, "progress": started.progress, "attempt": started.attempts});
@@ -131,7 +131,7 @@ pub(super) async fn handle_inner(
         &job.correlation_id,
         reporter.clone(),
     );
-    let result = reporter.clone().drive(work).await;
+    let result = reporter.clone().drive(work, deadline).await;
     let current = reporter.task.lock().await.clone();
     match result {
         Ok(Some(output)) => complete(services, &current, output, delivery).await,

@@ -23,8 +23,6 @@ pub struct Reporter {
     pub(super) lost: Arc<std::sync::atomic::AtomicBool>,
     /// Raised when the delivery stopped at its deadline: the work stops at its next report.
     stop: StopFlag,
-    /// When the work must stop (the function's timeout less a margin), if ever.
-    deadline: Option<tokio::time::Instant>,
 }
 
 /// Tells work in another thread to stop, at a point of the work's choosing.
@@ -50,11 +48,7 @@ impl StopFlag {
 }
 
 impl Reporter {
-    pub(super) fn new(
-        services: Services,
-        task: Task,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Self {
+    pub(super) fn new(services: Services, task: Task) -> Self {
         Reporter {
             services,
             task: Arc::new(Mutex::new(task)),
@@ -62,7 +56,6 @@ impl Reporter {
             crossed: Arc::new(tokio::sync::Notify::new()),
             lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             stop: StopFlag::default(),
-            deadline,
         }
     }
 
@@ -101,18 +94,18 @@ impl Reporter {
 
     /// Runs `work`, publishing `task.progress` as soon as another tenth is done (tenths
     /// crossed faster than one store write are announced together) and touching the task
-    /// at least every quarter lease, so it is not taken for lost. At the deadline the
-    /// work is abandoned ([`Reporter::abandon`]) and the answer is
-    /// [`JobError::Overran`].
+    /// at least every quarter lease, so it is not taken for lost. At `deadline` (the
+    /// function's timeout less a margin), if any, the work is abandoned
+    /// ([`Reporter::abandon`]) and the answer is [`JobError::Overran`].
     pub(super) async fn drive<T>(
         self,
         work: impl std::future::Future<Output = Result<T, JobError>>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<T, JobError> {
         tokio::pin!(work);
         let heartbeat =
             Duration::from_secs(u64::from(self.services.settings.task_lease_secs / 4).max(1));
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-        let deadline = self.deadline;
         let overrun = async move {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
