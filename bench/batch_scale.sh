@@ -5,7 +5,7 @@
 # from the 202 to the task's completion, rows per second end to end, and the server
 # process's peak resident memory (VmHWM: the whole process, HTTP server and all, holding
 # N chunk workers; one worker is what one chunks Lambda holds), and the CPU time the
-# process spent (user + system) per row: the per-row cost the README's Lambda cost model
+# process spent (user + system) per row: the per-row cost bench/README.md's Lambda cost model
 # starts from. Scoring a chunk uses every core (rayon), so one worker's wall time is not
 # one core's.
 #

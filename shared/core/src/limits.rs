@@ -1,6 +1,6 @@
 //! Every limit on what one caller may send, store or make the service do, written once.
 //!
-//! Each limit is a constant here and a row of [`TABLE`]; the README's "Limits" table
+//! Each limit is a constant here and a row of [`TABLE`]; the table in `docs/limits.md`
 //! shows the same rows (a test checks that the two agree), and no other document states
 //! a limit's value. Limits a deployment may change name their environment variable; the
 //! constant is then the default.
@@ -23,7 +23,7 @@ pub enum Unit {
 /// One row of the limits table.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
-    /// What is limited, as the README's table says it.
+    /// What is limited, as the table in `docs/limits.md` says it.
     pub name: &'static str,
     /// The value (the default, when `variable` can change it).
     pub value: u64,
@@ -36,7 +36,7 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// The value as the README shows it.
+    /// The value as `docs/limits.md` shows it.
     pub fn shown(&self) -> String {
         let v = self.value;
         match self.unit {
@@ -56,7 +56,7 @@ impl Limit {
     }
 }
 
-/// The table as the README shows it (Markdown), between its markers.
+/// The table as `docs/limits.md` shows it (Markdown), between its markers.
 pub fn markdown() -> String {
     let mut out = String::from("| Limit | Value | Set by | Past it |\n|---|---:|---|---|\n");
     for l in TABLE {
@@ -343,7 +343,7 @@ pub const DETECT_BUDGET: Limit = row(
     "202 and a task; WebSocket `score`: `error` (413)",
 );
 
-/// The rows of [`TABLE`], in the README's order.
+/// The rows of [`TABLE`], in the order of `docs/limits.md`.
 pub const TABLE: &[Limit] = &[
     row(
         "Request body",
@@ -611,21 +611,21 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_shows_this_table() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-                .expect("README.md at the repository's root");
+    fn docs_limits_shows_this_table() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/limits.md"))
+                .expect("docs/limits.md in the repository");
         let start = "<!-- limits:start (written by shared/core/src/limits.rs; `cargo test -p nomaly-core limits` checks it) -->\n";
         let end = "<!-- limits:end -->";
-        let shown = readme
+        let shown = doc
             .split_once(start)
             .and_then(|(_, rest)| rest.split_once(end))
             .map(|(table, _)| table)
-            .expect("the README's limits table between its markers");
+            .expect("the limits table of docs/limits.md between its markers");
         assert_eq!(
             shown,
             markdown(),
-            "the README's limits table differs from limits.rs; paste this between the markers:\n{}",
+            "the limits table of docs/limits.md differs from limits.rs; paste this between its markers:\n{}",
             markdown()
         );
     }
