@@ -38,6 +38,10 @@ enum Command {
     Serve(serve::Args),
     /// Print the events of a channel as they are pushed (a WebSocket client).
     Watch(watch::Args),
+    /// Print the HTTP API's OpenAPI 3.1 document (as served at `/openapi.json`).
+    Openapi,
+    /// Print the WebSocket API's AsyncAPI 3.0 document.
+    Asyncapi,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,14 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Openapi => {
+            print!("{}", nomaly_core::http::openapi::json());
+            Ok(())
+        }
+        Command::Asyncapi => {
+            print!("{}", nomaly_core::asyncapi::json());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! The dashboard: one page of plain HTML, JavaScript and CSS (no build step), embedded in
 //! the binary and served at `/`. It holds no data of its own: everything it shows comes
 //! from the API and the WebSocket with the key the user pastes, so the page itself needs
-//! no key. The same three files can be served from S3 (see the README), with a
+//! no key. The same three files can be served from S3 (see docs/observability.md), with a
 //! `config.json` beside them naming the API; here `config.json` is `{}`: this origin.
 
 use axum::http::header;

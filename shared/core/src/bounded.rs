@@ -32,7 +32,7 @@ impl Bounds {
 
 /// A limit a read went past.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{detail} (limit `{limit}`, see the README's limits table)")]
+#[error("{detail} (limit `{limit}`, see docs/limits.md)")]
 pub struct Exceeded {
     /// The limit's name in the limits table.
     pub limit: &'static str,

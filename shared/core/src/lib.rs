@@ -2,6 +2,7 @@
 //! server, the Lambda functions) does the same way: the domain, the ports its storage
 //! and messaging sit behind, and reading tables.
 
+pub mod asyncapi;
 pub mod atomic_file;
 pub mod bounded;
 pub mod claim_check;

@@ -467,7 +467,7 @@ pub trait RateLimiter: Send + Sync {
 
 /// A presigned upload: PUT the bytes to `url` with exactly these headers before
 /// `expires_at`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresignedUpload {
     /// Where to PUT.
     pub url: String,

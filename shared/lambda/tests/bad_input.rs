@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-use crate::support::{env_with, rows, Env};
+use crate::support::{env, env_with, rows, Env};
 
 /// Two tenants with a model, a finished training task, a detection and a dataset
 /// waiting for its upload each; `acme` also has a revoked key.
@@ -1054,4 +1054,43 @@ async fn scores_artifacts_and_manifests_stay_within_bounds_and_tenants() {
         .map(|p| p["key"].as_str().unwrap())
         .collect();
     assert_eq!(signed, vec![own], "{result}");
+}
+
+/// Walks every route of the router's tables (the ones `docs/openapi.json` is checked
+/// against) through the router itself: each is routed (its handler answers, whatever it
+/// answers), while a path outside the tables reaches the fallback.
+#[tokio::test]
+async fn every_route_in_the_tables_is_routed_and_nothing_else_is() {
+    let env = env();
+    let key = env.key("acme").await;
+    let unrouted = |status: StatusCode, body: &Value| {
+        status == StatusCode::METHOD_NOT_ALLOWED
+            || (status == StatusCode::NOT_FOUND
+                && body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("no such route")))
+    };
+    let routes = nomaly_core::http::route_list();
+    assert!(routes.len() >= 26, "{} routes", routes.len());
+    for (method, path) in &routes {
+        let path = path.replace("{id}", "nope");
+        let (status, _, body) = env
+            .call(
+                method.as_str(),
+                &path,
+                Some(&key),
+                Some("application/json"),
+                b"{}".to_vec(),
+            )
+            .await;
+        assert!(!unrouted(status, &body), "{method} {path}: {status} {body}");
+    }
+    for (method, path) in [
+        ("GET", "/v1/nowhere"),
+        ("PUT", "/v1/models"),
+        ("GET", "/v2/models"),
+    ] {
+        let (status, _, body) = env.call(method, path, Some(&key), None, Vec::new()).await;
+        assert!(unrouted(status, &body), "{method} {path}: {status} {body}");
+    }
 }

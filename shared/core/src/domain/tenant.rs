@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 /// A tenant's name: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`, starting with a
 /// letter or digit. It is part of every storage key, so nothing else is allowed in it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 

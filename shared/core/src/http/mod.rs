@@ -3,17 +3,20 @@
 //! `Authorization: Bearer <api key>`; errors are `application/problem+json`; a POST
 //! with an `Idempotency-Key` gets the first response again when retried.
 
+pub mod answers;
 pub mod extract;
 mod idempotency;
+pub mod openapi;
 mod routes;
 
 use crate::limits::MAX_BODY_BYTES;
 use crate::service::{Problem, Services};
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use extract::{Correlation, Tenant};
 use futures_util::FutureExt;
@@ -21,42 +24,91 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// The API: `/healthz` and `/v1/...`.
+/// One route: its method, its path (under `/v1` for [`v1_routes`]) and its handler.
+pub struct Route {
+    /// The method it takes.
+    pub method: Method,
+    /// Its path, with `{id}` for a path parameter.
+    pub path: &'static str,
+    handler: MethodRouter<Services>,
+}
+
+/// A route for `method` on `path`, handled by `handler`.
+fn at<H, T>(method: Method, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Services>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("{method} is not a method a route can take"));
+    Route {
+        method,
+        path,
+        handler: on(filter, handler),
+    }
+}
+
+/// The routes that need no key. The router is built from these two tables alone, so a
+/// test that walks them walks the router (`openapi.rs` checks each is documented).
+pub fn open_routes() -> Vec<Route> {
+    vec![
+        at(Method::GET, "/healthz", routes::health),
+        at(Method::GET, "/openapi.json", routes::openapi),
+    ]
+}
+
+/// The routes under `/v1`, each behind the key check, the rate limit and idempotency.
+pub fn v1_routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        at(M::POST, "/detect", routes::detect),
+        at(M::POST, "/batch", routes::submit_batch),
+        at(M::POST, "/backtests", routes::submit_backtest),
+        at(M::POST, "/models", routes::train),
+        at(M::GET, "/models", routes::list_models),
+        at(M::GET, "/models/{id}", routes::get_model),
+        at(M::DELETE, "/models/{id}", routes::delete_model),
+        at(M::GET, "/models/{id}/artifact", routes::model_artifact),
+        at(M::POST, "/models/{id}/reports", routes::create_report),
+        at(M::GET, "/tasks", routes::list_tasks),
+        at(M::GET, "/tasks/{id}", routes::get_task),
+        at(M::POST, "/tasks/{id}/cancel", routes::cancel_task),
+        at(M::GET, "/tasks/{id}/result", routes::task_result),
+        at(M::GET, "/tasks/{id}/report", routes::task_report),
+        at(M::POST, "/datasets", routes::register_dataset),
+        at(M::GET, "/datasets", routes::list_datasets),
+        at(M::GET, "/datasets/{id}", routes::get_dataset),
+        at(M::DELETE, "/datasets/{id}", routes::delete_dataset),
+        at(M::GET, "/events", routes::list_events),
+        at(M::POST, "/streams", routes::create_stream),
+        at(M::GET, "/streams", routes::list_streams),
+        at(M::GET, "/streams/{id}", routes::get_stream),
+        at(M::DELETE, "/streams/{id}", routes::delete_stream),
+        at(M::POST, "/streams/{id}/points", routes::append_points),
+    ]
+}
+
+/// Every route as (method, full path): what the OpenAPI document must describe.
+pub fn route_list() -> Vec<(Method, String)> {
+    let open = open_routes()
+        .into_iter()
+        .map(|r| (r.method, r.path.to_string()));
+    let v1 = v1_routes()
+        .into_iter()
+        .map(|r| (r.method, format!("/v1{}", r.path)));
+    open.chain(v1).collect()
+}
+
+/// Adds `routes` to `router`; routes on one path share it (axum merges their methods).
+fn with(router: Router<Services>, routes: Vec<Route>) -> Router<Services> {
+    routes
+        .into_iter()
+        .fold(router, |router, r| router.route(r.path, r.handler))
+}
+
+/// The API: `/healthz`, `/openapi.json` and `/v1/...`.
 pub fn router(services: Services) -> Router {
-    let v1 = Router::new()
-        .route("/detect", post(routes::detect))
-        .route("/batch", post(routes::submit_batch))
-        .route("/backtests", post(routes::submit_backtest))
-        .route("/models", post(routes::train).get(routes::list_models))
-        .route(
-            "/models/{id}",
-            get(routes::get_model).delete(routes::delete_model),
-        )
-        .route("/models/{id}/artifact", get(routes::model_artifact))
-        .route("/models/{id}/reports", post(routes::create_report))
-        .route("/tasks", get(routes::list_tasks))
-        .route("/tasks/{id}", get(routes::get_task))
-        .route("/tasks/{id}/cancel", post(routes::cancel_task))
-        .route("/tasks/{id}/result", get(routes::task_result))
-        .route("/tasks/{id}/report", get(routes::task_report))
-        .route(
-            "/datasets",
-            post(routes::register_dataset).get(routes::list_datasets),
-        )
-        .route(
-            "/datasets/{id}",
-            get(routes::get_dataset).delete(routes::delete_dataset),
-        )
-        .route("/events", get(routes::list_events))
-        .route(
-            "/streams",
-            post(routes::create_stream).get(routes::list_streams),
-        )
-        .route(
-            "/streams/{id}",
-            get(routes::get_stream).delete(routes::delete_stream),
-        )
-        .route("/streams/{id}/points", post(routes::append_points))
+    let v1 = with(Router::new(), v1_routes())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             services.clone(),
@@ -66,8 +118,7 @@ pub fn router(services: Services) -> Router {
             services.clone(),
             authenticate,
         ));
-    Router::new()
-        .route("/healthz", get(routes::health))
+    with(Router::new(), open_routes())
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -76,7 +127,7 @@ pub fn router(services: Services) -> Router {
 }
 
 async fn not_found() -> Problem {
-    Problem::not_found("no such route; see the API reference in the README")
+    Problem::not_found("no such route; see the API reference at /openapi.json")
 }
 
 async fn method_not_allowed() -> Problem {

@@ -1,19 +1,22 @@
 //! The route handlers: each parses its input, calls a use case and shapes the answer.
 
+use super::answers::{
+    status_url, Accepted, AcceptedBatch, AcceptedTraining, Download, Health, Page, StreamView,
+    TaskView,
+};
 use super::extract::{media_type, parse_json, Correlation, JsonBody, RawBody, Tenant};
-use crate::domain::{TaskKind, TaskStatus};
+use crate::domain::{Dataset, Event, ModelRecord, TaskKind, TaskStatus};
 use crate::ids::{DatasetId, EventId, ModelId, StreamId, TaskId};
 use crate::limits::INLINE_RESULT_BYTES;
 use crate::ports::BlobKey;
 use crate::ports::PageRequest;
 use crate::service::backtest::{self, BacktestRequest};
 use crate::service::batch::{self, BatchRequest};
-use crate::service::detection::{self, DetectQuery, DetectRequest, Outcome};
-use crate::service::ingest::{self, UploadRequest};
+use crate::service::detection::{self, DetectQuery, DetectRequest, Detection, Outcome};
+use crate::service::ingest::{self, UploadGrant, UploadRequest};
 use crate::service::input::Rows;
-use crate::service::jobs;
 use crate::service::report::{self, ReportRequest};
-use crate::service::streams::{self, CreateStream, PointsRequest};
+use crate::service::streams::{self, Appended, CreateStream, PointsRequest};
 use crate::service::training::{self, TrainRequest};
 use crate::service::{models, Problem, Services};
 use crate::table::CsvOptions;
@@ -22,21 +25,37 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 type Answer = Result<Response, Problem>;
 
 /// Liveness: no key needed, no storage touched.
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+#[utoipa::path(get, path = "/healthz", tag = "service", security(), responses((status = 200, description = "The service is up", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// The OpenAPI 3.1 document of this API: no key needed.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", security(), responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+pub async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        super::openapi::json(),
+    )
+        .into_response()
 }
 
 /// `?limit=&next_token=` of a listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Listing {
+    /// Items per page, 1 to 1000 (default 50).
     #[serde(default)]
     limit: Option<usize>,
+    /// The `next_token` of the page before.
     #[serde(default)]
     next_token: Option<String>,
 }
@@ -64,23 +83,24 @@ fn query<T: serde::de::DeserializeOwned>(
 }
 
 /// A listing's JSON: `{"items": [...], "next_token": ...}`.
-fn listing<T: serde::Serialize>(items: &[T], next_token: Option<String>) -> Response {
-    Json(json!({"items": items, "next_token": next_token})).into_response()
+fn listing<T: serde::Serialize>(items: Vec<T>, next_token: Option<String>) -> Response {
+    Json(Page { items, next_token }).into_response()
 }
 
-fn accepted(task: &crate::domain::Task) -> Response {
-    let location = format!("/v1/tasks/{}", task.id);
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({"task": jobs::view(task), "status_url": location})),
-    )
-        .into_response();
+/// 202 with `body` and `Location: /v1/tasks/{id}`.
+fn accepted_with<B: serde::Serialize>(task: &crate::domain::Task, body: B) -> Response {
+    let location = status_url(&task.id);
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response
             .headers_mut()
             .insert(axum::http::header::LOCATION, v);
     }
     response
+}
+
+fn accepted(task: &crate::domain::Task) -> Response {
+    accepted_with(task, Accepted::of(task))
 }
 
 fn parse_id<T>(
@@ -92,6 +112,7 @@ fn parse_id<T>(
 }
 
 /// `POST /v1/detect`: a JSON body, or a CSV body with the options in the query string.
+#[utoipa::path(post, path = "/v1/detect", tag = "detection", params(DetectQuery), request_body(description = "Rows as JSON, or a CSV body with the options in the query string", content((DetectRequest = "application/json"), (String = "text/csv"))), responses((status = 200, description = "Scored now", body = Detection), (status = 202, description = "Too large to score now: a task scores it", body = Accepted)))]
 pub async fn detect(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -128,6 +149,7 @@ pub async fn detect(
 }
 
 /// `POST /v1/batch`: 202 and a batch task, whose chunks are scored in parallel.
+#[utoipa::path(post, path = "/v1/batch", tag = "batch", request_body = BatchRequest, responses((status = 202, description = "A batch task", body = AcceptedBatch)))]
 pub async fn submit_batch(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -135,16 +157,16 @@ pub async fn submit_batch(
     JsonBody(request): JsonBody<BatchRequest>,
 ) -> Answer {
     let task = batch::submit(&services, &tenant, &correlation, request).await?;
-    let mut response = accepted(&task);
-    if let Ok(body) = serde_json::to_vec(
-        &json!({"task": jobs::view(&task), "status_url": format!("/v1/tasks/{}", task.id), "result_url": format!("/v1/tasks/{}/result", task.id)}),
-    ) {
-        *response.body_mut() = axum::body::Body::from(body);
-    }
-    Ok(response)
+    let body = AcceptedBatch {
+        result_url: format!("/v1/tasks/{}/result", task.id),
+        status_url: status_url(&task.id),
+        task: (&task).into(),
+    };
+    Ok(accepted_with(&task, body))
 }
 
 /// `POST /v1/models`: 202 and a training task.
+#[utoipa::path(post, path = "/v1/models", tag = "models", request_body = TrainRequest, responses((status = 202, description = "A training task and the model it will make", body = AcceptedTraining)))]
 pub async fn train(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -153,16 +175,16 @@ pub async fn train(
 ) -> Answer {
     let (spec, data) = request.into_parts()?;
     let (task, model_id) = training::submit(&services, &tenant, &correlation, spec, data).await?;
-    let mut response = accepted(&task);
-    if let Ok(body) = serde_json::to_vec(
-        &json!({"task": jobs::view(&task), "model_id": model_id, "status_url": format!("/v1/tasks/{}", task.id)}),
-    ) {
-        *response.body_mut() = axum::body::Body::from(body);
-    }
-    Ok(response)
+    let body = AcceptedTraining {
+        model_id,
+        status_url: status_url(&task.id),
+        task: (&task).into(),
+    };
+    Ok(accepted_with(&task, body))
 }
 
 /// `GET /v1/models`.
+#[utoipa::path(get, path = "/v1/models", tag = "models", params(Listing), responses((status = 200, description = "The tenant's models", body = Page<ModelRecord>)))]
 pub async fn list_models(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -172,10 +194,11 @@ pub async fn list_models(
         .models
         .list_models(&tenant, &query(q)?.page()?)
         .await?;
-    Ok(listing(&page.items, page.next_token))
+    Ok(listing(page.items, page.next_token))
 }
 
 /// `GET /v1/models/{id}`.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id")), responses((status = 200, description = "The model", body = ModelRecord)))]
 pub async fn get_model(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -193,16 +216,17 @@ async fn download_answer(services: &Services, key: &BlobKey, bytes: u64) -> Answ
         .uploads
         .presign_download(key, "application/json", report::DOWNLOAD_URL_SECS)
         .await?;
-    Ok(Json(json!({
-        "url": grant.url,
-        "expires_at": grant.expires_at.rfc3339(),
-        "content_type": "application/json",
-        "bytes": bytes,
-    }))
+    Ok(Json(Download {
+        bytes: Some(bytes),
+        content_type: "application/json".into(),
+        expires_at: grant.expires_at.rfc3339(),
+        url: grant.url,
+    })
     .into_response())
 }
 
 /// `GET /v1/models/{id}/artifact`: the saved model, as `nomaly detect --model` reads it.
+#[utoipa::path(get, path = "/v1/models/{id}/artifact", tag = "models", params(("id" = String, Path, description = "Model id")), responses((status = 200, description = "The saved model as `nomaly detect --model` reads it, or a download when it is too large to answer inline", content((Object = "application/json")))))]
 pub async fn model_artifact(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -232,6 +256,7 @@ pub async fn model_artifact(
 }
 
 /// `POST /v1/models/{id}/reports`: 202 and a report task over a dataset or inline rows.
+#[utoipa::path(post, path = "/v1/models/{id}/reports", tag = "models", params(("id" = String, Path, description = "Model id")), request_body = ReportRequest, responses((status = 202, description = "A report task", body = Accepted)))]
 pub async fn create_report(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -245,6 +270,7 @@ pub async fn create_report(
 }
 
 /// `POST /v1/backtests`: queue a stream detector's run over a history.
+#[utoipa::path(post, path = "/v1/backtests", tag = "streams", request_body = BacktestRequest, responses((status = 202, description = "A backtest task", body = Accepted)))]
 pub async fn submit_backtest(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -256,6 +282,7 @@ pub async fn submit_backtest(
 }
 
 /// `GET /v1/tasks/{id}/report`: a completed report task's page, as a presigned URL.
+#[utoipa::path(get, path = "/v1/tasks/{id}/report", tag = "tasks", params(("id" = String, Path, description = "Task id")), responses((status = 200, description = "A presigned download of the report page", body = Download)))]
 pub async fn task_report(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -263,15 +290,17 @@ pub async fn task_report(
 ) -> Answer {
     let task = task_of(&services, &tenant, &id).await?;
     let grant = report::download(&services, &task).await?;
-    Ok(Json(json!({
-        "url": grant.url,
-        "expires_at": grant.expires_at.rfc3339(),
-        "content_type": report::CONTENT_TYPE,
-    }))
+    Ok(Json(Download {
+        bytes: None,
+        content_type: report::CONTENT_TYPE.into(),
+        expires_at: grant.expires_at.rfc3339(),
+        url: grant.url,
+    })
     .into_response())
 }
 
 /// `DELETE /v1/models/{id}`: the record and the artifact.
+#[utoipa::path(delete, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id")), responses((status = 204, description = "Deleted, with its artifact")))]
 pub async fn delete_model(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -283,6 +312,7 @@ pub async fn delete_model(
 }
 
 /// `GET /v1/tasks`.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(Listing), responses((status = 200, description = "The tenant's tasks", body = Page<TaskView>)))]
 pub async fn list_tasks(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -292,8 +322,8 @@ pub async fn list_tasks(
         .tasks
         .list_tasks(&tenant, &query(q)?.page()?)
         .await?;
-    let items: Vec<Value> = page.items.iter().map(jobs::view).collect();
-    Ok(listing(&items, page.next_token))
+    let items: Vec<TaskView> = page.items.iter().map(TaskView::from).collect();
+    Ok(listing(items, page.next_token))
 }
 
 async fn task_of(
@@ -310,17 +340,19 @@ async fn task_of(
 }
 
 /// `GET /v1/tasks/{id}`.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")), responses((status = 200, description = "The task", body = TaskView)))]
 pub async fn get_task(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Answer {
     let task = task_of(&services, &tenant, &id).await?;
-    Ok(Json(jobs::view(&task)).into_response())
+    Ok(Json(TaskView::from(&task)).into_response())
 }
 
 /// `POST /v1/tasks/{id}/cancel`: a queued or running task stops (a running worker's
 /// output is discarded); a finished one is 409.
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "Task id")), responses((status = 200, description = "The task, cancelled", body = TaskView)))]
 pub async fn cancel_task(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -329,19 +361,22 @@ pub async fn cancel_task(
 ) -> Answer {
     let id = parse_id(&id, "task", TaskId::parse)?;
     let cancelled = crate::service::tasks::cancel(&services, &tenant, &id, &correlation).await?;
-    Ok(Json(jobs::view(&cancelled)).into_response())
+    Ok(Json(TaskView::from(&cancelled)).into_response())
 }
 
 /// Which parts of a batch's manifest an answer lists (`?offset=`, from 0).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PartsPage {
+    /// A batch's first part to list (default 0); the answer's `next_offset` is the next.
     #[serde(default)]
     offset: Option<usize>,
 }
 
 /// `GET /v1/tasks/{id}/result`: a completed detection task's scores, a batch's parts,
 /// or a backtest's scores and evaluation.
+#[utoipa::path(get, path = "/v1/tasks/{id}/result", tag = "tasks", params(("id" = String, Path, description = "Task id"), PartsPage), responses((status = 200, description = "A detection's scores, a backtest's scores and verdict, a batch's manifest page, or a download of a document too large to answer inline", body = Object)))]
 pub async fn task_result(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -392,6 +427,7 @@ pub async fn task_result(
 }
 
 /// `POST /v1/datasets`: a dataset record and a presigned upload.
+#[utoipa::path(post, path = "/v1/datasets", tag = "datasets", request_body = UploadRequest, responses((status = 201, description = "The dataset and where to upload its file", body = UploadGrant)))]
 pub async fn register_dataset(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -402,6 +438,7 @@ pub async fn register_dataset(
 }
 
 /// `GET /v1/datasets`.
+#[utoipa::path(get, path = "/v1/datasets", tag = "datasets", params(Listing), responses((status = 200, description = "The tenant's datasets", body = Page<Dataset>)))]
 pub async fn list_datasets(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -411,10 +448,11 @@ pub async fn list_datasets(
         .datasets
         .list_datasets(&tenant, &query(q)?.page()?)
         .await?;
-    Ok(listing(&page.items, page.next_token))
+    Ok(listing(page.items, page.next_token))
 }
 
 /// `GET /v1/datasets/{id}`: the record with its profile.
+#[utoipa::path(get, path = "/v1/datasets/{id}", tag = "datasets", params(("id" = String, Path, description = "Dataset id")), responses((status = 200, description = "The dataset with its profile", body = Dataset)))]
 pub async fn get_dataset(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -431,6 +469,7 @@ pub async fn get_dataset(
 }
 
 /// `DELETE /v1/datasets/{id}`: the record and the upload.
+#[utoipa::path(delete, path = "/v1/datasets/{id}", tag = "datasets", params(("id" = String, Path, description = "Dataset id")), responses((status = 204, description = "Deleted, with its upload")))]
 pub async fn delete_dataset(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -442,16 +481,20 @@ pub async fn delete_dataset(
 }
 
 /// `?after=&limit=` of the event log.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
+    /// Events after this event id (`evt_...`), oldest first.
     #[serde(default)]
     after: Option<String>,
+    /// Events per page, 1 to 1000 (default 100).
     #[serde(default)]
     limit: Option<usize>,
 }
 
 /// `GET /v1/events?after=<event id>`: the tenant's audit log, oldest first.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "The tenant's events, oldest first", body = Page<Event>)))]
 pub async fn list_events(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -475,10 +518,11 @@ pub async fn list_events(
         .events
         .events_after(&tenant, after.as_ref(), limit)
         .await?;
-    Ok(listing(&page.items, page.next_token))
+    Ok(listing(page.items, page.next_token))
 }
 
 /// `POST /v1/streams`: 201 and the new stream.
+#[utoipa::path(post, path = "/v1/streams", tag = "streams", request_body = CreateStream, responses((status = 201, description = "The stream", body = StreamView, headers(("Location" = String, description = "`/v1/streams/{id}`")))))]
 pub async fn create_stream(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -486,7 +530,7 @@ pub async fn create_stream(
 ) -> Answer {
     let stream = streams::create(&services, &tenant, request).await?;
     let location = format!("/v1/streams/{}", stream.id);
-    let mut response = (StatusCode::CREATED, Json(streams::view(&stream, None))).into_response();
+    let mut response = (StatusCode::CREATED, Json(StreamView::of(&stream, None))).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response
             .headers_mut()
@@ -496,6 +540,7 @@ pub async fn create_stream(
 }
 
 /// `GET /v1/streams`.
+#[utoipa::path(get, path = "/v1/streams", tag = "streams", params(Listing), responses((status = 200, description = "The tenant's streams", body = Page<StreamView>)))]
 pub async fn list_streams(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -505,11 +550,12 @@ pub async fn list_streams(
         .streams
         .list_streams(&tenant, &query(q)?.page()?)
         .await?;
-    let items: Vec<Value> = page.items.iter().map(|s| streams::view(s, None)).collect();
-    Ok(listing(&items, page.next_token))
+    let items: Vec<StreamView> = page.items.iter().map(|s| StreamView::of(s, None)).collect();
+    Ok(listing(items, page.next_token))
 }
 
 /// `GET /v1/streams/{id}`.
+#[utoipa::path(get, path = "/v1/streams/{id}", tag = "streams", params(("id" = String, Path, description = "Stream id")), responses((status = 200, description = "The stream", body = StreamView)))]
 pub async fn get_stream(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -517,10 +563,11 @@ pub async fn get_stream(
 ) -> Answer {
     let id = parse_id(&id, "stream", StreamId::parse)?;
     let (stream, state) = streams::get(&services, &tenant, &id).await?;
-    Ok(Json(streams::view(&stream, Some(&state))).into_response())
+    Ok(Json(StreamView::of(&stream, Some(&state))).into_response())
 }
 
 /// `DELETE /v1/streams/{id}`: the record and its state.
+#[utoipa::path(delete, path = "/v1/streams/{id}", tag = "streams", params(("id" = String, Path, description = "Stream id")), responses((status = 204, description = "Deleted, with its state")))]
 pub async fn delete_stream(
     State(services): State<Services>,
     Tenant(tenant): Tenant,
@@ -533,6 +580,7 @@ pub async fn delete_stream(
 
 /// `POST /v1/streams/{id}/points`: JSON `{"points": [...]}` or CSV with a `timestamp`
 /// column; answers each point's score.
+#[utoipa::path(post, path = "/v1/streams/{id}/points", tag = "streams", params(("id" = String, Path, description = "Stream id")), request_body(description = "Points as JSON, or a CSV body with a `timestamp` column", content((PointsRequest = "application/json"), (String = "text/csv"))), responses((status = 200, description = "Each point's score, and the anomalies", body = Appended)))]
 pub async fn append_points(
     State(services): State<Services>,
     Tenant(tenant): Tenant,

@@ -26,7 +26,7 @@ use serde_json::Value;
 use std::io::Read;
 
 /// `POST /v1/backtests`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BacktestRequest {
     /// The detector, as for `POST /v1/streams` (default `seasonal`).
@@ -60,7 +60,7 @@ pub struct BacktestRequest {
 }
 
 /// A labelled window as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowIn {
     /// Its first instant.

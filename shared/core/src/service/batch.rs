@@ -37,7 +37,7 @@ pub const CHUNK_JOB: &str = "chunk";
 const RECORD_ROUNDS: u32 = 96;
 
 /// `POST /v1/batch`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// What to score: exactly one of its fields.
@@ -50,7 +50,7 @@ pub struct BatchRequest {
 }
 
 /// Where a batch reads from, as asked.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// One of the caller's datasets.

@@ -48,7 +48,7 @@ pub struct DetectSpec {
 }
 
 /// The JSON body of `POST /v1/detect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetectRequest {
     /// Rows to score.
@@ -80,7 +80,7 @@ pub struct DetectRequest {
 }
 
 /// The options of a CSV body, from the query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DetectQuery {
     /// A trained model's id.
@@ -207,7 +207,7 @@ impl DetectQuery {
 }
 
 /// One feature's share of a row's score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contribution {
     /// Feature name.
     pub feature: String,
@@ -216,7 +216,7 @@ pub struct Contribution {
 }
 
 /// Scores and labels of a detection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Detection {
     /// The stored model used, if any.
     pub model_id: Option<ModelId>,

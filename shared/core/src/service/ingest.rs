@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub const UPLOAD_SUFFIX: &str = ".upload";
 
 /// The JSON body of `POST /v1/datasets`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     /// A file name to show (1-200 printable characters without `/` or `\`; never used
@@ -32,7 +32,7 @@ pub struct UploadRequest {
 }
 
 /// What `POST /v1/datasets` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadGrant {
     /// The dataset record.
     pub dataset: Dataset,
@@ -263,7 +263,7 @@ async fn profile_once(
     if dataset.profile_attempts >= MAX_PROFILE_ATTEMPTS {
         return Err(JobError::Fail(Problem::too_large(format!(
             "profiling started {} times and never finished (the process stopped each time); \
-             limit `{}`, see the README's limits table",
+             limit `{}`, see docs/limits.md",
             dataset.profile_attempts,
             limits::PROFILE_ATTEMPTS.name
         ))));

@@ -160,7 +160,7 @@ impl Rows {
 }
 
 /// What to fit: an algorithm, its parameters and the threshold rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FitSpec {
     /// `iforest`, `ecod`, `copod`, `hbos`, `zscore`, `knn`, `lof`, `pca` or `kmeans`.

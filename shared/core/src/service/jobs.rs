@@ -127,22 +127,3 @@ pub async fn submit<B: Serialize>(
     tracing::info!(task_id = %task.id, job_id = %checked.job_id, kind = kind.as_str(), "job queued");
     Ok(task)
 }
-
-/// A task as the API shows it (the job envelope stays inside).
-pub fn view(task: &Task) -> serde_json::Value {
-    serde_json::json!({
-        "id": task.id,
-        "kind": task.kind,
-        "status": task.status,
-        "progress": task.progress,
-        "attempts": task.attempts,
-        "created_at": task.created_at.rfc3339(),
-        "updated_at": task.updated_at.rfc3339(),
-        "error": task.error,
-        "result": task.result,
-        "correlation_id": task.correlation_id,
-        "chunks": task.batch.as_ref().map(|b| serde_json::json!({
-            "done": b.done, "total": b.total, "rows": b.rows, "anomalies": b.anomalies,
-        })),
-    })
-}

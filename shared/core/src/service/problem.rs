@@ -26,7 +26,7 @@ pub struct Problem {
 }
 
 /// The JSON body of a problem.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProblemBody<'a> {
     /// URI of the type.
     #[serde(rename = "type")]

@@ -40,7 +40,7 @@ const EVENT_POINTS: usize = 100;
 const EVENT_VALUES_UP_TO: usize = 16;
 
 /// `POST /v1/streams`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStream {
     /// A name for people (1-128 characters).
@@ -142,7 +142,7 @@ impl CreateStream {
 }
 
 /// A point's time: Unix seconds, or a written instant.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum When {
     /// Unix seconds (0 or later, as in CSV).
@@ -162,7 +162,7 @@ impl When {
 }
 
 /// One point as sent: a timestamp and one `value` or several `values`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointIn {
     /// When.
@@ -176,7 +176,7 @@ pub struct PointIn {
 }
 
 /// `POST /v1/streams/{id}/points` as JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointsRequest {
     /// The points, in time order.
@@ -468,7 +468,7 @@ pub async fn delete(services: &Services, tenant: &TenantId, id: &StreamId) -> Re
 }
 
 /// What appending points gave.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Appended {
     /// The stream.
     pub stream_id: StreamId,
@@ -496,7 +496,7 @@ pub struct Appended {
 }
 
 /// An anomalous point.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Anomaly {
     /// Its position in the request.
     pub index: usize,

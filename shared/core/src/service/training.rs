@@ -40,7 +40,7 @@ pub struct TrainJob {
 }
 
 /// The JSON body of `POST /v1/models`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
     /// Algorithm.

@@ -34,7 +34,7 @@ use crate::time::Timestamp;
 use serde::Deserialize;
 
 /// An incoming message.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Listen to a channel.
@@ -100,7 +100,7 @@ pub async fn connect(
         .count();
     if open >= MAX_CONNECTIONS_PER_TENANT {
         return Err(Problem::rate_limited(format!(
-            "this tenant has {open} WebSocket connections open, the most it may hold; close one (limit `{}`, see the README's limits table)",
+            "this tenant has {open} WebSocket connections open, the most it may hold; close one (limit `{}`, see docs/limits.md)",
             limits::CONNECTIONS_PER_TENANT.name
         ))
         .retry_after(CONNECTIONS_RETRY_AFTER_SECS));

@@ -27,7 +27,7 @@ pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
 pub const DOWNLOAD_URL_SECS: u32 = 900;
 
 /// The JSON body of `POST /v1/models/{id}/reports`: the rows to report on.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     /// An uploaded, profiled dataset (or give `rows`).
