@@ -2,8 +2,10 @@
 //! (`nomaly`, the functions under cargo lambda) on real data. Run one file's tests with a
 //! filter, e.g. `cargo test -p nomaly-tests --test end_to_end detect_quality::`.
 
+mod contract;
 mod detect_cli;
 mod detect_quality;
+mod docs_links;
 mod keys_cli;
 mod lambda_emulator;
 mod load;

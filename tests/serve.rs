@@ -74,16 +74,7 @@ async fn batch_scores(api: &Api, task: &str) -> Vec<f64> {
 }
 
 async fn post_csv(server: &Server, key: &str, path: &str, body: String) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", server.url))
-        .bearer_auth(key)
-        .header("content-type", "text/csv")
-        .body(body)
-        .send()
-        .await
-        .expect("request sent");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    Api::new(server, key).post_csv(path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

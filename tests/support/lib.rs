@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: where the repository, the shared data and the built
 //! binaries are, and running the `nomaly` command.
 
+pub mod contract;
 pub mod hostile;
 pub mod server;
 

@@ -200,17 +200,56 @@ impl Api {
 
     /// Sends a request; returns the status and the body bytes.
     pub async fn raw(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Vec<u8>) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        match body {
+            Some(b) => {
+                let bytes = serde_json::to_vec(&b).expect("a JSON body");
+                self.send(method, path, Some("application/json"), bytes)
+                    .await
+            }
+            None => self.send(method, path, None, Vec::new()).await,
+        }
+    }
+
+    /// POSTs a CSV body; returns the status and the body as JSON (`Null` when not JSON).
+    pub async fn post_csv(&self, path: &str, csv: impl Into<Vec<u8>>) -> (u16, Value) {
+        let (status, bytes) = self.send("POST", path, Some("text/csv"), csv.into()).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sends `body` as `content_type`, and checks the answer against the API's contract
+    /// (`docs/openapi.json`): an answer the document does not allow fails the test.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>) {
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(verb, format!("{}{path}", self.base))
             .bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
+        if let Some(c) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, c).body(body);
         }
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
-        (status, resp.bytes().await.expect("body").to_vec())
+        let answered_as = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp.bytes().await.expect("body").to_vec();
+        if let Err(why) =
+            crate::contract::contract().check(method, path, status, answered_as.as_deref(), &bytes)
+        {
+            panic!("the answer breaks the API contract (docs/openapi.json): {why}");
+        }
+        (status, bytes)
     }
 
     /// POSTs `body` to `path`, which must answer 202 with a task; returns the task id
@@ -318,6 +357,9 @@ impl Socket {
             match msg.expect("socket read") {
                 Message::Text(t) => {
                     let v: Value = serde_json::from_str(&t).expect("messages are JSON");
+                    if let Err(why) = crate::contract::socket_contract().check(&v) {
+                        panic!("{why}");
+                    }
                     self.seen.push(v.clone());
                     return Some(v);
                 }
