@@ -24,6 +24,7 @@
 pub mod backtest;
 pub mod columns;
 pub mod copod;
+pub mod cost;
 mod ecdf;
 pub mod ecod;
 pub mod error;

@@ -1,0 +1,384 @@
+//! Appending points to a stream: score and learn them, store the new state, and publish
+//! the anomalies.
+//!
+//! Appending is a compare-and-set loop: read the stream and its state, score and learn
+//! the points, and write the new state only if the stream's version is still the one
+//! read. A writer that loses reads again and reapplies its points, so two concurrent
+//! writers never lose an update, and a request is all or nothing: a point refused
+//! (wrong width, not a number, earlier than the stream's last point) refuses the request
+//! and stores nothing.
+//!
+//! Each write carries its own `write_id`. When the store's answer is unclear (a lost
+//! response the SDK retried into a failed condition, a timeout after the write landed),
+//! the writer reads the stream back and knows its own write: it is neither applied twice
+//! nor has its state deleted.
+
+use super::request::{check_count, Point};
+use super::state::{discard, load_state, store_state};
+use super::{get, threshold_of, MAX_ROUNDS};
+use crate::domain::{EventType, Stream, StreamState, TenantId};
+use crate::ids::{EventId, StreamId};
+use crate::limits::STREAM_MAX_REQUEST_WORK;
+use crate::ports::StoreError;
+use crate::service::{Problem, Services};
+use crate::time::Timestamp;
+use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Anomalous points listed in one `anomaly.detected` event.
+const EVENT_POINTS: usize = 100;
+/// Streams up to this wide list each anomalous point's values in the event.
+const EVENT_VALUES_UP_TO: usize = 16;
+
+/// What appending points gave.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Appended {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The stream's version after the write.
+    pub version: u64,
+    /// Points appended by this request.
+    pub appended: usize,
+    /// Points the stream has learned in all.
+    pub points: u64,
+    /// Each point's score on the common scale (the anomaly likelihood, in [0, 1]: what the
+    /// threshold applies to), in the order sent.
+    pub scores: Vec<f64>,
+    /// Each point's raw score from the detector itself (a z-score, a tree mass score).
+    pub raw_scores: Vec<f64>,
+    /// The points scoring at or above the threshold.
+    pub anomalies: Vec<Anomaly>,
+    /// The threshold.
+    pub threshold: f64,
+    /// Compare-and-set rounds lost to concurrent writers before this one won.
+    pub retries: u32,
+    /// The `anomaly.detected` event published for the anomalies; `None` when there were
+    /// none, or when storing the event failed (the points are stored all the same, and
+    /// the anomalies are in this answer).
+    pub event_id: Option<EventId>,
+}
+
+/// An anomalous point.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Anomaly {
+    /// Its position in the request.
+    pub index: usize,
+    /// Its time (Unix seconds).
+    pub timestamp: i64,
+    /// Its score on the common scale.
+    pub score: f64,
+    /// The detector's raw score.
+    pub raw_score: f64,
+    /// The value expected for each column, where the detector has one (seasonal, the
+    /// rolling windows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<serde_json::Map<String, Value>>,
+    /// For streams of several columns, each column's share of how unusual the point is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<serde_json::Map<String, Value>>,
+    /// Where each column's value lies against what was expected: `above`, `below`, or
+    /// `as_expected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<serde_json::Map<String, Value>>,
+}
+
+impl Anomaly {
+    /// Point `index` (`point`), scored `scored`, on a stream of `columns`.
+    pub(crate) fn new(index: usize, point: &Point, scored: &Scored, columns: &[String]) -> Self {
+        let direction = scored.expected.as_ref().map(|expected| {
+            columns
+                .iter()
+                .zip(point.values.iter().zip(expected))
+                .map(|(c, (v, e))| {
+                    let way = match v.total_cmp(e) {
+                        std::cmp::Ordering::Greater => "above",
+                        std::cmp::Ordering::Less => "below",
+                        std::cmp::Ordering::Equal => "as_expected",
+                    };
+                    (c.clone(), json!(way))
+                })
+                .collect()
+        });
+        Anomaly {
+            index,
+            timestamp: point.t,
+            score: scored.score,
+            raw_score: scored.raw,
+            expected: by_column(columns, scored.expected.as_ref()),
+            shares: by_column(columns, scored.shares.as_ref()),
+            direction,
+        }
+    }
+}
+
+/// `values`, one per column, as an object keyed by the column names.
+fn by_column(
+    columns: &[String],
+    values: Option<&Vec<f64>>,
+) -> Option<serde_json::Map<String, Value>> {
+    values.map(|v| {
+        columns
+            .iter()
+            .zip(v)
+            .map(|(c, x)| (c.clone(), json!(x)))
+            .collect()
+    })
+}
+
+/// How a compare-and-set write ended.
+enum Written {
+    /// Stored.
+    Mine,
+    /// Another writer got there first.
+    Lost,
+}
+
+/// Scores and learns `points` on the stream, stores the new state (compare-and-set,
+/// retried on conflict) and, when some points are anomalous, publishes
+/// `anomaly.detected` on the stream's channel.
+pub async fn append(
+    services: &Services,
+    tenant: &TenantId,
+    correlation_id: &str,
+    id: &StreamId,
+    points: Vec<Point>,
+) -> Result<Appended, Problem> {
+    check_count(points.len())?;
+    let points = std::sync::Arc::new(points);
+    for round in 0..MAX_ROUNDS {
+        let (stream, old_state) = get(services, tenant, id).await?;
+        if round == 0 {
+            check_work(&stream, points.len())?;
+        }
+        let bytes = match load_state(services, &old_state).await {
+            Ok(Some(bytes)) => bytes,
+            // The state is gone (a newer writer replaced it in between), or its read failed
+            // (S3 without ListBucket answers a vanished object with 403): if the stream
+            // moved on meanwhile, read again; if not, say what went wrong.
+            lost => {
+                let (now, _) = get(services, tenant, id).await?;
+                if now.version != stream.version {
+                    continue;
+                }
+                return Err(match lost {
+                    Err(e) => e,
+                    Ok(_) => {
+                        tracing::error!(stream_id = %id, version = stream.version, "a stream's state object is missing");
+                        Problem::internal(format!(
+                            "the state of stream {id} is missing from storage"
+                        ))
+                    }
+                });
+            }
+        };
+        let width = stream.columns.len();
+        let batch = points.clone();
+        let (scores, new_bytes, last_t) = tokio::task::spawn_blocking(move || {
+            let mut detector = StreamDetector::from_json(&bytes)?;
+            if detector.width() != width {
+                return Err(Problem::internal("the stream's state does not match its record"));
+            }
+            let mut scores = Vec::with_capacity(batch.len());
+            for (i, p) in batch.iter().enumerate() {
+                scores.push(
+                    detector
+                        .update(p.t, &p.values)
+                        .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?,
+                );
+            }
+            let bytes = detector.to_json()?;
+            // Never store a state that would not load back: the stream would be stuck.
+            StreamDetector::from_json(&bytes).map_err(|e| {
+                Problem::invalid_data(format!(
+                    "these points would leave the detector's state unusable ({e}); nothing was stored"
+                ))
+            })?;
+            Ok((scores, bytes, batch.last().map(|p| p.t)))
+        })
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))??;
+        let threshold = threshold_of(&stream);
+        let anomalies: Vec<Anomaly> = scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.score >= threshold)
+            .map(|(index, s)| Anomaly::new(index, &points[index], s, &stream.columns))
+            .collect();
+        let mut next = stream.clone();
+        next.threshold = threshold;
+        next.version += 1;
+        next.write_id = crate::ids::Ulid::new().encode();
+        next.points += points.len() as u64;
+        next.anomalies += anomalies.len() as u64;
+        next.last_timestamp = last_t.or(stream.last_timestamp);
+        next.updated_at = Timestamp::now();
+        let new_state = store_state(services, &next, new_bytes).await?;
+        match write(services, &next, &new_state).await? {
+            Written::Mine => {
+                if old_state.blob() != new_state.blob() {
+                    discard(services, &old_state).await;
+                }
+                let m = crate::metrics::global();
+                m.add(crate::metrics::Counter::RowsScored, points.len() as u64);
+                m.add(
+                    crate::metrics::Counter::AnomaliesFound,
+                    anomalies.len() as u64,
+                );
+                let event_id = if anomalies.is_empty() {
+                    None
+                } else {
+                    publish(services, &next, correlation_id, &anomalies, &points).await
+                };
+                return Ok(Appended {
+                    stream_id: next.id.clone(),
+                    version: next.version,
+                    appended: points.len(),
+                    points: next.points,
+                    raw_scores: scores.iter().map(|s| s.raw).collect(),
+                    scores: scores.iter().map(|s| s.score).collect(),
+                    anomalies,
+                    threshold: next.threshold,
+                    retries: round,
+                    event_id,
+                });
+            }
+            Written::Lost => {
+                discard(services, &new_state).await;
+                backoff(round).await;
+            }
+        }
+    }
+    Err(Problem::conflict(format!(
+        "stream {id} kept changing under other writers; retry"
+    ))
+    .retry_after(1))
+}
+
+/// Stores `next` if the stream is still at the version before it. When the store's
+/// answer is unclear (a conflict, which a retried request that had in fact landed also
+/// gives, or a failure), the stream is read again: the write is ours if the stored
+/// version carries our `write_id`. On a failure whose outcome cannot be read, the new
+/// state object is left in place rather than risk deleting what a stored record points
+/// at.
+async fn write(
+    services: &Services,
+    next: &Stream,
+    state: &StreamState,
+) -> Result<Written, Problem> {
+    let failure = match services.streams.update_stream(next, state).await {
+        Ok(()) => return Ok(Written::Mine),
+        Err(StoreError::Conflict(_)) => None,
+        Err(StoreError::NotFound(what)) => {
+            discard(services, state).await;
+            return Err(Problem::not_found(format!("stream {what} not found")));
+        }
+        Err(e) => Some(e),
+    };
+    let stored = services.streams.get_stream(&next.tenant, &next.id).await;
+    let landed = |s: &Stream| s.version == next.version && s.write_id == next.write_id;
+    match (stored, failure) {
+        (Ok(Some((s, _))), _) if landed(&s) => {
+            tracing::info!(stream_id = %next.id, version = next.version, "the write landed although its answer was an error");
+            Ok(Written::Mine)
+        }
+        (Ok(_), None) => Ok(Written::Lost),
+        (Ok(_), Some(e)) => {
+            discard(services, state).await;
+            Err(e.into())
+        }
+        (Err(_), Some(e)) | (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// The most points `spec` on `width` values may take within `budget` of work.
+pub(crate) fn most_points(spec: &StreamSpec, width: usize, budget: usize) -> usize {
+    let work = spec.footprint(width).work_per_point.max(1);
+    (budget / work).max(1)
+}
+
+/// Refuses a request whose points would take the stream's detector too long.
+fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
+    let Ok(spec) = serde_json::from_value::<StreamSpec>(stream.detector.clone()) else {
+        return Ok(());
+    };
+    let most = most_points(&spec, stream.columns.len(), STREAM_MAX_REQUEST_WORK);
+    if points > most {
+        return Err(Problem::too_large(format!(
+            "this stream's detector takes at most {most} points per request; send the rest in further requests"
+        )));
+    }
+    Ok(())
+}
+
+/// Publishes the anomalies; a failure is logged, not returned: the points are stored
+/// already, and a retry of the request would learn them twice.
+async fn publish(
+    services: &Services,
+    stream: &Stream,
+    correlation_id: &str,
+    anomalies: &[Anomaly],
+    points: &[Point],
+) -> Option<EventId> {
+    // Values only for narrow streams, so an event stays well under a WebSocket frame.
+    let with_values = stream.columns.len() <= EVENT_VALUES_UP_TO;
+    let listed: Vec<Value> = anomalies
+        .iter()
+        .take(EVENT_POINTS)
+        .map(|a| {
+            let mut p = json!({"index": a.index, "timestamp": a.timestamp, "score": a.score, "raw_score": a.raw_score});
+            if with_values {
+                p["values"] = json!(points[a.index].values);
+                if let Some(expected) = &a.expected {
+                    p["expected"] = json!(expected);
+                }
+                if let Some(shares) = &a.shares {
+                    p["shares"] = json!(shares);
+                }
+                if let Some(direction) = &a.direction {
+                    p["direction"] = json!(direction);
+                }
+            }
+            p
+        })
+        .collect();
+    let max_score = anomalies
+        .iter()
+        .map(|a| a.score)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let published = services
+        .publish(
+            &stream.tenant,
+            EventType::AnomalyDetected,
+            correlation_id,
+            json!({
+                "stream_id": stream.id,
+                "stream_name": stream.name,
+                "points_scored": points.len(),
+                "anomalies": anomalies.len(),
+                "anomaly_points": listed,
+                "max_score": max_score,
+                "threshold": stream.threshold,
+                "stream_version": stream.version,
+            }),
+        )
+        .await;
+    match published {
+        Ok(event) => Some(event.event_id),
+        Err(e) => {
+            tracing::error!(stream_id = %stream.id, version = stream.version, error = %e, "the anomalies were found but their event was not stored");
+            None
+        }
+    }
+}
+
+/// Waits a little longer each round, with jitter, so racing writers spread out.
+pub(crate) async fn backoff(round: u32) {
+    let cap_ms = 2u64 << round.min(6);
+    let mut b = [0u8; 2];
+    let jitter = match getrandom::fill(&mut b) {
+        Ok(()) => u64::from(u16::from_le_bytes(b)) % cap_ms.max(1),
+        Err(_) => cap_ms / 2,
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+}
