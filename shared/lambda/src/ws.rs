@@ -3,16 +3,23 @@
 //! past the tenant's rate limit or its cap on open connections, which refuses the
 //! connection; the key is never logged.
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use lambda_http::http::HeaderValue;
 use nomaly_core::service::{websocket, Services};
-use serde_json::{json, Value};
 
-fn status(code: u16, body: &str) -> Value {
-    json!({ "statusCode": code, "body": body })
+fn status(code: u16, body: &str) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(code);
+    response.body = Some(Body::Text(body.to_string()));
+    response
 }
 
 /// Handles one WebSocket event.
-pub async fn handle(services: &Services, event: ApiGatewayWebsocketProxyRequest) -> Value {
+pub async fn handle(
+    services: &Services,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;
     let Some(connection) = ctx.connection_id.as_deref() else {
         return status(400, "no connection id");
@@ -26,7 +33,9 @@ pub async fn handle(services: &Services, event: ApiGatewayWebsocketProxyRequest)
                     tracing::info!(connection, problem = %p.slug, "connection refused");
                     let mut refused = status(p.status, &p.detail);
                     if let Some(secs) = p.retry_after {
-                        refused["headers"] = json!({ "Retry-After": secs.to_string() });
+                        refused
+                            .headers
+                            .insert("retry-after", HeaderValue::from(secs));
                     }
                     refused
                 }

@@ -776,37 +776,33 @@ async fn websocket_connects_replays_pushes_and_scores() {
     let e = env();
     let key = e.key("acme").await;
     let other = e.key("other").await;
-    let refused = nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$connect", "c0", json!({"api_key": "nmk_nope"}), None),
-    )
-    .await;
+    let refused = e
+        .ws_answer(ws_event(
+            "$connect",
+            "c0",
+            json!({"api_key": "nmk_nope"}),
+            None,
+        ))
+        .await;
     assert_eq!(refused["statusCode"], 401);
-    let refused =
-        nomaly_lambda::ws::handle(e.services(), ws_event("$connect", "c0", json!({}), None)).await;
+    let refused = e
+        .ws_answer(ws_event("$connect", "c0", json!({}), None))
+        .await;
     assert_eq!(refused["statusCode"], 401);
     let mut inbox = e.stack.notifier.open("c1");
     let mut other_inbox = e.stack.notifier.open("c2");
-    let ok = nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$connect", "c1", json!({"api_key": key}), None),
-    )
-    .await;
+    let ok = e
+        .ws_answer(ws_event("$connect", "c1", json!({"api_key": key}), None))
+        .await;
     assert_eq!(ok["statusCode"], 200);
-    nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$connect", "c2", json!({"api_key": other}), None),
-    )
-    .await;
-    nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event(
-            "$default",
-            "c2",
-            json!({}),
-            Some(r#"{"action":"subscribe","channel":"tenant"}"#),
-        ),
-    )
+    e.ws_answer(ws_event("$connect", "c2", json!({"api_key": other}), None))
+        .await;
+    e.ws_answer(ws_event(
+        "$default",
+        "c2",
+        json!({}),
+        Some(r#"{"action":"subscribe","channel":"tenant"}"#),
+    ))
     .await;
     let _ = other_inbox.recv().await;
 
@@ -835,11 +831,8 @@ async fn websocket_connects_replays_pushes_and_scores() {
         r#"{{"action":"subscribe","channel":"task:{task}","after":"{}"}}"#,
         marker.event_id
     );
-    nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$default", "c1", json!({}), Some(&sub)),
-    )
-    .await;
+    e.ws_answer(ws_event("$default", "c1", json!({}), Some(&sub)))
+        .await;
     let mut got = Vec::new();
     while let Ok(Some(m)) =
         tokio::time::timeout(std::time::Duration::from_millis(200), inbox.recv()).await
@@ -872,11 +865,8 @@ async fn websocket_connects_replays_pushes_and_scores() {
         .await;
     let task2 = body["task"]["id"].as_str().unwrap().to_string();
     let sub2 = format!(r#"{{"action":"subscribe","channel":"task:{task2}"}}"#);
-    nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$default", "c1", json!({}), Some(&sub2)),
-    )
-    .await;
+    e.ws_answer(ws_event("$default", "c1", json!({}), Some(&sub2)))
+        .await;
     e.drain().await;
     e.stream("acme", Some(&before)).await;
     let mut live = Vec::new();
@@ -902,11 +892,8 @@ async fn websocket_connects_replays_pushes_and_scores() {
     let score = format!(
         r#"{{"action":"score","model_id":"{model}","rows":[[0.1,0.2,1],[40,-30,90]],"request_id":"r1"}}"#
     );
-    nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$default", "c1", json!({}), Some(&score)),
-    )
-    .await;
+    e.ws_answer(ws_event("$default", "c1", json!({}), Some(&score)))
+        .await;
     let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
     assert_eq!(
         (reply["type"].as_str(), reply["request_id"].as_str()),
@@ -914,10 +901,12 @@ async fn websocket_connects_replays_pushes_and_scores() {
         "{reply}"
     );
     assert_eq!(reply["labels"], json!([0, 1]));
-    nomaly_lambda::ws::handle(
-        e.services(),
-        ws_event("$default", "c1", json!({}), Some("{\"action\":\"dance\"}")),
-    )
+    e.ws_answer(ws_event(
+        "$default",
+        "c1",
+        json!({}),
+        Some("{\"action\":\"dance\"}"),
+    ))
     .await;
     let reply: Value = serde_json::from_slice(&inbox.recv().await.unwrap()).unwrap();
     assert_eq!(reply["type"], "error");
@@ -943,9 +932,9 @@ async fn websocket_connects_replays_pushes_and_scores() {
         .await
         .unwrap()
         .is_none());
-    let bye =
-        nomaly_lambda::ws::handle(e.services(), ws_event("$disconnect", "c2", json!({}), None))
-            .await;
+    let bye = e
+        .ws_answer(ws_event("$disconnect", "c2", json!({}), None))
+        .await;
     assert_eq!(bye["statusCode"], 200);
     assert!(e
         .services()
@@ -1281,7 +1270,7 @@ async fn each_tenant_is_held_to_its_request_rate() {
     assert_eq!(s, StatusCode::OK, "another tenant is not limited");
     let refused = e.ws("$connect", "c2", json!({"api_key": key}), None).await;
     assert_eq!(refused["statusCode"], 429, "{refused}");
-    let wait: u32 = refused["headers"]["Retry-After"]
+    let wait: u32 = refused["headers"]["retry-after"]
         .as_str()
         .and_then(|v| v.parse().ok())
         .expect("a Retry-After header");
@@ -1350,7 +1339,7 @@ async fn connections_per_tenant_and_subscriptions_per_connection_are_capped() {
         .await;
     assert_eq!(refused["statusCode"], 429, "{refused}");
     assert!(
-        refused["headers"]["Retry-After"].as_str().is_some(),
+        refused["headers"]["retry-after"].as_str().is_some(),
         "{refused}"
     );
     assert!(

@@ -214,7 +214,14 @@ impl Env {
         query: Value,
         body: Option<&str>,
     ) -> Value {
-        nomaly_lambda::ws::handle(self.services(), ws_event(route, connection, query, body)).await
+        self.ws_answer(ws_event(route, connection, query, body))
+            .await
+    }
+
+    /// The ws function's answer to `event`, as the JSON API Gateway receives.
+    pub async fn ws_answer(&self, event: ApiGatewayWebsocketProxyRequest) -> Value {
+        let answer = nomaly_lambda::ws::handle(self.services(), event).await;
+        serde_json::to_value(answer).expect("the ws function's answer is JSON")
     }
 
     /// Opens `connection` with `key` (its pushes arrive on the returned inbox) and
