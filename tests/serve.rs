@@ -757,10 +757,17 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
     assert_eq!(s, 401, "a tenant's key does not open the management API");
     for base in [server.url.clone(), format!("{}/live", server.url)] {
         let push = nomaly_aws::ApiGatewayPush::with_bearer(&clients.config, &base, &token);
-        push.push(&id, br#"{"type":"hello"}"#)
-            .await
-            .expect("pushed to a live connection");
-        ws.until(LONG, |m| m["type"] == "hello").await;
+        // A message of the WebSocket API's (docs/asyncapi.json), marked as this test's.
+        push.push(
+            &id,
+            br#"{"type":"unsubscribed","channel":"task:pushed-by-the-management-api"}"#,
+        )
+        .await
+        .expect("pushed to a live connection");
+        ws.until(LONG, |m| {
+            m["channel"] == "task:pushed-by-the-management-api"
+        })
+        .await;
         assert!(matches!(
             push.push("0123456789abcdef", b"{}").await,
             Err(PushError::Gone(_))
