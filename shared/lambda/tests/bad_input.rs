@@ -37,7 +37,9 @@ async fn seed(e: &Env, key: &str) -> [String; 3] {
     let task = body["task"]["id"].as_str().unwrap().to_string();
     e.drain().await;
     let (_, _, task_view) = e
-        .call("GET", &format!("/v1/tasks/{task}"), Some(key), None, vec![])
+        .request("GET", &format!("/v1/tasks/{task}"))
+        .key(key)
+        .send()
         .await;
     let model = task_view["result"].as_str().unwrap().to_string();
     let (s, _, _) = e
@@ -213,14 +215,11 @@ async fn table(w: &World) -> usize {
             let headers: Vec<(&str, &str)> =
                 auth.iter().map(|a| ("authorization", a.as_str())).collect();
             let (s, h, body) = e
-                .call_with(
-                    method,
-                    &fill(path, &w.mine),
-                    None,
-                    Some("application/json"),
-                    b"{}".to_vec(),
-                    &headers,
-                )
+                .request(method, &fill(path, &w.mine))
+                .content_type("application/json")
+                .body(b"{}".to_vec())
+                .headers(&headers)
+                .send()
                 .await;
             assert_eq!(
                 s,
@@ -273,13 +272,11 @@ async fn table(w: &World) -> usize {
         for (what, ids, allowed) in &id_sets {
             let target = fill(path, ids);
             let (s, h, body) = e
-                .call(
-                    method,
-                    &target,
-                    Some(&w.key),
-                    Some("application/json"),
-                    b"{}".to_vec(),
-                )
+                .request(method, &target)
+                .key(&w.key)
+                .content_type("application/json")
+                .body(b"{}".to_vec())
+                .send()
                 .await;
             assert!(
                 allowed.contains(&s.as_u16()),
@@ -328,13 +325,11 @@ async fn table(w: &World) -> usize {
     for path in body_routes {
         for (what, body) in &json_bodies {
             let (s, h, problem) = e
-                .call(
-                    "POST",
-                    path,
-                    Some(&w.key),
-                    Some("application/json"),
-                    body.clone(),
-                )
+                .request("POST", path)
+                .key(&w.key)
+                .content_type("application/json")
+                .body(body.clone())
+                .send()
                 .await;
             assert_problem(&format!("POST {path} {what}"), s, &h, &problem);
             ran += 1;
@@ -436,7 +431,13 @@ async fn table(w: &World) -> usize {
         ),
     ];
     for (path, what, ct, body, status) in typed {
-        let (s, h, problem) = e.call("POST", path, Some(&w.key), ct, body).await;
+        let (s, h, problem) = e
+            .request("POST", path)
+            .key(&w.key)
+            .maybe_content_type(ct)
+            .body(body)
+            .send()
+            .await;
         assert_eq!(s.as_u16(), status, "POST {path} {what}: {problem}");
         assert_problem(&format!("POST {path} {what}"), s, &h, &problem);
         ran += 1;
@@ -444,13 +445,11 @@ async fn table(w: &World) -> usize {
     // Bodies over 6 MB, declared or not.
     for path in body_routes {
         let (s, h, problem) = e
-            .call(
-                "POST",
-                path,
-                Some(&w.key),
-                Some("application/json"),
-                oversized(6 * 1024 * 1024 + 10),
-            )
+            .request("POST", path)
+            .key(&w.key)
+            .content_type("application/json")
+            .body(oversized(6 * 1024 * 1024 + 10))
+            .send()
             .await;
         assert_eq!(
             s,
@@ -472,7 +471,7 @@ async fn table(w: &World) -> usize {
             "after=nope",
         ] {
             let target = format!("{path}?{q}");
-            let (s, h, problem) = e.call("GET", &target, Some(&w.key), None, vec![]).await;
+            let (s, h, problem) = e.request("GET", &target).key(&w.key).send().await;
             if path != "/v1/events" && q.starts_with("after") {
                 // Listings other than events ignore `after`.
                 assert!(s.is_success() || s.is_client_error(), "{target}: {s}");
@@ -484,13 +483,9 @@ async fn table(w: &World) -> usize {
     }
     // A finished task cannot be cancelled; its result cannot be read twice wrong.
     let (s, h, problem) = e
-        .call(
-            "POST",
-            &format!("/v1/tasks/{}/cancel", w.mine[1]),
-            Some(&w.key),
-            None,
-            vec![],
-        )
+        .request("POST", &format!("/v1/tasks/{}/cancel", w.mine[1]))
+        .key(&w.key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{problem}");
     assert_problem("cancel a finished task", s, &h, &problem);
@@ -503,7 +498,7 @@ async fn table(w: &World) -> usize {
         ("GET", "/v2/models"),
         ("POST", "/v1/events"),
     ] {
-        let (s, h, problem) = e.call(method, path, Some(&w.key), None, vec![]).await;
+        let (s, h, problem) = e.request(method, path).key(&w.key).send().await;
         assert_problem(&format!("{method} {path}"), s, &h, &problem);
         ran += 1;
     }
@@ -757,8 +752,13 @@ fn random_requests_and_messages_never_get_a_5xx() {
             "",
         ][ct];
         let ct = (!content_type.is_empty()).then_some(content_type);
-        let (s, h, problem) =
-            rt.block_on(w.e.call(method, &target, Some(&w.key), ct, body.clone()));
+        let (s, h, problem) = rt.block_on(
+            w.e.request(method, &target)
+                .key(&w.key)
+                .maybe_content_type(ct)
+                .body(body.clone())
+                .send(),
+        );
         prop_assert!(!s.is_server_error(), "{method} {target}: {s} {problem}");
         if !s.is_success() {
             prop_assert_eq!(&h["content-type"], "application/problem+json");
@@ -800,13 +800,11 @@ async fn one_tenant_cannot_make_the_service_hold_compute_or_answer_too_much() {
     drop(rows);
     let started = std::time::Instant::now();
     let (s, _, problem) = e
-        .call(
-            "POST",
-            "/v1/detect?algorithm=zscore",
-            Some(&key),
-            Some("text/csv"),
-            bomb,
-        )
+        .request("POST", "/v1/detect?algorithm=zscore")
+        .key(&key)
+        .content_type("text/csv")
+        .body(bomb)
+        .send()
         .await;
     assert_eq!(s.as_u16(), 413, "{problem}");
     assert!(
@@ -874,14 +872,12 @@ async fn one_tenant_cannot_make_the_service_hold_compute_or_answer_too_much() {
     let mut answers = Vec::new();
     for _ in 0..2 {
         let (s, h, answer) = e
-            .call_with(
-                "POST",
-                "/v1/detect",
-                Some(&key),
-                Some("application/json"),
-                body.clone(),
-                &[("idempotency-key", "big-answer")],
-            )
+            .request("POST", "/v1/detect")
+            .key(&key)
+            .content_type("application/json")
+            .body(body.clone())
+            .headers(&[("idempotency-key", "big-answer")])
+            .send()
             .await;
         assert_eq!(s.as_u16(), 200, "{answer}");
         answers.push((h.get("idempotent-replayed").is_some(), answer));
@@ -1075,13 +1071,11 @@ async fn every_route_in_the_tables_is_routed_and_nothing_else_is() {
     for (method, path) in &routes {
         let path = path.replace("{id}", "nope");
         let (status, _, body) = env
-            .call(
-                method.as_str(),
-                &path,
-                Some(&key),
-                Some("application/json"),
-                b"{}".to_vec(),
-            )
+            .request(method.as_str(), &path)
+            .key(&key)
+            .content_type("application/json")
+            .body(b"{}".to_vec())
+            .send()
             .await;
         assert!(!unrouted(status, &body), "{method} {path}: {status} {body}");
     }
@@ -1090,7 +1084,7 @@ async fn every_route_in_the_tables_is_routed_and_nothing_else_is() {
         ("PUT", "/v1/models"),
         ("GET", "/v2/models"),
     ] {
-        let (status, _, body) = env.call(method, path, Some(&key), None, Vec::new()).await;
+        let (status, _, body) = env.request(method, path).key(&key).send().await;
         assert!(unrouted(status, &body), "{method} {path}: {status} {body}");
     }
 }

@@ -246,13 +246,9 @@ async fn a_storage_error_in_any_step_of_finishing_a_task_is_retried_and_leaves_n
         // A model record, if one was stored, is whole: its artifact loads.
         for m in models(&e, &t).await {
             let (s, _, _) = e
-                .call(
-                    "GET",
-                    &format!("/v1/models/{}/artifact", m.id),
-                    Some(&key),
-                    None,
-                    vec![],
-                )
+                .request("GET", &format!("/v1/models/{}/artifact", m.id))
+                .key(&key)
+                .send()
                 .await;
             assert_eq!(s.as_u16(), 200, "{point}: a listed model has its artifact");
         }

@@ -17,7 +17,7 @@ use crate::support::{env, env_with, rows, ws_event};
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_key() {
     let e = env();
-    let (s, _, body) = e.call("GET", "/healthz", None, None, vec![]).await;
+    let (s, _, body) = e.request("GET", "/healthz").send().await;
     assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("ok")));
     for (method, path) in [
         ("GET", "/v1/tasks"),
@@ -25,24 +25,20 @@ async fn health_is_open_and_everything_else_needs_a_key() {
         ("GET", "/v1/models/mdl_x"),
         ("GET", "/v1/events"),
     ] {
-        let (s, h, body) = e.call(method, path, None, None, vec![]).await;
+        let (s, h, body) = e.request(method, path).send().await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
         assert_eq!(h["content-type"], "application/problem+json");
         assert_eq!(body["type"], "https://nomaly.dev/problems/unauthorized");
     }
     let key = e.key("acme").await;
     let (s, _, _) = e
-        .call(
-            "GET",
-            "/v1/tasks",
-            Some(&format!(
-                "{}{}",
-                &key[..key.len() - 1],
-                if key.ends_with('0') { '1' } else { '0' }
-            )),
-            None,
-            vec![],
-        )
+        .request("GET", "/v1/tasks")
+        .key(format!(
+            "{}{}",
+            &key[..key.len() - 1],
+            if key.ends_with('0') { '1' } else { '0' }
+        ))
+        .send()
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "wrong secret");
     let (id, _) = ApiKey::split(&key).unwrap();
@@ -51,15 +47,15 @@ async fn health_is_open_and_everything_else_needs_a_key() {
         .revoke_key(&TenantId::parse("acme").unwrap(), &id)
         .await
         .unwrap();
-    let (s, _, _) = e.call("GET", "/v1/tasks", Some(&key), None, vec![]).await;
+    let (s, _, _) = e.request("GET", "/v1/tasks").key(&key).send().await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked keys stop at once");
     let key = e.key("acme").await;
-    let (s, _, body) = e.call("GET", "/v1/nowhere", Some(&key), None, vec![]).await;
+    let (s, _, body) = e.request("GET", "/v1/nowhere").key(&key).send().await;
     assert_eq!(
         (s, body["status"].as_u64()),
         (StatusCode::NOT_FOUND, Some(404))
     );
-    let (s, _, body) = e.call("PUT", "/v1/tasks", Some(&key), None, vec![]).await;
+    let (s, _, body) = e.request("PUT", "/v1/tasks").key(&key).send().await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{body}");
 }
 
@@ -92,13 +88,14 @@ async fn inline_detection_answers_at_once_caches_and_publishes_anomalies() {
 
     let csv = "a,b,label\n1,2,0\n1.1,2.1,0\n0.9,1.9,0\n1,2.05,0\n50,-40,1\n";
     let (s, _, body) = e
-        .call(
+        .request(
             "POST",
             "/v1/detect?algorithm=zscore&exclude_columns=label&threshold=3",
-            Some(&key),
-            Some("text/csv"),
-            csv.as_bytes().to_vec(),
         )
+        .key(&key)
+        .content_type("text/csv")
+        .body(csv.as_bytes().to_vec())
+        .send()
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["labels"], json!([0, 0, 0, 0, 1]));
@@ -219,7 +216,13 @@ async fn bad_requests_get_problems_not_crashes() {
     ];
     for (path, ct, body, status, slug) in cases {
         let shown = String::from_utf8_lossy(&body).into_owned();
-        let (s, h, problem) = e.call("POST", path, Some(&key), ct, body).await;
+        let (s, h, problem) = e
+            .request("POST", path)
+            .key(&key)
+            .maybe_content_type(ct)
+            .body(body)
+            .send()
+            .await;
         assert_eq!(s.as_u16(), status, "{path} {shown}: {problem}");
         assert_eq!(
             h["content-type"], "application/problem+json",
@@ -233,21 +236,19 @@ async fn bad_requests_get_problems_not_crashes() {
     }
     let huge = vec![b'1'; 6 * 1024 * 1024 + 1];
     let (s, _, problem) = e
-        .call(
-            "POST",
-            "/v1/detect?algorithm=iforest",
-            Some(&key),
-            Some("text/csv"),
-            huge,
-        )
+        .request("POST", "/v1/detect?algorithm=iforest")
+        .key(&key)
+        .content_type("text/csv")
+        .body(huge)
+        .send()
         .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
-    let (s, _, _) = e
-        .call("GET", "/v1/tasks?limit=0", Some(&key), None, vec![])
-        .await;
+    let (s, _, _) = e.request("GET", "/v1/tasks?limit=0").key(&key).send().await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _, _) = e
-        .call("GET", "/v1/tasks?next_token=zz", Some(&key), None, vec![])
+        .request("GET", "/v1/tasks?next_token=zz")
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
@@ -271,13 +272,9 @@ async fn training_runs_in_the_worker_with_progress_and_the_model_scores_like_the
     assert_eq!(body["task"]["status"], "queued");
     assert_eq!(e.drain().await, 1);
     let (_, _, task) = e
-        .call(
-            "GET",
-            &format!("/v1/tasks/{task_id}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/tasks/{task_id}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["progress"], 100);
@@ -331,19 +328,15 @@ async fn training_runs_in_the_worker_with_progress_and_the_model_scores_like_the
         .collect();
     assert_eq!(got, expected, "the API scores exactly as the library");
 
-    let (s, _, list) = e.call("GET", "/v1/models", Some(&key), None, vec![]).await;
+    let (s, _, list) = e.request("GET", "/v1/models").key(&key).send().await;
     assert_eq!(
         (s, list["items"].as_array().unwrap().len()),
         (StatusCode::OK, 1)
     );
     let (s, _, _) = e
-        .call(
-            "DELETE",
-            &format!("/v1/models/{model_id}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("DELETE", &format!("/v1/models/{model_id}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(
@@ -411,13 +404,9 @@ async fn long_work_reports_progress_by_tenths() {
         "rising: {progress:?}"
     );
     let (_, _, done) = e
-        .call(
-            "GET",
-            &format!("/v1/tasks/{}", task.as_str().unwrap()),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/tasks/{}", task.as_str().unwrap()))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(done["status"], "completed");
 }
@@ -441,24 +430,16 @@ async fn detection_over_budget_becomes_a_task_with_a_result() {
     let task_id = body["task"]["id"].as_str().unwrap().to_string();
     assert_eq!(h["location"], format!("/v1/tasks/{task_id}"));
     let (s, _, _) = e
-        .call(
-            "GET",
-            &format!("/v1/tasks/{task_id}/result"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/tasks/{task_id}/result"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "not finished yet");
     e.drain().await;
     let (s, _, result) = e
-        .call(
-            "GET",
-            &format!("/v1/tasks/{task_id}/result"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/tasks/{task_id}/result"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::OK, "{result}");
     assert_eq!(result["rows"], 501);
@@ -493,7 +474,7 @@ async fn tenants_see_only_their_own() {
         format!("/v1/models/{model}"),
         format!("/v1/tasks/{task}/result"),
     ] {
-        let (s, _, _) = e.call("GET", &path, Some(&b), None, vec![]).await;
+        let (s, _, _) = e.request("GET", &path).key(&b).send().await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
     }
     let (s, _, _) = e
@@ -506,27 +487,19 @@ async fn tenants_see_only_their_own() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = e
-        .call(
-            "DELETE",
-            &format!("/v1/models/{model}"),
-            Some(&b),
-            None,
-            vec![],
-        )
+        .request("DELETE", &format!("/v1/models/{model}"))
+        .key(&b)
+        .send()
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (_, _, list) = e.call("GET", "/v1/tasks", Some(&b), None, vec![]).await;
+    let (_, _, list) = e.request("GET", "/v1/tasks").key(&b).send().await;
     assert_eq!(list["items"], json!([]));
-    let (_, _, events) = e.call("GET", "/v1/events", Some(&b), None, vec![]).await;
+    let (_, _, events) = e.request("GET", "/v1/events").key(&b).send().await;
     assert_eq!(events["items"], json!([]));
     let (s, _, _) = e
-        .call(
-            "GET",
-            &format!("/v1/models/{model}"),
-            Some(&a),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/models/{model}"))
+        .key(&a)
+        .send()
         .await;
     assert_eq!(s, StatusCode::OK, "the owner still sees it");
 }
@@ -540,15 +513,13 @@ async fn idempotency_keys_return_the_first_response() {
         let key = key.clone();
         let e = &e;
         async move {
-            e.call_with(
-                "POST",
-                "/v1/models",
-                Some(&key),
-                Some("application/json"),
-                b,
-                &[("idempotency-key", k)],
-            )
-            .await
+            e.request("POST", "/v1/models")
+                .key(&key)
+                .content_type("application/json")
+                .body(b)
+                .headers(&[("idempotency-key", k)])
+                .send()
+                .await
         }
     };
     let (s1, h1, first) = post(body.clone(), "retry-1").await;
@@ -560,7 +531,7 @@ async fn idempotency_keys_return_the_first_response() {
     );
     assert_eq!(h1["location"], h2["location"]);
     assert_eq!(h2["idempotent-replayed"], "true");
-    let (_, _, list) = e.call("GET", "/v1/tasks", Some(&key), None, vec![]).await;
+    let (_, _, list) = e.request("GET", "/v1/tasks").key(&key).send().await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let other = serde_json::to_vec(&json!({"algorithm": "ecod", "rows": rows(20)})).unwrap();
     let (s, _, problem) = post(other, "retry-1").await;
@@ -585,43 +556,29 @@ async fn listings_page_and_cancel_stops_a_task() {
             .await;
         ids.push(body["task"]["id"].as_str().unwrap().to_string());
     }
-    let (_, _, page1) = e
-        .call("GET", "/v1/tasks?limit=2", Some(&key), None, vec![])
-        .await;
+    let (_, _, page1) = e.request("GET", "/v1/tasks?limit=2").key(&key).send().await;
     assert_eq!(page1["items"].as_array().unwrap().len(), 2);
     let token = page1["next_token"].as_str().unwrap();
     let (_, _, page2) = e
-        .call(
-            "GET",
-            &format!("/v1/tasks?limit=2&next_token={token}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/tasks?limit=2&next_token={token}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(page2["items"].as_array().unwrap().len(), 1);
     assert_eq!(page2["items"][0]["id"], json!(ids[0]), "newest first");
     let (s, _, cancelled) = e
-        .call(
-            "POST",
-            &format!("/v1/tasks/{}/cancel", ids[1]),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("POST", &format!("/v1/tasks/{}/cancel", ids[1]))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(
         (s, cancelled["status"].as_str()),
         (StatusCode::OK, Some("cancelled"))
     );
     let (s, _, _) = e
-        .call(
-            "POST",
-            &format!("/v1/tasks/{}/cancel", ids[1]),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("POST", &format!("/v1/tasks/{}/cancel", ids[1]))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(
@@ -644,17 +601,15 @@ async fn listings_page_and_cancel_stops_a_task() {
     );
     assert_eq!(status(&ids[0]).await, TaskStatus::Completed);
     let (_, _, events) = e
-        .call("GET", "/v1/events?limit=1", Some(&key), None, vec![])
+        .request("GET", "/v1/events?limit=1")
+        .key(&key)
+        .send()
         .await;
     let first = events["items"][0]["event_id"].as_str().unwrap().to_string();
     let (_, _, rest) = e
-        .call(
-            "GET",
-            &format!("/v1/events?after={first}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/events?after={first}"))
+        .key(&key)
+        .send()
         .await;
     assert!(rest["items"]
         .as_array()
@@ -710,13 +665,9 @@ async fn uploads_are_profiled_and_train_when_asked() {
         1
     );
     let (_, _, dataset) = e
-        .call(
-            "GET",
-            &format!("/v1/datasets/{dataset_id}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/datasets/{dataset_id}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(dataset["status"], "profiled", "{dataset}");
     assert_eq!(dataset["profile"]["rows"], 300);
@@ -728,7 +679,7 @@ async fn uploads_are_profiled_and_train_when_asked() {
     e.stream("acme", None).await;
     e.stream("acme", None).await; // the stream may deliver twice: still one training
     assert_eq!(e.drain().await, 1);
-    let (_, _, models) = e.call("GET", "/v1/models", Some(&key), None, vec![]).await;
+    let (_, _, models) = e.request("GET", "/v1/models").key(&key).send().await;
     assert_eq!(models["items"].as_array().unwrap().len(), 1);
     assert_eq!(models["items"][0]["feature_names"], json!(["a", "b"]));
 
@@ -751,13 +702,9 @@ async fn uploads_are_profiled_and_train_when_asked() {
         .await
         .unwrap();
     let (_, _, rejected) = e
-        .call(
-            "GET",
-            &format!("/v1/datasets/{big_id}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("GET", &format!("/v1/datasets/{big_id}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(rejected["status"], "rejected");
     assert!(
@@ -1253,7 +1200,7 @@ async fn each_tenant_is_held_to_its_request_rate() {
     // Fixed windows: two of them can meet inside this loop at most, so 11 calls see a 429.
     let mut limited = None;
     for _ in 0..11 {
-        let (s, h, body) = e.call("GET", "/v1/tasks", Some(&key), None, vec![]).await;
+        let (s, h, body) = e.request("GET", "/v1/tasks").key(&key).send().await;
         if s == StatusCode::TOO_MANY_REQUESTS {
             limited = Some((h, body));
             break;
@@ -1266,7 +1213,7 @@ async fn each_tenant_is_held_to_its_request_rate() {
     let wait: u32 = h["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&wait), "Retry-After {wait}");
     // The limit is per tenant, and covers `$connect` and WebSocket actions too.
-    let (s, _, _) = e.call("GET", "/v1/tasks", Some(&other), None, vec![]).await;
+    let (s, _, _) = e.request("GET", "/v1/tasks").key(&other).send().await;
     assert_eq!(s, StatusCode::OK, "another tenant is not limited");
     let refused = e.ws("$connect", "c2", json!({"api_key": key}), None).await;
     assert_eq!(refused["statusCode"], 429, "{refused}");
@@ -1294,7 +1241,7 @@ async fn each_tenant_is_held_to_its_request_rate() {
     assert_eq!(reply["type"], "error", "{reply}");
     assert_eq!(reply["error"]["status"], 429, "{reply}");
     // Health is never limited.
-    let (s, _, _) = e.call("GET", "/healthz", None, None, vec![]).await;
+    let (s, _, _) = e.request("GET", "/healthz").send().await;
     assert_eq!(s, StatusCode::OK);
 }
 
@@ -1658,13 +1605,11 @@ async fn stored_models_take_columns_by_name_on_every_path() {
         rows[0][2], rows[0][0], rows[0][1], rows[1][2], rows[1][0], rows[1][1]
     );
     let (s, _, by_header) = e
-        .call(
-            "POST",
-            &format!("/v1/detect?model_id={model}"),
-            Some(&key),
-            Some("text/csv"),
-            csv.into_bytes(),
-        )
+        .request("POST", &format!("/v1/detect?model_id={model}"))
+        .key(&key)
+        .content_type("text/csv")
+        .body(csv.into_bytes())
+        .send()
         .await;
     assert_eq!(s, StatusCode::OK, "{by_header}");
     assert_eq!(scores_of(&by_header), expected);

@@ -133,13 +133,11 @@ async fn a_seasonal_stream_finds_the_spike_alike_over_json_csv_and_the_socket() 
         csv.push_str(&format!("{when},{v}\n"));
     }
     let (s, _, body) = e
-        .call(
-            "POST",
-            &format!("/v1/streams/{by_csv}/points"),
-            Some(&key),
-            Some("text/csv"),
-            csv.into_bytes(),
-        )
+        .request("POST", &format!("/v1/streams/{by_csv}/points"))
+        .key(&key)
+        .content_type("text/csv")
+        .body(csv.into_bytes())
+        .send()
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let csv_scores = scores(&body);
@@ -308,7 +306,13 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
          StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json or text/csv"),
     ];
     for (what, path, ct, body, status, needle) in cases {
-        let (s, _, answer) = e.call("POST", path, Some(&key), ct, body).await;
+        let (s, _, answer) = e
+            .request("POST", path)
+            .key(&key)
+            .maybe_content_type(ct)
+            .body(body)
+            .send()
+            .await;
         assert_eq!(s, status, "{what}: {answer}");
         assert!(
             answer["detail"].as_str().unwrap_or("").contains(needle),
@@ -329,15 +333,15 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
         ("POST", points.clone()),
     ] {
         let (s, _, body) = e
-            .call(
-                method,
-                &path,
-                Some(&other),
-                Some("application/json"),
+            .request(method, &path)
+            .key(&other)
+            .content_type("application/json")
+            .body(
                 json!({"points": [{"timestamp": 99, "values": [1, 2]}]})
                     .to_string()
                     .into_bytes(),
             )
+            .send()
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {body}");
     }
@@ -345,7 +349,7 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
     assert_eq!(list["items"], json!([]));
     // Nor can it subscribe its socket to the stream's events... it may subscribe, but
     // events are only ever pushed to connections of the event's tenant (Connection::wants).
-    let (s, _, _) = e.call("GET", "/v1/streams", None, None, vec![]).await;
+    let (s, _, _) = e.request("GET", "/v1/streams").send().await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = e.get("/v1/streams/stm_nope", &key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -374,13 +378,9 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
     assert_eq!(reply["error"]["status"], 400);
 
     let (s, _, _) = e
-        .call(
-            "DELETE",
-            &format!("/v1/streams/{id}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("DELETE", &format!("/v1/streams/{id}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = e.get(&format!("/v1/streams/{id}"), &key).await;
@@ -448,13 +448,9 @@ async fn large_state_lives_in_the_blob_store_behind_the_record() {
         "HST scores the point far outside highest: {raw:?}"
     );
     let (s, _, _) = e
-        .call(
-            "DELETE",
-            &format!("/v1/streams/{id}"),
-            Some(&key),
-            None,
-            vec![],
-        )
+        .request("DELETE", &format!("/v1/streams/{id}"))
+        .key(&key)
+        .send()
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(files(), 0, "deleting the stream deletes its state object");

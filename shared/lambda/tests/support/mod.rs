@@ -56,56 +56,23 @@ impl Env {
         issued.plaintext
     }
 
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        self.call_with(method, path, key, content_type, body, &[])
-            .await
-    }
-
-    pub async fn call_with(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(k) = key {
-            req = req.header("authorization", format!("Bearer {k}"));
+    /// A request to the HTTP API through the router, built step by step:
+    /// `e.request("POST", "/v1/detect").key(&key).content_type("text/csv").body(csv).send()`.
+    pub fn request<'a>(&'a self, method: &'a str, path: &'a str) -> Call<'a> {
+        Call {
+            env: self,
+            method,
+            path,
+            key: None,
+            content_type: None,
+            body: Vec::new(),
+            headers: Vec::new(),
         }
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let router = nomaly_core::http::router(self.services().clone());
-        let response = router
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
-        };
-        (parts.status, parts.headers, value)
     }
 
     /// `GET path` with `key`: the status and the JSON body.
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
-        let (status, _, body) = self.call("GET", path, Some(key), None, vec![]).await;
+        let (status, _, body) = self.request("GET", path).key(key).send().await;
         (status, body)
     }
 
@@ -116,14 +83,12 @@ impl Env {
         key: &str,
         body: Value,
     ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        self.call(
-            method,
-            path,
-            Some(key),
-            Some("application/json"),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await
+        self.request(method, path)
+            .key(key)
+            .content_type("application/json")
+            .body(serde_json::to_vec(&body).unwrap())
+            .send()
+            .await
     }
 
     /// Submits a z-score training on `n` rows of [`rows`] with `key`; it must answer 202.
@@ -340,4 +305,77 @@ pub fn ws_event(
         "isBase64Encoded": false
     }))
     .unwrap()
+}
+
+/// One HTTP request being built: see [`Env::request`].
+pub struct Call<'a> {
+    env: &'a Env,
+    method: &'a str,
+    path: &'a str,
+    key: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+impl Call<'_> {
+    /// Sends `Authorization: Bearer <key>`.
+    pub fn key(mut self, key: impl AsRef<str>) -> Self {
+        self.key = Some(key.as_ref().to_string());
+        self
+    }
+
+    /// Sends `Content-Type: <media type>`.
+    pub fn content_type(mut self, media_type: &str) -> Self {
+        self.content_type = Some(media_type.to_string());
+        self
+    }
+
+    /// Sends `Content-Type` when given (the bad-input tables try requests without one).
+    pub fn maybe_content_type(mut self, media_type: Option<&str>) -> Self {
+        self.content_type = media_type.map(str::to_string);
+        self
+    }
+
+    /// The request's body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// More headers.
+    pub fn headers(mut self, headers: &[(&str, &str)]) -> Self {
+        self.headers
+            .extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// Sends it through the router; the status, the headers and the body as JSON (a
+    /// body that is not JSON comes as a JSON string).
+    pub async fn send(self) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder().method(self.method).uri(self.path);
+        if let Some(k) = &self.key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        if let Some(ct) = &self.content_type {
+            req = req.header("content-type", ct);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let router = nomaly_core::http::router(self.env.services().clone());
+        let response = router
+            .oneshot(req.body(Body::from(self.body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+        };
+        (parts.status, parts.headers, value)
+    }
 }
