@@ -24,7 +24,7 @@ use crate::domain::{Task, TaskKind, TenantId};
 use crate::limits::BACKTEST_MAX_INFLATED_BYTES;
 use crate::service::jobs;
 use crate::service::streams::{self, CreateStream};
-use crate::service::{training, Problem, Services};
+use crate::service::{datasets, Problem, Services};
 use nomaly_detect::stream::StreamDetector;
 use request::{check_count, check_work, header_of, numeric_columns, windows_of};
 
@@ -47,7 +47,7 @@ pub async fn submit(
     };
     let (source, columns) = match (request.dataset_id, request.points) {
         (Some(dataset_id), None) => {
-            let dataset = training::profiled_dataset(services, tenant, &dataset_id).await?;
+            let dataset = datasets::profiled_dataset(services, tenant, &dataset_id).await?;
             if dataset.declared_size > BACKTEST_MAX_INFLATED_BYTES {
                 return Err(Problem::too_large(format!(
                     "dataset {dataset_id} is {} bytes; a backtest reads at most {} MiB",

@@ -9,7 +9,7 @@ use crate::limits::BACKTEST_MAX_LISTED_ANOMALIES;
 use crate::ports::BlobKey;
 use crate::service::jobs::JobError;
 use crate::service::streams::{Anomaly, Point};
-use crate::service::{training, Problem, Services};
+use crate::service::{datasets, Problem, Services};
 use nomaly_detect::backtest::{self as judge, Evaluation, Labels};
 use nomaly_detect::stream::{StreamDetector, StreamSpec};
 use serde::Serialize;
@@ -58,8 +58,8 @@ pub async fn run_job(
             dataset_id,
             label_column,
         } => {
-            let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
-            let bytes = training::dataset_bytes(services, tenant, &dataset).await?;
+            let dataset = datasets::profiled_dataset(services, tenant, dataset_id).await?;
+            let bytes = datasets::dataset_bytes(services, tenant, &dataset).await?;
             let columns = job.columns.clone();
             let label = label_column.clone();
             tokio::task::spawn_blocking(move || read_csv(&bytes, &columns, label.as_deref()))
