@@ -10,6 +10,7 @@ pub mod batch;
 pub mod chunks;
 pub mod connections;
 pub mod cost;
+pub mod datasets;
 pub mod detection;
 pub mod fanout;
 pub mod ingest;

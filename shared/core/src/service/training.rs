@@ -1,9 +1,9 @@
 //! Training: fit a model on inline rows or an uploaded dataset and store it.
 
-use crate::domain::{DatasetStatus, ModelRecord};
+use crate::domain::ModelRecord;
 use crate::domain::{Task, TaskKind, TenantId};
 use crate::ids::{DatasetId, ModelId, TaskId};
-use crate::ports::BlobKey;
+use crate::service::datasets::{dataset_rows, dataset_shape, profiled_dataset};
 use crate::service::input::{FitSpec, Rows};
 use crate::service::jobs::{self, JobError};
 use crate::service::{cost, models, Problem, Services};
@@ -124,39 +124,6 @@ impl TrainingData {
     }
 }
 
-/// The tenant's dataset `id`, which must be profiled (404 or 409 otherwise).
-pub async fn profiled_dataset(
-    services: &Services,
-    tenant: &TenantId,
-    id: &DatasetId,
-) -> Result<crate::domain::Dataset, Problem> {
-    let dataset = services
-        .datasets
-        .get_dataset(tenant, id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
-    if dataset.status != DatasetStatus::Profiled {
-        return Err(Problem::conflict(format!(
-            "dataset {id} is {:?}, not profiled yet",
-            dataset.status
-        )));
-    }
-    Ok(dataset)
-}
-
-/// A profiled dataset's rows and columns, as its profile (whole or summary) counts them.
-pub fn dataset_shape(dataset: &crate::domain::Dataset) -> (usize, usize) {
-    let size = |field: &str| {
-        dataset
-            .profile
-            .as_ref()
-            .and_then(|p| p.get(field))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as usize
-    };
-    (size("rows"), size("columns"))
-}
-
 /// Refuses a fit whose parameters pass their caps, or that no worker could finish.
 fn check_cost(spec: &FitSpec, rows: usize, cols: usize) -> Result<(), Problem> {
     let algorithm = nomaly_detect::Algorithm::with_params(&spec.algorithm, &spec.params)?;
@@ -221,41 +188,6 @@ async fn rows(
             dataset_rows(services, tenant, &dataset, exclude_columns).await
         }
     }
-}
-
-/// The bytes of a dataset's upload (the tenant's own key only).
-pub async fn dataset_bytes(
-    services: &Services,
-    tenant: &TenantId,
-    dataset: &crate::domain::Dataset,
-) -> Result<Vec<u8>, JobError> {
-    let key = BlobKey::parse(&dataset.blob_key)
-        .ok()
-        .filter(|k| k.belongs_to(tenant))
-        .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
-    services.blobs.get_blob(&key).await?.ok_or_else(|| {
-        JobError::Fail(Problem::not_found(format!(
-            "dataset {}'s upload is gone",
-            dataset.id
-        )))
-    })
-}
-
-/// The rows of a dataset's upload, less `exclude_columns`.
-pub async fn dataset_rows(
-    services: &Services,
-    tenant: &TenantId,
-    dataset: &crate::domain::Dataset,
-    exclude_columns: &[String],
-) -> Result<Rows, JobError> {
-    let bytes = dataset_bytes(services, tenant, dataset).await?;
-    let exclude = exclude_columns.to_vec();
-    tokio::task::spawn_blocking(move || {
-        Rows::from_csv(&bytes, &crate::table::CsvOptions::dataset(&exclude))
-    })
-    .await
-    .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?
-    .map_err(JobError::Fail)
 }
 
 /// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of

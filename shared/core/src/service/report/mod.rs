@@ -13,8 +13,8 @@ use crate::ports::{BlobKey, PresignedDownload};
 use crate::service::detection::{score_with, Contribution};
 use crate::service::input::Rows;
 use crate::service::jobs::{self, JobError};
-use crate::service::training::{self, TrainingData};
-use crate::service::{cost, models, profile, Problem, Services};
+use crate::service::training::TrainingData;
+use crate::service::{cost, datasets, models, profile, Problem, Services};
 use serde::{Deserialize, Serialize};
 
 /// Rows explained in the "top anomalies" table.
@@ -89,8 +89,8 @@ pub async fn submit(
     let model = models::record(services, tenant, model_id).await?;
     let (n, d) = match &mut data {
         TrainingData::Dataset { dataset_id, .. } => {
-            let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
-            training::dataset_shape(&dataset)
+            let dataset = datasets::profiled_dataset(services, tenant, dataset_id).await?;
+            datasets::dataset_shape(&dataset)
         }
         TrainingData::Inline(rows) => {
             // Stored as the model takes them: its features, by name or by position.
@@ -128,8 +128,8 @@ pub async fn run_job(
             dataset_id,
             exclude_columns,
         } => {
-            let dataset = training::profiled_dataset(services, tenant, dataset_id).await?;
-            let rows = training::dataset_rows(services, tenant, &dataset, exclude_columns).await?;
+            let dataset = datasets::profiled_dataset(services, tenant, dataset_id).await?;
+            let rows = datasets::dataset_rows(services, tenant, &dataset, exclude_columns).await?;
             let profile = crate::service::ingest::profile_of(services, &dataset).await?;
             (
                 rows,
