@@ -12,7 +12,7 @@
 
 use nomaly_core::domain::{DatasetStatus, EventType};
 use nomaly_core::ports::StoreResult;
-use nomaly_core::service::{fanout, ingest, Services};
+use nomaly_core::service::{chains, ingest, Services};
 use nomaly_core::time::Timestamp;
 use nomaly_embedded::SqliteStore;
 
@@ -57,7 +57,7 @@ pub async fn recover(services: &Services, store: &SqliteStore) -> StoreResult<Re
         .events_since(EventType::DatasetProfiled, since)
         .await?
     {
-        match fanout::chain(services, &event).await {
+        match chains::chain(services, &event).await {
             Ok(Some(task)) => {
                 tracing::info!(event_id = %event.event_id, task_id = %task, "started the training an upload asked for");
                 done.chained += 1;

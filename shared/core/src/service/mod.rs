@@ -7,6 +7,7 @@
 
 pub mod backtest;
 pub mod batch;
+pub mod chains;
 pub mod chunks;
 pub mod connections;
 pub mod cost;
