@@ -211,3 +211,98 @@ impl Services {
             .is_some_and(|k| k.revoked_at.is_none() && k.tenant == connection.tenant))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The modules of service/ (a file or a folder each) and those each one's code
+    /// names through `crate::service::<module>` (doc comments left out: a link in prose
+    /// is not a dependency).
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&root).expect("service/") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                for inner in std::fs::read_dir(&path).expect("a module folder") {
+                    files.push(inner.expect("an entry").path());
+                }
+            } else {
+                files.push(path);
+            }
+        }
+        let module_of = |path: &Path| {
+            let rel = path.strip_prefix(&root).expect("under service/");
+            let first = rel.components().next().expect("a component");
+            first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        };
+        let modules: BTreeSet<String> = files
+            .iter()
+            .map(|p| module_of(p))
+            .filter(|m| m != "mod")
+            .collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for path in &files {
+            let from = module_of(path);
+            if from == "mod" {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).expect("a source file");
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut named = BTreeSet::new();
+            for piece in code.split("crate::service::").skip(1) {
+                let group = piece
+                    .strip_prefix('{')
+                    .map(|g| g.split('}').next().unwrap_or(""));
+                let names: Vec<&str> = match group {
+                    Some(g) => g.split(',').collect(),
+                    None => vec![piece],
+                };
+                for name in names {
+                    let name: String = name
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    if modules.contains(&name) && name != from {
+                        named.insert(name);
+                    }
+                }
+            }
+            graph.entry(from).or_default().extend(named);
+        }
+        graph
+    }
+
+    #[test]
+    fn service_has_no_import_cycle() {
+        let graph = imports();
+        assert!(graph.len() > 20, "read {} modules", graph.len());
+        // A module is in a cycle when it reaches itself.
+        for start in graph.keys() {
+            let mut seen = BTreeSet::new();
+            let mut todo: Vec<&String> = graph[start].iter().collect();
+            let mut path = Vec::new();
+            while let Some(m) = todo.pop() {
+                assert!(
+                    m != start,
+                    "{start} reaches itself by imports (modules visited: {path:?})"
+                );
+                if seen.insert(m.clone()) {
+                    path.push(m.clone());
+                    todo.extend(graph.get(m).into_iter().flatten());
+                }
+            }
+        }
+    }
+}

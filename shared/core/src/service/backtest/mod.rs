@@ -9,14 +9,13 @@
 //!   `from_backtest` starts a live stream that needs no warm-up.
 //!
 //! What a request sends and how it is checked (`request.rs`), running the job and its
-//! result document (`run.rs`), and the end state streams start from (`end_state.rs`).
+//! result document (`run.rs`); the end state it stores for streams to start from is
+//! streams' (`streams/from_backtest.rs`).
 //! This module submits backtests.
 
-mod end_state;
 mod request;
 mod run;
 
-pub use end_state::{end_key, end_state, EndState};
 pub use request::{BacktestJob, BacktestRequest, Source, WindowIn};
 pub use run::{result_key, run_job, Summary};
 

@@ -1,13 +1,13 @@
 //! Running a `backtest` job: scoring its points as a stream would, judging the scores
 //! against the labels, and storing its result document.
 
-use super::end_state::{end_key, EndState};
 use super::request::{check_count, check_work, read_csv, BacktestJob, Source};
 use crate::domain::TenantId;
 use crate::ids::TaskId;
 use crate::limits::BACKTEST_MAX_LISTED_ANOMALIES;
 use crate::ports::BlobKey;
 use crate::service::jobs::JobError;
+use crate::service::streams::{end_key, EndState};
 use crate::service::streams::{Anomaly, Point};
 use crate::service::{datasets, Problem, Services};
 use nomaly_detect::backtest::{self as judge, Evaluation, Labels};

@@ -6,11 +6,13 @@
 //! finds, shows and deletes streams.
 
 mod append;
+mod from_backtest;
 mod request;
 mod state;
 
 pub use append::{append, Anomaly, Appended};
 pub(crate) use append::{backoff, most_points};
+pub use from_backtest::{end_key, EndState};
 pub use request::{
     points_from_csv, points_from_json, CreateStream, Point, PointIn, PointsRequest, When,
 };
@@ -84,7 +86,7 @@ async fn from_backtest(
         ));
     }
     let name = checked_name(&request.name)?;
-    let end = crate::service::backtest::end_state(services, tenant, task).await?;
+    let end = from_backtest::end_state(services, tenant, task).await?;
     let threshold = checked_threshold(request.threshold.unwrap_or(end.threshold))?;
     let bytes = serde_json::to_vec(&end.detector).map_err(|e| Problem::internal(e.to_string()))?;
     let detector = StreamDetector::from_json(&bytes)?;

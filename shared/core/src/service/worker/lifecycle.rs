@@ -11,7 +11,7 @@ use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
 use crate::service::jobs::{JobError, JobKind};
 use crate::service::tasks::{fail, give_back, Handled};
-use crate::service::{backtest, detection, report, Problem, Services};
+use crate::service::{backtest, detection, report, streams, Problem, Services};
 use crate::time::Timestamp;
 use std::sync::atomic::Ordering;
 
@@ -279,7 +279,7 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
             let mut failed = None;
             for key in [
                 backtest::result_key(&task.tenant, &task.id),
-                backtest::end_key(&task.tenant, &task.id),
+                streams::end_key(&task.tenant, &task.id),
             ] {
                 if let Err(e) = services.blobs.delete_blob(&key).await {
                     failed = Some(Problem::from(e));

@@ -1,5 +1,6 @@
-//! The end state a backtest leaves: the detector after its last point, stored for
-//! `POST /v1/streams` with `from_backtest` to start from.
+//! The state a stream can start from: the detector as a backtest left it after its last
+//! point, which the backtest stores and `POST /v1/streams` with `from_backtest` reads.
+//! It lives with streams so that backtest depends on streams and never the other way.
 
 use crate::domain::{TaskKind, TaskStatus, TenantId};
 use crate::ids::TaskId;
