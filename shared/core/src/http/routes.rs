@@ -40,9 +40,11 @@ pub async fn health() -> Json<Health> {
 /// The OpenAPI 3.1 document of this API: no key needed.
 #[utoipa::path(get, path = "/openapi.json", tag = "service", security(), responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> Response {
+    // Built once per process: an open route costs a copy, not a rebuild.
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        super::openapi::json(),
+        DOCUMENT.get_or_init(super::openapi::json).clone(),
     )
         .into_response()
 }
