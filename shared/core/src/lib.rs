@@ -8,6 +8,8 @@ pub mod bounded;
 pub mod claim_check;
 pub mod constant_time;
 pub mod domain;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod ids;
 pub mod limits;

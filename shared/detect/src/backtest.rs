@@ -6,10 +6,10 @@
 //! [`nab::probation`] rows, while the detector learns) count for nothing, as in NAB.
 
 use crate::nab::{self, LabelError, Labelled, Tally};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How flagging the rows scoring at or above a threshold fares against the labels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// The threshold judged.
     pub threshold: f64,

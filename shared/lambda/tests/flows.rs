@@ -6,13 +6,25 @@
 use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::sqs::SqsEvent;
 use axum::http::StatusCode;
-use nomaly_core::domain::{ApiKey, Event, EventType, TaskStatus, TenantId};
+use nomaly_core::domain::payload::TaskProgress;
+use nomaly_core::domain::{ApiKey, Event, EventType, TaskKind, TaskStatus, TenantId};
 use nomaly_core::ids::TaskId;
 use nomaly_core::ports::{BlobKey, JobQueue};
 use nomaly_core::service::Settings;
 use serde_json::{json, Value};
 
 use crate::support::{env, env_with, rows, ws_event};
+
+/// A `task.progress` payload for `task_id`.
+fn progress_of(task_id: TaskId) -> TaskProgress {
+    TaskProgress {
+        task_id,
+        kind: TaskKind::Train,
+        progress: 0,
+        attempt: None,
+        chunks: None,
+    }
+}
 
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_key() {
@@ -757,9 +769,8 @@ async fn websocket_connects_replays_pushes_and_scores() {
         .services()
         .publish(
             &TenantId::parse("acme").unwrap(),
-            nomaly_core::domain::EventType::TaskProgress,
             "c",
-            json!({"task_id": "tsk_none"}),
+            &progress_of(TaskId::new()),
         )
         .await
         .unwrap();
@@ -865,9 +876,8 @@ async fn websocket_connects_replays_pushes_and_scores() {
     e.services()
         .publish(
             &TenantId::parse("acme").unwrap(),
-            nomaly_core::domain::EventType::TaskProgress,
             "c",
-            json!({"task_id": task2}),
+            &progress_of(TaskId::parse(&task2).unwrap()),
         )
         .await
         .unwrap();
@@ -1493,12 +1503,7 @@ async fn a_revoked_key_stops_its_websocket_at_once() {
 
     // The next event reaches the connection of the live key only; the other is closed.
     e.services()
-        .publish(
-            &tenant,
-            EventType::TaskProgress,
-            "c",
-            json!({"task_id": "tsk_x"}),
-        )
+        .publish(&tenant, "c", &progress_of(TaskId::new()))
         .await
         .unwrap();
     e.stream("acme", None).await;

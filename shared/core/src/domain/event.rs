@@ -1,6 +1,7 @@
 //! Domain events: the append-only audit log, the source of WebSocket pushes, and the
 //! chain between steps. Never changed once written.
 
+use crate::domain::payload::EventPayload;
 use crate::domain::TenantId;
 use crate::ids::EventId;
 use crate::time::Timestamp;
@@ -62,7 +63,22 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event, stamped now.
+    /// A new event carrying `payload`, of its type, stamped now.
+    pub fn of(
+        tenant: TenantId,
+        correlation_id: impl Into<String>,
+        payload: &impl EventPayload,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Event::new(
+            tenant,
+            payload.event_type(),
+            correlation_id,
+            payload.to_json()?,
+        ))
+    }
+
+    /// A new event, stamped now, with a payload as written (use [`Event::of`] to write
+    /// one of the [payload types](crate::domain::payload)).
     pub fn new(
         tenant: TenantId,
         kind: EventType,

@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod event;
 pub mod key;
 pub mod model;
+pub mod payload;
 pub mod stream;
 pub mod task;
 pub mod tenant;

@@ -34,6 +34,21 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// Every kind.
+    pub const ALL: [TaskKind; 6] = [
+        TaskKind::Train,
+        TaskKind::Detect,
+        TaskKind::Profile,
+        TaskKind::Report,
+        TaskKind::Batch,
+        TaskKind::Backtest,
+    ];
+
+    /// The kind written `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The kind as written in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -299,6 +314,16 @@ mod tests {
 
     fn task() -> Task {
         Task::new(TenantId::parse("acme").unwrap(), TaskKind::Train, "req-1")
+    }
+
+    #[test]
+    fn every_kind_parses_from_its_json_name() {
+        for kind in TaskKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str());
+            assert_eq!(TaskKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(TaskKind::parse("chunk"), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The chains: what a stored event starts. `dataset.profiled` with training asked for
 //! starts the training, exactly once per event even if the stream delivers it twice.
 
-use crate::domain::{Event, EventType};
-use crate::ids::{DatasetId, TaskId};
+use crate::domain::payload::Payload;
+use crate::domain::Event;
+use crate::ids::TaskId;
 use crate::ports::Claim;
 use crate::service::input::FitSpec;
 use crate::service::training::{self, TrainingData};
@@ -15,19 +16,13 @@ const CHAIN_MEMORY_SECS: u32 = 7 * 24 * 3600;
 
 /// Runs what `event` starts. Returns the task started, if any.
 pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>, Problem> {
-    if event.kind != EventType::DatasetProfiled
-        || event.payload.get("train") != Some(&serde_json::Value::Bool(true))
-    {
-        return Ok(None);
-    }
-    let Some(dataset_id) = event
-        .payload
-        .get("dataset_id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| DatasetId::parse(s).ok())
-    else {
+    let Ok(Payload::DatasetProfiled(profiled)) = Payload::decode(event.kind, &event.payload) else {
         return Ok(None);
     };
+    if !profiled.train {
+        return Ok(None);
+    }
+    let dataset_id = profiled.dataset_id;
     let key = format!("chain:{}", event.event_id);
     match services
         .idempotency

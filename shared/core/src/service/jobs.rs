@@ -2,53 +2,54 @@
 //! there are, and how a job's failure is classed.
 
 use crate::claim_check;
-use crate::domain::{Task, TaskStatus};
+use crate::domain::{Task, TaskKind, TaskStatus, TenantId};
 use crate::ids::JobId;
 use crate::ports::{Job, StoreError};
 use crate::service::{Problem, Services};
 use serde::Serialize;
 
-/// The kinds of job; the worker dispatches on these names.
+/// What a job on a queue does: the work of a task (on the jobs queue), or one chunk of a
+/// batch (on the chunks queue). Its name on the queue is the task kind's, or `chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
-    /// Fit and store a model.
-    Train,
-    /// Score rows too many to score inline.
-    Detect,
-    /// Profile an uploaded dataset too large for `ingest` to profile itself.
-    Profile,
-    /// Render a report on a model's scores.
-    Report,
-    /// Plan a batch and send its chunk jobs.
-    Batch,
-    /// Run a stream detector over a history.
-    Backtest,
+    /// The work of a task of this kind.
+    Task(TaskKind),
+    /// One chunk of a batch.
+    Chunk,
 }
 
 impl JobKind {
     /// The name on the queue.
     pub fn as_str(self) -> &'static str {
         match self {
-            JobKind::Train => "train",
-            JobKind::Detect => "detect",
-            JobKind::Profile => "profile",
-            JobKind::Report => "report",
-            JobKind::Batch => "batch",
-            JobKind::Backtest => "backtest",
+            JobKind::Task(kind) => kind.as_str(),
+            JobKind::Chunk => "chunk",
         }
     }
 
     /// The kind called `name`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
-            "train" => Some(JobKind::Train),
-            "detect" => Some(JobKind::Detect),
-            "profile" => Some(JobKind::Profile),
-            "report" => Some(JobKind::Report),
-            "batch" => Some(JobKind::Batch),
-            "backtest" => Some(JobKind::Backtest),
-            _ => None,
+            "chunk" => Some(JobKind::Chunk),
+            _ => TaskKind::parse(name).map(JobKind::Task),
         }
+    }
+
+    /// A new job of this kind carrying `body`.
+    pub fn job<B: Serialize>(
+        self,
+        tenant: &TenantId,
+        correlation_id: &str,
+        body: &B,
+    ) -> Result<Job, Problem> {
+        Ok(Job {
+            job_id: JobId::new(),
+            tenant: tenant.clone(),
+            kind: self.as_str().to_string(),
+            correlation_id: correlation_id.to_string(),
+            body: serde_json::to_value(body)
+                .map_err(|e| Problem::internal(format!("encoding a job body: {e}")))?,
+        })
     }
 }
 
@@ -96,23 +97,16 @@ impl From<StoreError> for JobError {
     }
 }
 
-/// Stores `task` (queued) and sends its job. The job envelope is kept on the task so the
+/// Stores `task` (queued) and sends its job, named for the task's kind. The job envelope is kept on the task so the
 /// scheduler can send it again; a body too large for a message travels by reference.
 /// If the job cannot be sent the task is marked failed and the caller gets 503.
 pub async fn submit<B: Serialize>(
     services: &Services,
     mut task: Task,
-    kind: JobKind,
     body: &B,
 ) -> Result<Task, Problem> {
-    let body = serde_json::to_value(body).map_err(|e| Problem::internal(e.to_string()))?;
-    let job = Job {
-        job_id: JobId::new(),
-        tenant: task.tenant.clone(),
-        kind: kind.as_str().to_string(),
-        correlation_id: task.correlation_id.clone(),
-        body,
-    };
+    let kind = JobKind::Task(task.kind);
+    let job = kind.job(&task.tenant, &task.correlation_id, body)?;
     let checked = claim_check::check_in(&job, services.blobs.as_ref()).await?;
     task.job = Some(serde_json::to_value(&checked).map_err(|e| Problem::internal(e.to_string()))?);
     services.tasks.create_task(&task).await?;

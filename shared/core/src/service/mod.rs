@@ -30,11 +30,12 @@ pub mod training;
 pub mod websocket;
 pub mod worker;
 
-use crate::domain::{ApiKey, Connection, Event, EventType, TenantId};
+use crate::domain::payload::EventPayload;
+use crate::domain::{ApiKey, Connection, Event, TenantId};
 use crate::ports::{
     BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
-    JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreResult,
-    StreamStore, TaskStore, UrlSigner,
+    JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreError,
+    StoreResult, StreamStore, TaskStore, UrlSigner,
 };
 pub use problem::Problem;
 pub use settings::{BadSetting, Settings};
@@ -155,13 +156,13 @@ impl Services {
     pub async fn publish(
         &self,
         tenant: &TenantId,
-        kind: EventType,
         correlation_id: &str,
-        payload: serde_json::Value,
+        payload: &impl EventPayload,
     ) -> StoreResult<Event> {
-        let event = Event::new(tenant.clone(), kind, correlation_id, payload);
+        let event = Event::of(tenant.clone(), correlation_id, payload)
+            .map_err(|e| StoreError::backend("encode an event", e))?;
         self.events.append(&event).await?;
-        tracing::debug!(event_id = %event.event_id, kind = kind.as_str(), tenant = %tenant, "event");
+        tracing::debug!(event_id = %event.event_id, kind = event.kind.as_str(), tenant = %tenant, "event");
         Ok(event)
     }
 
@@ -169,12 +170,12 @@ impl Services {
     pub async fn publish_with_task(
         &self,
         task: &crate::domain::Task,
-        kind: EventType,
-        payload: serde_json::Value,
+        payload: &impl EventPayload,
     ) -> StoreResult<Event> {
-        let event = Event::new(task.tenant.clone(), kind, &task.correlation_id, payload);
+        let event = Event::of(task.tenant.clone(), &task.correlation_id, payload)
+            .map_err(|e| StoreError::backend("encode an event", e))?;
         self.events.append_with_task(&event, task).await?;
-        tracing::debug!(event_id = %event.event_id, kind = kind.as_str(), tenant = %task.tenant, "event");
+        tracing::debug!(event_id = %event.event_id, kind = event.kind.as_str(), tenant = %task.tenant, "event");
         Ok(event)
     }
 

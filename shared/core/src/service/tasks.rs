@@ -5,7 +5,8 @@
 //! Every status change is a compare-and-set on the task's version (see
 //! [`worker`](crate::service::worker)), so exactly one delivery moves a task on.
 
-use crate::domain::{Event, EventType, Task, TaskStatus, TenantId};
+use crate::domain::payload::{TaskCancelled, TaskFailed, TaskProgress};
+use crate::domain::{Event, Task, TaskStatus, TenantId};
 use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
 use crate::service::{Problem, Services};
@@ -69,7 +70,7 @@ async fn requeue(services: &Services, task: &Task) {
 /// Marks `task` failed with `error` and publishes `task.failed` (unless it finished
 /// meanwhile).
 pub async fn fail(services: &Services, task: &Task, error: &str) {
-    if let Err(e) = mark_failed(services, task, error, serde_json::Map::new()).await {
+    if let Err(e) = mark_failed(services, task, error, None).await {
         tracing::warn!(task_id = %task.id, error = %e, "could not mark the task failed")
     }
 }
@@ -81,36 +82,27 @@ pub(crate) async fn mark_failed(
     services: &Services,
     task: &Task,
     error: &str,
-    extra: serde_json::Map<String, serde_json::Value>,
+    chunk: Option<u32>,
 ) -> Result<bool, StoreError> {
     let Ok(mut failed) = task.transition(TaskStatus::Failed) else {
         return Ok(false);
     };
     failed.error = Some(error.to_string());
-    let mut payload =
-        serde_json::json!({"task_id": failed.id, "kind": failed.kind, "error": error});
-    payload
-        .as_object_mut()
-        .expect("a JSON object")
-        .extend(extra);
-    services
-        .publish_with_task(&failed, EventType::TaskFailed, payload)
-        .await?;
+    let payload = TaskFailed {
+        chunk,
+        ..TaskFailed::of(&failed, error)
+    };
+    services.publish_with_task(&failed, &payload).await?;
     crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
     tracing::warn!(task_id = %failed.id, error, "task failed");
     Ok(true)
 }
 
-/// Publishes `task.progress` for `task` with `payload`; a failure is logged, not
-/// returned (progress is advice; the task record holds the truth).
-pub(crate) async fn publish_progress(services: &Services, task: &Task, payload: serde_json::Value) {
+/// Publishes `task.progress`; a failure is logged, not returned (progress is advice;
+/// the task record holds the truth).
+pub(crate) async fn publish_progress(services: &Services, task: &Task, payload: &TaskProgress) {
     if let Err(e) = services
-        .publish(
-            &task.tenant,
-            EventType::TaskProgress,
-            &task.correlation_id,
-            payload,
-        )
+        .publish(&task.tenant, &task.correlation_id, payload)
         .await
     {
         tracing::warn!(error = %e, "progress event not stored");
@@ -140,12 +132,12 @@ pub async fn cancel(
                 task.status.as_str()
             ))
         })?;
-        let event = Event::new(
+        let event = Event::of(
             tenant.clone(),
-            EventType::TaskCancelled,
             correlation_id,
-            serde_json::json!({"task_id": cancelled.id, "kind": cancelled.kind}),
-        );
+            &TaskCancelled::of(&cancelled),
+        )
+        .map_err(|e| Problem::internal(format!("encoding an event: {e}")))?;
         match services.events.append_with_task(&event, &cancelled).await {
             Ok(()) => return Ok(cancelled),
             Err(StoreError::Conflict(_)) => continue,

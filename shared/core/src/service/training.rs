@@ -160,7 +160,7 @@ pub async fn submit(
         spec,
         data,
     };
-    let task = jobs::submit(services, task, jobs::JobKind::Train, &job).await?;
+    let task = jobs::submit(services, task, &job).await?;
     Ok((task, model_id))
 }
 

@@ -145,5 +145,5 @@ pub async fn submit(
         source,
         windows,
     };
-    jobs::submit(services, task, jobs::JobKind::Backtest, &job).await
+    jobs::submit(services, task, &job).await
 }

@@ -4,19 +4,17 @@
 
 use super::planner::{manifest_key, part_key};
 use super::source::Source;
-use crate::domain::{BatchProgress, EventType, Task, TaskStatus, TenantId};
+use crate::domain::payload::{ChunksDone, Outcome, TaskCompleted, TaskProgress};
+use crate::domain::{BatchProgress, Task, TaskStatus, TenantId};
 use crate::ids::{ModelId, TaskId};
 use crate::ports::{Delivery, StoreError};
 use crate::service::chunks;
-use crate::service::jobs::JobError;
+use crate::service::jobs::{JobError, JobKind};
 use crate::service::tasks::Handled;
 use crate::service::{models, Problem, Services};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
-
-/// The job kind of chunk jobs, on the chunks queue.
-pub const CHUNK_JOB: &str = "chunk";
 
 /// Conditional writes a chunk tries before leaving its count to a redelivery (which
 /// finds its part written and only counts it): with the back-off capped at 128 ms,
@@ -55,7 +53,7 @@ pub async fn handle_chunk(
     deadline: Option<tokio::time::Instant>,
 ) -> Handled {
     let chunk: ChunkJob = match serde_json::from_value(delivery.job.body.clone()) {
-        Ok(c) if delivery.job.kind == CHUNK_JOB => c,
+        Ok(c) if JobKind::parse(&delivery.job.kind) == Some(JobKind::Chunk) => c,
         Ok(_) | Err(_) => {
             tracing::error!(job_id = %delivery.job.job_id, kind = %delivery.job.kind, "dropping a message that is not a chunk job");
             return Handled::Done;
@@ -255,11 +253,14 @@ async fn record(
 
 async fn announce(services: &Services, task: &Task) {
     let Some(b) = &task.batch else { return };
-    let payload = serde_json::json!({
-        "task_id": task.id, "kind": task.kind, "progress": task.progress,
-        "chunks": {"done": b.done, "total": b.total},
-    });
-    crate::service::tasks::publish_progress(services, task, payload).await;
+    let payload = TaskProgress {
+        chunks: Some(ChunksDone {
+            done: b.done,
+            total: b.total,
+        }),
+        ..TaskProgress::of(task)
+    };
+    crate::service::tasks::publish_progress(services, task, &payload).await;
 }
 
 /// The last chunk: writes the manifest, then completes the task in one conditional
@@ -301,21 +302,19 @@ async fn complete(
         return Ok(true);
     };
     done.result = Some(manifest_key.as_str().to_string());
-    let payload = serde_json::json!({
-        "task_id": done.id,
-        "kind": done.kind,
-        "model_id": chunk.model_id,
-        "rows": progress.rows,
-        "anomalies": progress.anomalies,
-        "chunks": progress.total,
-        "manifest": manifest_key.as_str(),
-        "result_url": format!("/v1/tasks/{}/result", done.id),
-    });
+    let payload = TaskCompleted {
+        task_id: done.id.clone(),
+        outcome: Outcome::Batch {
+            model_id: chunk.model_id.clone(),
+            rows: progress.rows,
+            anomalies: progress.anomalies,
+            chunks: progress.total,
+            manifest: manifest_key.as_str().to_string(),
+            result_url: format!("/v1/tasks/{}/result", done.id),
+        },
+    };
     done.batch = Some(progress);
-    match services
-        .publish_with_task(&done, EventType::TaskCompleted, payload)
-        .await
-    {
+    match services.publish_with_task(&done, &payload).await {
         Ok(_) => {
             crate::metrics::global().add(crate::metrics::Counter::JobsSucceeded, 1);
             tracing::info!(task_id = %done.id, "batch completed");
@@ -344,8 +343,7 @@ async fn fail(services: &Services, tenant: &TenantId, chunk: &ChunkJob, why: &st
                 continue;
             }
         };
-        let extra = serde_json::Map::from_iter([("chunk".into(), chunk.index.into())]);
-        match crate::service::tasks::mark_failed(services, &task, &error, extra).await {
+        match crate::service::tasks::mark_failed(services, &task, &error, Some(chunk.index)).await {
             Ok(_) => return,
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => tracing::warn!(error = %e, "could not mark the batch failed"),

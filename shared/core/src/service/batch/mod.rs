@@ -25,7 +25,7 @@ mod chunk;
 mod planner;
 mod source;
 
-pub use chunk::{handle_chunk, ChunkJob, CHUNK_JOB};
+pub use chunk::{handle_chunk, ChunkJob};
 pub use planner::{manifest_key, part_key, plan, send_chunks, submit, BatchJob};
 pub use source::{BatchRequest, Source, SourceSpec};
 

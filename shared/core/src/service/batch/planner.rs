@@ -2,12 +2,12 @@
 //! source split into chunks and checked against the model, one chunk job sent per chunk,
 //! and where the batch's parts and manifest are written.
 
-use super::chunk::{ChunkJob, CHUNK_JOB};
+use super::chunk::ChunkJob;
 use super::source::{BatchRequest, Source};
 use crate::domain::{BatchProgress, Task, TaskKind, TenantId};
-use crate::ids::{JobId, ModelId, TaskId};
+use crate::ids::{ModelId, TaskId};
 use crate::limits::{BATCH_MAX_CHUNKS, BATCH_MAX_HEADER_BYTES};
-use crate::ports::{BlobKey, Job};
+use crate::ports::BlobKey;
 use crate::service::chunks::{self, Plan, PlanError};
 use crate::service::jobs::{self, JobError, JobKind};
 use crate::service::{models, Problem, Services};
@@ -85,7 +85,7 @@ pub async fn submit(
         output: request.output,
         chunk_bytes,
     };
-    jobs::submit(services, task, JobKind::Batch, &job).await
+    jobs::submit(services, task, &job).await
 }
 
 /// The planner's first step: splits the source and checks its header against the model,
@@ -150,14 +150,7 @@ pub async fn send_chunks(
                 model_id: job.model_id.clone(),
                 output: job.output.clone(),
             };
-            messages.push(Job {
-                job_id: JobId::new(),
-                tenant: tenant.clone(),
-                kind: CHUNK_JOB.to_string(),
-                correlation_id: correlation_id.to_string(),
-                body: serde_json::to_value(&body)
-                    .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?,
-            });
+            messages.push(JobKind::Chunk.job(tenant, correlation_id, &body)?);
         }
         services
             .chunks

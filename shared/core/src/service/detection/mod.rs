@@ -13,7 +13,8 @@ mod scoring;
 pub use request::{scorer, DetectQuery, DetectRequest, DetectSpec, ScorerSpec};
 pub use scoring::{result_key, run_job, score_with, Contribution, DetectJob, Detection};
 
-use crate::domain::{EventType, Task, TaskKind, TenantId};
+use crate::domain::payload::{AnomalyDetected, RowAnomalies};
+use crate::domain::{Task, TaskKind, TenantId};
 use crate::ids::TaskId;
 use crate::limits::INLINE_RESULT_BYTES;
 use crate::ports::BlobKey;
@@ -59,23 +60,17 @@ pub async fn announce(
         .iter()
         .cloned()
         .fold(f64::NEG_INFINITY, f64::max);
-    services
-        .publish(
-            tenant,
-            EventType::AnomalyDetected,
-            correlation_id,
-            serde_json::json!({
-                "model_id": detection.model_id,
-                "task_id": task_id,
-                "algorithm": detection.algorithm,
-                "rows_scored": detection.rows,
-                "anomalies": detection.anomalies,
-                "anomaly_rows": rows,
-                "max_score": max_score,
-                "threshold": detection.threshold,
-            }),
-        )
-        .await?;
+    let payload = AnomalyDetected::Rows(RowAnomalies {
+        model_id: detection.model_id.clone(),
+        task_id: task_id.cloned(),
+        algorithm: detection.algorithm.clone(),
+        rows_scored: detection.rows,
+        anomalies: detection.anomalies,
+        anomaly_rows: rows,
+        max_score,
+        threshold: detection.threshold,
+    });
+    services.publish(tenant, correlation_id, &payload).await?;
     Ok(())
 }
 
@@ -161,5 +156,5 @@ pub async fn submit(
         input,
         ignored_columns,
     };
-    jobs::submit(services, task, jobs::JobKind::Detect, &job).await
+    jobs::submit(services, task, &job).await
 }

@@ -2,7 +2,8 @@
 //! or, when large, in the blob store), reading it back, and announcing the result.
 
 use super::upload::upload_key;
-use crate::domain::{Dataset, DatasetStatus, EventType, TenantId};
+use crate::domain::payload::DatasetProfiled;
+use crate::domain::{Dataset, DatasetStatus, TenantId};
 use crate::ids::DatasetId;
 use crate::limits::{self, MAX_PROFILE_ATTEMPTS};
 use crate::ports::BlobKey;
@@ -175,27 +176,28 @@ pub(super) async fn announce(
     correlation_id: &str,
 ) -> Result<(), JobError> {
     let profile = dataset.profile.as_ref();
-    services
-        .publish(
-            &dataset.tenant,
-            EventType::DatasetProfiled,
-            correlation_id,
-            serde_json::json!({
-                "dataset_id": dataset.id,
-                "status": dataset.status,
-                "error": dataset.error,
-                "rows": profile.and_then(|p| p.get("rows")),
-                "columns": profile.and_then(|p| p.get("columns")),
-                "issues": profile
-                    .and_then(|p| p.get("issues"))
-                    .and_then(|i| i.as_array())
-                    .map(|i| i.iter().take(EVENT_ISSUES).collect::<Vec<_>>()),
-                "issues_total": profile
-                    .and_then(|p| p.get("issues_total").or_else(|| p.get("issues")))
-                    .map(|i| i.as_array().map_or(i.as_u64().unwrap_or(0), |a| a.len() as u64)),
-                "train": dataset.train_on_upload && dataset.status == DatasetStatus::Profiled,
+    let payload = DatasetProfiled {
+        dataset_id: dataset.id.clone(),
+        status: dataset.status,
+        error: dataset.error.clone(),
+        rows: profile.and_then(|p| p.get("rows")).and_then(|v| v.as_u64()),
+        columns: profile
+            .and_then(|p| p.get("columns"))
+            .and_then(|v| v.as_u64()),
+        issues: profile
+            .and_then(|p| p.get("issues"))
+            .and_then(|i| i.as_array())
+            .map(|i| i.iter().take(EVENT_ISSUES).cloned().collect()),
+        issues_total: profile
+            .and_then(|p| p.get("issues_total").or_else(|| p.get("issues")))
+            .map(|i| {
+                i.as_array()
+                    .map_or(i.as_u64().unwrap_or(0), |a| a.len() as u64)
             }),
-        )
+        train: dataset.train_on_upload && dataset.status == DatasetStatus::Profiled,
+    };
+    services
+        .publish(&dataset.tenant, correlation_id, &payload)
         .await?;
     Ok(())
 }

@@ -142,7 +142,7 @@ pub async fn object_created(services: &Services, key: &str, size: u64) -> Result
             dataset_id: id,
             size,
         };
-        jobs::submit(services, task, jobs::JobKind::Profile, &job).await?;
+        jobs::submit(services, task, &job).await?;
         return Ok(());
     }
     run_profile(services, &tenant, &correlation, &id, size).await?;

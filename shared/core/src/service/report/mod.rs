@@ -69,7 +69,7 @@ pub async fn submit(
         model_id: model_id.clone(),
         data,
     };
-    jobs::submit(services, task, jobs::JobKind::Report, &job).await
+    jobs::submit(services, task, &job).await
 }
 
 /// A download URL for a completed report task's page.

@@ -16,7 +16,8 @@
 use super::request::{check_count, Point};
 use super::state::{discard, load_state, store_state};
 use super::{get, threshold_of, MAX_ROUNDS};
-use crate::domain::{EventType, Stream, StreamState, TenantId};
+use crate::domain::payload::{AnomalyDetected, PointAnomaly, StreamAnomalies};
+use crate::domain::{Stream, StreamState, TenantId};
 use crate::ids::{EventId, StreamId};
 use crate::limits::STREAM_MAX_REQUEST_WORK;
 use crate::ports::StoreError;
@@ -322,46 +323,36 @@ async fn publish(
 ) -> Option<EventId> {
     // Values only for narrow streams, so an event stays well under a WebSocket frame.
     let with_values = stream.columns.len() <= EVENT_VALUES_UP_TO;
-    let listed: Vec<Value> = anomalies
+    let listed: Vec<PointAnomaly> = anomalies
         .iter()
         .take(EVENT_POINTS)
-        .map(|a| {
-            let mut p = json!({"index": a.index, "timestamp": a.timestamp, "score": a.score, "raw_score": a.raw_score});
-            if with_values {
-                p["values"] = json!(points[a.index].values);
-                if let Some(expected) = &a.expected {
-                    p["expected"] = json!(expected);
-                }
-                if let Some(shares) = &a.shares {
-                    p["shares"] = json!(shares);
-                }
-                if let Some(direction) = &a.direction {
-                    p["direction"] = json!(direction);
-                }
-            }
-            p
+        .map(|a| PointAnomaly {
+            index: a.index,
+            timestamp: a.timestamp,
+            score: a.score,
+            raw_score: a.raw_score,
+            values: with_values.then(|| points[a.index].values.clone()),
+            expected: a.expected.clone().filter(|_| with_values),
+            shares: a.shares.clone().filter(|_| with_values),
+            direction: a.direction.clone().filter(|_| with_values),
         })
         .collect();
     let max_score = anomalies
         .iter()
         .map(|a| a.score)
         .fold(f64::NEG_INFINITY, f64::max);
+    let payload = AnomalyDetected::Stream(StreamAnomalies {
+        stream_id: stream.id.clone(),
+        stream_name: stream.name.clone(),
+        points_scored: points.len(),
+        anomalies: anomalies.len(),
+        anomaly_points: listed,
+        max_score,
+        threshold: stream.threshold,
+        stream_version: stream.version,
+    });
     let published = services
-        .publish(
-            &stream.tenant,
-            EventType::AnomalyDetected,
-            correlation_id,
-            json!({
-                "stream_id": stream.id,
-                "stream_name": stream.name,
-                "points_scored": points.len(),
-                "anomalies": anomalies.len(),
-                "anomaly_points": listed,
-                "max_score": max_score,
-                "threshold": stream.threshold,
-                "stream_version": stream.version,
-            }),
-        )
+        .publish(&stream.tenant, correlation_id, &payload)
         .await;
     match published {
         Ok(event) => Some(event.event_id),

@@ -2,11 +2,13 @@
 //! (or left alone when finished, held by a live worker, or its tenant at its cap),
 //! the work run with a [`Reporter`], and the task completed, failed or handed back.
 
+use super::body::JobBody;
 use super::dispatch::run;
 use super::reporter::Reporter;
 use super::Held;
 use crate::claim_check;
-use crate::domain::{EventType, Task, TaskStatus};
+use crate::domain::payload::{Outcome, TaskCompleted, TaskProgress};
+use crate::domain::{Task, TaskKind, TaskStatus};
 use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
 use crate::service::jobs::{JobError, JobKind};
@@ -18,9 +20,10 @@ use std::sync::atomic::Ordering;
 /// What a finished job leaves on its task.
 pub(super) struct Output {
     pub(super) result: String,
-    pub(super) payload: serde_json::Value,
+    pub(super) outcome: Outcome,
 }
 
+/// The task id of a body that does not decode, to fail its task with the reason.
 fn task_id_of(body: &serde_json::Value) -> Option<TaskId> {
     body.get("task_id")
         .and_then(|v| v.as_str())
@@ -43,13 +46,22 @@ pub(super) async fn handle_inner(
             return Handled::Done;
         }
     };
-    let Some(kind) = JobKind::parse(&job.kind) else {
+    let Some(JobKind::Task(kind)) = JobKind::parse(&job.kind) else {
         tracing::error!("dropping a job of unknown kind");
         return Handled::Done;
     };
-    let Some(task_id) = task_id_of(&job.body) else {
-        tracing::error!("dropping a job without a task id");
-        return Handled::Done;
+    // Decoded once: a body that does not decode fails its task, if it names one.
+    let body = JobBody::decode(kind, &job.body)
+        .map_err(|e| Problem::invalid_data(format!("job body: {e}")));
+    let task_id = match &body {
+        Ok(body) => body.task_id().clone(),
+        Err(_) => match task_id_of(&job.body) {
+            Some(id) => id,
+            None => {
+                tracing::error!("dropping a job without a task id");
+                return Handled::Done;
+            }
+        },
     };
     let tenant = job.tenant.clone();
     tracing::Span::current().record("task_id", tracing::field::display(&task_id));
@@ -74,7 +86,7 @@ pub(super) async fn handle_inner(
         }
         // A planned batch's planner only sends the chunks not done yet, so a redelivery
         // of it (after a failed send) takes over at once rather than after the lease.
-        TaskStatus::Running if kind == JobKind::Batch && task.batch.is_some() => task.take_over(),
+        TaskStatus::Running if kind == TaskKind::Batch && task.batch.is_some() => task.take_over(),
         TaskStatus::Running
             if task.updated_at.plus_seconds(lease) > Timestamp::now()
                 && services
@@ -111,26 +123,31 @@ pub(super) async fn handle_inner(
     let reporter = Reporter::new(services.clone(), started.clone());
     *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(reporter.clone());
     // Tell subscribers it started: a client that got 202 sees work begin at once.
-    let payload = serde_json::json!({"task_id": started.id, "kind": started.kind, "progress": started.progress, "attempt": started.attempts});
+    let payload = TaskProgress {
+        attempt: Some(started.attempts),
+        ..TaskProgress::of(&started)
+    };
     if let Err(e) = services
-        .publish(
-            &tenant,
-            EventType::TaskProgress,
-            &job.correlation_id,
-            payload,
-        )
+        .publish(&tenant, &job.correlation_id, &payload)
         .await
     {
         tracing::warn!(error = %e, "start event not stored");
     }
-    let work = run(
-        services,
-        kind,
-        &job.body,
-        &tenant,
-        &job.correlation_id,
-        reporter.clone(),
-    );
+    let work = async {
+        match &body {
+            Ok(body) => {
+                run(
+                    services,
+                    body,
+                    &tenant,
+                    &job.correlation_id,
+                    reporter.clone(),
+                )
+                .await
+            }
+            Err(problem) => Err(JobError::Fail(problem.clone())),
+        }
+    };
     let result = reporter.clone().drive(work, deadline).await;
     let current = reporter.task.lock().await.clone();
     match result {
@@ -216,13 +233,11 @@ async fn complete(
         return Handled::Done;
     };
     done.result = Some(output.result);
-    let mut payload = output.payload;
-    payload["task_id"] = serde_json::json!(done.id);
-    payload["kind"] = serde_json::json!(done.kind);
-    match services
-        .publish_with_task(&done, EventType::TaskCompleted, payload)
-        .await
-    {
+    let payload = TaskCompleted {
+        task_id: done.id.clone(),
+        outcome: output.outcome,
+    };
+    match services.publish_with_task(&done, &payload).await {
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => {
             // Cancelled, or finished by another delivery, while this one worked.

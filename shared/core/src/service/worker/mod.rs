@@ -1,7 +1,7 @@
-//! The worker: one dispatch point for every job kind (`dispatch.rs`), the lifecycle of
-//! one delivery around it (`lifecycle.rs`), and progress reported from the work
-//! (`reporter.rs`). This module takes the deliveries of each lane and holds them to a
-//! deadline.
+//! The worker: a job's body decoded once (`body.rs`), one dispatch point for every job
+//! kind (`dispatch.rs`), the lifecycle of one delivery around it (`lifecycle.rs`), and
+//! progress reported from the work (`reporter.rs`). This module takes the deliveries of
+//! each lane and holds them to a deadline.
 //!
 //! Delivery is at least once, so handling is idempotent: a finished task is left alone,
 //! a task another live worker holds is retried later, a stale one is taken over, and
@@ -10,6 +10,7 @@
 //! work (and once when it starts) and the task is touched regularly, so the scheduler
 //! can tell a lost worker from a slow one.
 
+mod body;
 mod dispatch;
 mod lifecycle;
 mod reporter;

@@ -1,6 +1,7 @@
 //! Progress from a job's work (any thread) to its task and the event log, and the flag
 //! that stops work abandoned at its deadline.
 
+use crate::domain::payload::TaskProgress;
 use crate::domain::{BatchProgress, Task};
 use crate::ports::StoreError;
 use crate::service::jobs::JobError;
@@ -185,8 +186,7 @@ impl Reporter {
             }
         }
         if announce {
-            let payload = serde_json::json!({"task_id": task.id, "kind": task.kind, "progress": task.progress});
-            publish_progress(&self.services, &task, payload).await;
+            publish_progress(&self.services, &task, &TaskProgress::of(&task)).await;
         }
     }
 }
