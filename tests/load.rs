@@ -124,7 +124,23 @@ async fn client(n: usize, api: Api, model: String, tally: Arc<Mutex<Tally>>, unt
             .await;
             if s == 201 {
                 let url = grant["upload"]["url"].as_str().unwrap().to_string();
-                let put = api.put(&url, csv.into_bytes()).await;
+                // A tenant sends at most `MAX_UPLOADS_PER_TENANT` at once and ten clients
+                // share one: a 429 (Retry-After: 1) is sent again, as a client would.
+                let bytes = csv.into_bytes();
+                let mut put = api.put(&url, bytes.clone()).await;
+                for _ in 0..5 {
+                    if put != 429 {
+                        break;
+                    }
+                    *tally
+                        .lock()
+                        .unwrap()
+                        .statuses
+                        .entry("upload-put 429".into())
+                        .or_default() += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    put = api.put(&url, bytes.clone()).await;
+                }
                 let mut t = tally.lock().unwrap();
                 *t.statuses.entry(format!("upload-put {put}")).or_default() += 1;
                 if put != 200 {
