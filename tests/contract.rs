@@ -359,11 +359,30 @@ fn the_socket_checker_refuses_messages_the_document_does_not_describe() {
     c.check(&json!({"type": "pong"})).expect("pong");
     c.check(&json!({"type": "subscribed", "channel": "tenant", "replayed": 0}))
         .expect("subscribed");
-    c.check(&json!({
-        "type": "task.completed", "event_id": "evt_01JEXAMPLE0000000000000000",
-        "at": "2026-12-05T00:00:00Z", "correlation_id": "req_1", "payload": {"task_id": "x"}
-    }))
-    .expect("an event");
+    let pushed = |payload: Value| {
+        json!({
+            "type": "task.completed", "event_id": "evt_01JEXAMPLE0000000000000000",
+            "at": "2026-12-05T00:00:00Z", "correlation_id": "req_1", "payload": payload
+        })
+    };
+    let done = json!({
+        "task_id": "tsk_01M930KGMT45C3JACJ4JSFTY9Z", "kind": "profile",
+        "dataset_id": "dst_01M930KGNPJT0M4F4K10RT7G1A", "status": "profiled"
+    });
+    c.check(&pushed(done.clone())).expect("an event");
+    assert!(
+        c.check(&pushed(
+            json!({"task_id": "tsk_01M930KGMT45C3JACJ4JSFTY9Z"})
+        ))
+        .is_err(),
+        "a payload of no event's shape"
+    );
+    let mut unfinished = done;
+    unfinished["kind"] = json!("train");
+    assert!(
+        c.check(&pushed(unfinished)).is_err(),
+        "a completed training without its model"
+    );
     assert!(
         c.check(&json!({"type": "subscribed"})).is_err(),
         "no channel"

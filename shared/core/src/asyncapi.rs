@@ -142,8 +142,8 @@ pub struct Pushed {
     pub correlation_id: String,
     /// Its id: clients drop one they have seen (a replay may repeat it).
     pub event_id: EventId,
-    /// Details (task id, progress, model id, anomalies, ...).
-    #[schema(value_type = Object)]
+    /// What the event says: the payload of its `type`.
+    #[schema(value_type = crate::domain::payload::Payload)]
     pub payload: Value,
     /// What happened.
     #[serde(rename = "type")]

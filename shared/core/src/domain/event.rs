@@ -58,7 +58,8 @@ pub struct Event {
     pub at: Timestamp,
     /// The request or job it belongs to.
     pub correlation_id: String,
-    /// Details (task id, progress, model id, ...).
+    /// What the event says: the payload of its `type`.
+    #[schema(value_type = crate::domain::payload::Payload)]
     pub payload: serde_json::Value,
 }
 

@@ -13,6 +13,7 @@ use crate::ids::{DatasetId, ModelId, StreamId, TaskId};
 use nomaly_detect::backtest::Evaluation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// The payload of one event type.
 pub trait EventPayload: Serialize {
@@ -27,7 +28,7 @@ pub trait EventPayload: Serialize {
 
 /// `task.progress`: a task started (with its `attempt`) or moved on (a batch with its
 /// `chunks`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskProgress {
     /// The task.
@@ -45,7 +46,7 @@ pub struct TaskProgress {
 }
 
 /// A batch's chunks done, of all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChunksDone {
     /// Done.
@@ -55,7 +56,7 @@ pub struct ChunksDone {
 }
 
 /// `task.completed`: the task and what its work made, by kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskCompleted {
     /// The task.
     pub task_id: TaskId,
@@ -65,7 +66,7 @@ pub struct TaskCompleted {
 }
 
 /// What a completed task made, one variant per task kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// A stored model.
@@ -75,6 +76,7 @@ pub enum Outcome {
         /// Its algorithm.
         algorithm: String,
         /// The model record's training summary.
+        #[schema(value_type = Object)]
         training: Value,
     },
     /// Scores of rows.
@@ -132,8 +134,10 @@ pub enum Outcome {
         /// The threshold.
         threshold: f64,
         /// How the detector fared against the labels, when there were any.
+        #[schema(value_type = Option<Object>)]
         evaluation: Option<Evaluation>,
         /// The best threshold on these labels and how it fared.
+        #[schema(value_type = Option<Object>)]
         best: Option<Evaluation>,
         /// Where the scores are.
         result_url: String,
@@ -141,7 +145,7 @@ pub enum Outcome {
 }
 
 /// `task.failed`: why; for a batch failed by one chunk, which.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskFailed {
     /// The task.
@@ -156,7 +160,7 @@ pub struct TaskFailed {
 }
 
 /// `task.cancelled`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskCancelled {
     /// The task.
@@ -166,7 +170,7 @@ pub struct TaskCancelled {
 }
 
 /// `anomaly.detected`: from scoring rows, or from a stream's points.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum AnomalyDetected {
     /// Rows scored by `POST /v1/detect` or a `detect` task.
@@ -176,7 +180,7 @@ pub enum AnomalyDetected {
 }
 
 /// Anomalies among scored rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RowAnomalies {
     /// The stored model that scored, if one did.
@@ -198,7 +202,7 @@ pub struct RowAnomalies {
 }
 
 /// Anomalies among a stream's appended points.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamAnomalies {
     /// The stream.
@@ -221,7 +225,7 @@ pub struct StreamAnomalies {
 
 /// One anomalous point of a stream. Values and explanations are left out for streams of
 /// many columns, so an event stays well under a WebSocket frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointAnomaly {
     /// Its position in the request.
@@ -236,18 +240,21 @@ pub struct PointAnomaly {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<f64>>,
     /// The value expected for each column.
+    #[schema(value_type = Option<Object>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Map<String, Value>>,
     /// Each column's share of how unusual the point is.
+    #[schema(value_type = Option<Object>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shares: Option<Map<String, Value>>,
     /// Where each column's value lies against what was expected.
+    #[schema(value_type = Option<Object>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<Map<String, Value>>,
 }
 
 /// `dataset.profiled`: the upload's profile in brief, and whether training follows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetProfiled {
     /// The dataset.
@@ -261,6 +268,7 @@ pub struct DatasetProfiled {
     /// Columns.
     pub columns: Option<u64>,
     /// The first issues found.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub issues: Option<Vec<Value>>,
     /// Issues found in all.
     pub issues_total: Option<u64>,
@@ -322,8 +330,9 @@ payload_of! {
     DatasetProfiled => EventType::DatasetProfiled,
 }
 
-/// Any event's payload, read back by its type.
-#[derive(Debug, Clone, PartialEq)]
+/// Any event's payload: one shape per event type.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
 pub enum Payload {
     /// `task.progress`.
     TaskProgress(TaskProgress),
@@ -340,7 +349,8 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// Reads the stored payload of an event of type `kind`.
+    /// Reads the stored payload of an event of type `kind` (written as the payload
+    /// itself).
     pub fn decode(kind: EventType, payload: &Value) -> Result<Self, serde_json::Error> {
         use serde::de::Deserialize as _;
         Ok(match kind {
@@ -363,14 +373,7 @@ impl Payload {
 
     /// The payload as stored.
     pub fn encode(&self) -> Result<Value, serde_json::Error> {
-        match self {
-            Payload::TaskProgress(p) => p.to_json(),
-            Payload::TaskCompleted(p) => p.to_json(),
-            Payload::TaskFailed(p) => p.to_json(),
-            Payload::TaskCancelled(p) => p.to_json(),
-            Payload::AnomalyDetected(p) => p.to_json(),
-            Payload::DatasetProfiled(p) => p.to_json(),
-        }
+        serde_json::to_value(self)
     }
 }
 
