@@ -27,12 +27,7 @@ struct World {
 
 async fn seed(e: &Env, key: &str) -> [String; 3] {
     let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            key,
-            json!({"algorithm": "zscore", "rows": rows(30)}),
-        )
+        .post_models(key, json!({"algorithm": "zscore", "rows": rows(30)}))
         .await;
     let task = body["task"]["id"].as_str().unwrap().to_string();
     e.drain().await;
@@ -43,21 +38,11 @@ async fn seed(e: &Env, key: &str) -> [String; 3] {
         .await;
     let model = task_view["result"].as_str().unwrap().to_string();
     let (s, _, _) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            key,
-            json!({"model_id": model, "rows": rows(5)}),
-        )
+        .post_detect(key, json!({"model_id": model, "rows": rows(5)}))
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/datasets",
-            key,
-            json!({"name": "d.csv", "size": 100}),
-        )
+        .post_datasets(key, json!({"name": "d.csv", "size": 100}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let dataset = body["dataset"]["id"].as_str().unwrap().to_string();
@@ -629,13 +614,8 @@ async fn every_route_and_action_refuses_bad_input_with_a_clear_4xx() {
     assert_eq!(before, after, "a refused request changed what was stored");
     // The server's own work is intact: the stored model still scores.
     let (s, _, body) =
-        w.e.json(
-            "POST",
-            "/v1/detect",
-            &w.key,
-            json!({"model_id": w.mine[0], "rows": rows(5)}),
-        )
-        .await;
+        w.e.post_detect(&w.key, json!({"model_id": w.mine[0], "rows": rows(5)}))
+            .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     println!("bad input: {http} HTTP cases and {ws} WebSocket cases, each a clear 4xx");
 }
@@ -843,7 +823,7 @@ async fn one_tenant_cannot_make_the_service_hold_compute_or_answer_too_much() {
         ),
     ] {
         for path in ["/v1/detect", "/v1/models"] {
-            let (s, _, problem) = e.json("POST", path, &key, body.clone()).await;
+            let (s, _, problem) = e.post_json(path, &key, body.clone()).await;
             assert_eq!(s.as_u16(), 413, "{path} {what}: {problem}");
             assert!(
                 problem["detail"].as_str().unwrap().contains(limit),
@@ -857,12 +837,7 @@ async fn one_tenant_cannot_make_the_service_hold_compute_or_answer_too_much() {
     // A detection whose answer would pass what a response carries becomes a task.
     let many: Vec<Vec<f64>> = (0..250_000).map(|i| vec![(i % 97) as f64]).collect();
     let (s, _, queued) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &key,
-            json!({"algorithm": "zscore", "rows": many}),
-        )
+        .post_detect(&key, json!({"algorithm": "zscore", "rows": many}))
         .await;
     assert_eq!(s.as_u16(), 202, "{queued}");
 
@@ -901,12 +876,7 @@ async fn one_tenant_cannot_make_the_service_hold_compute_or_answer_too_much() {
         csv.push('\n');
     }
     let (s, _, grant) = e
-        .json(
-            "POST",
-            "/v1/datasets",
-            &key,
-            json!({"name": "wide.csv", "size": csv.len()}),
-        )
+        .post_datasets(&key, json!({"name": "wide.csv", "size": csv.len()}))
         .await;
     assert_eq!(s.as_u16(), 201, "{grant}");
     let id = grant["dataset"]["id"].as_str().unwrap().to_string();
@@ -965,12 +935,7 @@ async fn scores_artifacts_and_manifests_stay_within_bounds_and_tenants() {
     let key = e.key("acme").await;
     let tenant = TenantId::parse("acme").unwrap();
     let (s, _, trained) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "iforest", "rows": rows(300)}),
-        )
+        .post_models(&key, json!({"algorithm": "iforest", "rows": rows(300)}))
         .await;
     assert_eq!(s.as_u16(), 202, "{trained}");
     e.drain().await;

@@ -45,9 +45,7 @@ async fn model(e: &Env, key: &str) -> ModelId {
         .map(|i| vec![(i % 17) as f64 * 0.1, (i % 13) as f64 * 0.2, (i % 7) as f64])
         .collect();
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
+        .post_models(
             key,
             json!({"algorithm": "zscore", "rows": rows, "columns": ["a", "b", "c"]}),
         )
@@ -80,7 +78,7 @@ async fn put(e: &Env, key: &str, bytes: Vec<u8>) {
 }
 
 async fn submit(e: &Env, key: &str, body: Value) -> TaskId {
-    let (s, _, answer) = e.json("POST", "/v1/batch", key, body).await;
+    let (s, _, answer) = e.post_batch(key, body).await;
     assert_eq!(s.as_u16(), 202, "{answer}");
     assert_eq!(answer["task"]["kind"], "batch");
     TaskId::parse(answer["task"]["id"].as_str().expect("task id")).expect("id")
@@ -368,7 +366,7 @@ async fn refusals_store_nothing_and_name_the_problem() {
         ),
     ];
     for (what, body, status) in cases {
-        let (s, _, answer) = e.json("POST", "/v1/batch", &key, body).await;
+        let (s, _, answer) = e.post_batch(&key, body).await;
         assert_eq!(s.as_u16(), status, "{what}: {answer}");
         assert!(
             answer["detail"].as_str().is_some_and(|d| !d.is_empty()),
@@ -377,13 +375,11 @@ async fn refusals_store_nothing_and_name_the_problem() {
     }
     // Another tenant may not use acme's model; no key is 401.
     let (s, _, _) = e
-        .json("POST", "/v1/batch", &other, json!({"source": {"key": "tenants/globex/data/x.csv"}, "model_id": model_id, "output": "o"}))
+        .post_batch(&other, json!({"source": {"key": "tenants/globex/data/x.csv"}, "model_id": model_id, "output": "o"}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = e
-        .json(
-            "POST",
-            "/v1/batch",
+        .post_batch(
             "",
             json!({"source": ok_source, "model_id": model_id, "output": "o"}),
         )
@@ -593,9 +589,7 @@ async fn the_local_server_reads_files_under_its_imports_folder_only() {
         "",
     ] {
         let (s, _, body) = e
-            .json(
-                "POST",
-                "/v1/batch",
+            .post_batch(
                 &key,
                 json!({"source": {"file": bad}, "model_id": model_id, "output": "f"}),
             )
@@ -604,9 +598,7 @@ async fn the_local_server_reads_files_under_its_imports_folder_only() {
     }
     // A link out of the folder is refused; another tenant's file is not there at all.
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/batch",
+        .post_batch(
             &key,
             json!({"source": {"file": "link.csv"}, "model_id": model_id, "output": "f"}),
         )
@@ -614,10 +606,7 @@ async fn the_local_server_reads_files_under_its_imports_folder_only() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert!(!body.to_string().contains("secret"), "{body}");
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/batch",
-            &key,
+        .post_batch(&key,
             json!({"source": {"file": "../globex/secret.csv"}, "model_id": model_id, "output": "f"}),
         )
         .await;

@@ -390,12 +390,7 @@ async fn a_panicking_request_gets_a_500_problem_and_the_next_one_works() {
     let key = e.key("acme").await;
     faults.arm("create_task", 1, Mode::Panic);
     let (s, h, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(40)}),
-        )
+        .post_models(&key, json!({"algorithm": "zscore", "rows": rows(40)}))
         .await;
     assert_eq!(s.as_u16(), 500, "{body}");
     assert_eq!(h["content-type"], "application/problem+json");

@@ -77,13 +77,13 @@ async fn inline_detection_answers_at_once_caches_and_publishes_anomalies() {
     let key = e.key("acme").await;
     let request =
         json!({"algorithm": "zscore", "rows": rows(200), "contamination": 0.01, "explain": true});
-    let (s, _, first) = e.json("POST", "/v1/detect", &key, request.clone()).await;
+    let (s, _, first) = e.post_detect(&key, request.clone()).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert_eq!(first["rows"], 201);
     assert_eq!(first["labels"][200], 1, "the planted outlier is found");
     assert_eq!(first["cached"], false);
     assert_eq!(first["explanations"][200].as_array().unwrap().len(), 3);
-    let (_, _, second) = e.json("POST", "/v1/detect", &key, request).await;
+    let (_, _, second) = e.post_detect(&key, request).await;
     assert_eq!(second["cached"], true);
     assert_eq!(second["scores"], first["scores"]);
     let anomalies: Vec<Event> = e
@@ -271,9 +271,7 @@ async fn training_runs_in_the_worker_with_progress_and_the_model_scores_like_the
     let key = e.key("acme").await;
     let data = rows(3000);
     let (s, h, body) = e
-        .json(
-            "POST",
-            "/v1/models",
+        .post_models(
             &key,
             json!({"algorithm": "iforest", "rows": data, "params": {"n_estimators": 50}}),
         )
@@ -311,12 +309,7 @@ async fn training_runs_in_the_worker_with_progress_and_the_model_scores_like_the
     assert_eq!(kinds.last().map(String::as_str), Some("task.completed"));
 
     let (s, _, scored) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &key,
-            json!({"model_id": model_id, "rows": data}),
-        )
+        .post_detect(&key, json!({"model_id": model_id, "rows": data}))
         .await;
     assert_eq!(s, StatusCode::OK, "{scored}");
     let artifact = BlobKey::parse(&format!("tenants/acme/models/{model_id}.json")).unwrap();
@@ -361,12 +354,7 @@ async fn training_runs_in_the_worker_with_progress_and_the_model_scores_like_the
         "the artifact goes too"
     );
     let (s, _, _) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &key,
-            json!({"model_id": model_id, "rows": data}),
-        )
+        .post_detect(&key, json!({"model_id": model_id, "rows": data}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
@@ -379,9 +367,7 @@ async fn long_work_reports_progress_by_tenths() {
     });
     let key = e.key("acme").await;
     let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
+        .post_models(
             &key,
             json!({"algorithm": "iforest", "rows": rows(200), "params": {"n_estimators": 300}}),
         )
@@ -393,12 +379,7 @@ async fn long_work_reports_progress_by_tenths() {
         .map(|i| vec![(i % 101) as f64, (i % 37) as f64, (i % 7) as f64])
         .collect();
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &key,
-            json!({"model_id": model, "rows": big}),
-        )
+        .post_detect(&key, json!({"model_id": model, "rows": big}))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let task = body["task"]["id"].clone();
@@ -431,12 +412,7 @@ async fn detection_over_budget_becomes_a_task_with_a_result() {
     });
     let key = e.key("acme").await;
     let (s, h, body) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &key,
-            json!({"algorithm": "ecod", "rows": rows(500)}),
-        )
+        .post_detect(&key, json!({"algorithm": "ecod", "rows": rows(500)}))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     let task_id = body["task"]["id"].as_str().unwrap().to_string();
@@ -471,12 +447,7 @@ async fn tenants_see_only_their_own() {
     let e = env();
     let (a, b) = (e.key("tenant-a").await, e.key("tenant-b").await);
     let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &a,
-            json!({"algorithm": "zscore", "rows": rows(50)}),
-        )
+        .post_models(&a, json!({"algorithm": "zscore", "rows": rows(50)}))
         .await;
     let task = body["task"]["id"].as_str().unwrap().to_string();
     e.drain().await;
@@ -490,12 +461,7 @@ async fn tenants_see_only_their_own() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
     }
     let (s, _, _) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &b,
-            json!({"model_id": model, "rows": [[1, 2, 3]]}),
-        )
+        .post_detect(&b, json!({"model_id": model, "rows": [[1, 2, 3]]}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = e
@@ -559,12 +525,7 @@ async fn listings_page_and_cancel_stops_a_task() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let (_, _, body) = e
-            .json(
-                "POST",
-                "/v1/models",
-                &key,
-                json!({"algorithm": "zscore", "rows": rows(10)}),
-            )
+            .post_models(&key, json!({"algorithm": "zscore", "rows": rows(10)}))
             .await;
         ids.push(body["task"]["id"].as_str().unwrap().to_string());
     }
@@ -642,9 +603,7 @@ async fn uploads_are_profiled_and_train_when_asked() {
         s
     };
     let (s, _, grant) = e
-        .json(
-            "POST",
-            "/v1/datasets",
+        .post_datasets(
             &key,
             json!({"name": "sensors.csv", "size": csv.len(), "train": {"algorithm": "hbos"}}),
         )
@@ -696,12 +655,7 @@ async fn uploads_are_profiled_and_train_when_asked() {
     assert_eq!(models["items"][0]["feature_names"], json!(["a", "b"]));
 
     let (_, _, big) = e
-        .json(
-            "POST",
-            "/v1/datasets",
-            &key,
-            json!({"name": "liar.csv", "size": 10}),
-        )
+        .post_datasets(&key, json!({"name": "liar.csv", "size": 10}))
         .await;
     let big_id = big["dataset"]["id"].as_str().unwrap();
     let object = format!("tenants/acme/uploads/{big_id}.upload");
@@ -775,12 +729,7 @@ async fn websocket_connects_replays_pushes_and_scores() {
         .await
         .unwrap();
     let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(30)}),
-        )
+        .post_models(&key, json!({"algorithm": "zscore", "rows": rows(30)}))
         .await;
     let task = body["task"]["id"].as_str().unwrap().to_string();
     e.drain().await;
@@ -814,12 +763,7 @@ async fn websocket_connects_replays_pushes_and_scores() {
     // Live: the stream handler pushes new events to the subscribed connection only.
     let before = e.events("acme").await.last().unwrap().event_id.to_string();
     let (_, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            &key,
-            json!({"algorithm": "zscore", "rows": rows(30)}),
-        )
+        .post_models(&key, json!({"algorithm": "zscore", "rows": rows(30)}))
         .await;
     let task2 = body["task"]["id"].as_str().unwrap().to_string();
     let sub2 = format!(r#"{{"action":"subscribe","channel":"task:{task2}"}}"#);
@@ -906,13 +850,8 @@ async fn websocket_connects_replays_pushes_and_scores() {
 async fn a_bad_message_fails_only_itself() {
     let e = env();
     let key = e.key("acme").await;
-    e.json(
-        "POST",
-        "/v1/models",
-        &key,
-        json!({"algorithm": "zscore", "rows": rows(20)}),
-    )
-    .await;
+    e.post_models(&key, json!({"algorithm": "zscore", "rows": rows(20)}))
+        .await;
     let good = e.stack.queue.receive(1, 30).await.unwrap().remove(0);
     let event: SqsEvent = serde_json::from_value(json!({"Records": [
         {"messageId": "m-good", "receiptHandle": good.receipt, "body": serde_json::to_string(&good.job).unwrap(), "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}},
@@ -1027,9 +966,7 @@ async fn stopped_at_deadline(
     let e = env();
     let key = e.key("acme").await;
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
+        .post_models(
             &key,
             json!({"algorithm": "iforest", "params": {"n_estimators": 1000}, "rows": rows(60_000)}),
         )
@@ -1570,9 +1507,7 @@ async fn stored_models_take_columns_by_name_on_every_path() {
         })
         .collect();
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
+        .post_models(
             &key,
             json!({"algorithm": "zscore", "rows": train, "columns": ["cpu", "mem", "disk"]}),
         )
@@ -1586,7 +1521,7 @@ async fn stored_models_take_columns_by_name_on_every_path() {
         let e = &e;
         let key = key.clone();
         async move {
-            let (s, _, answer) = e.json("POST", "/v1/detect", &key, body).await;
+            let (s, _, answer) = e.post_detect(&key, body).await;
             (s, answer)
         }
     };
@@ -1655,10 +1590,9 @@ async fn stored_models_take_columns_by_name_on_every_path() {
     // Reports too: a missing column is refused before any task exists.
     let (_, tasks_before) = e.get("/v1/tasks", &key).await;
     let (s, _, refused) = e
-        .json(
-            "POST",
-            &format!("/v1/models/{model}/reports"),
+        .post_reports(
             &key,
+            &model,
             json!({"rows": reordered, "columns": ["net", "cpu", "mem"]}),
         )
         .await;
@@ -1669,10 +1603,9 @@ async fn stored_models_take_columns_by_name_on_every_path() {
         "no task was made"
     );
     let (s, _, report) = e
-        .json(
-            "POST",
-            &format!("/v1/models/{model}/reports"),
+        .post_reports(
             &key,
+            &model,
             json!({"rows": reordered, "columns": ["disk", "cpu", "mem"]}),
         )
         .await;

@@ -15,10 +15,7 @@ const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
 async fn trained_model(e: &crate::support::Env, key: &str) -> String {
     let (s, _, body) = e
-        .json(
-            "POST",
-            "/v1/models",
-            key,
+        .post_models(key,
             json!({"algorithm": "zscore", "rows": rows(200), "columns": ["temp, °C", HOSTILE, "load & \"x\""]}),
         )
         .await;
@@ -33,12 +30,7 @@ async fn a_report_plots_every_score_and_explains_the_top_rows() {
     let key = e.key("acme").await;
     let model = trained_model(&e, &key).await;
     let (s, _, body) = e
-        .json(
-            "POST",
-            &format!("/v1/models/{model}/reports"),
-            &key,
-            json!({"rows": rows(200)}),
-        )
+        .post_reports(&key, &model, json!({"rows": rows(200)}))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["task"]["kind"], "report");
@@ -65,12 +57,7 @@ async fn a_report_plots_every_score_and_explains_the_top_rows() {
 
     // The same model and rows through detection: the report plots the same labels.
     let (_, _, detected) = e
-        .json(
-            "POST",
-            "/v1/detect",
-            &key,
-            json!({"model_id": model, "rows": rows(200)}),
-        )
+        .post_detect(&key, json!({"model_id": model, "rows": rows(200)}))
         .await;
     assert_eq!(detected["anomalies"].as_u64(), Some(anomalies as u64));
     assert!(anomalies >= 1, "the outlier row is an anomaly");
@@ -187,7 +174,7 @@ async fn reports_refuse_what_they_cannot_do() {
         ),
     ];
     for (k, p, body, want) in cases {
-        let (s, h, answer) = e.json("POST", p, k, body.clone()).await;
+        let (s, h, answer) = e.post_json(p, k, body.clone()).await;
         assert_eq!(s.as_u16(), want, "{p} {body}: {answer}");
         assert_eq!(h["content-type"], "application/problem+json");
     }
@@ -196,7 +183,7 @@ async fn reports_refuse_what_they_cannot_do() {
     e.drain().await;
     let (s, _) = e.get(&format!("/v1/tasks/{train}/report"), &key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _, body) = e.json("POST", &path, &key, json!({"rows": rows(5)})).await;
+    let (s, _, body) = e.post_json(&path, &key, json!({"rows": rows(5)})).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     e.drain().await;
     let task = body["task"]["id"].as_str().expect("task");

@@ -29,7 +29,7 @@ fn series() -> Vec<(i64, f64)> {
 }
 
 async fn create(e: &Env, key: &str, body: Value) -> String {
-    let (s, headers, created) = e.json("POST", "/v1/streams", key, body).await;
+    let (s, headers, created) = e.post_streams(key, body).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let id = created["stream_id"]
         .as_str()
@@ -45,14 +45,7 @@ async fn append_json(e: &Env, key: &str, id: &str, points: &[(i64, f64)]) -> Val
         .iter()
         .map(|(t, v)| json!({"timestamp": t, "value": v}))
         .collect();
-    let (s, _, body) = e
-        .json(
-            "POST",
-            &format!("/v1/streams/{id}/points"),
-            key,
-            json!({ "points": points }),
-        )
-        .await;
+    let (s, _, body) = e.post_points(key, id, json!({ "points": points })).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     body
 }
@@ -252,10 +245,9 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
     )
     .await;
     let first = e
-        .json(
-            "POST",
-            &format!("/v1/streams/{id}/points"),
+        .post_points(
             &key,
+            &id,
             json!({"points": [{"timestamp": "2026-01-01T00:00:10Z", "values": [1, 2]}]}),
         )
         .await;
@@ -362,7 +354,7 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
         json!({"name": "x", "threshold": "high"}),
         json!({"detector": "seasonal"}),
     ] {
-        let (s, _, body) = e.json("POST", "/v1/streams", &key, bad.clone()).await;
+        let (s, _, body) = e.post_streams(&key, bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 
@@ -404,14 +396,7 @@ async fn large_state_lives_in_the_blob_store_behind_the_record() {
     let points: Vec<Value> = (0..300)
         .map(|i| json!({"timestamp": i, "values": [(i % 10) as f64, (i % 7) as f64, if i == 250 { 90.0 } else { 1.0 }]}))
         .collect();
-    let (s, _, body) = e
-        .json(
-            "POST",
-            &format!("/v1/streams/{id}/points"),
-            &key,
-            json!({ "points": points }),
-        )
-        .await;
+    let (s, _, body) = e.post_points(&key, &id, json!({ "points": points })).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
     assert_eq!(view["state_stored"], "blob", "{view}");
@@ -536,9 +521,9 @@ fn hst_points(from: i64, n: i64) -> Value {
 }
 
 /// A Half-Space-Trees stream of 3 columns with `trees` trees, its state in the blob
-/// store past `inline` bytes, that has learned `points` points: the env, the key, the
-/// stream's id and its points path.
-async fn blob_stream(inline: usize, trees: usize, points: i64) -> (Env, String, String, String) {
+/// store past `inline` bytes, that has learned `points` points: the env, the key and the
+/// stream's id.
+async fn blob_stream(inline: usize, trees: usize, points: i64) -> (Env, String, String) {
     let e = env_with(Settings {
         stream_inline_state_bytes: inline,
         ..Default::default()
@@ -551,27 +536,26 @@ async fn blob_stream(inline: usize, trees: usize, points: i64) -> (Env, String, 
                "params": {"n_trees": trees, "height": 8, "window_size": 50}}),
     )
     .await;
-    let path = format!("/v1/streams/{id}/points");
-    let (s, _, _) = e.json("POST", &path, &key, hst_points(0, points)).await;
+    let (s, _, _) = e.post_points(&key, &id, hst_points(0, points)).await;
     assert_eq!(s, StatusCode::OK);
-    (e, key, id, path)
+    (e, key, id)
 }
 
 #[tokio::test]
 async fn a_write_whose_answer_was_lost_counts_once_and_keeps_its_state() {
     for conflict in [true, false] {
-        let (mut e, key, id, path) = blob_stream(4096, 10, 100).await;
+        let (mut e, key, id) = blob_stream(4096, 10, 100).await;
         e.services.streams = std::sync::Arc::new(LandsThenFails {
             inner: e.stack.services.streams.clone(),
             conflict,
             times: std::sync::Mutex::new(1),
         });
-        let (s, _, body) = e.json("POST", &path, &key, hst_points(100, 100)).await;
+        let (s, _, body) = e.post_points(&key, &id, hst_points(100, 100)).await;
         assert_eq!(s, StatusCode::OK, "conflict {conflict}: {body}");
         assert_eq!(body["version"], 3, "one write, not two: {body}");
         assert_eq!(body["points"], 200);
         // The state the stored record points at is still there: the next append works.
-        let (s, _, body) = e.json("POST", &path, &key, hst_points(200, 100)).await;
+        let (s, _, body) = e.post_points(&key, &id, hst_points(200, 100)).await;
         assert_eq!(s, StatusCode::OK, "conflict {conflict}: {body}");
         assert_eq!(body["points"], 300);
         let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
@@ -597,15 +581,14 @@ async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
         json!({"name": "s", "detector": "rolling_mean", "params": {"window": 10}}),
     )
     .await;
-    let path = format!("/v1/streams/{id}/points");
     let ok: Vec<Value> = (0..20)
         .map(|i| json!({"timestamp": i, "value": (i % 3) as f64}))
         .collect();
-    let (s, _, _) = e.json("POST", &path, &key, json!({ "points": ok })).await;
+    let (s, _, _) = e.post_points(&key, &id, json!({ "points": ok })).await;
     assert_eq!(s, StatusCode::OK);
     // Finite, but so large the detector's sums would overflow: refused, nothing stored.
     let huge = json!({"points": [{"timestamp": 30, "value": 1.7e308}]});
-    let (s, _, body) = e.json("POST", &path, &key, huge).await;
+    let (s, _, body) = e.post_points(&key, &id, huge).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["detail"].as_str().unwrap_or("").contains("1e100"),
@@ -614,10 +597,9 @@ async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
     let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
     assert_eq!(view["points"], 20);
     let (s, _, body) = e
-        .json(
-            "POST",
-            &path,
+        .post_points(
             &key,
+            &id,
             json!({"points": [{"timestamp": 31, "value": 1.0}]}),
         )
         .await;
@@ -625,7 +607,7 @@ async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
 
     // A detector whose state would be too large is refused at creation.
     let (s, _, body) = e
-        .json("POST", "/v1/streams", &key,
+        .post_streams(&key,
               json!({"name": "big", "detector": "half_space_trees", "params": {"n_trees": 200, "height": 14}}))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
@@ -646,14 +628,7 @@ async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
     let many: Vec<Value> = (0..1000)
         .map(|i| json!({"timestamp": i, "value": 1.0}))
         .collect();
-    let (s, _, body) = e
-        .json(
-            "POST",
-            &format!("/v1/streams/{slow}/points"),
-            &key,
-            json!({ "points": many }),
-        )
-        .await;
+    let (s, _, body) = e.post_points(&key, &slow, json!({ "points": many })).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(
         body["detail"]
@@ -666,10 +641,9 @@ async fn overflowing_values_heavy_detectors_and_a_lost_event_are_handled() {
     // The events table is down: the points are stored and the anomaly is answered.
     e.services.events = std::sync::Arc::new(NoEvents);
     let (s, _, body) = e
-        .json(
-            "POST",
-            &path,
+        .post_points(
             &key,
+            &id,
             json!({"points": [{"timestamp": 40, "value": 500.0}]}),
         )
         .await;
@@ -732,7 +706,7 @@ impl nomaly_core::ports::BlobStore for ReplacedWhileRead {
 
 #[tokio::test]
 async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_error() {
-    let (mut e, key, id, path) = blob_stream(1024, 5, 50).await;
+    let (mut e, key, id) = blob_stream(1024, 5, 50).await;
     let blobs = std::sync::Arc::new(ReplacedWhileRead {
         inner: e.stack.services.blobs.clone(),
         other: std::sync::OnceLock::new(),
@@ -746,7 +720,7 @@ async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_e
     ));
     e.services.blobs = blobs.clone();
     // The object this append reads is replaced by another writer while it reads it.
-    let (s, _, body) = e.json("POST", &path, &key, hst_points(6000, 10)).await;
+    let (s, _, body) = e.post_points(&key, &id, hst_points(6000, 10)).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(blobs.fired.load(std::sync::atomic::Ordering::SeqCst));
     let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
@@ -761,12 +735,7 @@ async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_e
 /// returns the dataset id.
 async fn upload(e: &Env, key: &str, name: &str, csv: &str) -> String {
     let (s, _, grant) = e
-        .json(
-            "POST",
-            "/v1/datasets",
-            key,
-            json!({"name": name, "size": csv.len()}),
-        )
+        .post_datasets(key, json!({"name": name, "size": csv.len()}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{grant}");
     let dataset = grant["dataset"]["id"]
@@ -790,7 +759,7 @@ async fn upload(e: &Env, key: &str, name: &str, csv: &str) -> String {
 
 /// Submits a backtest; it must answer 202. Returns the task id.
 async fn backtest(e: &Env, key: &str, body: Value) -> String {
-    let (s, headers, answer) = e.json("POST", "/v1/backtests", key, body).await;
+    let (s, headers, answer) = e.post_backtests(key, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{answer}");
     let id = answer["task"]["id"].as_str().expect("task id").to_string();
     assert_eq!(answer["task"]["kind"], "backtest");
@@ -907,9 +876,7 @@ async fn a_backtest_scores_a_history_as_a_stream_does_and_a_stream_starts_where_
         "no labels, no verdict"
     );
     let (s, _, started) = e
-        .json(
-            "POST",
-            "/v1/streams",
+        .post_streams(
             &key,
             json!({"name": "cpu, warmed", "from_backtest": head, "threshold": 0.6}),
         )
@@ -999,7 +966,7 @@ async fn backtests_refuse_what_they_cannot_run_and_keep_tenants_apart() {
         ),
     ];
     for (body, status, says) in refusals {
-        let (s, _, problem) = e.json("POST", "/v1/backtests", &key, body.clone()).await;
+        let (s, _, problem) = e.post_backtests(&key, body.clone()).await;
         assert_eq!(s.as_u16(), status, "{body} -> {problem}");
         assert!(
             problem["detail"].as_str().unwrap_or("").contains(says),
@@ -1032,12 +999,7 @@ async fn backtests_refuse_what_they_cannot_run_and_keep_tenants_apart() {
     let (s, _) = e.get(&format!("/v1/tasks/{mine}/result"), &other).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, problem) = e
-        .json(
-            "POST",
-            "/v1/streams",
-            &other,
-            json!({"name": "stolen", "from_backtest": mine}),
-        )
+        .post_streams(&other, json!({"name": "stolen", "from_backtest": mine}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{problem}");
     // A failed backtest, or one given with a detector of its own, starts no stream.
@@ -1052,7 +1014,7 @@ async fn backtests_refuse_what_they_cannot_run_and_keep_tenants_apart() {
             400,
         ),
     ] {
-        let (s, _, problem) = e.json("POST", "/v1/streams", &key, body.clone()).await;
+        let (s, _, problem) = e.post_streams(&key, body.clone()).await;
         assert_eq!(s.as_u16(), status, "{body} -> {problem}");
     }
     let (_, streams) = e.get("/v1/streams", &key).await;
@@ -1080,25 +1042,11 @@ async fn a_random_cut_forest_stream_names_the_column_that_moved() {
         })
         .collect();
     // A forest's work bounds a request at a few hundred two-column points.
-    let (s, _, refused) = e
-        .json(
-            "POST",
-            &format!("/v1/streams/{id}/points"),
-            &key,
-            json!({ "points": points }),
-        )
-        .await;
+    let (s, _, refused) = e.post_points(&key, &id, json!({ "points": points })).await;
     assert_eq!(s.as_u16(), 413, "{refused}");
     let mut anomalies = Vec::new();
     for (n, chunk) in points.chunks(240).enumerate() {
-        let (s, _, body) = e
-            .json(
-                "POST",
-                &format!("/v1/streams/{id}/points"),
-                &key,
-                json!({ "points": chunk }),
-            )
-            .await;
+        let (s, _, body) = e.post_points(&key, &id, json!({ "points": chunk })).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         for a in body["anomalies"].as_array().expect("anomalies") {
             let mut a = a.clone();

@@ -45,6 +45,9 @@ pub fn env() -> Env {
     env_with(Settings::default())
 }
 
+/// An answer of the HTTP API: status, headers and JSON body (`null` when there is none).
+pub type Answer = (StatusCode, axum::http::HeaderMap, Value);
+
 impl Env {
     pub fn services(&self) -> &Services {
         &self.services
@@ -76,14 +79,10 @@ impl Env {
         (status, body)
     }
 
-    pub async fn json(
-        &self,
-        method: &str,
-        path: &str,
-        key: &str,
-        body: Value,
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        self.request(method, path)
+    /// `POST path` of a JSON `body` with `key`: for tables of cases across endpoints;
+    /// the named helpers below say which endpoint they call.
+    pub async fn post_json(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.request("POST", path)
             .key(key)
             .content_type("application/json")
             .body(serde_json::to_vec(&body).unwrap())
@@ -91,16 +90,53 @@ impl Env {
             .await
     }
 
+    /// `POST /v1/models`: train a model.
+    pub async fn post_models(&self, key: &str, body: Value) -> Answer {
+        self.post_json("/v1/models", key, body).await
+    }
+
+    /// `POST /v1/detect`: score rows.
+    pub async fn post_detect(&self, key: &str, body: Value) -> Answer {
+        self.post_json("/v1/detect", key, body).await
+    }
+
+    /// `POST /v1/datasets`: register an upload.
+    pub async fn post_datasets(&self, key: &str, body: Value) -> Answer {
+        self.post_json("/v1/datasets", key, body).await
+    }
+
+    /// `POST /v1/batch`: score a large object in chunks.
+    pub async fn post_batch(&self, key: &str, body: Value) -> Answer {
+        self.post_json("/v1/batch", key, body).await
+    }
+
+    /// `POST /v1/streams`: create a stream.
+    pub async fn post_streams(&self, key: &str, body: Value) -> Answer {
+        self.post_json("/v1/streams", key, body).await
+    }
+
+    /// `POST /v1/streams/{id}/points`: append points to a stream.
+    pub async fn post_points(&self, key: &str, stream: &str, body: Value) -> Answer {
+        self.post_json(&format!("/v1/streams/{stream}/points"), key, body)
+            .await
+    }
+
+    /// `POST /v1/backtests`: run a stream detector over a history.
+    pub async fn post_backtests(&self, key: &str, body: Value) -> Answer {
+        self.post_json("/v1/backtests", key, body).await
+    }
+
+    /// `POST /v1/models/{id}/reports`: render a report on a model's scores.
+    pub async fn post_reports(&self, key: &str, model: &str, body: Value) -> Answer {
+        self.post_json(&format!("/v1/models/{model}/reports"), key, body)
+            .await
+    }
+
     /// Submits a z-score training on `n` rows of [`rows`] with `key`; it must answer 202.
     /// Returns the task's id.
     pub async fn train(&self, key: &str, n: usize) -> TaskId {
         let (s, _, body) = self
-            .json(
-                "POST",
-                "/v1/models",
-                key,
-                json!({"algorithm": "zscore", "rows": rows(n)}),
-            )
+            .post_models(key, json!({"algorithm": "zscore", "rows": rows(n)}))
             .await;
         assert_eq!(s.as_u16(), 202, "{body}");
         TaskId::parse(body["task"]["id"].as_str().unwrap()).unwrap()
@@ -352,7 +388,7 @@ impl Call<'_> {
 
     /// Sends it through the router; the status, the headers and the body as JSON (a
     /// body that is not JSON comes as a JSON string).
-    pub async fn send(self) -> (StatusCode, axum::http::HeaderMap, Value) {
+    pub async fn send(self) -> Answer {
         let mut req = Request::builder().method(self.method).uri(self.path);
         if let Some(k) = &self.key {
             req = req.header("authorization", format!("Bearer {k}"));
