@@ -721,6 +721,7 @@ async fn websocket_connects_replays_pushes_and_scores() {
 
     let marker = e
         .services()
+        .events
         .publish(
             &TenantId::parse("acme").unwrap(),
             "c",
@@ -818,6 +819,7 @@ async fn websocket_connects_replays_pushes_and_scores() {
     drop(inbox);
     let before = e.events("acme").await.last().unwrap().event_id.to_string();
     e.services()
+        .events
         .publish(
             &TenantId::parse("acme").unwrap(),
             "c",
@@ -1440,6 +1442,7 @@ async fn a_revoked_key_stops_its_websocket_at_once() {
 
     // The next event reaches the connection of the live key only; the other is closed.
     e.services()
+        .events
         .publish(&tenant, "c", &progress_of(TaskId::new()))
         .await
         .unwrap();

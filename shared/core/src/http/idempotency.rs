@@ -7,6 +7,7 @@ use super::extract::{read_body, Tenant};
 use crate::domain::TenantId;
 use crate::limits::IDEMPOTENT_INLINE_BYTES;
 use crate::ports::{BlobKey, Claim};
+use crate::service::uses::UsesBlobs;
 use crate::service::{Problem, Services};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -171,7 +172,7 @@ fn body_key(tenant: &TenantId, record_key: &str) -> Result<BlobKey, Problem> {
 /// The answer as its record keeps it: whole when small, else its body in the blob store
 /// (an idempotency record is one DynamoDB item, at most 400 KB).
 async fn check_in(
-    services: &Services,
+    services: &impl UsesBlobs,
     tenant: &TenantId,
     record_key: &str,
     mut stored: Stored,
@@ -181,14 +182,14 @@ async fn check_in(
     }
     let key = body_key(tenant, record_key)?;
     let body = std::mem::take(&mut stored.body);
-    services.blobs.put_blob(&key, body.into_bytes()).await?;
+    services.blobs().put_blob(&key, body.into_bytes()).await?;
     stored.body_blob = Some(key.as_str().to_string());
     Ok(stored)
 }
 
 /// The stored answer with its body read back when it was kept apart.
 async fn check_out(
-    services: &Services,
+    services: &impl UsesBlobs,
     tenant: &TenantId,
     mut stored: Stored,
 ) -> Result<Stored, Problem> {
@@ -200,7 +201,7 @@ async fn check_out(
         .filter(|k| k.belongs_to(tenant))
         .ok_or_else(|| Problem::internal("the stored answer's key is invalid"))?;
     let body = services
-        .blobs
+        .blobs()
         .get_blob(&key)
         .await?
         .ok_or_else(|| Problem::internal("the stored answer is missing from storage"))?;

@@ -245,7 +245,7 @@ async fn authenticate(State(services): State<Services>, mut req: Request, next: 
     let Some(presented) = presented else {
         return Problem::unauthorized("send `Authorization: Bearer <api key>`").into_response();
     };
-    match services.authenticate(&presented).await {
+    match services.keys.authenticate(&presented).await {
         Ok(tenant) => {
             tracing::Span::current().record("tenant", tracing::field::display(&tenant));
             if let Err(p) = crate::service::rate_limit::admit(&services, &tenant).await {

@@ -18,6 +18,7 @@ use crate::service::input::Rows;
 use crate::service::report::{self, ReportRequest};
 use crate::service::streams::{self, Appended, CreateStream, PointsRequest};
 use crate::service::training::{self, TrainRequest};
+use crate::service::uses::{UsesTasks, UsesUploads};
 use crate::service::{models, Problem, Services};
 use crate::table::CsvOptions;
 use axum::extract::{Path, Query, State};
@@ -213,9 +214,9 @@ pub async fn get_model(
 
 /// The answer for a stored JSON document past what a Lambda response carries (see the
 /// limits table's `Result answered inline`): a download URL, as for reports.
-async fn download_answer(services: &Services, key: &BlobKey, bytes: u64) -> Answer {
+async fn download_answer(services: &impl UsesUploads, key: &BlobKey, bytes: u64) -> Answer {
     let grant = services
-        .uploads
+        .uploads()
         .presign_download(key, "application/json", report::DOWNLOAD_URL_SECS)
         .await?;
     Ok(Json(Download {
@@ -329,13 +330,13 @@ pub async fn list_tasks(
 }
 
 async fn task_of(
-    services: &Services,
+    services: &impl UsesTasks,
     tenant: &crate::domain::TenantId,
     id: &str,
 ) -> Result<crate::domain::Task, Problem> {
     let id = parse_id(id, "task", TaskId::parse)?;
     services
-        .tasks
+        .tasks()
         .get_task(tenant, &id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("task {id} not found")))

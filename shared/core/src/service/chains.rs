@@ -7,7 +7,10 @@ use crate::ids::TaskId;
 use crate::ports::Claim;
 use crate::service::input::FitSpec;
 use crate::service::training::{self, TrainingData};
-use crate::service::{Problem, Services};
+use crate::service::uses::{
+    UsesBlobs, UsesDatasets, UsesIdempotency, UsesQueue, UsesSettings, UsesTasks,
+};
+use crate::service::Problem;
 
 /// How long a chain's claim holds while it runs (past the events function's timeout).
 const CHAIN_LEASE_SECS: u32 = 300;
@@ -15,7 +18,10 @@ const CHAIN_LEASE_SECS: u32 = 300;
 const CHAIN_MEMORY_SECS: u32 = 7 * 24 * 3600;
 
 /// Runs what `event` starts. Returns the task started, if any.
-pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>, Problem> {
+pub async fn chain(
+    services: &(impl UsesTasks + UsesDatasets + UsesBlobs + UsesQueue + UsesIdempotency + UsesSettings),
+    event: &Event,
+) -> Result<Option<TaskId>, Problem> {
     let Ok(Payload::DatasetProfiled(profiled)) = Payload::decode(event.kind, &event.payload) else {
         return Ok(None);
     };
@@ -25,7 +31,7 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
     let dataset_id = profiled.dataset_id;
     let key = format!("chain:{}", event.event_id);
     match services
-        .idempotency
+        .idempotency()
         .claim(&event.tenant, &key, CHAIN_LEASE_SECS)
         .await?
     {
@@ -34,7 +40,7 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
     }
     let started = async {
         let dataset = services
-            .datasets
+            .datasets()
             .get_dataset(&event.tenant, &dataset_id)
             .await?
             .ok_or_else(|| Problem::not_found(format!("dataset {dataset_id} not found")))?;
@@ -73,7 +79,7 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
         Ok((task, model_id)) => {
             let note = serde_json::json!({"task_id": task.id, "model_id": model_id});
             services
-                .idempotency
+                .idempotency()
                 .complete(
                     &event.tenant,
                     &key,
@@ -85,13 +91,13 @@ pub async fn chain(services: &Services, event: &Event) -> Result<Option<TaskId>,
             Ok(Some(task.id))
         }
         Err(p) if p.is_retryable() => {
-            services.idempotency.release(&event.tenant, &key).await?;
+            services.idempotency().release(&event.tenant, &key).await?;
             Err(p)
         }
         Err(p) => {
             // Cannot start (dataset deleted, bad spec): recorded so it is not retried.
             services
-                .idempotency
+                .idempotency()
                 .complete(&event.tenant, &key, p.detail.as_bytes(), CHAIN_MEMORY_SECS)
                 .await?;
             tracing::warn!(dataset_id = %dataset_id, problem = %p, "training on upload not started");

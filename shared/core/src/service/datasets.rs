@@ -6,16 +6,17 @@ use crate::ids::DatasetId;
 use crate::ports::BlobKey;
 use crate::service::input::Rows;
 use crate::service::jobs::JobError;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets, UsesSettings};
+use crate::service::Problem;
 
 /// The tenant's dataset `id`, which must be profiled (404 or 409 otherwise).
 pub async fn profiled_dataset(
-    services: &Services,
+    services: &impl UsesDatasets,
     tenant: &TenantId,
     id: &DatasetId,
 ) -> Result<crate::domain::Dataset, Problem> {
     let dataset = services
-        .datasets
+        .datasets()
         .get_dataset(tenant, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
@@ -43,7 +44,7 @@ pub fn dataset_shape(dataset: &crate::domain::Dataset) -> (usize, usize) {
 
 /// The bytes of a dataset's upload (the tenant's own key only).
 pub async fn dataset_bytes(
-    services: &Services,
+    services: &impl UsesBlobs,
     tenant: &TenantId,
     dataset: &crate::domain::Dataset,
 ) -> Result<Vec<u8>, JobError> {
@@ -51,7 +52,7 @@ pub async fn dataset_bytes(
         .ok()
         .filter(|k| k.belongs_to(tenant))
         .ok_or_else(|| JobError::Fail(Problem::internal("the dataset's key is invalid")))?;
-    services.blobs.get_blob(&key).await?.ok_or_else(|| {
+    services.blobs().get_blob(&key).await?.ok_or_else(|| {
         JobError::Fail(Problem::not_found(format!(
             "dataset {}'s upload is gone",
             dataset.id
@@ -61,7 +62,7 @@ pub async fn dataset_bytes(
 
 /// The rows of a dataset's upload, less `exclude_columns`.
 pub async fn dataset_rows(
-    services: &Services,
+    services: &(impl UsesBlobs + UsesSettings),
     tenant: &TenantId,
     dataset: &crate::domain::Dataset,
     exclude_columns: &[String],

@@ -5,6 +5,7 @@
 
 use crate::domain::{Connection, Event};
 use crate::ports::PushError;
+use crate::service::uses::{UsesConnections, UsesKeys, UsesNotifier};
 use crate::service::{chains, Problem, Services};
 
 /// How one event's pushes went.
@@ -43,10 +44,13 @@ enum Outcome {
 /// Pushes `event` to its tenant's subscribed connections, up to
 /// [`FANOUT_CONCURRENCY`](crate::limits::FANOUT_CONCURRENCY) at once: one tenant's many
 /// sockets must not hold the events stream's shard for one round trip each.
-pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem> {
+pub async fn push(
+    services: &(impl UsesKeys + UsesConnections + UsesNotifier),
+    event: &Event,
+) -> Result<Pushed, Problem> {
     use futures_util::stream::{self, StreamExt};
     let connections = services
-        .connections
+        .connections()
         .tenant_connections(&event.tenant)
         .await?;
     let wanted: Vec<Connection> = connections.into_iter().filter(|c| c.wants(event)).collect();
@@ -57,7 +61,7 @@ pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem>
         if keys.contains_key(&c.key_id) {
             continue;
         }
-        let live = services.connection_key_live(c).await.unwrap_or_else(|e| {
+        let live = services.keys().connection_key_live(c).await.unwrap_or_else(|e| {
             // Pushing on is the lesser harm than failing the whole event.
             tracing::warn!(connection = %c.id, error = %e, "the connection's key could not be checked");
             true
@@ -86,7 +90,7 @@ pub async fn push(services: &Services, event: &Event) -> Result<Pushed, Problem>
 
 /// Pushes `body` to one connection (or closes it when its key is no longer `live`).
 async fn push_one(
-    services: &Services,
+    services: &(impl UsesConnections + UsesNotifier),
     c: Connection,
     body: &[u8],
     live: bool,
@@ -95,11 +99,11 @@ async fn push_one(
         crate::service::connections::close(services, &c.id).await;
         return Ok(Outcome::Revoked);
     }
-    match services.notifier.push(&c.id, body).await {
+    match services.notifier().push(&c.id, body).await {
         Ok(()) => Ok(Outcome::Delivered),
         Err(PushError::Gone(_)) => {
             tracing::info!(connection = %c.id, "connection gone; forgetting it");
-            services.connections.delete_connection(&c.id).await?;
+            services.connections().delete_connection(&c.id).await?;
             Ok(Outcome::Gone)
         }
         Err(e) => {

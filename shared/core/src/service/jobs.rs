@@ -5,7 +5,8 @@ use crate::claim_check;
 use crate::domain::{Task, TaskKind, TaskStatus, TenantId};
 use crate::ids::JobId;
 use crate::ports::{Job, StoreError};
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesQueue, UsesTasks};
+use crate::service::Problem;
 use serde::Serialize;
 
 /// What a job on a queue does: the work of a task (on the jobs queue), or one chunk of a
@@ -101,20 +102,20 @@ impl From<StoreError> for JobError {
 /// scheduler can send it again; a body too large for a message travels by reference.
 /// If the job cannot be sent the task is marked failed and the caller gets 503.
 pub async fn submit<B: Serialize>(
-    services: &Services,
+    services: &(impl UsesTasks + UsesBlobs + UsesQueue),
     mut task: Task,
     body: &B,
 ) -> Result<Task, Problem> {
     let kind = JobKind::Task(task.kind);
     let job = kind.job(&task.tenant, &task.correlation_id, body)?;
-    let checked = claim_check::check_in(&job, services.blobs.as_ref()).await?;
+    let checked = claim_check::check_in(&job, services.blobs()).await?;
     task.job = Some(serde_json::to_value(&checked).map_err(|e| Problem::internal(e.to_string()))?);
-    services.tasks.create_task(&task).await?;
-    if let Err(e) = services.queue.send(std::slice::from_ref(&checked)).await {
+    services.tasks().create_task(&task).await?;
+    if let Err(e) = services.queue().send(std::slice::from_ref(&checked)).await {
         tracing::error!(error = %e, task_id = %task.id, "could not enqueue a job");
         if let Ok(mut failed) = task.transition(TaskStatus::Failed) {
             failed.error = Some("the job could not be queued".into());
-            let _ = services.tasks.update_task(&failed).await;
+            let _ = services.tasks().update_task(&failed).await;
         }
         return Err(Problem::from(e));
     }

@@ -27,6 +27,7 @@ mod settings;
 pub mod streams;
 pub mod tasks;
 pub mod training;
+pub mod uses;
 pub mod websocket;
 pub mod worker;
 
@@ -150,7 +151,9 @@ impl Services {
             loaded_models: Arc::new(models::LoadedModels::default()),
         }
     }
+}
 
+impl dyn EventLog + '_ {
     /// Appends an event to the log (the stream behind it pushes it to subscribers and
     /// runs the chains).
     pub async fn publish(
@@ -161,7 +164,7 @@ impl Services {
     ) -> StoreResult<Event> {
         let event = Event::of(tenant.clone(), correlation_id, payload)
             .map_err(|e| StoreError::backend("encode an event", e))?;
-        self.events.append(&event).await?;
+        self.append(&event).await?;
         tracing::debug!(event_id = %event.event_id, kind = event.kind.as_str(), tenant = %tenant, "event");
         Ok(event)
     }
@@ -174,11 +177,13 @@ impl Services {
     ) -> StoreResult<Event> {
         let event = Event::of(task.tenant.clone(), &task.correlation_id, payload)
             .map_err(|e| StoreError::backend("encode an event", e))?;
-        self.events.append_with_task(&event, task).await?;
+        self.append_with_task(&event, task).await?;
         tracing::debug!(event_id = %event.event_id, kind = event.kind.as_str(), tenant = %task.tenant, "event");
         Ok(event)
     }
+}
 
+impl dyn KeyStore + '_ {
     /// The tenant of a presented API key (`nmk_...`), or 401.
     pub async fn authenticate(&self, presented: &str) -> Result<TenantId, Problem> {
         self.authenticate_key(presented).await.map(|key| key.tenant)
@@ -190,7 +195,7 @@ impl Services {
         let Some((id, secret)) = ApiKey::split(presented.trim()) else {
             return Err(Problem::unauthorized("the API key is malformed"));
         };
-        match self.keys.get_key(&id).await? {
+        match self.get_key(&id).await? {
             Some(key) if key.accepts(secret) => Ok(key),
             _ => Err(Problem::unauthorized(
                 "the API key is not valid (unknown, wrong or revoked)",
@@ -206,7 +211,6 @@ impl Services {
             return Ok(true);
         };
         Ok(self
-            .keys
             .get_key(id)
             .await?
             .is_some_and(|k| k.revoked_at.is_none() && k.tenant == connection.tenant))

@@ -5,7 +5,8 @@
 use crate::domain::{ModelRecord, TenantId};
 use crate::ids::ModelId;
 use crate::ports::{BlobKey, StoreError};
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesLoadedModels, UsesModels};
+use crate::service::Problem;
 use crate::time::Timestamp;
 use nomaly_detect::Model;
 use std::collections::HashMap;
@@ -52,12 +53,12 @@ pub fn artifact_key(tenant: &TenantId, id: &ModelId) -> BlobKey {
 
 /// The tenant's model record `id`: 404 if the tenant has no such model.
 pub async fn record(
-    services: &Services,
+    services: &impl UsesModels,
     tenant: &TenantId,
     id: &ModelId,
 ) -> Result<ModelRecord, Problem> {
     services
-        .models
+        .models()
         .get_model(tenant, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("model {id} not found")))
@@ -65,12 +66,12 @@ pub async fn record(
 
 /// The tenant's model `id` with its record: 404 if the tenant has no such model.
 pub async fn load(
-    services: &Services,
+    services: &(impl UsesModels + UsesBlobs + UsesLoadedModels),
     tenant: &TenantId,
     id: &ModelId,
 ) -> Result<(ModelRecord, Arc<Model>), Problem> {
     let record = record(services, tenant, id).await?;
-    if let Some(model) = services.loaded_models.get(tenant, id) {
+    if let Some(model) = services.loaded_models().get(tenant, id) {
         return Ok((record, model));
     }
     let bytes = artifact(services, tenant, &record).await?;
@@ -78,7 +79,7 @@ pub async fn load(
         .await
         .map_err(|e| Problem::internal(format!("loading model {id}: {e}")))??;
     let model = Arc::new(model);
-    services.loaded_models.put(tenant, id, model.clone());
+    services.loaded_models().put(tenant, id, model.clone());
     Ok((record, model))
 }
 
@@ -94,14 +95,14 @@ pub fn stored_artifact_key(tenant: &TenantId, record: &ModelRecord) -> Result<Bl
 
 /// The stored artifact of a model record (the JSON that `nomaly detect --model` reads).
 pub async fn artifact(
-    services: &Services,
+    services: &impl UsesBlobs,
     tenant: &TenantId,
     record: &ModelRecord,
 ) -> Result<Vec<u8>, Problem> {
     let id = &record.id;
     let key = stored_artifact_key(tenant, record)?;
     services
-        .blobs
+        .blobs()
         .get_blob(&key)
         .await?
         .ok_or_else(|| Problem::internal(format!("model {id}'s artifact is missing from storage")))
@@ -110,14 +111,14 @@ pub async fn artifact(
 /// Stores a fitted model's artifact and record under `id`. Storing the same id again
 /// (a redelivered training job) keeps the first record: one model per id.
 pub async fn save(
-    services: &Services,
+    services: &(impl UsesModels + UsesBlobs),
     tenant: &TenantId,
     id: &ModelId,
     model: &Model,
     params: serde_json::Value,
 ) -> Result<ModelRecord, StoreError> {
     let key = artifact_key(tenant, id);
-    services.blobs.put_blob(&key, model.to_json()).await?;
+    services.blobs().put_blob(&key, model.to_json()).await?;
     let t = model.training();
     let record = ModelRecord {
         id: id.clone(),
@@ -139,10 +140,10 @@ pub async fn save(
         version: nomaly_detect::model::FORMAT_VERSION,
         created_at: Timestamp::now(),
     };
-    match services.models.put_model(&record).await {
+    match services.models().put_model(&record).await {
         Ok(()) => Ok(record),
         Err(StoreError::AlreadyExists(_)) => services
-            .models
+            .models()
             .get_model(tenant, id)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string())),
@@ -151,13 +152,17 @@ pub async fn save(
 }
 
 /// Deletes the tenant's model: its record, then its artifact.
-pub async fn delete(services: &Services, tenant: &TenantId, id: &ModelId) -> Result<(), Problem> {
+pub async fn delete(
+    services: &(impl UsesModels + UsesBlobs + UsesLoadedModels),
+    tenant: &TenantId,
+    id: &ModelId,
+) -> Result<(), Problem> {
     let record = record(services, tenant, id).await?;
-    services.models.delete_model(tenant, id).await?;
-    services.loaded_models.forget(tenant, id);
+    services.models().delete_model(tenant, id).await?;
+    services.loaded_models().forget(tenant, id);
     if let Ok(key) = BlobKey::parse(&record.artifact_key) {
         if key.belongs_to(tenant) {
-            services.blobs.delete_blob(&key).await?;
+            services.blobs().delete_blob(&key).await?;
         }
     }
     Ok(())

@@ -9,7 +9,8 @@
 //! [`RateLimiter`]: crate::ports::RateLimiter
 
 use crate::domain::TenantId;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesRate, UsesSettings};
+use crate::service::Problem;
 use crate::time::Timestamp;
 
 /// The window number of instant `now_ms` and the whole seconds until the next window
@@ -25,14 +26,17 @@ pub fn window_of(now_ms: i64, window_secs: u32) -> (i64, u32) {
 /// Counts one request of `tenant`; 429 with `Retry-After` once the window's allowance is
 /// spent. A storage failure lets the request through (and is logged): the limit protects
 /// the service, and refusing every request when its counter is unreachable would not.
-pub async fn admit(services: &Services, tenant: &TenantId) -> Result<(), Problem> {
-    let limit = services.settings.rate_limit;
+pub async fn admit(
+    services: &(impl UsesRate + UsesSettings),
+    tenant: &TenantId,
+) -> Result<(), Problem> {
+    let limit = services.settings().rate_limit;
     if limit == 0 {
         return Ok(());
     }
-    let secs = services.settings.rate_window_secs.max(1);
+    let secs = services.settings().rate_window_secs.max(1);
     let (window, left) = window_of(Timestamp::now().millis(), secs);
-    match services.rate.admit(tenant, window, secs, limit).await {
+    match services.rate().admit(tenant, window, secs, limit).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Problem::rate_limited(format!(
             "this tenant may make {limit} requests every {secs} s; retry in {left} s"

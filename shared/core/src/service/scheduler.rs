@@ -4,7 +4,8 @@
 
 use crate::domain::TaskStatus;
 use crate::ports::Job;
-use crate::service::{tasks, Problem, Services};
+use crate::service::uses::{UsesEvents, UsesQueue, UsesSettings, UsesSweeper, UsesTasks};
+use crate::service::{tasks, Problem};
 use crate::time::Timestamp;
 use serde::Serialize;
 
@@ -25,12 +26,14 @@ pub struct Report {
 }
 
 /// One sweep.
-pub async fn sweep(services: &Services) -> Result<Report, Problem> {
+pub async fn sweep(
+    services: &(impl UsesTasks + UsesEvents + UsesQueue + UsesSweeper + UsesSettings),
+) -> Result<Report, Problem> {
     let mut report = Report::default();
-    let cutoff = Timestamp::now().plus_seconds(-i64::from(services.settings.task_lease_secs));
-    for stale in services.tasks.stale_running(cutoff, BATCH).await? {
+    let cutoff = Timestamp::now().plus_seconds(-i64::from(services.settings().task_lease_secs));
+    for stale in services.tasks().stale_running(cutoff, BATCH).await? {
         // The listing may lag (a DynamoDB index): decide on a fresh read.
-        let Some(task) = services.tasks.get_task(&stale.tenant, &stale.id).await? else {
+        let Some(task) = services.tasks().get_task(&stale.tenant, &stale.id).await? else {
             continue;
         };
         if task.status != TaskStatus::Running || task.updated_at >= cutoff {
@@ -41,17 +44,17 @@ pub async fn sweep(services: &Services) -> Result<Report, Problem> {
             .clone()
             .and_then(|j| serde_json::from_value(j).ok());
         match job {
-            Some(job) if task.attempts < services.settings.max_attempts => {
+            Some(job) if task.attempts < services.settings().max_attempts => {
                 // Send first: a duplicate message is harmless (the worker acknowledges a
                 // task it finds finished or held), a task queued with no message is lost.
-                if let Err(e) = services.queue.send(std::slice::from_ref(&job)).await {
+                if let Err(e) = services.queue().send(std::slice::from_ref(&job)).await {
                     tracing::error!(task_id = %task.id, error = %e, "could not send a lost task's job again");
                     continue;
                 }
                 let Ok(queued) = task.transition(TaskStatus::Queued) else {
                     continue;
                 };
-                if services.tasks.update_task(&queued).await.is_err() {
+                if services.tasks().update_task(&queued).await.is_err() {
                     continue; // changed meanwhile: its worker is alive after all
                 }
                 tracing::warn!(task_id = %task.id, attempts = task.attempts, "worker lost; task queued again");
@@ -67,7 +70,7 @@ pub async fn sweep(services: &Services) -> Result<Report, Problem> {
             }
         }
     }
-    report.expired = services.sweeper.sweep_expired(SWEEP).await?;
+    report.expired = services.sweeper().sweep_expired(SWEEP).await?;
     tracing::info!(
         requeued = report.requeued,
         failed = report.failed,

@@ -9,7 +9,8 @@ use crate::domain::payload::{TaskCancelled, TaskFailed, TaskProgress};
 use crate::domain::{Event, Task, TaskStatus, TenantId};
 use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesEvents, UsesSettings, UsesTasks};
+use crate::service::Problem;
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +33,8 @@ pub fn retry_backoff_secs(receive_count: u32) -> u32 {
 /// Counts a delivery left for the queue (the `receive_count`-th) as a retry, unless it
 /// was the last the queue makes: its task was failed, and the message goes to the
 /// dead-letter queue.
-pub fn count_retry(services: &Services, receive_count: u32) {
-    if receive_count < services.settings.max_receives {
+pub fn count_retry(services: &impl UsesSettings, receive_count: u32) {
+    if receive_count < services.settings().max_receives {
         crate::metrics::global().add(crate::metrics::Counter::JobsRetried, 1);
     }
 }
@@ -42,8 +43,13 @@ pub fn count_retry(services: &Services, receive_count: u32) {
 /// delivery, or, when this was the last delivery the queue makes (the message goes to
 /// the dead-letter queue next), fails the task with `error`. A task left `queued` with
 /// no message would wait forever; one left `running` is found by the scheduler.
-pub(crate) async fn give_back(services: &Services, task: &Task, delivery: &Delivery, error: &str) {
-    if delivery.receive_count >= services.settings.max_receives {
+pub(crate) async fn give_back(
+    services: &(impl UsesTasks + UsesEvents + UsesSettings),
+    task: &Task,
+    delivery: &Delivery,
+    error: &str,
+) {
+    if delivery.receive_count >= services.settings().max_receives {
         fail(
             services,
             task,
@@ -58,18 +64,18 @@ pub(crate) async fn give_back(services: &Services, task: &Task, delivery: &Deliv
 /// Hands a task this delivery holds back to the queue's next delivery (`running` →
 /// `queued`), so a retry need not wait out the lease. Best effort: if the write fails or
 /// the task changed meanwhile, the lease still frees it.
-async fn requeue(services: &Services, task: &Task) {
+async fn requeue(services: &impl UsesTasks, task: &Task) {
     let Ok(requeued) = task.transition(TaskStatus::Queued) else {
         return;
     };
-    if let Err(e) = services.tasks.update_task(&requeued).await {
+    if let Err(e) = services.tasks().update_task(&requeued).await {
         tracing::warn!(task_id = %task.id, error = %e, "the task was not handed back; its lease will free it");
     }
 }
 
 /// Marks `task` failed with `error` and publishes `task.failed` (unless it finished
 /// meanwhile).
-pub async fn fail(services: &Services, task: &Task, error: &str) {
+pub async fn fail(services: &impl UsesEvents, task: &Task, error: &str) {
     if let Err(e) = mark_failed(services, task, error, None).await {
         tracing::warn!(task_id = %task.id, error = %e, "could not mark the task failed")
     }
@@ -79,7 +85,7 @@ pub async fn fail(services: &Services, task: &Task, error: &str) {
 /// also carries `extra`): `Ok(false)` if the task may not fail (it finished), `Conflict`
 /// if it changed since it was read.
 pub(crate) async fn mark_failed(
-    services: &Services,
+    services: &impl UsesEvents,
     task: &Task,
     error: &str,
     chunk: Option<u32>,
@@ -92,7 +98,10 @@ pub(crate) async fn mark_failed(
         chunk,
         ..TaskFailed::of(&failed, error)
     };
-    services.publish_with_task(&failed, &payload).await?;
+    services
+        .events()
+        .publish_with_task(&failed, &payload)
+        .await?;
     crate::metrics::global().add(crate::metrics::Counter::JobsFailed, 1);
     tracing::warn!(task_id = %failed.id, error, "task failed");
     Ok(true)
@@ -100,8 +109,13 @@ pub(crate) async fn mark_failed(
 
 /// Publishes `task.progress`; a failure is logged, not returned (progress is advice;
 /// the task record holds the truth).
-pub(crate) async fn publish_progress(services: &Services, task: &Task, payload: &TaskProgress) {
+pub(crate) async fn publish_progress(
+    services: &impl UsesEvents,
+    task: &Task,
+    payload: &TaskProgress,
+) {
     if let Err(e) = services
+        .events()
         .publish(&task.tenant, &task.correlation_id, payload)
         .await
     {
@@ -114,14 +128,14 @@ pub(crate) async fn publish_progress(services: &Services, task: &Task, payload: 
 /// written in one transaction, as completion and failure are. A finished task is 409; a
 /// task that keeps changing under the write is 409 after three tries.
 pub async fn cancel(
-    services: &Services,
+    services: &(impl UsesTasks + UsesEvents),
     tenant: &TenantId,
     id: &TaskId,
     correlation_id: &str,
 ) -> Result<Task, Problem> {
     for _ in 0..3 {
         let task = services
-            .tasks
+            .tasks()
             .get_task(tenant, id)
             .await?
             .ok_or_else(|| Problem::not_found(format!("task {id} not found")))?;
@@ -138,7 +152,7 @@ pub async fn cancel(
             &TaskCancelled::of(&cancelled),
         )
         .map_err(|e| Problem::internal(format!("encoding an event: {e}")))?;
-        match services.events.append_with_task(&event, &cancelled).await {
+        match services.events().append_with_task(&event, &cancelled).await {
             Ok(()) => return Ok(cancelled),
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),

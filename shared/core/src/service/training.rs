@@ -6,7 +6,10 @@ use crate::ids::{DatasetId, ModelId, TaskId};
 use crate::service::datasets::{dataset_rows, dataset_shape, profiled_dataset};
 use crate::service::input::{FitSpec, Rows};
 use crate::service::jobs::{self, JobError};
-use crate::service::{cost, models, Problem, Services};
+use crate::service::uses::{
+    UsesBlobs, UsesDatasets, UsesModels, UsesQueue, UsesSettings, UsesTasks,
+};
+use crate::service::{cost, models, Problem};
 use nomaly_detect::Model;
 use serde::{Deserialize, Serialize};
 
@@ -134,7 +137,7 @@ fn check_cost(spec: &FitSpec, rows: usize, cols: usize) -> Result<(), Problem> {
 /// Queues training. A dataset must be the tenant's and profiled; the fit's predicted
 /// cost must be within the limits.
 pub async fn submit(
-    services: &Services,
+    services: &(impl UsesTasks + UsesDatasets + UsesBlobs + UsesQueue + UsesSettings),
     tenant: &TenantId,
     correlation_id: &str,
     spec: FitSpec,
@@ -166,7 +169,7 @@ pub async fn submit(
 
 /// Loads the rows a training job names.
 async fn rows(
-    services: &Services,
+    services: &(impl UsesDatasets + UsesBlobs + UsesSettings),
     tenant: &TenantId,
     data: &TrainingData,
 ) -> Result<Rows, JobError> {
@@ -177,7 +180,7 @@ async fn rows(
             exclude_columns,
         } => {
             let dataset = services
-                .datasets
+                .datasets()
                 .get_dataset(tenant, dataset_id)
                 .await?
                 .ok_or_else(|| {
@@ -193,12 +196,12 @@ async fn rows(
 /// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of
 /// the fit), store the model. A redelivered job stores the same model id once.
 pub async fn run_job(
-    services: &Services,
+    services: &(impl UsesModels + UsesDatasets + UsesBlobs + UsesSettings),
     tenant: &TenantId,
     job: &TrainJob,
     progress: impl Fn(f64) + Send + Sync + 'static,
 ) -> Result<ModelRecord, JobError> {
-    if let Some(existing) = services.models.get_model(tenant, &job.model_id).await? {
+    if let Some(existing) = services.models().get_model(tenant, &job.model_id).await? {
         return Ok(existing);
     }
     let rows = rows(services, tenant, &job.data).await?;

@@ -23,14 +23,15 @@ use crate::domain::{Task, TaskKind, TenantId};
 use crate::limits::BACKTEST_MAX_INFLATED_BYTES;
 use crate::service::jobs;
 use crate::service::streams::{self, CreateStream};
-use crate::service::{datasets, Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets, UsesQueue, UsesSettings, UsesTasks};
+use crate::service::{datasets, Problem};
 use nomaly_detect::stream::StreamDetector;
 use request::{check_count, check_work, header_of, numeric_columns, windows_of};
 
 /// Queues a backtest after checking everything that can be checked before reading the
 /// data: the detector, the columns and labels against the dataset's profile, the windows.
 pub async fn submit(
-    services: &Services,
+    services: &(impl UsesTasks + UsesDatasets + UsesBlobs + UsesQueue + UsesSettings),
     tenant: &TenantId,
     correlation_id: &str,
     request: BacktestRequest,

@@ -9,7 +9,8 @@ use crate::ports::BlobKey;
 use crate::service::jobs::JobError;
 use crate::service::streams::{end_key, EndState};
 use crate::service::streams::{Anomaly, Point};
-use crate::service::{datasets, Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets};
+use crate::service::{datasets, Problem};
 use nomaly_detect::backtest::{self as judge, Evaluation, Labels};
 use nomaly_detect::stream::{StreamDetector, StreamSpec};
 use serde::Serialize;
@@ -38,7 +39,7 @@ pub fn result_key(tenant: &TenantId, task: &TaskId) -> BlobKey {
 /// against the labels, store the result and the end state. `progress` gets 0 to 1. A
 /// redelivered job runs again and writes the same keys.
 pub async fn run_job(
-    services: &Services,
+    services: &(impl UsesDatasets + UsesBlobs),
     tenant: &TenantId,
     job: &BacktestJob,
     progress: impl Fn(f64) + Send + Sync + 'static,
@@ -152,11 +153,11 @@ pub async fn run_job(
         .await
         .map_err(|e| JobError::Fail(Problem::internal(format!("the backtest stopped: {e}"))))??;
     services
-        .blobs
+        .blobs()
         .put_blob(&end_key(tenant, &job.task_id), json_bytes(&end)?)
         .await?;
     services
-        .blobs
+        .blobs()
         .put_blob(&result_key(tenant, &job.task_id), json_bytes(&document)?)
         .await?;
     Ok(Summary {

@@ -11,6 +11,9 @@ use crate::ports::{Delivery, StoreError};
 use crate::service::chunks;
 use crate::service::jobs::{JobError, JobKind};
 use crate::service::tasks::Handled;
+use crate::service::uses::{
+    UsesBlobs, UsesEvents, UsesLoadedModels, UsesModels, UsesSettings, UsesTasks,
+};
 use crate::service::{models, Problem, Services};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -105,7 +108,7 @@ pub async fn handle_chunk(
         }
         Err(e) => {
             crate::service::tasks::count_retry(services, delivery.receive_count);
-            if delivery.receive_count >= services.settings.max_receives {
+            if delivery.receive_count >= services.settings().max_receives {
                 // The queue dead-letters it next: the batch cannot finish.
                 let why = format!("{e} (after {} deliveries)", delivery.receive_count);
                 fail(services, &tenant, &chunk, &why).await;
@@ -116,11 +119,11 @@ pub async fn handle_chunk(
 }
 
 async fn run_chunk(
-    services: &Services,
+    services: &(impl UsesTasks + UsesEvents + UsesModels + UsesBlobs + UsesSettings + UsesLoadedModels),
     tenant: &TenantId,
     chunk: &ChunkJob,
 ) -> Result<(), JobError> {
-    let Some(task) = services.tasks.get_task(tenant, &chunk.task_id).await? else {
+    let Some(task) = services.tasks().get_task(tenant, &chunk.task_id).await? else {
         tracing::warn!("the chunk's task does not exist; dropping it");
         return Ok(());
     };
@@ -141,7 +144,7 @@ async fn run_chunk(
         return Ok(());
     }
     let part = part_key(tenant, &chunk.output, &chunk.task_id, chunk.index)?;
-    if let Some(written) = services.blobs.get_blob(&part).await? {
+    if let Some(written) = services.blobs().get_blob(&part).await? {
         // An earlier delivery scored the chunk and lost its count: count its part.
         let (rows, anomalies) = chunks::count_part(&written);
         tracing::info!(rows, "chunk scored already; counting its part");
@@ -173,7 +176,7 @@ async fn run_chunk(
         .await
         .map_err(|e| JobError::Retry(StoreError::backend("score a chunk", e)))??;
     services
-        .blobs
+        .blobs()
         .put_blob(&part, scored.csv)
         .await
         .map_err(JobError::Retry)?;
@@ -198,7 +201,7 @@ fn touched(task: &Task) -> Task {
 /// Counts the chunk done on its task (compare-and-set, re-read on a lost race); the
 /// write that counts the last chunk writes the manifest and completes the task.
 async fn record(
-    services: &Services,
+    services: &(impl UsesTasks + UsesEvents + UsesBlobs + UsesSettings),
     tenant: &TenantId,
     chunk: &ChunkJob,
     rows: u64,
@@ -208,7 +211,7 @@ async fn record(
         if round > 0 {
             crate::service::streams::backoff(round).await;
         }
-        let Some(task) = services.tasks.get_task(tenant, &chunk.task_id).await? else {
+        let Some(task) = services.tasks().get_task(tenant, &chunk.task_id).await? else {
             return Ok(());
         };
         if task.status.is_terminal() {
@@ -230,7 +233,7 @@ async fn record(
             next.progress = task.progress.max(progress.percent().min(99));
             let crossed = progress.percent() / 10 > before.percent() / 10;
             next.batch = Some(progress);
-            match services.tasks.update_task(&next).await {
+            match services.tasks().update_task(&next).await {
                 Ok(()) => {
                     if crossed {
                         announce(services, &next).await;
@@ -251,7 +254,7 @@ async fn record(
     ))))
 }
 
-async fn announce(services: &Services, task: &Task) {
+async fn announce(services: &(impl UsesEvents + UsesSettings), task: &Task) {
     let Some(b) = &task.batch else { return };
     let payload = TaskProgress {
         chunks: Some(ChunksDone {
@@ -266,7 +269,7 @@ async fn announce(services: &Services, task: &Task) {
 /// The last chunk: writes the manifest, then completes the task in one conditional
 /// write with its event. `false` if the task changed meanwhile (read again).
 async fn complete(
-    services: &Services,
+    services: &(impl UsesEvents + UsesBlobs),
     tenant: &TenantId,
     chunk: &ChunkJob,
     task: &Task,
@@ -289,7 +292,7 @@ async fn complete(
     let bytes = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| JobError::Fail(Problem::internal(e.to_string())))?;
     services
-        .blobs
+        .blobs()
         .put_blob(&manifest_key, bytes)
         .await
         .map_err(JobError::Retry)?;
@@ -314,7 +317,7 @@ async fn complete(
         },
     };
     done.batch = Some(progress);
-    match services.publish_with_task(&done, &payload).await {
+    match services.events().publish_with_task(&done, &payload).await {
         Ok(_) => {
             crate::metrics::global().add(crate::metrics::Counter::JobsSucceeded, 1);
             tracing::info!(task_id = %done.id, "batch completed");
@@ -326,7 +329,12 @@ async fn complete(
 }
 
 /// Fails the chunk's task, naming the chunk (unless the task finished meanwhile).
-async fn fail(services: &Services, tenant: &TenantId, chunk: &ChunkJob, why: &str) {
+async fn fail(
+    services: &(impl UsesTasks + UsesEvents),
+    tenant: &TenantId,
+    chunk: &ChunkJob,
+    why: &str,
+) {
     let error = format!(
         "chunk {} (bytes {}..{}) failed: {why}",
         chunk.index, chunk.start, chunk.end
@@ -335,7 +343,7 @@ async fn fail(services: &Services, tenant: &TenantId, chunk: &ChunkJob, why: &st
         if round > 0 {
             crate::service::streams::backoff(round).await;
         }
-        let task = match services.tasks.get_task(tenant, &chunk.task_id).await {
+        let task = match services.tasks().get_task(tenant, &chunk.task_id).await {
             Ok(Some(t)) if !t.status.is_terminal() => t,
             Ok(_) => return,
             Err(e) => {

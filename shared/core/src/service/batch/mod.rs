@@ -31,7 +31,8 @@ pub use source::{BatchRequest, Source, SourceSpec};
 
 use crate::domain::Task;
 use crate::ports::BlobKey;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesSettings, UsesUploads};
+use crate::service::Problem;
 
 /// Parts listed (with a download URL each) per answer of [`result`].
 pub const PARTS_PER_PAGE: usize = 1000;
@@ -39,7 +40,7 @@ pub const PARTS_PER_PAGE: usize = 1000;
 /// A completed batch's manifest, with a download URL for each of its parts from `offset`
 /// (at most [`PARTS_PER_PAGE`]; `next_offset` names the next page, `null` after the last).
 pub async fn result(
-    services: &Services,
+    services: &(impl UsesBlobs + UsesUploads + UsesSettings),
     task: &Task,
     offset: usize,
 ) -> Result<serde_json::Value, Problem> {
@@ -50,13 +51,13 @@ pub async fn result(
         .filter(|k| k.belongs_to(&task.tenant))
         .ok_or_else(|| Problem::internal(format!("task {} has no manifest key", task.id)))?;
     let bytes = services
-        .blobs
+        .blobs()
         .get_blob(&key)
         .await?
         .ok_or_else(|| Problem::not_found("the batch's manifest was deleted"))?;
     let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::internal(format!("the batch's manifest: {e}")))?;
-    let ttl = services.settings.upload_url_ttl_secs;
+    let ttl = services.settings().upload_url_ttl_secs;
     let parts = manifest["parts"].as_array().cloned().unwrap_or_default();
     let next = offset.saturating_add(PARTS_PER_PAGE);
     let mut urls = Vec::new();
@@ -70,7 +71,7 @@ pub async fn result(
             continue;
         };
         let signed = services
-            .uploads
+            .uploads()
             .presign_download(&part, "text/csv", ttl)
             .await?;
         urls.push(serde_json::json!({ "key": part.as_str(), "url": signed.url }));

@@ -10,7 +10,11 @@ use crate::limits::{BATCH_MAX_CHUNKS, BATCH_MAX_HEADER_BYTES};
 use crate::ports::BlobKey;
 use crate::service::chunks::{self, Plan, PlanError};
 use crate::service::jobs::{self, JobError, JobKind};
-use crate::service::{models, Problem, Services};
+use crate::service::uses::{
+    UsesBlobs, UsesChunks, UsesDatasets, UsesLoadedModels, UsesModels, UsesQueue, UsesSettings,
+    UsesTasks,
+};
+use crate::service::{models, Problem};
 use serde::{Deserialize, Serialize};
 
 /// The planner's job.
@@ -58,7 +62,7 @@ pub fn manifest_key(tenant: &TenantId, output: &str, task: &TaskId) -> Result<Bl
 /// Checks a batch request and queues its planner: 202 material. The source must exist
 /// and fit in [`BATCH_MAX_CHUNKS`] chunks, and the model must be the caller's.
 pub async fn submit(
-    services: &Services,
+    services: &(impl UsesTasks + UsesModels + UsesDatasets + UsesBlobs + UsesQueue + UsesSettings),
     tenant: &TenantId,
     correlation_id: &str,
     request: BatchRequest,
@@ -72,7 +76,7 @@ pub async fn submit(
         .size()
         .await?
         .ok_or_else(|| Problem::not_found("the source does not exist (or is not uploaded yet)"))?;
-    let chunk_bytes = services.settings.batch_chunk_bytes;
+    let chunk_bytes = services.settings().batch_chunk_bytes;
     if size.div_ceil(chunk_bytes) > BATCH_MAX_CHUNKS {
         return Err(Problem::too_large(format!(
             "the source has {size} bytes; a batch takes at most {BATCH_MAX_CHUNKS} chunks of {chunk_bytes} bytes"
@@ -91,7 +95,7 @@ pub async fn submit(
 /// The planner's first step: splits the source and checks its header against the model,
 /// so that a source the model cannot score fails once, not once per chunk.
 pub async fn plan(
-    services: &Services,
+    services: &(impl UsesModels + UsesBlobs + UsesSettings + UsesLoadedModels),
     tenant: &TenantId,
     job: &BatchJob,
 ) -> Result<Plan, JobError> {
@@ -125,7 +129,7 @@ pub async fn plan(
 
 /// The planner's last step: sends the jobs of the chunks not done yet.
 pub async fn send_chunks(
-    services: &Services,
+    services: &impl UsesChunks,
     tenant: &TenantId,
     correlation_id: &str,
     job: &BatchJob,
@@ -153,7 +157,7 @@ pub async fn send_chunks(
             messages.push(JobKind::Chunk.job(tenant, correlation_id, &body)?);
         }
         services
-            .chunks
+            .chunks()
             .send(&messages)
             .await
             .map_err(JobError::Retry)?;

@@ -5,7 +5,8 @@ use crate::domain::TenantId;
 use crate::ids::{DatasetId, ModelId};
 use crate::ports::BlobKey;
 use crate::service::chunks::{BlobSource, ByteSource, FileSource};
-use crate::service::{ingest, Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets, UsesSettings};
+use crate::service::{ingest, Problem};
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/batch`.
@@ -48,7 +49,7 @@ impl Source {
     /// under their prefix (else 403), a file must be a plain path under the imports
     /// folder of a server that has one.
     pub async fn resolve(
-        services: &Services,
+        services: &(impl UsesDatasets + UsesSettings),
         tenant: &TenantId,
         spec: &SourceSpec,
     ) -> Result<Source, Problem> {
@@ -57,7 +58,7 @@ impl Source {
                 let id = DatasetId::parse(id)
                     .map_err(|e| Problem::invalid_parameter(format!("source.dataset_id: {e}")))?;
                 services
-                    .datasets
+                    .datasets()
                     .get_dataset(tenant, &id)
                     .await?
                     .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
@@ -73,7 +74,7 @@ impl Source {
                 })
             }
             (None, None, Some(file)) => {
-                if services.settings.imports_dir.is_none() {
+                if services.settings().imports_dir.is_none() {
                     return Err(Problem::forbidden(
                         "file sources are read only by the local server (from <data-dir>/imports/<tenant>/); \
                          upload the data and use source.dataset_id or source.key",
@@ -119,14 +120,14 @@ impl Source {
     /// that folder.
     pub fn open<'a>(
         &'a self,
-        services: &'a Services,
+        services: &'a (impl UsesBlobs + UsesSettings),
         tenant: &TenantId,
     ) -> Result<Box<dyn ByteSource + 'a>, Problem> {
         match self {
-            Source::Blob(key) => Ok(Box::new(BlobSource::new(services.blobs.as_ref(), key))),
+            Source::Blob(key) => Ok(Box::new(BlobSource::new(services.blobs(), key))),
             Source::File(path) => {
                 let dir =
-                    services.settings.imports_dir.as_ref().ok_or_else(|| {
+                    services.settings().imports_dir.as_ref().ok_or_else(|| {
                         Problem::forbidden("this deployment reads no local files")
                     })?;
                 let own = dir.join(tenant.as_str());

@@ -19,7 +19,8 @@ use crate::ids::TaskId;
 use crate::limits::INLINE_RESULT_BYTES;
 use crate::ports::BlobKey;
 use crate::service::input::Rows;
-use crate::service::{cost, jobs, Problem, Services};
+use crate::service::uses::{Detects, UsesBlobs, UsesEvents, UsesQueue, UsesTasks};
+use crate::service::{cost, jobs, Problem};
 use scoring::{answer_bytes, cache_key, compute, predicted_ms, ready};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,7 +39,7 @@ pub enum Outcome {
 
 /// Publishes `anomaly.detected` when a detection found anomalies.
 pub async fn announce(
-    services: &Services,
+    services: &impl UsesEvents,
     tenant: &TenantId,
     correlation_id: &str,
     detection: &Detection,
@@ -70,13 +71,16 @@ pub async fn announce(
         max_score,
         threshold: detection.threshold,
     });
-    services.publish(tenant, correlation_id, &payload).await?;
+    services
+        .events()
+        .publish(tenant, correlation_id, &payload)
+        .await?;
     Ok(())
 }
 
 /// Detects anomalies in `rows`: from the cache, inline, or (over budget) as a task.
 pub async fn detect(
-    services: &Services,
+    services: &impl Detects,
     tenant: &TenantId,
     correlation_id: &str,
     rows: Rows,
@@ -91,7 +95,7 @@ pub async fn detect(
 }
 
 async fn detect_now_or_queue(
-    services: &Services,
+    services: &impl Detects,
     tenant: &TenantId,
     correlation_id: &str,
     rows: Rows,
@@ -100,20 +104,20 @@ async fn detect_now_or_queue(
     let (ready, rows, ignored) = ready(services, tenant, &spec, rows).await?;
     let predicted = predicted_ms(&ready, &rows, spec.explain)?;
     let answer = answer_bytes(rows.len(), spec.explain);
-    if predicted > services.settings.detect_budget_ms as f64 || answer > INLINE_RESULT_BYTES {
+    if predicted > services.settings().detect_budget_ms as f64 || answer > INLINE_RESULT_BYTES {
         // Slow work, or an answer past what a response carries: a task, whose result is
         // answered with a download URL when large.
         cost::check_task(predicted)?;
         tracing::info!(
             predicted_ms = predicted,
-            budget_ms = services.settings.detect_budget_ms,
+            budget_ms = services.settings().detect_budget_ms,
             "detection goes to a task"
         );
         let task = submit(services, tenant, correlation_id, rows, spec, ignored).await?;
         return Ok(Outcome::Queued(Box::new(task)));
     }
     let key = cache_key(&spec, &rows);
-    if let Some(bytes) = services.cache.get_cached(tenant, &key).await? {
+    if let Some(bytes) = services.cache().get_cached(tenant, &key).await? {
         if let Ok(mut hit) = serde_json::from_slice::<Detection>(&bytes) {
             hit.cached = true;
             hit.ignored_columns = ignored;
@@ -125,8 +129,8 @@ async fn detect_now_or_queue(
     detection.ignored_columns = ignored;
     if let Ok(bytes) = serde_json::to_vec(&detection) {
         if let Err(e) = services
-            .cache
-            .put_cached(tenant, &key, &bytes, services.settings.cache_ttl_secs)
+            .cache()
+            .put_cached(tenant, &key, &bytes, services.settings().cache_ttl_secs)
             .await
         {
             tracing::warn!(error = %e, "could not cache a detection");
@@ -138,7 +142,7 @@ async fn detect_now_or_queue(
 
 /// Queues a detection as a task: the rows go to the blob store, the job carries the key.
 pub async fn submit(
-    services: &Services,
+    services: &(impl UsesTasks + UsesBlobs + UsesQueue),
     tenant: &TenantId,
     correlation_id: &str,
     rows: Rows,
@@ -149,7 +153,7 @@ pub async fn submit(
     let input = BlobKey::for_tenant(tenant, &["inputs", &format!("{}.json", task.id)])
         .map_err(|e| Problem::internal(e.to_string()))?;
     let bytes = serde_json::to_vec(&rows).map_err(|e| Problem::internal(e.to_string()))?;
-    services.blobs.put_blob(&input, bytes).await?;
+    services.blobs().put_blob(&input, bytes).await?;
     let job = DetectJob {
         task_id: task.id.clone(),
         spec,

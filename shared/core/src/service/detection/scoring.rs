@@ -8,7 +8,8 @@ use crate::domain::TenantId;
 use crate::ids::{ModelId, TaskId};
 use crate::ports::BlobKey;
 use crate::service::input::{FitSpec, Rows};
-use crate::service::{cost, jobs, models, Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesEvents, UsesLoadedModels, UsesModels, UsesSettings};
+use crate::service::{cost, jobs, models, Problem};
 use nomaly_detect::{Algorithm, Model, ThresholdRule};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -144,7 +145,7 @@ pub(super) enum Ready {
 /// The scorer `spec` names, and the rows as it takes them (a stored model's columns, by
 /// name) with the columns it leaves out.
 pub(super) async fn ready(
-    services: &Services,
+    services: &(impl UsesModels + UsesBlobs + UsesSettings + UsesLoadedModels),
     tenant: &TenantId,
     spec: &DetectSpec,
     rows: Rows,
@@ -244,14 +245,14 @@ pub(super) fn predicted_ms(ready: &Ready, rows: &Rows, explain: bool) -> Result<
 /// Runs a `detect` job's work: score the stored rows, store the result, announce
 /// anomalies. Returns the result's blob key.
 pub async fn run_job(
-    services: &Services,
+    services: &(impl UsesEvents + UsesModels + UsesBlobs + UsesSettings + UsesLoadedModels),
     tenant: &TenantId,
     correlation_id: &str,
     job: &DetectJob,
     progress: impl Fn(f64) + Send + Sync + 'static,
 ) -> Result<(BlobKey, Detection), jobs::JobError> {
     let bytes = services
-        .blobs
+        .blobs()
         .get_blob(&job.input)
         .await
         .map_err(jobs::JobError::Retry)?
@@ -277,7 +278,7 @@ pub async fn run_job(
     let body = serde_json::to_vec(&detection)
         .map_err(|e| jobs::JobError::Fail(Problem::internal(e.to_string())))?;
     services
-        .blobs
+        .blobs()
         .put_blob(&result, body)
         .await
         .map_err(jobs::JobError::Retry)?;

@@ -18,20 +18,25 @@ pub use upload::{
 use crate::domain::TenantId;
 use crate::ids::DatasetId;
 use crate::ports::BlobKey;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets};
+use crate::service::Problem;
 use profiling::{profile_key, PROFILE_REF};
 
 /// Deletes the tenant's dataset: its record, then its upload.
-pub async fn delete(services: &Services, tenant: &TenantId, id: &DatasetId) -> Result<(), Problem> {
+pub async fn delete(
+    services: &(impl UsesDatasets + UsesBlobs),
+    tenant: &TenantId,
+    id: &DatasetId,
+) -> Result<(), Problem> {
     let dataset = services
-        .datasets
+        .datasets()
         .get_dataset(tenant, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;
-    services.datasets.delete_dataset(tenant, id).await?;
+    services.datasets().delete_dataset(tenant, id).await?;
     if let Ok(key) = BlobKey::parse(&dataset.blob_key) {
         if key.belongs_to(tenant) {
-            services.blobs.delete_blob(&key).await?;
+            services.blobs().delete_blob(&key).await?;
         }
     }
     if dataset
@@ -40,7 +45,7 @@ pub async fn delete(services: &Services, tenant: &TenantId, id: &DatasetId) -> R
         .is_some_and(|p| p.get(PROFILE_REF).is_some())
     {
         if let Ok(key) = profile_key(&dataset) {
-            services.blobs.delete_blob(&key).await?;
+            services.blobs().delete_blob(&key).await?;
         }
     }
     Ok(())

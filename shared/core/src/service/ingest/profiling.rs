@@ -9,7 +9,8 @@ use crate::limits::{self, MAX_PROFILE_ATTEMPTS};
 use crate::ports::BlobKey;
 use crate::service::jobs::JobError;
 use crate::service::profile::profile_csv;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets, UsesEvents};
+use crate::service::Problem;
 use serde::{Deserialize, Serialize};
 
 /// The body of a `profile` job.
@@ -27,7 +28,7 @@ pub struct ProfileJob {
 /// (saying whether the upload asked for training: the `events` function starts it). A
 /// failure retrying cannot mend (the upload is gone) rejects the dataset, with its reason.
 pub async fn run_profile(
-    services: &Services,
+    services: &(impl UsesEvents + UsesDatasets + UsesBlobs),
     tenant: &TenantId,
     correlation_id: &str,
     id: &DatasetId,
@@ -35,10 +36,10 @@ pub async fn run_profile(
 ) -> Result<Dataset, JobError> {
     match profile_once(services, tenant, correlation_id, id, size).await {
         Err(JobError::Fail(problem)) => {
-            if let Some(mut dataset) = services.datasets.get_dataset(tenant, id).await? {
+            if let Some(mut dataset) = services.datasets().get_dataset(tenant, id).await? {
                 dataset.status = DatasetStatus::Rejected;
                 dataset.error = Some(problem.detail.clone());
-                services.datasets.put_dataset(&dataset).await?;
+                services.datasets().put_dataset(&dataset).await?;
                 announce(services, &dataset, correlation_id).await?;
             }
             Err(JobError::Fail(problem))
@@ -48,14 +49,14 @@ pub async fn run_profile(
 }
 
 async fn profile_once(
-    services: &Services,
+    services: &(impl UsesEvents + UsesDatasets + UsesBlobs),
     tenant: &TenantId,
     correlation_id: &str,
     id: &DatasetId,
     _size: u64,
 ) -> Result<Dataset, JobError> {
     let mut dataset = services
-        .datasets
+        .datasets()
         .get_dataset(tenant, id)
         .await?
         .ok_or_else(|| JobError::Fail(Problem::not_found(format!("dataset {id} not found"))))?;
@@ -73,9 +74,9 @@ async fn profile_once(
         ))));
     }
     dataset.profile_attempts += 1;
-    services.datasets.put_dataset(&dataset).await?;
+    services.datasets().put_dataset(&dataset).await?;
     let key = upload_key(tenant, id);
-    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
+    let bytes = services.blobs().get_blob(&key).await?.ok_or_else(|| {
         JobError::Fail(Problem::not_found(format!(
             "dataset {id}'s upload is missing"
         )))
@@ -95,7 +96,7 @@ async fn profile_once(
             dataset.error = Some(e.to_string());
         }
     }
-    services.datasets.put_dataset(&dataset).await?;
+    services.datasets().put_dataset(&dataset).await?;
     announce(services, &dataset, correlation_id).await?;
     Ok(dataset)
 }
@@ -118,7 +119,7 @@ pub(super) fn profile_key(dataset: &Dataset) -> Result<BlobKey, JobError> {
 /// makes a profile of megabytes, and a DynamoDB item holds 400 KB) stored in the blob
 /// store, with a summary and a pointer in the record (the claim check).
 async fn check_in_profile(
-    services: &Services,
+    services: &impl UsesBlobs,
     dataset: &Dataset,
     profile: serde_json::Value,
 ) -> Result<serde_json::Value, JobError> {
@@ -128,7 +129,7 @@ async fn check_in_profile(
         return Ok(profile);
     }
     let key = profile_key(dataset)?;
-    services.blobs.put_blob(&key, bytes).await?;
+    services.blobs().put_blob(&key, bytes).await?;
     let issues = profile["issues"].as_array().cloned().unwrap_or_default();
     Ok(serde_json::json!({
         "rows": profile["rows"],
@@ -144,7 +145,7 @@ async fn check_in_profile(
 /// The dataset's whole profile: from its record, or from the blob store when the record
 /// keeps a pointer. Only a key under the dataset's tenant is read.
 pub async fn profile_of(
-    services: &Services,
+    services: &impl UsesBlobs,
     dataset: &Dataset,
 ) -> Result<Option<serde_json::Value>, Problem> {
     let Some(profile) = &dataset.profile else {
@@ -159,7 +160,7 @@ pub async fn profile_of(
         .ok_or_else(|| {
             Problem::internal(format!("dataset {}'s profile key is invalid", dataset.id))
         })?;
-    let bytes = services.blobs.get_blob(&key).await?.ok_or_else(|| {
+    let bytes = services.blobs().get_blob(&key).await?.ok_or_else(|| {
         Problem::internal(format!(
             "dataset {}'s profile is missing from storage",
             dataset.id
@@ -171,7 +172,7 @@ pub async fn profile_of(
 }
 
 pub(super) async fn announce(
-    services: &Services,
+    services: &impl UsesEvents,
     dataset: &Dataset,
     correlation_id: &str,
 ) -> Result<(), JobError> {
@@ -197,6 +198,7 @@ pub(super) async fn announce(
         train: dataset.train_on_upload && dataset.status == DatasetStatus::Profiled,
     };
     services
+        .events()
         .publish(&dataset.tenant, correlation_id, &payload)
         .await?;
     Ok(())

@@ -7,7 +7,10 @@ use crate::ids::DatasetId;
 use crate::ports::{BlobKey, PresignedUpload};
 use crate::service::input::FitSpec;
 use crate::service::jobs;
-use crate::service::{Problem, Services};
+use crate::service::uses::{
+    UsesBlobs, UsesDatasets, UsesEvents, UsesQueue, UsesSettings, UsesTasks, UsesUploads,
+};
+use crate::service::Problem;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +48,7 @@ pub fn upload_key(tenant: &TenantId, id: &DatasetId) -> BlobKey {
 
 /// Registers a dataset and grants its upload.
 pub async fn register(
-    services: &Services,
+    services: &(impl UsesDatasets + UsesUploads + UsesSettings),
     tenant: &TenantId,
     request: UploadRequest,
 ) -> Result<UploadGrant, Problem> {
@@ -62,10 +65,10 @@ pub async fn register(
             "`name` is a file name: 1-200 printable characters, without / or \\, not . or ..",
         ));
     }
-    if request.size == 0 || request.size > services.settings.max_upload_bytes {
+    if request.size == 0 || request.size > services.settings().max_upload_bytes {
         return Err(Problem::invalid_parameter(format!(
             "`size` must be between 1 and {} bytes",
-            services.settings.max_upload_bytes
+            services.settings().max_upload_bytes
         )));
     }
     if let Some(spec) = &request.train {
@@ -74,8 +77,8 @@ pub async fn register(
     let id = DatasetId::new();
     let key = upload_key(tenant, &id);
     let upload = services
-        .uploads
-        .presign_upload(&key, request.size, services.settings.upload_url_ttl_secs)
+        .uploads()
+        .presign_upload(&key, request.size, services.settings().upload_url_ttl_secs)
         .await?;
     let dataset = Dataset {
         id,
@@ -93,7 +96,7 @@ pub async fn register(
         profile_attempts: 0,
         created_at: Timestamp::now(),
     };
-    services.datasets.put_dataset(&dataset).await?;
+    services.datasets().put_dataset(&dataset).await?;
     Ok(UploadGrant { dataset, upload })
 }
 
@@ -101,12 +104,16 @@ pub async fn register(
 /// local server's upload route): checks it against its dataset's declared size, then
 /// profiles it here or, when large, in a worker job. Keys that are not uploads, and
 /// uploads of unknown or already-handled datasets, are ignored.
-pub async fn object_created(services: &Services, key: &str, size: u64) -> Result<(), Problem> {
+pub async fn object_created(
+    services: &(impl UsesTasks + UsesEvents + UsesDatasets + UsesBlobs + UsesQueue + UsesSettings),
+    key: &str,
+    size: u64,
+) -> Result<(), Problem> {
     let Some((tenant, id)) = parse_upload_key(key) else {
         tracing::info!(key, "not an upload key; ignored");
         return Ok(());
     };
-    let Some(mut dataset) = services.datasets.get_dataset(&tenant, &id).await? else {
+    let Some(mut dataset) = services.datasets().get_dataset(&tenant, &id).await? else {
         tracing::warn!(key, "an upload for no registered dataset; ignored");
         return Ok(());
     };
@@ -126,16 +133,16 @@ pub async fn object_created(services: &Services, key: &str, size: u64) -> Result
             "the upload is {size} bytes, larger than the {} declared",
             dataset.declared_size
         ));
-        services.datasets.put_dataset(&dataset).await?;
+        services.datasets().put_dataset(&dataset).await?;
         if let Ok(k) = BlobKey::parse(key) {
-            services.blobs.delete_blob(&k).await?;
+            services.blobs().delete_blob(&k).await?;
         }
         announce(services, &dataset, &correlation).await?;
         return Ok(());
     }
     dataset.status = DatasetStatus::Profiling;
-    services.datasets.put_dataset(&dataset).await?;
-    if size > services.settings.inline_profile_bytes {
+    services.datasets().put_dataset(&dataset).await?;
+    if size > services.settings().inline_profile_bytes {
         let task = Task::new(tenant.clone(), TaskKind::Profile, &correlation);
         let job = ProfileJob {
             task_id: task.id.clone(),
@@ -152,11 +159,11 @@ pub async fn object_created(services: &Services, key: &str, size: u64) -> Result
 /// Whether an upload to `key` may still be stored: its dataset exists and is waiting
 /// for its upload. A second PUT to a URL that already delivered would replace the file
 /// the profile describes and training reads: 409.
-pub async fn check_upload_open(services: &Services, key: &str) -> Result<(), Problem> {
+pub async fn check_upload_open(services: &impl UsesDatasets, key: &str) -> Result<(), Problem> {
     let (tenant, id) = parse_upload_key(key)
         .ok_or_else(|| Problem::forbidden("this is not an upload location"))?;
     let dataset = services
-        .datasets
+        .datasets()
         .get_dataset(&tenant, &id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("dataset {id} not found")))?;

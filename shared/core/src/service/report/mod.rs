@@ -17,7 +17,11 @@ use crate::ids::{ModelId, TaskId};
 use crate::ports::{BlobKey, PresignedDownload};
 use crate::service::jobs;
 use crate::service::training::TrainingData;
-use crate::service::{cost, datasets, models, Problem, Services};
+use crate::service::uses::{
+    UsesBlobs, UsesDatasets, UsesLoadedModels, UsesModels, UsesQueue, UsesSettings, UsesTasks,
+    UsesUploads,
+};
+use crate::service::{cost, datasets, models, Problem};
 
 /// Rows explained in the "top anomalies" table.
 pub const TOP_ANOMALIES: usize = 20;
@@ -34,7 +38,13 @@ pub fn report_key(tenant: &TenantId, task: &TaskId) -> BlobKey {
 
 /// Queues a report on `model_id` (the tenant's) over the data the request names.
 pub async fn submit(
-    services: &Services,
+    services: &(impl UsesTasks
+          + UsesModels
+          + UsesDatasets
+          + UsesBlobs
+          + UsesQueue
+          + UsesSettings
+          + UsesLoadedModels),
     tenant: &TenantId,
     correlation_id: &str,
     model_id: &ModelId,
@@ -73,7 +83,10 @@ pub async fn submit(
 }
 
 /// A download URL for a completed report task's page.
-pub async fn download(services: &Services, task: &Task) -> Result<PresignedDownload, Problem> {
+pub async fn download(
+    services: &impl UsesUploads,
+    task: &Task,
+) -> Result<PresignedDownload, Problem> {
     if task.kind != TaskKind::Report {
         return Err(Problem::not_found(format!(
             "task {} is a {} task; only report tasks have a report",
@@ -90,7 +103,7 @@ pub async fn download(services: &Services, task: &Task) -> Result<PresignedDownl
     }
     let key = report_key(&task.tenant, &task.id);
     Ok(services
-        .uploads
+        .uploads()
         .presign_download(&key, CONTENT_TYPE, DOWNLOAD_URL_SECS)
         .await?)
 }

@@ -8,7 +8,8 @@ use crate::service::detection::{score_with, Contribution};
 use crate::service::input::Rows;
 use crate::service::jobs::JobError;
 use crate::service::training::TrainingData;
-use crate::service::{datasets, models, profile, Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesDatasets, UsesLoadedModels, UsesModels, UsesSettings};
+use crate::service::{datasets, models, profile, Problem};
 use serde::Serialize;
 
 /// Features shown per explained row.
@@ -29,7 +30,7 @@ pub struct Summary {
 /// render and store the page. `progress` gets 0 to 1. A redelivered job renders the
 /// page again under the same key.
 pub async fn run_job(
-    services: &Services,
+    services: &(impl UsesModels + UsesDatasets + UsesBlobs + UsesSettings + UsesLoadedModels),
     tenant: &TenantId,
     job: &ReportJob,
     progress: impl Fn(f64) + Send + Sync + 'static,
@@ -109,7 +110,7 @@ pub async fn run_job(
         .await
         .map_err(|e| JobError::Fail(Problem::internal(format!("rendering stopped: {e}"))))??;
     let key = report_key(tenant, &job.task_id);
-    services.blobs.put_blob(&key, page.into_bytes()).await?;
+    services.blobs().put_blob(&key, page.into_bytes()).await?;
     Ok((key, summary))
 }
 

@@ -21,7 +21,8 @@ use crate::domain::{Stream, StreamState, TenantId};
 use crate::ids::{EventId, StreamId};
 use crate::limits::STREAM_MAX_REQUEST_WORK;
 use crate::ports::StoreError;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesEvents, UsesSettings, UsesStreams};
+use crate::service::Problem;
 use crate::time::Timestamp;
 use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec};
 use serde::Serialize;
@@ -139,7 +140,7 @@ enum Written {
 /// retried on conflict) and, when some points are anomalous, publishes
 /// `anomaly.detected` on the stream's channel.
 pub async fn append(
-    services: &Services,
+    services: &(impl UsesEvents + UsesStreams + UsesBlobs + UsesSettings),
     tenant: &TenantId,
     correlation_id: &str,
     id: &StreamId,
@@ -263,11 +264,11 @@ pub async fn append(
 /// state object is left in place rather than risk deleting what a stored record points
 /// at.
 async fn write(
-    services: &Services,
+    services: &(impl UsesStreams + UsesBlobs),
     next: &Stream,
     state: &StreamState,
 ) -> Result<Written, Problem> {
-    let failure = match services.streams.update_stream(next, state).await {
+    let failure = match services.streams().update_stream(next, state).await {
         Ok(()) => return Ok(Written::Mine),
         Err(StoreError::Conflict(_)) => None,
         Err(StoreError::NotFound(what)) => {
@@ -276,7 +277,7 @@ async fn write(
         }
         Err(e) => Some(e),
     };
-    let stored = services.streams.get_stream(&next.tenant, &next.id).await;
+    let stored = services.streams().get_stream(&next.tenant, &next.id).await;
     let landed = |s: &Stream| s.version == next.version && s.write_id == next.write_id;
     match (stored, failure) {
         (Ok(Some((s, _))), _) if landed(&s) => {
@@ -315,7 +316,7 @@ fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
 /// Publishes the anomalies; a failure is logged, not returned: the points are stored
 /// already, and a retry of the request would learn them twice.
 async fn publish(
-    services: &Services,
+    services: &impl UsesEvents,
     stream: &Stream,
     correlation_id: &str,
     anomalies: &[Anomaly],
@@ -352,6 +353,7 @@ async fn publish(
         stream_version: stream.version,
     });
     let published = services
+        .events()
         .publish(&stream.tenant, correlation_id, &payload)
         .await;
     match published {

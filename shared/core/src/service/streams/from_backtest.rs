@@ -5,7 +5,8 @@
 use crate::domain::{TaskKind, TaskStatus, TenantId};
 use crate::ids::TaskId;
 use crate::ports::BlobKey;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesTasks};
+use crate::service::Problem;
 use nomaly_detect::stream::StreamSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,12 +34,12 @@ pub fn end_key(tenant: &TenantId, task: &TaskId) -> BlobKey {
 }
 /// The end state of the tenant's completed backtest `task`.
 pub async fn end_state(
-    services: &Services,
+    services: &(impl UsesTasks + UsesBlobs),
     tenant: &TenantId,
     task: &TaskId,
 ) -> Result<EndState, Problem> {
     let record = services
-        .tasks
+        .tasks()
         .get_task(tenant, task)
         .await?
         .ok_or_else(|| Problem::not_found(format!("backtest {task} not found")))?;
@@ -55,7 +56,7 @@ pub async fn end_state(
         )));
     }
     let bytes = services
-        .blobs
+        .blobs()
         .get_blob(&end_key(tenant, task))
         .await?
         .ok_or_else(|| Problem::not_found(format!("backtest {task}'s end state is gone")))?;

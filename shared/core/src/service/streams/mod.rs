@@ -22,7 +22,8 @@ pub use state::MAX_INLINE_ITEM_BYTES;
 use crate::domain::{Stream, StreamState, TenantId};
 use crate::ids::{StreamId, TaskId};
 use crate::ports::StoreError;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesSettings, UsesStreams, UsesTasks};
+use crate::service::Problem;
 use nomaly_detect::stream::StreamDetector;
 use request::{checked_name, checked_threshold, on_the_scale};
 use state::{discard, store_state};
@@ -44,7 +45,7 @@ pub fn threshold_of(stream: &Stream) -> f64 {
 
 /// Creates a stream with a fresh detector.
 pub async fn create(
-    services: &Services,
+    services: &(impl UsesTasks + UsesStreams + UsesBlobs + UsesSettings),
     tenant: &TenantId,
     request: CreateStream,
 ) -> Result<Stream, Problem> {
@@ -60,7 +61,7 @@ pub async fn create(
         }
     };
     let state = store_state(services, &stream, bytes).await?;
-    if let Err(e) = services.streams.create_stream(&stream, &state).await {
+    if let Err(e) = services.streams().create_stream(&stream, &state).await {
         discard(services, &state).await;
         return Err(e.into());
     }
@@ -71,7 +72,7 @@ pub async fn create(
 /// A new stream that starts where backtest `task` ended: its detector, columns, points
 /// learned and last timestamp, and its threshold unless the request gives one.
 async fn from_backtest(
-    services: &Services,
+    services: &(impl UsesTasks + UsesBlobs + UsesSettings),
     tenant: &TenantId,
     request: CreateStream,
     task: &TaskId,
@@ -105,12 +106,12 @@ async fn from_backtest(
 
 /// The stream, or 404 (also for another tenant's).
 pub async fn get(
-    services: &Services,
+    services: &impl UsesStreams,
     tenant: &TenantId,
     id: &StreamId,
 ) -> Result<(Stream, StreamState), Problem> {
     services
-        .streams
+        .streams()
         .get_stream(tenant, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("stream {id} not found")))
@@ -118,11 +119,15 @@ pub async fn get(
 
 /// Deletes the stream and its state. The record goes only if no write landed since it
 /// was read, so the state deleted is the state it pointed at.
-pub async fn delete(services: &Services, tenant: &TenantId, id: &StreamId) -> Result<(), Problem> {
+pub async fn delete(
+    services: &(impl UsesStreams + UsesBlobs),
+    tenant: &TenantId,
+    id: &StreamId,
+) -> Result<(), Problem> {
     for round in 0..MAX_ROUNDS {
         let (stream, state) = get(services, tenant, id).await?;
         match services
-            .streams
+            .streams()
             .delete_stream(tenant, id, stream.version)
             .await
         {

@@ -10,7 +10,8 @@
 use crate::domain::{Stream, StreamState};
 use crate::limits::STREAM_MAX_STATE_VALUES;
 use crate::ports::BlobKey;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesBlobs, UsesSettings};
+use crate::service::Problem;
 use nomaly_detect::stream::StreamSpec;
 
 /// Refuses a detector whose state would be too large to keep.
@@ -47,7 +48,7 @@ pub const MAX_INLINE_ITEM_BYTES: usize = 380_000;
 /// [`MAX_INLINE_ITEM_BYTES`]), else writes them to the blob store under the version's own
 /// key and answers the pointer.
 pub(super) async fn store_state(
-    services: &Services,
+    services: &(impl UsesBlobs + UsesSettings),
     stream: &Stream,
     bytes: Vec<u8>,
 ) -> Result<StreamState, Problem> {
@@ -55,33 +56,33 @@ pub(super) async fn store_state(
         .map(|r| r.len())
         .map_err(|e| Problem::internal(e.to_string()))?;
     let limit = services
-        .settings
+        .settings()
         .stream_inline_state_bytes
         .min(MAX_INLINE_ITEM_BYTES);
     if bytes.len() + record + 1024 <= limit {
         return Ok(StreamState::Inline(bytes));
     }
     let key = state_key(stream)?;
-    services.blobs.put_blob(&key, bytes).await?;
+    services.blobs().put_blob(&key, bytes).await?;
     Ok(StreamState::Blob(key))
 }
 
 /// The state's bytes; `None` when its blob is gone (a newer version replaced it).
 pub(super) async fn load_state(
-    services: &Services,
+    services: &impl UsesBlobs,
     state: &StreamState,
 ) -> Result<Option<Vec<u8>>, Problem> {
     match state {
         StreamState::Inline(bytes) => Ok(Some(bytes.clone())),
-        StreamState::Blob(key) => Ok(services.blobs.get_blob(key).await?),
+        StreamState::Blob(key) => Ok(services.blobs().get_blob(key).await?),
     }
 }
 
 /// Deletes a state blob no record points at any more (logged, never failing the caller:
 /// a leftover object costs storage, not correctness).
-pub(super) async fn discard(services: &Services, state: &StreamState) {
+pub(super) async fn discard(services: &impl UsesBlobs, state: &StreamState) {
     if let Some(key) = state.blob() {
-        if let Err(e) = services.blobs.delete_blob(key).await {
+        if let Err(e) = services.blobs().delete_blob(key).await {
             tracing::warn!(key = key.as_str(), error = %e, "an old stream state was not deleted");
         }
     }

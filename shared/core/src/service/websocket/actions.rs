@@ -10,7 +10,8 @@ use crate::service::connections::close;
 use crate::service::detection::score_with;
 use crate::service::input::Rows;
 use crate::service::streams::{self, PointIn};
-use crate::service::{cost, models, Problem, Services};
+use crate::service::uses::HandlesMessages;
+use crate::service::{cost, models, Problem};
 use crate::time::Timestamp;
 use serde::Deserialize;
 
@@ -70,7 +71,7 @@ pub fn error_message(problem: &Problem) -> Vec<u8> {
 /// the connection through the notifier. A message that cannot be handled gets an
 /// `error` reply; the connection stays open, unless its key has been revoked: then the
 /// reply says so and the connection is closed.
-pub async fn message_received(services: &Services, connection_id: &str, body: &[u8]) {
+pub async fn message_received(services: &impl HandlesMessages, connection_id: &str, body: &[u8]) {
     crate::metrics::global().add(crate::metrics::Counter::WebSocketMessages, 1);
     let outcome = handle(services, connection_id, body).await;
     let revoked = matches!(&outcome, Err(p) if p.slug == "unauthorized");
@@ -79,7 +80,7 @@ pub async fn message_received(services: &Services, connection_id: &str, body: &[
         Ok(None) => return,
         Err(p) => error_message(&p),
     };
-    if let Err(e) = services.notifier.push(connection_id, &out).await {
+    if let Err(e) = services.notifier().push(connection_id, &out).await {
         tracing::warn!(connection = connection_id, error = %e, "reply not delivered");
     }
     if revoked {
@@ -88,16 +89,16 @@ pub async fn message_received(services: &Services, connection_id: &str, body: &[
 }
 
 async fn handle(
-    services: &Services,
+    services: &impl HandlesMessages,
     connection_id: &str,
     body: &[u8],
 ) -> Result<Option<Vec<u8>>, Problem> {
     let mut connection = services
-        .connections
+        .connections()
         .get_connection(connection_id)
         .await?
         .ok_or_else(|| Problem::unauthorized("this connection is not registered; reconnect"))?;
-    if !services.connection_key_live(&connection).await? {
+    if !services.keys().connection_key_live(&connection).await? {
         return Err(Problem::unauthorized(
             "the API key of this connection was revoked; reconnect with a valid key",
         ));
@@ -134,8 +135,8 @@ async fn handle(
                 connection.subscriptions.push(channel.clone());
             }
             connection.expires_at =
-                Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs));
-            services.connections.put_connection(&connection).await?;
+                Timestamp::now().plus_seconds(i64::from(services.settings().connection_ttl_secs));
+            services.connections().put_connection(&connection).await?;
             let replayed = match after {
                 Some(after) => {
                     replay(services, connection_id, &connection.tenant, &channel, after).await?
@@ -150,7 +151,7 @@ async fn handle(
             let channel =
                 Channel::parse(&channel).map_err(|e| Problem::invalid_parameter(e.to_string()))?;
             connection.subscriptions.retain(|c| *c != channel);
-            services.connections.put_connection(&connection).await?;
+            services.connections().put_connection(&connection).await?;
             Ok(Some(reply(
                 serde_json::json!({"type": "unsubscribed", "channel": channel}),
             )))
@@ -213,13 +214,13 @@ async fn handle(
                 rows.columns.len(),
                 model.training().rows,
             );
-            if predicted > services.settings.detect_budget_ms as f64 {
+            if predicted > services.settings().detect_budget_ms as f64 {
                 // A socket has no 202: costly scoring belongs to POST /v1/detect.
                 return Err(Exceeded {
                     limit: limits::DETECT_BUDGET.name,
                     detail: format!(
                         "this score is predicted to take {predicted:.0} ms, past the budget of {} ms; use POST /v1/detect, which queues costly work",
-                        services.settings.detect_budget_ms
+                        services.settings().detect_budget_ms
                     ),
                 }
                 .into());

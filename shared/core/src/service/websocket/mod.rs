@@ -27,7 +27,8 @@ pub use actions::{error_message, message_received, Action};
 
 use crate::domain::{Connection, TenantId};
 use crate::limits::{self, MAX_CONNECTIONS_PER_TENANT};
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesConnections, UsesKeys, UsesRate, UsesSettings};
+use crate::service::Problem;
 use crate::time::Timestamp;
 
 /// Seconds a connection refused for its tenant's cap is told to wait.
@@ -36,17 +37,17 @@ const CONNECTIONS_RETRY_AFTER_SECS: u32 = 30;
 /// Registers a new connection for the key's tenant; 401 without a valid key, 429 with
 /// `Retry-After` past the tenant's rate limit or its cap on open connections.
 pub async fn connect(
-    services: &Services,
+    services: &(impl UsesKeys + UsesConnections + UsesRate + UsesSettings),
     connection_id: &str,
     api_key: Option<&str>,
 ) -> Result<TenantId, Problem> {
     let key = api_key.ok_or_else(|| Problem::unauthorized("connect with ?api_key=<key>"))?;
-    let key = services.authenticate_key(key).await?;
+    let key = services.keys().authenticate_key(key).await?;
     let tenant = key.tenant;
     crate::service::rate_limit::admit(services, &tenant).await?;
     let now = Timestamp::now();
     let open = services
-        .connections
+        .connections()
         .tenant_connections(&tenant)
         .await?
         .iter()
@@ -64,17 +65,21 @@ pub async fn connect(
         tenant: tenant.clone(),
         key_id: Some(key.id),
         subscriptions: Vec::new(),
-        expires_at: Timestamp::now().plus_seconds(i64::from(services.settings.connection_ttl_secs)),
+        expires_at: Timestamp::now()
+            .plus_seconds(i64::from(services.settings().connection_ttl_secs)),
     };
-    services.connections.put_connection(&connection).await?;
+    services.connections().put_connection(&connection).await?;
     tracing::info!(connection = connection_id, tenant = %tenant, "connected");
     Ok(tenant)
 }
 
 /// Forgets a connection.
-pub async fn disconnect(services: &Services, connection_id: &str) -> Result<(), Problem> {
+pub async fn disconnect(
+    services: &impl UsesConnections,
+    connection_id: &str,
+) -> Result<(), Problem> {
     services
-        .connections
+        .connections()
         .delete_connection(connection_id)
         .await?;
     tracing::info!(connection = connection_id, "disconnected");

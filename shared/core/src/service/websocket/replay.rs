@@ -4,10 +4,11 @@ use crate::domain::{Channel, TenantId};
 use crate::ids::EventId;
 use crate::limits::WS_MAX_REPLAY;
 use crate::service::fanout::message;
-use crate::service::{Problem, Services};
+use crate::service::uses::{UsesEvents, UsesNotifier};
+use crate::service::Problem;
 
 pub(super) async fn replay(
-    services: &Services,
+    services: &(impl UsesEvents + UsesNotifier),
     connection_id: &str,
     tenant: &TenantId,
     channel: &Channel,
@@ -18,13 +19,13 @@ pub(super) async fn replay(
     let mut read = 0;
     while let Some(position) = cursor.take() {
         let page = services
-            .events
+            .events()
             .events_after(tenant, Some(&position), 500)
             .await?;
         read += page.items.len();
         for event in page.items.iter().filter(|e| channel.carries(e)) {
             services
-                .notifier
+                .notifier()
                 .push(connection_id, &message(event))
                 .await
                 .map_err(|e| Problem::unavailable(format!("replay stopped: {e}")))?;

@@ -13,6 +13,9 @@ use crate::ids::TaskId;
 use crate::ports::{Delivery, StoreError};
 use crate::service::jobs::{JobError, JobKind};
 use crate::service::tasks::{fail, give_back, Handled};
+use crate::service::uses::{
+    UsesBlobs, UsesEvents, UsesLoadedModels, UsesModels, UsesQueue, UsesSettings, UsesTasks,
+};
 use crate::service::{backtest, detection, report, streams, Problem, Services};
 use crate::time::Timestamp;
 use std::sync::atomic::Ordering;
@@ -128,6 +131,7 @@ pub(super) async fn handle_inner(
         ..TaskProgress::of(&started)
     };
     if let Err(e) = services
+        .events()
         .publish(&tenant, &job.correlation_id, &payload)
         .await
     {
@@ -185,12 +189,12 @@ pub(super) async fn handle_inner(
 /// the send fails, the job starts: the cap is for fairness, and a job must never be
 /// stranded by it.
 async fn defer_at_cap(
-    services: &Services,
+    services: &(impl UsesTasks + UsesQueue + UsesSettings),
     delivery: &Delivery,
     tenant: &crate::domain::TenantId,
 ) -> Option<Handled> {
-    let cap = services.settings.max_running_jobs_per_tenant.max(1) as usize;
-    let running = match services.tasks.count_running(tenant, cap).await {
+    let cap = services.settings().max_running_jobs_per_tenant.max(1) as usize;
+    let running = match services.tasks().count_running(tenant, cap).await {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "could not count the tenant's running tasks; starting the job");
@@ -200,10 +204,10 @@ async fn defer_at_cap(
     if running < cap {
         return None;
     }
-    let delay = services.settings.deferred_job_delay_secs.min(900);
+    let delay = services.settings().deferred_job_delay_secs.min(900);
     // The job as it came (a large body stays in the blob store, by reference).
     match services
-        .queue
+        .queue()
         .send_after(std::slice::from_ref(&delivery.job), delay)
         .await
     {
@@ -224,7 +228,7 @@ async fn defer_at_cap(
 }
 
 async fn complete(
-    services: &Services,
+    services: &(impl UsesTasks + UsesEvents + UsesModels + UsesBlobs + UsesSettings + UsesLoadedModels),
     task: &Task,
     output: Output,
     delivery: &Delivery,
@@ -237,7 +241,7 @@ async fn complete(
         task_id: done.id.clone(),
         outcome: output.outcome,
     };
-    match services.publish_with_task(&done, &payload).await {
+    match services.events().publish_with_task(&done, &payload).await {
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => {
             // Cancelled, or finished by another delivery, while this one worked.
@@ -259,8 +263,12 @@ async fn complete(
 
 /// After losing the final CAS: if the task was cancelled, what this delivery made is
 /// removed, so a cancelled training leaves no model and a cancelled detection no result.
-async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
-    let Ok(Some(now)) = services.tasks.get_task(&task.tenant, &task.id).await else {
+async fn discard_if_cancelled(
+    services: &(impl UsesTasks + UsesModels + UsesBlobs + UsesLoadedModels),
+    task: &Task,
+    done: &Task,
+) {
+    let Ok(Some(now)) = services.tasks().get_task(&task.tenant, &task.id).await else {
         return;
     };
     if now.status != TaskStatus::Cancelled {
@@ -278,14 +286,14 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
         crate::domain::TaskKind::Detect => {
             let key = detection::result_key(&task.tenant, &task.id);
             services
-                .blobs
+                .blobs()
                 .delete_blob(&key)
                 .await
                 .err()
                 .map(Problem::from)
         }
         crate::domain::TaskKind::Report => services
-            .blobs
+            .blobs()
             .delete_blob(&report::report_key(&task.tenant, &task.id))
             .await
             .err()
@@ -296,7 +304,7 @@ async fn discard_if_cancelled(services: &Services, task: &Task, done: &Task) {
                 backtest::result_key(&task.tenant, &task.id),
                 streams::end_key(&task.tenant, &task.id),
             ] {
-                if let Err(e) = services.blobs.delete_blob(&key).await {
+                if let Err(e) = services.blobs().delete_blob(&key).await {
                     failed = Some(Problem::from(e));
                 }
             }
