@@ -1163,8 +1163,9 @@ pub async fn concurrent_stream_writers_lose_nothing(
         .await
         .expect("create the stream");
     let id = created.id.clone();
-    // Every point at the same second, so any order the writes win in is a valid order.
-    let value = |w: usize, i: usize| ((w * 7919 + i * 104_729) % 1000) as f64 / 10.0;
+    // Every point at the same second, so any order the writes win in is a valid order;
+    // no two alike, so none is taken for a duplicate of the one before it.
+    let value = |w: usize, i: usize| (w * per_writer + i) as f64 / 10.0;
     let runs = (0..writers).map(|w| {
         let (t, id) = (t.clone(), id.clone());
         async move {
@@ -1177,7 +1178,8 @@ pub async fn concurrent_stream_writers_lose_nothing(
                 let a = streams::append(services, &t, "c-race", &id, vec![point.clone()])
                     .await
                     .unwrap_or_else(|p| panic!("writer {w} point {i}: {p}"));
-                answers.push((a.version, point, a.scores[0], a.retries));
+                let score = a.scores[0].expect("a new point is learned, not dropped");
+                answers.push((a.version, point, score, a.retries));
             }
             answers
         }

@@ -241,7 +241,7 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
     let id = create(
         &e,
         &key,
-        json!({"name": "pair", "detector": "rolling_median", "columns": ["a", "b"]}),
+        json!({"name": "pair", "detector": "rolling_median", "columns": ["a", "b"], "late": "reject"}),
     )
     .await;
     let first = e
@@ -377,6 +377,113 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = e.get(&format!("/v1/streams/{id}"), &key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_late_point_is_dropped_or_clamped_and_its_neighbours_are_stored() {
+    let e = env();
+    let key = e.key("acme").await;
+    let at = |i: i64| 1_700_000_000 + 60 * i;
+    let mut answers = Vec::new();
+    for policy in [None, Some("drop"), Some("clamp")] {
+        let mut body = json!({"name": "late", "detector": "rolling_mean"});
+        if let Some(p) = policy {
+            body["late"] = json!(p);
+        }
+        let id = create(&e, &key, body).await;
+        append_json(&e, &key, &id, &[(at(0), 1.0), (at(1), 2.0)]).await;
+        // One point before the stream's last, one inside the request out of order, and
+        // the request's first point again.
+        let sent = [
+            (at(0), 5.0),
+            (at(2), 3.0),
+            (at(2), 3.0),
+            (at(4), 4.0),
+            (at(3), 6.0),
+            (at(5), 7.0),
+        ];
+        let answer = append_json(&e, &key, &id, &sent).await;
+        let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+        answers.push((policy, answer, view));
+    }
+    for (policy, answer, view) in &answers {
+        let refused: Vec<(u64, &str, &str)> = answer["refused"]
+            .as_array()
+            .expect("refused")
+            .iter()
+            .map(|r| {
+                (
+                    r["index"].as_u64().unwrap_or(99),
+                    r["reason"].as_str().unwrap_or(""),
+                    r["action"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        let scored: Vec<bool> = answer["scores"]
+            .as_array()
+            .expect("scores")
+            .iter()
+            .map(Value::is_number)
+            .collect();
+        // What each policy should make of the six points: `drop` is the default.
+        let clamp = *policy == Some("clamp");
+        let late = if clamp { "clamped" } else { "dropped" };
+        let expected_refused = [
+            (0, "late", late),
+            (2, "duplicate", "dropped"),
+            (4, "late", late),
+        ];
+        let expected_scored = [clamp, true, false, true, clamp, true];
+        let (dropped, clamped) = if clamp { (1, 2) } else { (3, 0) };
+        assert_eq!(refused, expected_refused, "{policy:?}: {answer}");
+        assert_eq!(scored, expected_scored, "{policy:?}: {answer}");
+        assert_eq!(
+            (answer["dropped"].as_u64(), answer["clamped"].as_u64()),
+            (Some(dropped), Some(clamped)),
+            "{answer}"
+        );
+        assert_eq!(answer["appended"], 6 - dropped, "{answer}");
+        assert_eq!(
+            view["points"],
+            2 + 6 - dropped,
+            "the others are stored: {view}"
+        );
+        assert_eq!(view["version"], 3, "one write: {view}");
+        if clamp {
+            assert_eq!(answer["refused"][0]["learned_at"], at(1), "{answer}");
+        }
+        assert_eq!(view["last_timestamp"], at(5), "{view}");
+        assert_eq!(view["late"], policy.unwrap_or("drop"), "{view}");
+    }
+
+    // A request of nothing but points already learned stores nothing and says so.
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "again", "detector": "rolling_mean"}),
+    )
+    .await;
+    let first = append_json(&e, &key, &id, &[(at(0), 1.0), (at(1), 2.0)]).await;
+    let again = append_json(&e, &key, &id, &[(at(0), 1.0), (at(1), 2.0)]).await;
+    assert_eq!(again["version"], first["version"], "{again}");
+    assert_eq!(
+        (again["appended"].as_u64(), again["dropped"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(again["refused"][1]["reason"], "duplicate", "{again}");
+
+    // An unknown policy is a clear 400 naming the policies there are.
+    let (s, _, body) = e
+        .post_streams(&key, json!({"name": "x", "late": "sometimes"}))
+        .await;
+    assert!(s.is_client_error(), "{s} {body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`reject`, `drop`, `clamp`"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -31,6 +31,10 @@ pub struct Stream {
     pub anomalies: u64,
     /// The last point's time (Unix seconds): later points may not be earlier.
     pub last_timestamp: Option<i64>,
+    /// What happens to a point earlier than the last one, or sent twice (streams made
+    /// before the policy drop them).
+    #[serde(default)]
+    pub late: LatePolicy,
     /// Bumped by every write: the compare-and-set token.
     pub version: u64,
     /// Names the write that made this version, so a writer whose answer was lost (a
@@ -63,12 +67,28 @@ impl Stream {
             points: 0,
             anomalies: 0,
             last_timestamp: None,
+            late: LatePolicy::default(),
             version: 1,
             write_id: String::new(),
             created_at: now,
             updated_at: now,
         }
     }
+}
+
+/// What a stream does with a point earlier than its last one (late), or the same as its
+/// last one, time and values (a duplicate: a retried request, a feed sending twice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LatePolicy {
+    /// Refuse the whole request with 422, storing nothing.
+    Reject,
+    /// Store the other points and leave these out; the answer counts them and says why.
+    #[default]
+    Drop,
+    /// Learn a late point as if it came at the last point's time; duplicates are
+    /// dropped.
+    Clamp,
 }
 
 /// Where a stream's detector state is: in the record's own row or item while it is

@@ -177,6 +177,8 @@ pub struct StreamView {
     pub detector: serde_json::Value,
     /// The last point's time (Unix seconds).
     pub last_timestamp: Option<i64>,
+    /// What it does with a late or repeated point: `reject`, `drop` or `clamp`.
+    pub late: crate::domain::LatePolicy,
     /// The name the tenant gave it.
     pub name: String,
     /// Points learned so far.
@@ -204,6 +206,7 @@ impl StreamView {
             created_at: stream.created_at.rfc3339(),
             detector: stream.detector.clone(),
             last_timestamp: stream.last_timestamp,
+            late: stream.late,
             name: stream.name.clone(),
             points: stream.points,
             state_stored: state.map(|s| match s {
@@ -285,6 +288,7 @@ mod tests {
                 "points": stream.points,
                 "anomalies": stream.anomalies,
                 "last_timestamp": stream.last_timestamp,
+                "late": "drop",
                 "version": stream.version,
                 "created_at": stream.created_at.rfc3339(),
                 "updated_at": stream.updated_at.rfc3339(),

@@ -205,11 +205,29 @@ pub struct StreamDetector {
     state: State,
     /// The last point's timestamp: points come in time order.
     last_t: Option<i64>,
+    /// The last point's values (states stored before it was kept have none), so a
+    /// point sent twice can be told from a new one at the same time.
+    #[serde(default)]
+    last_x: Option<Vec<f64>>,
     /// Points learned.
     seen: u64,
     /// The raw scores' calibration to one scale (states stored before it start afresh).
     #[serde(default)]
     likelihood: likelihood::Likelihood,
+}
+
+/// Where a point stands against the last one a detector learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeliness {
+    /// At or after the last point's time (a new point).
+    OnTime,
+    /// Earlier than the last point, which was at `last`.
+    Late {
+        /// The last point's time.
+        last: i64,
+    },
+    /// The last point again: the same time and the same values.
+    Duplicate,
 }
 
 /// A point's score on the common scale (what thresholds apply to), the detector's own
@@ -345,6 +363,7 @@ impl StreamDetector {
             width,
             state,
             last_t: None,
+            last_x: None,
             seen: 0,
             likelihood: likelihood::Likelihood::default(),
         })
@@ -363,6 +382,15 @@ impl StreamDetector {
     /// Points learned so far.
     pub fn seen(&self) -> u64 {
         self.seen
+    }
+
+    /// Where a point at `t` with values `x` stands against the last point learned.
+    pub fn timeliness(&self, t: i64, x: &[f64]) -> Timeliness {
+        match self.last_t {
+            Some(last) if t < last => Timeliness::Late { last },
+            Some(last) if t == last && self.last_x.as_deref() == Some(x) => Timeliness::Duplicate,
+            _ => Timeliness::OnTime,
+        }
     }
 
     /// Scores the point `x` at `t` (seconds) against what came before, then learns it.
@@ -437,6 +465,7 @@ impl StreamDetector {
             forest.learn_one(x)?;
         }
         self.last_t = Some(t);
+        self.last_x = Some(x.to_vec());
         self.seen += 1;
         Ok(Scored {
             score,
@@ -479,6 +508,23 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn late_and_repeated_points_are_told_from_new_ones() {
+        let spec = StreamSpec::Seasonal {
+            params: seasonal::SeasonalParams::default(),
+        };
+        let mut d = StreamDetector::new(spec, 1).unwrap();
+        assert_eq!(d.timeliness(5, &[1.0]), Timeliness::OnTime);
+        d.update(10, &[1.0]).unwrap();
+        assert_eq!(d.timeliness(9, &[1.0]), Timeliness::Late { last: 10 });
+        assert_eq!(d.timeliness(10, &[1.0]), Timeliness::Duplicate);
+        assert_eq!(d.timeliness(10, &[2.0]), Timeliness::OnTime);
+        assert_eq!(d.timeliness(11, &[1.0]), Timeliness::OnTime);
+        // The last values survive a round trip through the stored state.
+        let back = StreamDetector::from_json(&d.to_json().unwrap()).unwrap();
+        assert_eq!(back.timeliness(10, &[1.0]), Timeliness::Duplicate);
     }
 
     fn specs() -> Vec<StreamSpec> {

@@ -130,6 +130,7 @@ pub async fn submit(
         columns,
         threshold: request.threshold,
         from_backtest: None,
+        late: None,
     }
     .into_parts()?;
     // Every parameter and the detector's fit to the columns, checked before queueing.

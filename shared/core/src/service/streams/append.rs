@@ -5,8 +5,12 @@
 //! the points, and write the new state only if the stream's version is still the one
 //! read. A writer that loses reads again and reapplies its points, so two concurrent
 //! writers never lose an update, and a request is all or nothing: a point refused
-//! (wrong width, not a number, earlier than the stream's last point) refuses the request
-//! and stores nothing.
+//! (wrong width, not a number) refuses the request and stores nothing.
+//!
+//! A point earlier than the stream's last, or the last point sent again, follows the
+//! stream's [`LatePolicy`]: `reject` refuses the request as above; `drop` leaves the
+//! point out and stores the others; `clamp` learns a late point at the last point's
+//! time. The answer counts and lists what was dropped or clamped, and why.
 //!
 //! Each write carries its own `write_id`. When the store's answer is unclear (a lost
 //! response the SDK retried into a failed condition, a timeout after the write landed),
@@ -17,14 +21,14 @@ use super::request::{check_count, Point};
 use super::state::{discard, load_state, store_state};
 use super::{get, threshold_of, MAX_ROUNDS};
 use crate::domain::payload::{AnomalyDetected, PointAnomaly, StreamAnomalies};
-use crate::domain::{Stream, StreamState, TenantId};
+use crate::domain::{LatePolicy, Stream, StreamState, TenantId};
 use crate::ids::{EventId, StreamId};
 use crate::limits::STREAM_MAX_REQUEST_WORK;
 use crate::ports::StoreError;
 use crate::service::uses::{UsesBlobs, UsesEvents, UsesSettings, UsesStreams};
 use crate::service::Problem;
 use crate::time::Timestamp;
-use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec};
+use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec, Timeliness};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -32,6 +36,8 @@ use serde_json::{json, Value};
 const EVENT_POINTS: usize = 100;
 /// Streams up to this wide list each anomalous point's values in the event.
 const EVENT_VALUES_UP_TO: usize = 16;
+/// Points dropped or clamped listed one by one in an answer (all are counted).
+const REFUSED_LISTED: usize = 100;
 
 /// What appending points gave.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -40,15 +46,22 @@ pub struct Appended {
     pub stream_id: StreamId,
     /// The stream's version after the write.
     pub version: u64,
-    /// Points appended by this request.
+    /// Points appended by this request (clamped ones included, dropped ones not).
     pub appended: usize,
     /// Points the stream has learned in all.
     pub points: u64,
     /// Each point's score on the common scale (the anomaly likelihood, in [0, 1]: what the
-    /// threshold applies to), in the order sent.
-    pub scores: Vec<f64>,
-    /// Each point's raw score from the detector itself (a z-score, a tree mass score).
-    pub raw_scores: Vec<f64>,
+    /// threshold applies to), in the order sent; `null` for a point dropped.
+    pub scores: Vec<Option<f64>>,
+    /// Each point's raw score from the detector itself (a z-score, a tree mass score);
+    /// `null` for a point dropped.
+    pub raw_scores: Vec<Option<f64>>,
+    /// Points left out under the stream's `late` policy (late or sent twice).
+    pub dropped: usize,
+    /// Late points learned at the last point's time under the `clamp` policy.
+    pub clamped: usize,
+    /// The first 100 points dropped or clamped: which, and why.
+    pub refused: Vec<Refused>,
     /// The points scoring at or above the threshold.
     pub anomalies: Vec<Anomaly>,
     /// The threshold.
@@ -59,6 +72,116 @@ pub struct Appended {
     /// none, or when storing the event failed (the points are stored all the same, and
     /// the anomalies are in this answer).
     pub event_id: Option<EventId>,
+}
+
+/// A point not learned as it was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Refused {
+    /// Its position in the request.
+    pub index: usize,
+    /// Its time as sent (Unix seconds).
+    pub timestamp: i64,
+    /// `late`: earlier than the point before it; `duplicate`: the point before it again,
+    /// time and values.
+    pub reason: &'static str,
+    /// `dropped` or `clamped` (learned at `learned_at`).
+    pub action: &'static str,
+    /// The time it was learned at, when clamped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_at: Option<i64>,
+}
+
+/// What one request's points came to: a score for each point learned, and the points
+/// refused.
+struct Learned {
+    scores: Vec<Option<Scored>>,
+    refused: Vec<Refused>,
+    /// The new state, unless no point was learned.
+    bytes: Option<Vec<u8>>,
+    last_t: Option<i64>,
+}
+
+/// Scores and learns `points` on the detector stored as `bytes`, under `policy`.
+fn learn(
+    bytes: &[u8],
+    width: usize,
+    policy: LatePolicy,
+    points: &[Point],
+) -> Result<Learned, Problem> {
+    let mut detector = StreamDetector::from_json(bytes)?;
+    if detector.width() != width {
+        return Err(Problem::internal(
+            "the stream's state does not match its record",
+        ));
+    }
+    let mut scores = Vec::with_capacity(points.len());
+    let mut refused = Vec::new();
+    let mut last_t = None;
+    for (i, p) in points.iter().enumerate() {
+        let (reason, last) = match detector.timeliness(p.t, &p.values) {
+            Timeliness::OnTime => ("", None),
+            Timeliness::Late { last } => ("late", Some(last)),
+            Timeliness::Duplicate => ("duplicate", None),
+        };
+        let mut t = p.t;
+        if !reason.is_empty() {
+            let refuse = |action, learned_at| Refused {
+                index: i,
+                timestamp: p.t,
+                reason,
+                action,
+                learned_at,
+            };
+            match (policy, last) {
+                (LatePolicy::Reject, _) => {
+                    return Err(Problem::invalid_data(format!(
+                    "point {i}: {}; this stream's `late` policy is `reject`, so nothing was stored",
+                    match last {
+                        Some(last) => format!("{} is before the stream's last point ({last})", p.t),
+                        None =>
+                            "it repeats the point before it (the same time and values)".to_string(),
+                    }
+                )))
+                }
+                (LatePolicy::Clamp, Some(last)) => {
+                    refused.push(refuse("clamped", Some(last)));
+                    t = last;
+                }
+                _ => {
+                    refused.push(refuse("dropped", None));
+                    scores.push(None);
+                    continue;
+                }
+            }
+        }
+        scores.push(Some(
+            detector
+                .update(t, &p.values)
+                .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?,
+        ));
+        last_t = Some(t);
+    }
+    if last_t.is_none() {
+        return Ok(Learned {
+            scores,
+            refused,
+            bytes: None,
+            last_t,
+        });
+    }
+    let bytes = detector.to_json()?;
+    // Never store a state that would not load back: the stream would be stuck.
+    StreamDetector::from_json(&bytes).map_err(|e| {
+        Problem::invalid_data(format!(
+            "these points would leave the detector's state unusable ({e}); nothing was stored"
+        ))
+    })?;
+    Ok(Learned {
+        scores,
+        refused,
+        bytes: Some(bytes),
+        last_t,
+    })
 }
 
 /// An anomalous point.
@@ -176,44 +299,61 @@ pub async fn append(
         };
         let width = stream.columns.len();
         let batch = points.clone();
-        let (scores, new_bytes, last_t) = tokio::task::spawn_blocking(move || {
-            let mut detector = StreamDetector::from_json(&bytes)?;
-            if detector.width() != width {
-                return Err(Problem::internal("the stream's state does not match its record"));
-            }
-            let mut scores = Vec::with_capacity(batch.len());
-            for (i, p) in batch.iter().enumerate() {
-                scores.push(
-                    detector
-                        .update(p.t, &p.values)
-                        .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?,
-                );
-            }
-            let bytes = detector.to_json()?;
-            // Never store a state that would not load back: the stream would be stuck.
-            StreamDetector::from_json(&bytes).map_err(|e| {
-                Problem::invalid_data(format!(
-                    "these points would leave the detector's state unusable ({e}); nothing was stored"
-                ))
-            })?;
-            Ok((scores, bytes, batch.last().map(|p| p.t)))
-        })
-        .await
-        .map_err(|e| Problem::internal(e.to_string()))??;
+        let policy = stream.late;
+        let learned = tokio::task::spawn_blocking(move || learn(&bytes, width, policy, &batch))
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))??;
         let threshold = threshold_of(&stream);
-        let anomalies: Vec<Anomaly> = scores
+        let anomalies: Vec<Anomaly> = learned
+            .scores
             .iter()
             .enumerate()
+            .filter_map(|(index, s)| s.as_ref().map(|s| (index, s)))
             .filter(|(_, s)| s.score >= threshold)
             .map(|(index, s)| Anomaly::new(index, &points[index], s, &stream.columns))
             .collect();
+        let kept = learned.scores.iter().filter(|s| s.is_some()).count();
+        let dropped = points.len() - kept;
+        let clamped = learned.refused.len() - dropped;
+        let answer = |next: &Stream, event_id| Appended {
+            stream_id: next.id.clone(),
+            version: next.version,
+            appended: kept,
+            points: next.points,
+            raw_scores: learned
+                .scores
+                .iter()
+                .map(|s| s.as_ref().map(|s| s.raw))
+                .collect(),
+            scores: learned
+                .scores
+                .iter()
+                .map(|s| s.as_ref().map(|s| s.score))
+                .collect(),
+            dropped,
+            clamped,
+            refused: learned
+                .refused
+                .iter()
+                .take(REFUSED_LISTED)
+                .cloned()
+                .collect(),
+            anomalies: anomalies.clone(),
+            threshold,
+            retries: round,
+            event_id,
+        };
+        let Some(new_bytes) = learned.bytes.clone() else {
+            // Nothing to learn: the stream stays as it was.
+            return Ok(answer(&stream, None));
+        };
         let mut next = stream.clone();
         next.threshold = threshold;
         next.version += 1;
         next.write_id = crate::ids::Ulid::new().encode();
-        next.points += points.len() as u64;
+        next.points += kept as u64;
         next.anomalies += anomalies.len() as u64;
-        next.last_timestamp = last_t.or(stream.last_timestamp);
+        next.last_timestamp = learned.last_t.or(stream.last_timestamp);
         next.updated_at = Timestamp::now();
         let new_state = store_state(services, &next, new_bytes).await?;
         match write(services, &next, &new_state).await? {
@@ -222,7 +362,7 @@ pub async fn append(
                     discard(services, &old_state).await;
                 }
                 let m = crate::metrics::global();
-                m.add(crate::metrics::Counter::RowsScored, points.len() as u64);
+                m.add(crate::metrics::Counter::RowsScored, kept as u64);
                 m.add(
                     crate::metrics::Counter::AnomaliesFound,
                     anomalies.len() as u64,
@@ -230,20 +370,9 @@ pub async fn append(
                 let event_id = if anomalies.is_empty() {
                     None
                 } else {
-                    publish(services, &next, correlation_id, &anomalies, &points).await
+                    publish(services, &next, correlation_id, &anomalies, &points, kept).await
                 };
-                return Ok(Appended {
-                    stream_id: next.id.clone(),
-                    version: next.version,
-                    appended: points.len(),
-                    points: next.points,
-                    raw_scores: scores.iter().map(|s| s.raw).collect(),
-                    scores: scores.iter().map(|s| s.score).collect(),
-                    anomalies,
-                    threshold: next.threshold,
-                    retries: round,
-                    event_id,
-                });
+                return Ok(answer(&next, event_id));
             }
             Written::Lost => {
                 discard(services, &new_state).await;
@@ -321,6 +450,7 @@ async fn publish(
     correlation_id: &str,
     anomalies: &[Anomaly],
     points: &[Point],
+    learned: usize,
 ) -> Option<EventId> {
     // Values only for narrow streams, so an event stays well under a WebSocket frame.
     let with_values = stream.columns.len() <= EVENT_VALUES_UP_TO;
@@ -345,7 +475,7 @@ async fn publish(
     let payload = AnomalyDetected::Stream(StreamAnomalies {
         stream_id: stream.id.clone(),
         stream_name: stream.name.clone(),
-        points_scored: points.len(),
+        points_scored: learned,
         anomalies: anomalies.len(),
         anomaly_points: listed,
         max_score,

@@ -49,7 +49,8 @@ pub async fn create(
     tenant: &TenantId,
     request: CreateStream,
 ) -> Result<Stream, Problem> {
-    let (stream, bytes) = match request.from_backtest.clone() {
+    let late = request.late.unwrap_or_default();
+    let (mut stream, bytes) = match request.from_backtest.clone() {
         Some(task) => from_backtest(services, tenant, request, &task).await?,
         None => {
             let (name, spec, columns, threshold) = request.into_parts()?;
@@ -60,6 +61,7 @@ pub async fn create(
             (stream, bytes)
         }
     };
+    stream.late = late;
     let state = store_state(services, &stream, bytes).await?;
     if let Err(e) = services.streams().create_stream(&stream, &state).await {
         discard(services, &state).await;

@@ -2,6 +2,7 @@
 //! columns and threshold, and points as JSON or CSV, checked before anything is stored.
 
 use super::state::check_footprint;
+use crate::domain::LatePolicy;
 use crate::ids::TaskId;
 use crate::limits::{STREAM_MAX_POINTS, STREAM_MAX_WIDTH};
 use crate::service::Problem;
@@ -36,6 +37,11 @@ pub struct CreateStream {
     /// the stream starts from (no warm-up); its detector and columns come with it.
     #[serde(default)]
     pub from_backtest: Option<TaskId>,
+    /// What to do with a point earlier than the stream's last, or the last point sent
+    /// again: `reject` the request, `drop` the point (the default) or `clamp` it to the
+    /// last point's time.
+    #[serde(default)]
+    pub late: Option<LatePolicy>,
 }
 
 /// A stream's name, checked and trimmed.
