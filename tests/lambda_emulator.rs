@@ -227,7 +227,7 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
         .streams
         .create_stream(
             &stream,
-            &StreamState::Inline(detector.to_json().expect("state")),
+            &StreamState::Inline(detector.to_bytes().expect("state")),
         )
         .await
         .expect("stream");

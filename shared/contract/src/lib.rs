@@ -1223,7 +1223,7 @@ pub async fn concurrent_stream_writers_lose_nothing(
             .expect("the state blob is there"),
     };
     assert_eq!(
-        StreamDetector::from_json(&bytes).expect("the stored state loads"),
+        StreamDetector::from_bytes(&bytes).expect("the stored state loads"),
         replay,
         "the stored state is every point learned in the order the writes won"
     );

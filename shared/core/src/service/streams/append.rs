@@ -108,7 +108,7 @@ fn learn(
     policy: LatePolicy,
     points: &[Point],
 ) -> Result<Learned, Problem> {
-    let mut detector = StreamDetector::from_json(bytes)?;
+    let mut detector = StreamDetector::from_bytes(bytes)?;
     if detector.width() != width {
         return Err(Problem::internal(
             "the stream's state does not match its record",
@@ -169,9 +169,9 @@ fn learn(
             last_t,
         });
     }
-    let bytes = detector.to_json()?;
+    let bytes = detector.to_bytes()?;
     // Never store a state that would not load back: the stream would be stuck.
-    StreamDetector::from_json(&bytes).map_err(|e| {
+    StreamDetector::from_bytes(&bytes).map_err(|e| {
         Problem::invalid_data(format!(
             "these points would leave the detector's state unusable ({e}); nothing was stored"
         ))

@@ -54,7 +54,7 @@ pub async fn create(
         Some(task) => from_backtest(services, tenant, request, &task).await?,
         None => {
             let (name, spec, columns, threshold) = request.into_parts()?;
-            let bytes = StreamDetector::new(spec.clone(), columns.len())?.to_json()?;
+            let bytes = StreamDetector::new(spec.clone(), columns.len())?.to_bytes()?;
             let detector_json =
                 serde_json::to_value(&spec).map_err(|e| Problem::internal(e.to_string()))?;
             let stream = Stream::new(tenant.clone(), name, detector_json, columns, threshold);
@@ -91,8 +91,9 @@ async fn from_backtest(
     let name = checked_name(&request.name)?;
     let end = from_backtest::end_state(services, tenant, task).await?;
     let threshold = checked_threshold(request.threshold.unwrap_or(end.threshold))?;
-    let bytes = serde_json::to_vec(&end.detector).map_err(|e| Problem::internal(e.to_string()))?;
-    let detector = StreamDetector::from_json(&bytes)?;
+    let json = serde_json::to_vec(&end.detector).map_err(|e| Problem::internal(e.to_string()))?;
+    let detector = StreamDetector::from_json(&json)?;
+    let bytes = detector.to_bytes()?;
     if detector.width() != end.columns.len() {
         return Err(Problem::internal(
             "the backtest's end state does not match its columns",

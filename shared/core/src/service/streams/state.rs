@@ -3,7 +3,7 @@
 //! The detector's state is kept in the stream's own record while it is at most
 //! [`Settings::stream_inline_state_bytes`](crate::service::Settings) long (a DynamoDB
 //! item holds 400 KB). Larger state is written to the blob store first, under a key
-//! naming the version and the writer (`tenants/<t>/streams/<id>/state-<version>-<ulid>.json`),
+//! naming the version and the writer (`tenants/<t>/streams/<id>/state-<version>-<ulid>.bin`),
 //! and the record points at it; the previous version's object is deleted once the new
 //! record is stored, and a losing writer deletes its own.
 
@@ -32,7 +32,7 @@ pub(crate) fn check_footprint(spec: &StreamSpec, width: usize) -> Result<(), Pro
 /// never deletes the winner's.
 fn state_key(stream: &Stream) -> Result<BlobKey, Problem> {
     let file = format!(
-        "state-{:020}-{}.json",
+        "state-{:020}-{}.bin",
         stream.version,
         crate::ids::Ulid::new().encode()
     );
