@@ -487,6 +487,72 @@ async fn a_late_point_is_dropped_or_clamped_and_its_neighbours_are_stored() {
 }
 
 #[tokio::test]
+async fn gaps_are_found_on_the_interval_and_filled_as_the_stream_says() {
+    let e = env();
+    let key = e.key("acme").await;
+    let at = |i: i64| 1_700_000_000 + 300 * i;
+    // Points 3 and 4 are missing, and point 7 after them.
+    let sent: Vec<(i64, f64)> = [0, 1, 2, 5, 6, 8]
+        .iter()
+        .map(|i| (at(*i), *i as f64))
+        .collect();
+    for (gaps, filled) in [(None, 0), (Some("previous"), 3), (Some("linear"), 3)] {
+        let mut body = json!({"name": "gappy", "detector": "rolling_mean"});
+        if let Some(g) = gaps {
+            body["gaps"] = json!(g);
+        }
+        let id = create(&e, &key, body).await;
+        let answer = append_json(&e, &key, &id, &sent).await;
+        assert_eq!(answer["interval"], 300, "inferred from the steps: {answer}");
+        assert_eq!(
+            (
+                answer["gaps"]["found"].as_u64(),
+                answer["gaps"]["missing"].as_u64(),
+                answer["gaps"]["filled"].as_u64()
+            ),
+            (Some(2), Some(3), Some(filled)),
+            "{gaps:?}: {answer}"
+        );
+        assert_eq!(
+            scores(&answer).len(),
+            sent.len(),
+            "a score per point sent, none for a filled one"
+        );
+        let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+        assert_eq!(
+            (view["interval"].as_i64(), view["points"].as_u64()),
+            (Some(300), Some(6)),
+            "{view}"
+        );
+        assert_eq!(view["gaps"], gaps.unwrap_or("skip"), "{view}");
+    }
+    // A given interval is kept; a nonsense one is refused.
+    let id = create(
+        &e,
+        &key,
+        json!({"name": "hourly", "interval": 3600, "gaps": "previous"}),
+    )
+    .await;
+    let answer = append_json(&e, &key, &id, &[(at(0), 1.0), (at(12), 2.0), (at(24), 3.0)]).await;
+    assert_eq!(
+        (
+            answer["interval"].as_i64(),
+            answer["gaps"]["found"].as_u64()
+        ),
+        (Some(3600), Some(0)),
+        "{answer}"
+    );
+    let (s, _, body) = e
+        .post_streams(&key, json!({"name": "x", "interval": 0}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap_or("").contains("`interval`"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn large_state_lives_in_the_blob_store_behind_the_record() {
     let e = env_with(Settings {
         stream_inline_state_bytes: 4096,

@@ -35,6 +35,13 @@ pub struct Stream {
     /// before the policy drop them).
     #[serde(default)]
     pub late: LatePolicy,
+    /// What happens to points missing from the series.
+    #[serde(default)]
+    pub gaps: GapPolicy,
+    /// Seconds between points: given at creation, or inferred from the first request
+    /// with at least two steps.
+    #[serde(default)]
+    pub interval: Option<i64>,
     /// Bumped by every write: the compare-and-set token.
     pub version: u64,
     /// Names the write that made this version, so a writer whose answer was lost (a
@@ -68,6 +75,8 @@ impl Stream {
             anomalies: 0,
             last_timestamp: None,
             late: LatePolicy::default(),
+            gaps: GapPolicy::default(),
+            interval: None,
             version: 1,
             write_id: String::new(),
             created_at: now,
@@ -89,6 +98,31 @@ pub enum LatePolicy {
     /// Learn a late point as if it came at the last point's time; duplicates are
     /// dropped.
     Clamp,
+}
+
+/// What a stream does with points missing from its series (a step of more than one and
+/// a half intervals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GapPolicy {
+    /// Learn only the points that came (the default).
+    #[default]
+    Skip,
+    /// Learn each missing point as the last value again.
+    Previous,
+    /// Learn each missing point on the line between the points either side.
+    Linear,
+}
+
+impl GapPolicy {
+    /// The detector's name for it.
+    pub fn fill(self) -> nomaly_detect::stream::GapFill {
+        match self {
+            GapPolicy::Skip => nomaly_detect::stream::GapFill::Skip,
+            GapPolicy::Previous => nomaly_detect::stream::GapFill::Previous,
+            GapPolicy::Linear => nomaly_detect::stream::GapFill::Linear,
+        }
+    }
 }
 
 /// Where a stream's detector state is: in the record's own row or item while it is

@@ -175,6 +175,10 @@ pub struct StreamView {
     /// The detector and its parameters.
     #[schema(value_type = Object)]
     pub detector: serde_json::Value,
+    /// What it does with points missing from the series: `skip`, `previous` or `linear`.
+    pub gaps: crate::domain::GapPolicy,
+    /// Seconds between points, given or inferred; `null` until known.
+    pub interval: Option<i64>,
     /// The last point's time (Unix seconds).
     pub last_timestamp: Option<i64>,
     /// What it does with a late or repeated point: `reject`, `drop` or `clamp`.
@@ -205,6 +209,8 @@ impl StreamView {
             columns: stream.columns.clone(),
             created_at: stream.created_at.rfc3339(),
             detector: stream.detector.clone(),
+            gaps: stream.gaps,
+            interval: stream.interval,
             last_timestamp: stream.last_timestamp,
             late: stream.late,
             name: stream.name.clone(),
@@ -289,6 +295,8 @@ mod tests {
                 "anomalies": stream.anomalies,
                 "last_timestamp": stream.last_timestamp,
                 "late": "drop",
+                "gaps": "skip",
+                "interval": null,
                 "version": stream.version,
                 "created_at": stream.created_at.rfc3339(),
                 "updated_at": stream.updated_at.rfc3339(),

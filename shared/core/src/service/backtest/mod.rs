@@ -131,6 +131,8 @@ pub async fn submit(
         threshold: request.threshold,
         from_backtest: None,
         late: None,
+        gaps: None,
+        interval: None,
     }
     .into_parts()?;
     // Every parameter and the detector's fit to the columns, checked before queueing.

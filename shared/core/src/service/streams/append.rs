@@ -21,14 +21,14 @@ use super::request::{check_count, Point};
 use super::state::{discard, load_state, store_state};
 use super::{get, threshold_of, MAX_ROUNDS};
 use crate::domain::payload::{AnomalyDetected, PointAnomaly, StreamAnomalies};
-use crate::domain::{LatePolicy, Stream, StreamState, TenantId};
+use crate::domain::{GapPolicy, LatePolicy, Stream, StreamState, TenantId};
 use crate::ids::{EventId, StreamId};
 use crate::limits::STREAM_MAX_REQUEST_WORK;
 use crate::ports::StoreError;
 use crate::service::uses::{UsesBlobs, UsesEvents, UsesSettings, UsesStreams};
 use crate::service::Problem;
 use crate::time::Timestamp;
-use nomaly_detect::stream::{Scored, StreamDetector, StreamSpec, Timeliness};
+use nomaly_detect::stream::{infer_interval, Scored, StreamDetector, StreamSpec, Timeliness};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -62,6 +62,10 @@ pub struct Appended {
     pub clamped: usize,
     /// The first 100 points dropped or clamped: which, and why.
     pub refused: Vec<Refused>,
+    /// Seconds between the stream's points (given, or inferred), when known.
+    pub interval: Option<i64>,
+    /// Gaps found before this request's points, and the points learned in them.
+    pub gaps: GapsFound,
     /// The points scoring at or above the threshold.
     pub anomalies: Vec<Anomaly>,
     /// The threshold.
@@ -91,6 +95,26 @@ pub struct Refused {
     pub learned_at: Option<i64>,
 }
 
+/// Gaps found in one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GapsFound {
+    /// Steps of more than one and a half intervals.
+    pub found: usize,
+    /// Points missing in them.
+    pub missing: usize,
+    /// Points learned in their place under the stream's `gaps` policy (at most as many
+    /// as the request sent; `skip` fills none).
+    pub filled: usize,
+}
+
+/// How a stream takes points: its policies and its interval.
+#[derive(Clone, Copy)]
+struct Rules {
+    late: LatePolicy,
+    gaps: GapPolicy,
+    interval: Option<i64>,
+}
+
 /// What one request's points came to: a score for each point learned, and the points
 /// refused.
 struct Learned {
@@ -99,21 +123,28 @@ struct Learned {
     /// The new state, unless no point was learned.
     bytes: Option<Vec<u8>>,
     last_t: Option<i64>,
+    interval: Option<i64>,
+    gaps: GapsFound,
 }
 
 /// Scores and learns `points` on the detector stored as `bytes`, under `policy`.
-fn learn(
-    bytes: &[u8],
-    width: usize,
-    policy: LatePolicy,
-    points: &[Point],
-) -> Result<Learned, Problem> {
+fn learn(bytes: &[u8], width: usize, rules: Rules, points: &[Point]) -> Result<Learned, Problem> {
     let mut detector = StreamDetector::from_bytes(bytes)?;
     if detector.width() != width {
         return Err(Problem::internal(
             "the stream's state does not match its record",
         ));
     }
+    let policy = rules.late;
+    let interval = rules.interval.or_else(|| {
+        infer_interval(
+            detector
+                .last_time()
+                .into_iter()
+                .chain(points.iter().map(|p| p.t)),
+        )
+    });
+    let mut gaps = GapsFound::default();
     let mut scores = Vec::with_capacity(points.len());
     let mut refused = Vec::new();
     let mut last_t = None;
@@ -154,6 +185,22 @@ fn learn(
                 }
             }
         }
+        if let Some(interval) = interval.filter(|_| reason.is_empty()) {
+            let gap = detector
+                .fill_gap(
+                    t,
+                    &p.values,
+                    interval,
+                    rules.gaps.fill(),
+                    points.len() - gaps.filled,
+                )
+                .map_err(|e| Problem::invalid_data(format!("point {i}: {e}")))?;
+            if gap.missing > 0 {
+                gaps.found += 1;
+                gaps.missing += gap.missing;
+                gaps.filled += gap.filled;
+            }
+        }
         scores.push(Some(
             detector
                 .update(t, &p.values)
@@ -167,6 +214,8 @@ fn learn(
             refused,
             bytes: None,
             last_t,
+            interval,
+            gaps,
         });
     }
     let bytes = detector.to_bytes()?;
@@ -181,6 +230,8 @@ fn learn(
         refused,
         bytes: Some(bytes),
         last_t,
+        interval,
+        gaps,
     })
 }
 
@@ -299,8 +350,12 @@ pub async fn append(
         };
         let width = stream.columns.len();
         let batch = points.clone();
-        let policy = stream.late;
-        let learned = tokio::task::spawn_blocking(move || learn(&bytes, width, policy, &batch))
+        let rules = Rules {
+            late: stream.late,
+            gaps: stream.gaps,
+            interval: stream.interval,
+        };
+        let learned = tokio::task::spawn_blocking(move || learn(&bytes, width, rules, &batch))
             .await
             .map_err(|e| Problem::internal(e.to_string()))??;
         let threshold = threshold_of(&stream);
@@ -338,6 +393,8 @@ pub async fn append(
                 .take(REFUSED_LISTED)
                 .cloned()
                 .collect(),
+            interval: next.interval.or(learned.interval),
+            gaps: learned.gaps,
             anomalies: anomalies.clone(),
             threshold,
             retries: round,
@@ -354,6 +411,7 @@ pub async fn append(
         next.points += kept as u64;
         next.anomalies += anomalies.len() as u64;
         next.last_timestamp = learned.last_t.or(stream.last_timestamp);
+        next.interval = stream.interval.or(learned.interval);
         next.updated_at = Timestamp::now();
         let new_state = store_state(services, &next, new_bytes).await?;
         match write(services, &next, &new_state).await? {

@@ -50,6 +50,8 @@ pub async fn create(
     request: CreateStream,
 ) -> Result<Stream, Problem> {
     let late = request.late.unwrap_or_default();
+    let gaps = request.gaps.unwrap_or_default();
+    let interval = request::checked_interval(request.interval)?;
     let (mut stream, bytes) = match request.from_backtest.clone() {
         Some(task) => from_backtest(services, tenant, request, &task).await?,
         None => {
@@ -62,6 +64,8 @@ pub async fn create(
         }
     };
     stream.late = late;
+    stream.gaps = gaps;
+    stream.interval = interval;
     let state = store_state(services, &stream, bytes).await?;
     if let Err(e) = services.streams().create_stream(&stream, &state).await {
         discard(services, &state).await;

@@ -2,7 +2,7 @@
 //! columns and threshold, and points as JSON or CSV, checked before anything is stored.
 
 use super::state::check_footprint;
-use crate::domain::LatePolicy;
+use crate::domain::{GapPolicy, LatePolicy};
 use crate::ids::TaskId;
 use crate::limits::{STREAM_MAX_POINTS, STREAM_MAX_WIDTH};
 use crate::service::Problem;
@@ -42,6 +42,24 @@ pub struct CreateStream {
     /// last point's time.
     #[serde(default)]
     pub late: Option<LatePolicy>,
+    /// What to do with points missing from the series: `skip` (the default), or learn
+    /// them as the `previous` value or on a `linear` line.
+    #[serde(default)]
+    pub gaps: Option<GapPolicy>,
+    /// Seconds between points (1 to 31,536,000); inferred from the first request with at
+    /// least two steps when not given.
+    #[serde(default)]
+    pub interval: Option<i64>,
+}
+
+/// An interval, checked.
+pub(super) fn checked_interval(interval: Option<i64>) -> Result<Option<i64>, Problem> {
+    match interval {
+        Some(i) if !(1..=31_536_000).contains(&i) => Err(Problem::invalid_parameter(
+            "`interval` must be 1 to 31,536,000 seconds",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// A stream's name, checked and trimmed.
