@@ -127,7 +127,8 @@ struct Learned {
     gaps: GapsFound,
 }
 
-/// Scores and learns `points` on the detector stored as `bytes`, under `policy`.
+/// Scores and learns `points` on the detector stored as `bytes`, under the stream's
+/// `rules`: late and repeated points, and gaps.
 fn learn(bytes: &[u8], width: usize, rules: Rules, points: &[Point]) -> Result<Learned, Problem> {
     let mut detector = StreamDetector::from_bytes(bytes)?;
     if detector.width() != width {
