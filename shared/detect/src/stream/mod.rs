@@ -443,7 +443,7 @@ impl StreamDetector {
         fill: GapFill,
         cap: usize,
     ) -> Result<Gap> {
-        let (Some(last), Some(last_x)) = (self.last_t, self.last_x.clone()) else {
+        let (Some(last), Some(last_x)) = (self.last_t, self.last_x.as_deref()) else {
             return Ok(Gap::default());
         };
         if interval <= 0 || t <= last || last_x.len() != x.len() {
@@ -454,6 +454,8 @@ impl StreamDetector {
         if missing == 0 || fill == GapFill::Skip || missing > cap {
             return Ok(Gap { missing, filled: 0 });
         }
+        // Copied only when there is a gap to fill: this runs before every point.
+        let last_x = last_x.to_vec();
         for j in 1..=missing {
             let at = last + interval * j as i64;
             let value: Vec<f64> = match fill {
