@@ -281,6 +281,56 @@ async fn every_documented_operation_answers_as_documented() {
     let (s, _) = api.call("GET", &format!("/v1/streams/{id}"), None).await;
     assert_eq!(s, 200);
     call("GET", "/v1/streams/{id}");
+
+    // A stream split by entity, and its entities.
+    let (s, split) = api
+        .call(
+            "POST",
+            "/v1/streams",
+            Some(json!({"name": "walk-hosts", "detector": "rolling_median", "entity": "host"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{split}");
+    let split = split["stream_id"].as_str().expect("stream id").to_string();
+    let host_points: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"timestamp": 1_700_000_000 + (i / 2) * 60, "value": (i % 7) as f64,
+                   "host": if i % 2 == 0 { "web-1" } else { "web-2" }})
+        })
+        .collect();
+    let (s, appended) = api
+        .call(
+            "POST",
+            &format!("/v1/streams/{split}/points"),
+            Some(json!({"points": host_points})),
+        )
+        .await;
+    assert_eq!(s, 200, "{appended}");
+    let (s, entities) = api
+        .call(
+            "GET",
+            &format!("/v1/streams/{split}/entities?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{entities}");
+    assert_eq!(
+        entities["items"].as_array().map(Vec::len),
+        Some(1),
+        "{entities}"
+    );
+    call("GET", "/v1/streams/{id}/entities");
+    let (s, entity) = api
+        .call("GET", &format!("/v1/streams/{split}/entities/web-2"), None)
+        .await;
+    assert_eq!(s, 200, "{entity}");
+    assert_eq!(entity["points"], 20, "{entity}");
+    call("GET", "/v1/streams/{id}/entities/{name}");
+    let (s, _) = api
+        .raw("DELETE", &format!("/v1/streams/{split}"), None)
+        .await;
+    assert_eq!(s, 204);
+
     let (s, _) = api.call("GET", "/v1/events?limit=1000", None).await;
     assert_eq!(s, 200);
     call("GET", "/v1/events");

@@ -13,31 +13,37 @@
 //! | connection | `CONN#<id>` | `CONN` | `gsi1pk` = `T#<tenant>#CONNS`, `gsi1sk` = id, `ttl` |
 //! | stream | `T#<tenant>` | `STREAM#<id>` | `version` (compare-and-set); the detector's state as `state` (binary) or, when large, `state_key` (the S3 key of that version's state) |
 //! | request counter | `T#<tenant>` | `RATE#<window>` | `n` (requests counted), `ttl` |
+//! | stream entity | `T#<tenant>` | `ENTITY#<stream>#<name>` | `version` (compare-and-set), `seen_ms` (its last point, wall clock), the detector's state as `state` (binary) |
+//! | stream's entity count | `T#<tenant>` | `ENTITIES#<stream>` | `n` (entities the stream holds), changed in the transactions that make and evict entities |
 //!
 //! Ids are ULIDs, so a query on `T#<tenant>` with `begins_with(sk, "TASK#")` read
 //! backwards lists tasks newest first; `ttl` (epoch seconds) lets DynamoDB drop expired
-//! items, and reads also skip expired items themselves (TTL deletion lags). Events table
-//! items: `pk` = tenant, `sk` = event id, `body`.
+//! items, and reads also skip expired items themselves (TTL deletion lags). A stream's
+//! entities sort by name under `ENTITY#<stream>#`, so one query lists them in name order.
+//! Events table items: `pk` = tenant, `sk` = event id, `body`.
 
 use crate::error::sdk;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, DeleteRequest, KeysAndAttributes, Put,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use nomaly_core::domain::{
-    ApiKey, Connection, Dataset, Event, ModelRecord, Stream, StreamState, Task, TaskStatus,
-    TenantId,
+    ApiKey, Connection, Dataset, EntityWritten, Event, ModelRecord, Stream, StreamEntity,
+    StreamState, Task, TaskStatus, TenantId,
 };
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, StreamId, TaskId};
 use nomaly_core::ports::{
-    BlobKey, Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
-    KeyStore, ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult,
-    StreamStore, TaskStore,
+    BlobKey, Claim, ConnectionRegistry, DatasetStore, EntitiesRead, EventLog, ExpirySweeper,
+    IdempotencyStore, KeyStore, ModelRegistry, Page, PageRequest, RateLimiter, ResultCache,
+    StoreError, StoreResult, StreamStore, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The record ports on two DynamoDB tables.
 #[derive(Clone, Debug)]
@@ -269,6 +275,18 @@ impl DynamoStore {
         prefix: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<T>> {
+        self.list_in(tenant, prefix, page, false).await
+    }
+
+    /// One page of a tenant's records under `prefix`, in key order (`forward`) or
+    /// backwards.
+    async fn list_in<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        page: &PageRequest,
+        forward: bool,
+    ) -> StoreResult<Page<T>> {
         let pk = tenant_pk(tenant);
         let start = page
             .token
@@ -282,7 +300,7 @@ impl DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
-            .scan_index_forward(false)
+            .scan_index_forward(forward)
             // The record only: a stream's state may be hundreds of kilobytes.
             .projection_expression("pk, sk, body")
             .limit(page.effective_limit() as i32)
@@ -506,6 +524,789 @@ impl StreamStore for DynamoStore {
             Err(e) => Err(sdk("delete a stream")(e)),
         }
     }
+
+    /// `BatchGetItem`s of 100 keys, the count's key in the first; keys DynamoDB left
+    /// unprocessed are asked again after a pause.
+    async fn get_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        names: &[String],
+    ) -> StoreResult<EntitiesRead> {
+        let pk = tenant_pk(tenant);
+        let count_sk = entities_count_sk(stream);
+        let mut seen = HashSet::new();
+        let mut pending: VecDeque<Item> = std::iter::once(key(&pk, count_sk.clone()))
+            .chain(
+                names
+                    .iter()
+                    .filter(|name| seen.insert(name.as_str()))
+                    .map(|name| key(&pk, entity_sk(stream, name))),
+            )
+            .collect();
+        let mut read = EntitiesRead::default();
+        let mut waits = 0;
+        while !pending.is_empty() {
+            let keys: Vec<Item> = pending
+                .drain(..pending.len().min(KEYS_PER_BATCH_GET))
+                .collect();
+            let (items, unprocessed) = self.batch_get(keys).await?;
+            for item in &items {
+                match item.get("sk").and_then(|v| v.as_s().ok()) {
+                    Some(sk) if *sk == count_sk => read.count = count_of(item),
+                    _ => read.entities.push((parse(item)?, entity_state(item)?)),
+                }
+            }
+            if unprocessed.is_empty() {
+                waits = 0;
+                continue;
+            }
+            waits += 1;
+            if waits > UNPROCESSED_RETRIES && items.is_empty() {
+                return Err(unfinished("read entities", unprocessed.len()));
+            }
+            for k in unprocessed.into_iter().rev() {
+                pending.push_front(k);
+            }
+            pause(waits).await;
+        }
+        Ok(read)
+    }
+
+    /// `TransactWriteItems` of at most 99 entities and 3.5 MB, each with one update of
+    /// the count when it makes entities (see [`DynamoStore::put_entity_batch`]).
+    async fn put_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        writes: &[(StreamEntity, Vec<u8>)],
+        max_entities: u64,
+    ) -> StoreResult<Vec<EntityWritten>> {
+        let puts = writes
+            .iter()
+            .enumerate()
+            .map(|(index, (entity, state))| EntityPut::of(index, tenant, stream, entity, state))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let count = key(&tenant_pk(tenant), entities_count_sk(stream));
+        // Every write is answered: each batch overwrites its own.
+        let mut written = vec![EntityWritten::Conflict; writes.len()];
+        let batches = batches(
+            puts,
+            ENTITIES_PER_TRANSACTION,
+            STATE_BYTES_PER_TRANSACTION,
+            |p| p.bytes,
+            |p| p.name.as_str(),
+        );
+        for batch in batches {
+            self.put_entity_batch(&count, batch, max_entities, &mut written)
+                .await?;
+        }
+        Ok(written)
+    }
+
+    /// A query of the stream's entities, filtered on `seen_ms`, projected to their keys
+    /// and versions, page after page until `limit` are found.
+    async fn idle_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        seen_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let prefix = entity_prefix(stream);
+        let mut idle = Vec::new();
+        let mut start: Option<Item> = None;
+        while idle.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .filter_expression("#seen < :before")
+                .projection_expression("sk, #v")
+                .expression_attribute_names("#seen", "seen_ms")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":prefix", s(prefix.as_str()))
+                .expression_attribute_values(":before", n(seen_before.millis()))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(sdk("list idle entities"))?;
+            for item in out.items() {
+                let name = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| sk.strip_prefix(prefix.as_str()));
+                if let (Some(name), Some(version)) = (name, number(item, "version")) {
+                    idle.push((name.to_string(), u64::try_from(version).unwrap_or(0)));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        idle.truncate(limit);
+        Ok(idle)
+    }
+
+    /// `TransactWriteItems` of at most 99 deletes conditioned on the version, each with
+    /// one decrement of the count.
+    async fn evict_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        which: &[(String, u64)],
+    ) -> StoreResult<Vec<String>> {
+        let pk = tenant_pk(tenant);
+        let count = key(&pk, entities_count_sk(stream));
+        let deletes: Vec<EntityDelete> = which
+            .iter()
+            .map(|(name, version)| EntityDelete {
+                name: name.clone(),
+                key: key(&pk, entity_sk(stream, name)),
+                version: *version,
+            })
+            .collect();
+        let mut evicted = Vec::new();
+        let batches = batches(
+            deletes,
+            ENTITIES_PER_TRANSACTION,
+            usize::MAX,
+            |_| 0,
+            |d| d.name.as_str(),
+        );
+        for batch in batches {
+            self.evict_entity_batch(&count, batch, &mut evicted).await?;
+        }
+        Ok(evicted)
+    }
+
+    async fn list_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<StreamEntity>> {
+        self.list_in(tenant, &entity_prefix(stream), page, true)
+            .await
+    }
+
+    /// A query of the entities' keys, page by page, each page deleted with
+    /// `BatchWriteItem`s of 25; then the count.
+    async fn delete_entities(&self, tenant: &TenantId, stream: &StreamId) -> StoreResult<()> {
+        let pk = tenant_pk(tenant);
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .projection_expression("pk, sk")
+                .expression_attribute_values(":pk", s(pk.as_str()))
+                .expression_attribute_values(":prefix", s(entity_prefix(stream)))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(sdk("delete entities"))?;
+            self.delete_keys(out.items().to_vec()).await?;
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        self.delete_keys(vec![key(&pk, entities_count_sk(stream))])
+            .await
+    }
+}
+
+/// Entity writes or deletes per transaction: DynamoDB's 100 items, one kept for the count.
+const ENTITIES_PER_TRANSACTION: usize = 99;
+
+/// Bytes of entities (state and record) per transaction: a transaction carries at most
+/// 4 MB.
+const STATE_BYTES_PER_TRANSACTION: usize = 3_500_000;
+
+/// Keys per `BatchGetItem`.
+const KEYS_PER_BATCH_GET: usize = 100;
+
+/// Deletes per `BatchWriteItem`.
+const DELETES_PER_BATCH_WRITE: usize = 25;
+
+/// Calls in a row that may leave keys or items unprocessed with nothing done before a
+/// batch read or delete gives up.
+const UNPROCESSED_RETRIES: u32 = 8;
+
+/// Times a transaction cancelled by contention (another transaction on its items, or
+/// throttling) is sent again before its contended writes are answered `Conflict`.
+const CONTENDED_RETRIES: u32 = 4;
+
+/// The sort key prefix of a stream's entities.
+fn entity_prefix(stream: &StreamId) -> String {
+    format!("ENTITY#{stream}#")
+}
+
+fn entity_sk(stream: &StreamId, name: &str) -> String {
+    format!("ENTITY#{stream}#{name}")
+}
+
+/// The sort key of the item counting a stream's entities.
+fn entities_count_sk(stream: &StreamId) -> String {
+    format!("ENTITIES#{stream}")
+}
+
+/// The key of an item of the state table.
+fn key(pk: &str, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+/// A version as a number attribute.
+fn version_n(version: u64) -> AttributeValue {
+    AttributeValue::N(version.to_string())
+}
+
+/// The version a write at `version` is made from (`-1` for version 0, which none has).
+fn previous_n(version: u64) -> AttributeValue {
+    AttributeValue::N((i128::from(version) - 1).to_string())
+}
+
+/// The count item's `n` (0 when absent).
+fn count_of(item: &Item) -> u64 {
+    number(item, "n").map_or(0, |n| u64::try_from(n).unwrap_or(0))
+}
+
+fn entity_state(item: &Item) -> StoreResult<Vec<u8>> {
+    item.get("state")
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| {
+            StoreError::backend(
+                "read an entity's state",
+                crate::error::SdkFailure("the entity item has no state".into()),
+            )
+        })
+}
+
+/// A batch read or delete that DynamoDB kept leaving unprocessed.
+fn unfinished(operation: &'static str, left: usize) -> StoreError {
+    StoreError::backend(
+        operation,
+        crate::error::SdkFailure(format!(
+            "{left} keys still unprocessed after {UNPROCESSED_RETRIES} tries"
+        )),
+    )
+}
+
+/// A fresh idempotency token for one transaction.
+fn request_token(operation: &'static str) -> StoreResult<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::backend(operation, crate::error::SdkFailure(e.to_string())))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Waits before the `attempt`th retry: 25 ms doubling to 800 ms, plus up to 25 ms of
+/// jitter so racing writers part.
+async fn pause(attempt: u32) {
+    let mut jitter = [0u8; 1];
+    let jitter = getrandom::fill(&mut jitter).map_or(0, |_| u64::from(jitter[0]) % 25);
+    let ms = (25u64 << attempt.saturating_sub(1).min(5)) + jitter;
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// Splits `items` into batches of at most `max_items` and `max_bytes` (an item larger
+/// than `max_bytes` goes alone), in order, never with one name twice in a batch
+/// (DynamoDB refuses two operations on one item in a transaction).
+fn batches<T>(
+    items: Vec<T>,
+    max_items: usize,
+    max_bytes: usize,
+    bytes: impl Fn(&T) -> usize,
+    name: impl Fn(&T) -> &str,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let (mut batch, mut size, mut names) = (Vec::new(), 0usize, HashSet::new());
+    for item in items {
+        let full = batch.len() == max_items
+            || (!batch.is_empty() && size.saturating_add(bytes(&item)) > max_bytes)
+            || names.contains(name(&item));
+        if full {
+            out.push(std::mem::take(&mut batch));
+            (size, names) = (0, HashSet::new());
+        }
+        size = size.saturating_add(bytes(&item));
+        names.insert(name(&item).to_string());
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+/// One entity's write: its item and what its condition needs.
+struct EntityPut {
+    /// Its place in the caller's writes.
+    index: usize,
+    name: String,
+    version: u64,
+    /// The state's and record's bytes.
+    bytes: usize,
+    item: Item,
+}
+
+impl EntityPut {
+    /// The write of `entity`, which must be of `stream` of `tenant`.
+    fn of(
+        index: usize,
+        tenant: &TenantId,
+        stream: &StreamId,
+        entity: &StreamEntity,
+        state: &[u8],
+    ) -> StoreResult<Self> {
+        if &entity.tenant != tenant || &entity.stream_id != stream {
+            return Err(StoreError::backend(
+                "write entities",
+                crate::error::SdkFailure(format!(
+                    "entity {:?} is not of stream {stream} of tenant {tenant}",
+                    entity.name
+                )),
+            ));
+        }
+        let mut item = tenant_item(tenant, &entity_prefix(stream), &entity.name, entity)?;
+        let record = item
+            .get("body")
+            .and_then(|b| b.as_s().ok())
+            .map_or(0, String::len);
+        item.insert("version".to_string(), version_n(entity.version));
+        item.insert("seen_ms".to_string(), n(entity.updated_at.millis()));
+        item.insert(
+            "state".to_string(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(state.to_vec())),
+        );
+        Ok(EntityPut {
+            index,
+            name: entity.name.clone(),
+            version: entity.version,
+            bytes: state.len() + record,
+            item,
+        })
+    }
+
+    /// A new entity: made if absent, and counted.
+    fn is_new(&self) -> bool {
+        self.version == 1
+    }
+
+    /// The conditional put, for a transaction.
+    fn transact_item(&self, table: &str) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(self.item.clone()));
+        let put = if self.is_new() {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("#v = :prev")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":prev", previous_n(self.version))
+        };
+        let put = put
+            .build()
+            .map_err(|e| StoreError::backend("write entities", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+/// One entity's eviction, if still at `version`.
+struct EntityDelete {
+    name: String,
+    key: Item,
+    version: u64,
+}
+
+impl EntityDelete {
+    fn transact_item(&self, table: &str) -> StoreResult<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(self.key.clone()))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", version_n(self.version))
+            .build()
+            .map_err(|e| StoreError::backend("evict entities", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+}
+
+/// Adds `k` to a stream's entity count; with `room`, only if the count is at most
+/// `room` (and then a failed condition returns the count).
+fn count_update(
+    table: &str,
+    count: &Item,
+    k: i64,
+    room: Option<u64>,
+    operation: &'static str,
+) -> StoreResult<TransactWriteItem> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(count.clone()))
+        .update_expression("ADD #n :k")
+        .expression_attribute_names("#n", "n")
+        .expression_attribute_values(":k", n(k));
+    let update = match room {
+        Some(room) => update
+            .condition_expression("attribute_not_exists(#n) OR #n <= :room")
+            .expression_attribute_values(":room", version_n(room))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld),
+        None => update,
+    };
+    let update = update
+        .build()
+        .map_err(|e| StoreError::backend(operation, e))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// Why one item of a cancelled transaction failed.
+#[derive(Debug, Clone, PartialEq)]
+enum Reason {
+    /// It did not stop the transaction.
+    Passed,
+    /// Its condition failed; the item as it was, when asked for.
+    ConditionFailed(Option<Item>),
+    /// Another transaction held it, or the table was throttled: worth another try.
+    Contended,
+    /// Anything else (a validation error): the batch cannot be written.
+    Other(String),
+}
+
+impl Reason {
+    fn of(reason: &CancellationReason) -> Self {
+        match reason.code() {
+            None | Some("None") => Reason::Passed,
+            Some("ConditionalCheckFailed") => Reason::ConditionFailed(reason.item().cloned()),
+            Some(
+                "TransactionConflict"
+                | "ThrottlingError"
+                | "ProvisionedThroughputExceeded"
+                | "RequestLimitExceeded",
+            ) => Reason::Contended,
+            Some(code) => Reason::Other(format!("{code}: {}", reason.message().unwrap_or(""))),
+        }
+    }
+}
+
+/// What a cancelled entity transaction says of each of its items, in order; an error
+/// when it names one that no retry fixes, or gives no reasons.
+fn reasons_of(reasons: &[CancellationReason], operation: &'static str) -> StoreResult<Vec<Reason>> {
+    let reasons: Vec<Reason> = reasons.iter().map(Reason::of).collect();
+    let failure = reasons.iter().find_map(|r| match r {
+        Reason::Other(text) => Some(text.clone()),
+        _ => None,
+    });
+    match failure {
+        Some(text) => Err(StoreError::backend(
+            operation,
+            crate::error::SdkFailure(format!("transaction cancelled: {text}")),
+        )),
+        None if reasons.iter().all(|r| *r == Reason::Passed) => Err(StoreError::backend(
+            operation,
+            crate::error::SdkFailure("transaction cancelled with no reason given".into()),
+        )),
+        None => Ok(reasons),
+    }
+}
+
+impl DynamoStore {
+    /// Sends one transaction: `None` if it was applied, the reasons if it was cancelled.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        operation: &'static str,
+    ) -> StoreResult<Option<Vec<Reason>>> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            // The SDK's own retries resend this token: a transaction whose answer was
+            // lost is not applied twice, nor answered as a lost condition.
+            .client_request_token(request_token(operation)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    reasons_of(c.cancellation_reasons(), operation).map(Some)
+                }
+                _ => Err(sdk(operation)(e)),
+            },
+        }
+    }
+
+    /// Writes one batch of entities, in rounds: a cancelled transaction stored nothing,
+    /// so after each the writes that lost their condition are answered `Conflict`, the
+    /// new ones the count has no room for `OverCap` (the count as it was comes back with
+    /// the failed condition), and the rest are sent again. A round cancelled only by
+    /// contention is retried after a pause, up to [`CONTENDED_RETRIES`] times, and then
+    /// its contended writes are answered `Conflict`.
+    async fn put_entity_batch(
+        &self,
+        count: &Item,
+        mut puts: Vec<EntityPut>,
+        max: u64,
+        written: &mut [EntityWritten],
+    ) -> StoreResult<()> {
+        let mut room = max;
+        let mut contended = 0;
+        let rounds = puts.len() + CONTENDED_RETRIES as usize + 2;
+        for _ in 0..rounds {
+            keep_room(&mut puts, room, written);
+            if puts.is_empty() {
+                return Ok(());
+            }
+            let new = puts.iter().filter(|p| p.is_new()).count() as u64;
+            let mut items = puts
+                .iter()
+                .map(|p| p.transact_item(&self.table))
+                .collect::<StoreResult<Vec<_>>>()?;
+            if new > 0 {
+                let update = count_update(
+                    &self.table,
+                    count,
+                    new as i64,
+                    Some(max - new),
+                    "write entities",
+                )?;
+                items.push(update);
+            }
+            let Some(reasons) = self.transact(items, "write entities").await? else {
+                for p in &puts {
+                    written[p.index] = EntityWritten::Stored;
+                }
+                return Ok(());
+            };
+            let reason = |i: usize| reasons.get(i).cloned().unwrap_or(Reason::Passed);
+            let lost: Vec<bool> = (0..puts.len())
+                .map(|i| matches!(reason(i), Reason::ConditionFailed(_)))
+                .collect();
+            let count_reason = if new > 0 {
+                reason(puts.len())
+            } else {
+                Reason::Passed
+            };
+            if let Reason::ConditionFailed(item) = &count_reason {
+                let held = match item {
+                    Some(item) => count_of(item),
+                    None => self
+                        .get(pk_of(count), sk_of(count))
+                        .await?
+                        .map_or(0, |i| count_of(&i)),
+                };
+                room = max.saturating_sub(held);
+            }
+            if lost.contains(&true) || matches!(count_reason, Reason::ConditionFailed(_)) {
+                drop_marked(&mut puts, &lost, EntityWritten::Conflict, written);
+                continue;
+            }
+            // Cancelled by contention alone.
+            contended += 1;
+            if contended <= CONTENDED_RETRIES {
+                pause(contended).await;
+                continue;
+            }
+            let held: Vec<bool> = (0..puts.len())
+                .map(|i| {
+                    reason(i) == Reason::Contended
+                        || (count_reason == Reason::Contended && puts[i].is_new())
+                })
+                .collect();
+            drop_marked(&mut puts, &held, EntityWritten::Conflict, written);
+            contended = 0;
+        }
+        for p in &puts {
+            written[p.index] = EntityWritten::Conflict;
+        }
+        Ok(())
+    }
+
+    /// Evicts one batch of entities, in rounds as [`DynamoStore::put_entity_batch`]
+    /// writes: an entity whose version moved is not evicted, and the rest are sent
+    /// again; one still contended after [`CONTENDED_RETRIES`] pauses is left in place.
+    async fn evict_entity_batch(
+        &self,
+        count: &Item,
+        mut deletes: Vec<EntityDelete>,
+        evicted: &mut Vec<String>,
+    ) -> StoreResult<()> {
+        let mut contended = 0;
+        while !deletes.is_empty() {
+            let mut items = deletes
+                .iter()
+                .map(|d| d.transact_item(&self.table))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let k = deletes.len() as i64;
+            items.push(count_update(
+                &self.table,
+                count,
+                -k,
+                None,
+                "evict entities",
+            )?);
+            let Some(reasons) = self.transact(items, "evict entities").await? else {
+                evicted.extend(deletes.into_iter().map(|d| d.name));
+                return Ok(());
+            };
+            let reason = |i: usize| reasons.get(i).cloned().unwrap_or(Reason::Passed);
+            let moved: Vec<bool> = (0..deletes.len())
+                .map(|i| matches!(reason(i), Reason::ConditionFailed(_)))
+                .collect();
+            if moved.contains(&true) {
+                retain_unmarked(&mut deletes, &moved);
+                continue;
+            }
+            contended += 1;
+            if contended <= CONTENDED_RETRIES {
+                pause(contended).await;
+                continue;
+            }
+            let held: Vec<bool> = (0..deletes.len())
+                .map(|i| reason(i) == Reason::Contended)
+                .collect();
+            if !held.contains(&true) {
+                // Only the count was contended: give up on the batch, nothing evicted.
+                return Ok(());
+            }
+            retain_unmarked(&mut deletes, &held);
+            contended = 0;
+        }
+        Ok(())
+    }
+
+    /// One `BatchGetItem` of up to 100 keys, consistent: the items found and the keys
+    /// left unprocessed.
+    async fn batch_get(&self, keys: Vec<Item>) -> StoreResult<(Vec<Item>, Vec<Item>)> {
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::backend("read entities", e))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(sdk("read entities"))?;
+        let items = out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default();
+        let unprocessed = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(&self.table))
+            .map(|k| k.keys)
+            .unwrap_or_default();
+        Ok((items, unprocessed))
+    }
+
+    /// Deletes the items of `keys` with `BatchWriteItem`s of 25, sending what DynamoDB
+    /// left unprocessed again after a pause.
+    async fn delete_keys(&self, keys: Vec<Item>) -> StoreResult<()> {
+        let mut pending: VecDeque<WriteRequest> = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|e| StoreError::backend("delete entities", e))
+            })
+            .collect::<StoreResult<_>>()?;
+        let mut waits = 0;
+        while !pending.is_empty() {
+            let batch: Vec<WriteRequest> = pending
+                .drain(..pending.len().min(DELETES_PER_BATCH_WRITE))
+                .collect();
+            let sent = batch.len();
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, batch)
+                .send()
+                .await
+                .map_err(sdk("delete entities"))?;
+            let unprocessed = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if unprocessed.is_empty() {
+                waits = 0;
+                continue;
+            }
+            waits += 1;
+            if waits > UNPROCESSED_RETRIES && unprocessed.len() == sent {
+                return Err(unfinished("delete entities", unprocessed.len()));
+            }
+            for w in unprocessed.into_iter().rev() {
+                pending.push_front(w);
+            }
+            pause(waits).await;
+        }
+        Ok(())
+    }
+}
+
+/// Answers `OverCap` to the new entities past the first `room` and drops them.
+fn keep_room(puts: &mut Vec<EntityPut>, room: u64, written: &mut [EntityWritten]) {
+    let mut new = 0u64;
+    let over: Vec<bool> = puts
+        .iter()
+        .map(|p| {
+            new += u64::from(p.is_new());
+            p.is_new() && new > room
+        })
+        .collect();
+    drop_marked(puts, &over, EntityWritten::OverCap, written);
+}
+
+/// Answers `answer` to the marked writes and drops them.
+fn drop_marked(
+    puts: &mut Vec<EntityPut>,
+    marked: &[bool],
+    answer: EntityWritten,
+    written: &mut [EntityWritten],
+) {
+    for (p, _) in puts.iter().zip(marked).filter(|(_, m)| **m) {
+        written[p.index] = answer;
+    }
+    retain_unmarked(puts, marked);
+}
+
+/// Keeps the items not marked.
+fn retain_unmarked<T>(items: &mut Vec<T>, marked: &[bool]) {
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        !marked.get(i - 1).copied().unwrap_or(false)
+    });
+}
+
+fn pk_of(key: &Item) -> String {
+    key.get("pk")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn sk_of(key: &Item) -> String {
+    key.get("sk")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -989,5 +1790,102 @@ impl RateLimiter for DynamoStore {
             }
             Err(e) => Err(sdk("count a request")(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(batches: &[Vec<(&str, usize)>]) -> Vec<usize> {
+        batches.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn entity_batches_split_by_count_bytes_and_repeated_names() {
+        let names: Vec<String> = (0..250).map(|i| format!("e{i}")).collect();
+        let small: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 1000)).collect();
+        let by_count = batches(small, 99, 3_500_000, |i| i.1, |i| i.0);
+        assert_eq!(sizes(&by_count), vec![99, 99, 52]);
+        let big: Vec<(&str, usize)> = names[..20].iter().map(|n| (n.as_str(), 300_000)).collect();
+        assert_eq!(
+            sizes(&batches(big, 99, 3_500_000, |i| i.1, |i| i.0)),
+            vec![11, 9]
+        );
+        let huge = vec![("a", 5_000_000), ("b", 10)];
+        assert_eq!(
+            sizes(&batches(huge, 99, 3_500_000, |i| i.1, |i| i.0)),
+            vec![1, 1],
+            "an item over the cap goes alone"
+        );
+        let twice = vec![("a", 1), ("b", 1), ("a", 1), ("c", 1)];
+        let split = batches(twice, 99, 100, |i| i.1, |i| i.0);
+        assert_eq!(
+            split,
+            vec![vec![("a", 1), ("b", 1)], vec![("a", 1), ("c", 1)]]
+        );
+        assert!(batches(Vec::<(&str, usize)>::new(), 99, 100, |i| i.1, |i| i.0).is_empty());
+    }
+
+    #[test]
+    fn cancellation_reasons_are_classified() {
+        let reason = |code: &str| CancellationReason::builder().code(code).build();
+        let reasons = [
+            reason("None"),
+            reason("ConditionalCheckFailed"),
+            reason("TransactionConflict"),
+        ];
+        assert_eq!(
+            reasons_of(&reasons, "test").expect("retryable"),
+            vec![
+                Reason::Passed,
+                Reason::ConditionFailed(None),
+                Reason::Contended
+            ]
+        );
+        assert!(reasons_of(&[reason("ValidationError")], "test").is_err());
+        assert!(reasons_of(&[reason("None")], "test").is_err());
+        assert!(reasons_of(&[], "test").is_err());
+    }
+
+    #[test]
+    fn new_entities_past_the_room_are_over_cap() {
+        let (t, stream) = (TenantId::parse("acme").expect("tenant"), StreamId::new());
+        let entity = |name: &str, version: u64| StreamEntity {
+            tenant: t.clone(),
+            stream_id: stream.clone(),
+            name: name.into(),
+            points: 0,
+            anomalies: 0,
+            last_timestamp: None,
+            last_anomaly: None,
+            interval: None,
+            recent: Vec::new(),
+            version,
+            write_id: String::new(),
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        };
+        let mut puts: Vec<EntityPut> = [("a", 1), ("b", 2), ("c", 1), ("d", 1)]
+            .iter()
+            .enumerate()
+            .map(|(i, (name, v))| EntityPut::of(i, &t, &stream, &entity(name, *v), b"{}"))
+            .collect::<StoreResult<_>>()
+            .expect("puts");
+        let mut written = vec![EntityWritten::Stored; 4];
+        keep_room(&mut puts, 1, &mut written);
+        let kept: Vec<&str> = puts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(kept, vec!["a", "b"]);
+        assert_eq!(
+            written,
+            vec![
+                EntityWritten::Stored,
+                EntityWritten::Stored,
+                EntityWritten::OverCap,
+                EntityWritten::OverCap
+            ]
+        );
+        let other = TenantId::parse("other").expect("tenant");
+        assert!(EntityPut::of(0, &other, &stream, &entity("a", 1), b"{}").is_err());
     }
 }

@@ -22,7 +22,7 @@ mod s3;
 mod sqs;
 pub mod xray;
 
-pub use calls::AwsCalls;
+pub use calls::{sdk_calls, AwsCalls};
 pub use dynamo::DynamoStore;
 pub use push::{management_endpoint, ApiGatewayPush};
 pub use s3::S3Blobs;

@@ -2,10 +2,19 @@
 //! moto and sets `AWS_ENDPOINT_URL`; without it these tests fail (they never skip).
 //! What moto cannot show (410 Gone) is tested against a small fake gateway, named so.
 
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use nomaly_aws::provision::{self, Names, Provisioned};
-use nomaly_aws::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
+use nomaly_aws::{sdk_calls, ApiGatewayPush, AwsCalls, Clients, DynamoStore, S3Blobs, SqsQueue};
 use nomaly_contract as contract;
-use nomaly_core::ports::{PushError, PushNotifier, UrlSigner};
+use nomaly_core::domain::{EntityWritten, Stream, StreamEntity};
+use nomaly_core::ports::{PushError, PushNotifier, StreamStore, UrlSigner};
+use nomaly_core::time::Timestamp;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_RECEIVES: u32 = 3;
@@ -314,6 +323,156 @@ async fn finishing_a_task_stores_both_or_neither() {
 #[tokio::test]
 async fn stream_store_compare_and_set() {
     contract::stream_store_compare_and_set(&store("streams").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_store_batches_and_compare_and_set() {
+    contract::entity_store_batches_and_compare_and_set(&store("entities").await).await;
+}
+
+/// Names the operation of every request a client sends (each attempt), for one test.
+#[derive(Debug, Clone, Default)]
+struct Requests(Arc<Mutex<Vec<String>>>);
+
+impl Requests {
+    /// The operations sent since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("requests"))
+    }
+}
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "test-requests"
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map_or("unknown".to_string(), |m| m.name().to_string());
+        self.0.lock().expect("requests").push(operation);
+        Ok(())
+    }
+}
+
+/// `count` entities of `stream` at version 1, each with `state_bytes` of state.
+fn new_entities(stream: &Stream, count: usize, state_bytes: usize) -> Vec<(StreamEntity, Vec<u8>)> {
+    let now = Timestamp::now();
+    (0..count)
+        .map(|i| {
+            let entity = StreamEntity {
+                tenant: stream.tenant.clone(),
+                stream_id: stream.id.clone(),
+                name: format!("e-{i:04}"),
+                points: 1,
+                anomalies: 0,
+                last_timestamp: Some(1_700_000_000),
+                last_anomaly: None,
+                interval: None,
+                recent: Vec::new(),
+                version: 1,
+                write_id: String::new(),
+                created_at: now,
+                updated_at: now,
+            };
+            (entity, vec![i as u8; state_bytes])
+        })
+        .collect()
+}
+
+/// Batches on DynamoDB, counted on the client: 250 entities are written in 3
+/// `TransactWriteItems` (99 a transaction) and read in 3 `BatchGetItem`s (100 keys a
+/// call, the count's among them); states near the item cap split transactions by bytes
+/// (3.5 MB each). The process-wide [`nomaly_aws::sdk_calls`] counts them too.
+#[tokio::test]
+async fn entity_batches_take_few_sdk_calls() {
+    let (clients, names, _) = setup("ecalls").await;
+    let requests = Requests::default();
+    let config = aws_sdk_dynamodb::config::Builder::from(&clients.config)
+        .interceptor(AwsCalls)
+        .interceptor(requests.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let store = DynamoStore::new(client, &names.table, &names.events_table);
+    let tenant = contract::tenant();
+    let stream = Stream::new(
+        tenant.clone(),
+        "calls".into(),
+        serde_json::json!({}),
+        vec!["v".into()],
+        0.9,
+    );
+    let entities = new_entities(&stream, 250, 1000);
+    let names: Vec<String> = entities.iter().map(|(e, _)| e.name.clone()).collect();
+    let before = sdk_calls();
+
+    let written = store
+        .put_entities(&tenant, &stream.id, &entities, 1000)
+        .await
+        .expect("put 250 entities");
+    assert!(written.iter().all(|w| *w == EntityWritten::Stored));
+    let put_calls = requests.take();
+    let read = store
+        .get_entities(&tenant, &stream.id, &names)
+        .await
+        .expect("get 250 entities");
+    assert_eq!((read.entities.len(), read.count), (250, 250));
+    let get_calls = requests.take();
+    eprintln!("put of 250: {put_calls:?}; get of 250: {get_calls:?}");
+    assert_eq!(
+        put_calls,
+        vec!["TransactWriteItems"; 3],
+        "a put of 250 entities"
+    );
+    assert_eq!(get_calls, vec!["BatchGetItem"; 3], "a get of 250 entities");
+    assert!(
+        sdk_calls() - before >= 6,
+        "the process-wide counter counts them"
+    );
+
+    // At the cap: the cancelled transaction returns the count, and the writes that fit
+    // go in the next one (no read of the count between).
+    let more: Vec<_> = new_entities(&stream, 255, 10).split_off(250);
+    let written = store
+        .put_entities(&tenant, &stream.id, &more, 252)
+        .await
+        .expect("put at the cap");
+    assert_eq!(
+        written
+            .iter()
+            .filter(|w| **w == EntityWritten::Stored)
+            .count(),
+        2
+    );
+    assert_eq!(
+        requests.take(),
+        vec!["TransactWriteItems"; 2],
+        "one cancelled transaction, then the writes with room"
+    );
+
+    let big = Stream::new(
+        tenant.clone(),
+        "big".into(),
+        serde_json::json!({}),
+        vec!["v".into()],
+        0.9,
+    );
+    let entities = new_entities(&big, 20, 300_000);
+    let written = store
+        .put_entities(&tenant, &big.id, &entities, 1000)
+        .await
+        .expect("put 20 large entities");
+    assert!(written.iter().all(|w| *w == EntityWritten::Stored));
+    assert_eq!(
+        requests.take(),
+        vec!["TransactWriteItems"; 2],
+        "6 MB of state takes two transactions of at most 3.5 MB"
+    );
 }
 
 type Counted = std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;

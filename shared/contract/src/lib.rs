@@ -6,8 +6,8 @@
 
 use nomaly_core::claim_check;
 use nomaly_core::domain::{
-    ApiKey, Channel, Connection, Event, EventType, ModelRecord, Stream, StreamState, Task,
-    TaskKind, TaskStatus, TenantId,
+    ApiKey, Channel, Connection, EntitySplit, EntityWritten, Event, EventType, ModelRecord,
+    RecentPoint, Stream, StreamEntity, StreamState, Task, TaskKind, TaskStatus, TenantId,
 };
 use nomaly_core::ids::{JobId, ModelId, TaskId};
 use nomaly_core::ports::{
@@ -19,7 +19,7 @@ use nomaly_core::service::streams::{self, CreateStream, Point};
 use nomaly_core::service::Services;
 use nomaly_core::time::Timestamp;
 use nomaly_detect::stream::{StreamDetector, StreamSpec};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// A tenant with a random name, unique to one check.
@@ -1138,6 +1138,422 @@ pub async fn stream_store_compare_and_set(streams: &dyn StreamStore) {
     ));
 }
 
+/// Entity `name` of stream `s` at `version`, its last point seen at `seen`.
+fn entity(s: &Stream, name: &str, version: u64, seen: Timestamp) -> StreamEntity {
+    StreamEntity {
+        tenant: s.tenant.clone(),
+        stream_id: s.id.clone(),
+        name: name.to_string(),
+        points: version * 10,
+        anomalies: version,
+        last_timestamp: Some(1_700_000_000 + version as i64),
+        last_anomaly: None,
+        interval: Some(60),
+        recent: vec![RecentPoint {
+            t: 1_700_000_000,
+            v: 1.5,
+            s: 0.25,
+            e: Some(1.25),
+            b: None,
+        }],
+        version,
+        write_id: format!("w-{name}-{version}"),
+        created_at: seen,
+        updated_at: seen,
+    }
+}
+
+/// The name of entity `i` (names sort as their numbers do).
+fn entity_name(i: usize) -> String {
+    format!("host-{i:03}")
+}
+
+/// Entity `i`'s detector state at `version`: most are small, every third is about 20 KB,
+/// and the first twelve about 300 KB (near a DynamoDB item's 400 KB), so that one batch
+/// of them spans transactions by bytes as well as by count.
+fn entity_state(i: usize, version: u64) -> Vec<u8> {
+    let len = i + match i {
+        0..12 => 300_000,
+        _ if i.is_multiple_of(3) => 20_000,
+        _ => 200,
+    };
+    (0..len as u64)
+        .map(|j| (j * 31 + i as u64 + version * 7) as u8)
+        .collect()
+}
+
+/// The write of entity `i` of `s` at `version`, seen at `seen`.
+fn entity_write(s: &Stream, i: usize, version: u64, seen: Timestamp) -> (StreamEntity, Vec<u8>) {
+    (
+        entity(s, &entity_name(i), version, seen),
+        entity_state(i, version),
+    )
+}
+
+/// `put_entities`, which must not fail.
+async fn put_entities(
+    streams: &dyn StreamStore,
+    s: &Stream,
+    writes: &[(StreamEntity, Vec<u8>)],
+    max: u64,
+) -> Vec<EntityWritten> {
+    streams
+        .put_entities(&s.tenant, &s.id, writes, max)
+        .await
+        .expect("put entities")
+}
+
+/// The entities of `s` among `names`, by name, and the stream's count.
+async fn entities_by_name(
+    streams: &dyn StreamStore,
+    tenant: &TenantId,
+    s: &Stream,
+    names: &[String],
+) -> (HashMap<String, (StreamEntity, Vec<u8>)>, u64) {
+    let read = streams
+        .get_entities(tenant, &s.id, names)
+        .await
+        .expect("get entities");
+    let found = read
+        .entities
+        .into_iter()
+        .map(|(e, state)| (e.name.clone(), (e, state)))
+        .collect();
+    (found, read.count)
+}
+
+/// Checks that `found` holds exactly `expected` (compared without printing the states).
+fn assert_entities(
+    found: &HashMap<String, (StreamEntity, Vec<u8>)>,
+    expected: &[(StreamEntity, Vec<u8>)],
+    what: &str,
+) {
+    assert_eq!(found.len(), expected.len(), "{what}: how many come back");
+    for (e, state) in expected {
+        let got = found
+            .get(&e.name)
+            .unwrap_or_else(|| panic!("{what}: {} is missing", e.name));
+        assert_eq!(&got.0, e, "{what}: {}'s record", e.name);
+        assert!(
+            &got.1 == state,
+            "{what}: {}'s state comes back as written ({} bytes, got {})",
+            e.name,
+            state.len(),
+            got.1.len()
+        );
+    }
+}
+
+/// Every entity of the stream, page by page (`limit` a page): the names in the order
+/// listed, and how many non-empty pages there were.
+async fn list_all_entities(
+    streams: &dyn StreamStore,
+    tenant: &TenantId,
+    s: &Stream,
+    limit: usize,
+) -> (Vec<StreamEntity>, usize) {
+    let (mut all, mut pages, mut token) = (Vec::new(), 0, None);
+    loop {
+        let page = streams
+            .list_entities(tenant, &s.id, &PageRequest { limit, token })
+            .await
+            .expect("list entities");
+        assert!(page.items.len() <= limit, "a page holds at most its limit");
+        pages += usize::from(!page.items.is_empty());
+        all.extend(page.items);
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return (all, pages),
+        }
+    }
+}
+
+/// Entities of a stream split by entity: 250 written in one call (states up to 300 KB,
+/// so the backend batches by bytes) and read back in one call with the count; per-entity
+/// compare-and-set (stale writes are `Conflict`, one of two racing writers wins, and a
+/// batch mixing both stores exactly its fresh writes); the cap on new entities, exact;
+/// idle entities found and evicted only at the version seen; listings in name order over
+/// pages; other tenants kept out; deletion of them all.
+pub async fn entity_store_batches_and_compare_and_set(streams: &dyn StreamStore) {
+    use EntityWritten::{Conflict, OverCap, Stored};
+    let (t, other) = (tenant(), tenant());
+    let mut s = stream(&t);
+    s.entity = Some(EntitySplit {
+        field: "host".into(),
+        max_entities: 1000,
+        idle_ttl: 3600,
+    });
+    streams
+        .create_stream(&s, &StreamState::Inline(b"{}".to_vec()))
+        .await
+        .expect("create a stream split by entity");
+    let now = Timestamp::now();
+    let names: Vec<String> = (0..250).map(entity_name).collect();
+
+    // 250 new entities in one call, all stored, read back in one call.
+    let first: Vec<_> = (0..250).map(|i| entity_write(&s, i, 1, now)).collect();
+    assert_eq!(
+        put_entities(streams, &s, &first, 1000).await,
+        vec![Stored; 250],
+        "250 new entities are stored"
+    );
+    let mut asked = names.clone();
+    asked.extend(["nobody".to_string(), "host-999".to_string()]);
+    let (found, count) = entities_by_name(streams, &t, &s, &asked).await;
+    assert_entities(&found, &first, "250 entities and 2 unknown names");
+    assert_eq!(count, 250, "the stream counts its 250 entities");
+
+    // Compare-and-set per entity.
+    let second: Vec<_> = (0..5).map(|i| entity_write(&s, i, 2, now)).collect();
+    assert_eq!(
+        put_entities(streams, &s, &second, 1000).await,
+        vec![Stored; 5],
+        "writes from version 1 are stored"
+    );
+    assert_eq!(
+        put_entities(streams, &s, &second, 1000).await,
+        vec![Conflict; 5],
+        "the same writes again are stale: Conflict"
+    );
+    let mixed = vec![
+        entity_write(&s, 0, 3, now),
+        entity_write(&s, 1, 2, now),
+        entity_write(&s, 2, 3, now),
+    ];
+    assert_eq!(
+        put_entities(streams, &s, &mixed, 1000).await,
+        vec![Stored, Conflict, Stored],
+        "a batch stores its fresh writes and only them"
+    );
+    let (found, count) = entities_by_name(streams, &t, &s, &names[..3]).await;
+    assert_entities(
+        &found,
+        &[mixed[0].clone(), second[1].clone(), mixed[2].clone()],
+        "after a mixed batch",
+    );
+    assert_eq!(count, 250, "updates do not count as new entities");
+
+    // Two writers racing on one entity from the same version: exactly one wins.
+    let (mut a, mut b) = (entity_write(&s, 10, 2, now), entity_write(&s, 10, 2, now));
+    a.0.write_id = "racer-a".into();
+    b.0.write_id = "racer-b".into();
+    b.1 = vec![7; 3000];
+    let (ra, rb) = tokio::join!(
+        streams.put_entities(&t, &s.id, std::slice::from_ref(&a), 1000),
+        streams.put_entities(&t, &s.id, std::slice::from_ref(&b), 1000)
+    );
+    let (ra, rb) = (ra.expect("racer a"), rb.expect("racer b"));
+    let winner = match (ra.as_slice(), rb.as_slice()) {
+        ([Stored], [Conflict]) => &a,
+        ([Conflict], [Stored]) => &b,
+        other => panic!("exactly one racing writer wins: {other:?}"),
+    };
+    let (found, _) = entities_by_name(streams, &t, &s, &names[10..11]).await;
+    assert_entities(&found, std::slice::from_ref(winner), "the race's winner");
+
+    // The cap on new entities is exact; updates are not held by it.
+    let fresh = |name: &str| (entity(&s, name, 1, now), b"{}".to_vec());
+    let capped = vec![
+        fresh("new-a"),
+        entity_write(&s, 20, 2, now),
+        fresh("new-b"),
+        fresh("new-c"),
+        fresh("new-d"),
+        fresh("new-e"),
+    ];
+    assert_eq!(
+        put_entities(streams, &s, &capped, 252).await,
+        vec![Stored, Stored, Stored, OverCap, OverCap, OverCap],
+        "with room for 2 more, the first 2 new entities are stored"
+    );
+    let new_names: Vec<String> = ["new-a", "new-b", "new-c", "new-d", "new-e"]
+        .map(String::from)
+        .to_vec();
+    let (found, count) = entities_by_name(streams, &t, &s, &new_names).await;
+    assert_entities(&found, &[capped[0].clone(), capped[2].clone()], "capped");
+    assert_eq!(count, 252, "the count stops at the cap");
+    assert_eq!(
+        put_entities(
+            streams,
+            &s,
+            &[entity_write(&s, 30, 1, now), fresh("new-f")],
+            252
+        )
+        .await,
+        vec![Conflict, OverCap],
+        "at the cap: an existing entity written as new is a Conflict, a new one OverCap"
+    );
+
+    // Two writers racing to make the same new entity: one makes it, counted once.
+    let make = [fresh("new-g")];
+    let (ra, rb) = tokio::join!(
+        streams.put_entities(&t, &s.id, &make, 1000),
+        streams.put_entities(&t, &s.id, &make, 1000)
+    );
+    let mut outcomes = [ra.expect("racer a"), rb.expect("racer b")].concat();
+    outcomes.sort_by_key(|o| *o != Stored);
+    assert_eq!(
+        outcomes,
+        vec![Stored, Conflict],
+        "one racer makes the entity"
+    );
+    let (_, count) = entities_by_name(streams, &t, &s, &[]).await;
+    assert_eq!(count, 253, "a new entity made in a race is counted once");
+
+    // Idle entities, evicted only at the version seen.
+    let long_ago = now.plus_seconds(-3600);
+    let idle: Vec<_> = (100..105)
+        .map(|i| entity_write(&s, i, 2, long_ago))
+        .collect();
+    assert_eq!(
+        put_entities(streams, &s, &idle, 1000).await,
+        vec![Stored; 5]
+    );
+    let before = now.plus_seconds(-60);
+    let mut found = streams
+        .idle_entities(&t, &s.id, before, 100)
+        .await
+        .expect("idle entities");
+    found.sort();
+    let expected: Vec<(String, u64)> = (100..105).map(|i| (entity_name(i), 2)).collect();
+    assert_eq!(
+        found, expected,
+        "the entities last seen an hour ago are idle"
+    );
+    let two = streams
+        .idle_entities(&t, &s.id, before, 2)
+        .await
+        .expect("idle entities");
+    assert!(
+        two.len() == 2 && two.iter().all(|e| expected.contains(e)),
+        "at most `limit` idle entities: {two:?}"
+    );
+    let which = vec![
+        (entity_name(100), 2),
+        (entity_name(101), 1),
+        (entity_name(102), 2),
+        ("nobody".to_string(), 1),
+    ];
+    let mut evicted = streams
+        .evict_entities(&t, &s.id, &which)
+        .await
+        .expect("evict");
+    evicted.sort();
+    assert_eq!(
+        evicted,
+        vec![entity_name(100), entity_name(102)],
+        "only entities still at the version given are evicted"
+    );
+    assert!(
+        streams
+            .evict_entities(&other, &s.id, &[(entity_name(103), 2)])
+            .await
+            .expect("evict")
+            .is_empty(),
+        "another tenant evicts nothing"
+    );
+    let (found, count) = entities_by_name(streams, &t, &s, &names[100..105]).await;
+    assert_entities(
+        &found,
+        &[idle[1].clone(), idle[3].clone(), idle[4].clone()],
+        "after eviction",
+    );
+    assert_eq!(count, 251, "evicted entities leave the count");
+
+    // Listings: records in name order, over pages.
+    let mut expected: Vec<String> = names
+        .iter()
+        .filter(|n| **n != entity_name(100) && **n != entity_name(102))
+        .cloned()
+        .chain(["new-a", "new-b", "new-g"].map(String::from))
+        .collect();
+    expected.sort();
+    let (listed, pages) = list_all_entities(streams, &t, &s, 100).await;
+    let listed_names: Vec<String> = listed.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(listed_names, expected, "every entity, in name order");
+    assert!(
+        pages >= 3,
+        "251 entities at 100 a page span 3 pages, not {pages}"
+    );
+    assert_eq!(listed[0], mixed[0].0, "a listed record is the stored one");
+    assert!(matches!(
+        streams
+            .list_entities(
+                &t,
+                &s.id,
+                &PageRequest {
+                    limit: 10,
+                    token: Some("zz".into()),
+                },
+            )
+            .await,
+        Err(StoreError::BadPageToken)
+    ));
+
+    // Other tenants: nothing to read, list, find idle, or overwrite.
+    let (found, count) = entities_by_name(streams, &other, &s, &names).await;
+    assert!(found.is_empty() && count == 0, "another tenant reads none");
+    assert!(list_all_entities(streams, &other, &s, 100)
+        .await
+        .0
+        .is_empty());
+    assert!(streams
+        .idle_entities(&other, &s.id, now.plus_seconds(60), 100)
+        .await
+        .expect("idle")
+        .is_empty());
+    let mut theirs = s.clone();
+    theirs.tenant = other.clone();
+    let intruder = (entity(&theirs, &entity_name(0), 4, now), vec![1; 10]);
+    assert_eq!(
+        put_entities(streams, &theirs, std::slice::from_ref(&intruder), 1000).await,
+        vec![Conflict],
+        "another tenant's write finds no entity to update"
+    );
+    let own = (entity(&theirs, &entity_name(0), 1, now), vec![2; 10]);
+    assert_eq!(
+        put_entities(streams, &theirs, std::slice::from_ref(&own), 1000).await,
+        vec![Stored],
+        "another tenant's entity of the same name is its own"
+    );
+    assert!(
+        streams
+            .put_entities(&other, &s.id, &[entity_write(&s, 0, 4, now)], 1000)
+            .await
+            .is_err(),
+        "a write of one tenant's entity under another tenant is refused"
+    );
+    let (found, _) = entities_by_name(streams, &t, &s, &names[..1]).await;
+    assert_entities(&found, &mixed[..1], "another tenant changed nothing");
+
+    // One entity twice in a batch: written in turn.
+    let twice = [fresh("new-h"), (entity(&s, "new-h", 2, now), vec![3; 10])];
+    assert_eq!(
+        put_entities(streams, &s, &twice, 1000).await,
+        vec![Stored, Stored],
+        "two writes of one entity in a batch apply in order"
+    );
+    let (found, count) = entities_by_name(streams, &t, &s, &["new-h".to_string()]).await;
+    assert_entities(&found, &twice[1..], "the later write of a batch");
+    assert_eq!(count, 252);
+
+    // Deleting them all.
+    streams
+        .delete_entities(&t, &s.id)
+        .await
+        .expect("delete entities");
+    let (found, count) = entities_by_name(streams, &t, &s, &expected).await;
+    assert!(found.is_empty() && count == 0, "none left, count 0");
+    assert!(list_all_entities(streams, &t, &s, 100).await.0.is_empty());
+    let (found, count) = entities_by_name(streams, &other, &s, &names[..1]).await;
+    assert_entities(&found, &[own], "another tenant's entities stay");
+    assert_eq!(count, 1);
+    streams
+        .delete_entities(&other, &s.id)
+        .await
+        .expect("delete entities");
+}
+
 /// Through the use case: `writers` concurrent writers each append `per_writer` points one
 /// request at a time to one stream. No update is lost: the stream counts every point,
 /// the stored detector state equals replaying every point in the order the writes won
@@ -1171,10 +1587,7 @@ pub async fn concurrent_stream_writers_lose_nothing(
         async move {
             let mut answers = Vec::new();
             for i in 0..per_writer {
-                let point = Point {
-                    t: 1_700_000_000,
-                    values: vec![value(w, i)],
-                };
+                let point = Point::new(1_700_000_000, vec![value(w, i)]);
                 let a = streams::append(services, &t, "c-race", &id, vec![point.clone()])
                     .await
                     .unwrap_or_else(|p| panic!("writer {w} point {i}: {p}"));

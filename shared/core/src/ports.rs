@@ -4,7 +4,8 @@
 //! that reads or lists by tenant never returns another tenant's records.
 
 use crate::domain::{
-    ApiKey, Connection, Dataset, Event, ModelRecord, Stream, StreamState, Task, TenantId,
+    ApiKey, Connection, Dataset, EntityWritten, Event, ModelRecord, Stream, StreamEntity,
+    StreamState, Task, TenantId,
 };
 use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, StreamId, TaskId};
 use crate::limits::MAX_UPLOAD_URL_SECS;
@@ -198,6 +199,63 @@ pub trait StreamStore: Send + Sync {
         id: &StreamId,
         version: u64,
     ) -> StoreResult<()>;
+
+    /// Entities of a stream split by entity, each with its detector state: those of
+    /// `names` that exist, and how many entities the stream holds. Adapters read in
+    /// batches (DynamoDB: BatchGetItem, 100 keys a call), never one call per entity.
+    async fn get_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        names: &[String],
+    ) -> StoreResult<EntitiesRead>;
+    /// Stores each entity and its state if its stored version is `version - 1` (for
+    /// version 1: if it does not exist yet), in batches (DynamoDB: TransactWriteItems),
+    /// and counts new ones against `max_entities`. Answers how each write ended, in the
+    /// order given; an entity's write is all or nothing, and a `Conflict` or `OverCap`
+    /// one stored nothing of that entity.
+    async fn put_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        writes: &[(StreamEntity, Vec<u8>)],
+        max_entities: u64,
+    ) -> StoreResult<Vec<EntityWritten>>;
+    /// Up to `limit` entities of the stream with no point since `seen_before` (wall
+    /// clock), with their versions.
+    async fn idle_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        seen_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>>;
+    /// Deletes each named entity that is still at the version given (one that moved was
+    /// not idle after all), and answers the names deleted.
+    async fn evict_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        which: &[(String, u64)],
+    ) -> StoreResult<Vec<String>>;
+    /// The stream's entities in name order (records only, not their state).
+    async fn list_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<StreamEntity>>;
+    /// Deletes all the stream's entities and their count (when the stream is deleted).
+    async fn delete_entities(&self, tenant: &TenantId, stream: &StreamId) -> StoreResult<()>;
+}
+
+/// What [`StreamStore::get_entities`] found.
+#[derive(Debug, Clone, Default)]
+pub struct EntitiesRead {
+    /// The entities asked for that exist, with their state, in no particular order.
+    pub entities: Vec<(StreamEntity, Vec<u8>)>,
+    /// How many entities the stream holds.
+    pub count: u64,
 }
 
 /// API keys (stored hashed).

@@ -3,7 +3,18 @@
 use nomaly_core::ports::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Calls into the database so far, by every [`Database`] of this process.
+static STORAGE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many calls into SQLite (one blocking unit of work each, often one transaction)
+/// every store of this process has made so far: what a benchmark compares with the
+/// SDK calls of the AWS adapters.
+pub fn storage_calls() -> u64 {
+    STORAGE_CALLS.load(Ordering::Relaxed)
+}
 
 /// The schema. Records are JSON bodies keyed by tenant and id; the columns beside them
 /// are what queries filter and sort on.
@@ -34,6 +45,10 @@ CREATE INDEX IF NOT EXISTS jobs_visible ON jobs (queue, dead, visible_ms, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_receipt ON jobs (receipt);
 CREATE TABLE IF NOT EXISTS job_turns (queue TEXT NOT NULL, tenant TEXT NOT NULL, served INTEGER NOT NULL,
     PRIMARY KEY (queue, tenant));
+CREATE TABLE IF NOT EXISTS stream_entities (tenant TEXT NOT NULL, stream TEXT NOT NULL, name TEXT NOT NULL,
+    version INTEGER NOT NULL, seen_ms INTEGER NOT NULL, body TEXT NOT NULL, state BLOB NOT NULL,
+    PRIMARY KEY (tenant, stream, name));
+CREATE INDEX IF NOT EXISTS stream_entities_by_seen ON stream_entities (tenant, stream, seen_ms);
 ";
 
 /// What runs after [`SCHEMA`], once the migrations below have added the columns it names.
@@ -128,6 +143,7 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
+        STORAGE_CALLS.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::clone(&self.conn);
         let call = move || {
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());

@@ -18,7 +18,7 @@ mod store;
 mod uploads;
 
 pub use blobs::FileBlobs;
-pub use db::Database;
+pub use db::{storage_calls, Database};
 pub use notifier::LocalNotifier;
 pub use queue::SqliteQueue;
 pub use stack::Stack;

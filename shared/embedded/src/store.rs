@@ -3,20 +3,20 @@
 use crate::db::{json, sql, Database};
 use async_trait::async_trait;
 use nomaly_core::domain::{
-    ApiKey, Connection, Dataset, DatasetStatus, Event, EventType, ModelRecord, Stream, StreamState,
-    Task, TenantId,
+    ApiKey, Connection, Dataset, DatasetStatus, EntityWritten, Event, EventType, ModelRecord,
+    Stream, StreamEntity, StreamState, Task, TenantId,
 };
 use nomaly_core::ids::{DatasetId, EventId, KeyId, ModelId, StreamId, TaskId};
 use nomaly_core::ports::{
-    BlobKey, Claim, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
-    KeyStore, ModelRegistry, Page, PageRequest, RateLimiter, ResultCache, StoreError, StoreResult,
-    StreamStore, TaskStore,
+    BlobKey, Claim, ConnectionRegistry, DatasetStore, EntitiesRead, EventLog, ExpirySweeper,
+    IdempotencyStore, KeyStore, ModelRegistry, Page, PageRequest, RateLimiter, ResultCache,
+    StoreError, StoreResult, StreamStore, TaskStore,
 };
 use nomaly_core::time::Timestamp;
 use rusqlite::{params, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The record ports on one SQLite database. Rate counters are kept in memory: the local
@@ -519,6 +519,371 @@ impl StreamStore for SqliteStore {
             })
             .await
     }
+
+    async fn get_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        names: &[String],
+    ) -> StoreResult<EntitiesRead> {
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        let names = distinct(names);
+        let (rows, count) = self
+            .db
+            .run("read entities", move |c| {
+                let rows = entity_rows(c, &tenant, &stream, &names)?;
+                Ok((rows, count_entities(c, &tenant, &stream)?))
+            })
+            .await?;
+        let entities = rows
+            .into_iter()
+            .map(|(body, state)| Ok((from_json(&body)?, state)))
+            .collect::<StoreResult<_>>()?;
+        Ok(EntitiesRead { entities, count })
+    }
+
+    async fn put_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        writes: &[(StreamEntity, Vec<u8>)],
+        max_entities: u64,
+    ) -> StoreResult<Vec<EntityWritten>> {
+        let rows = writes
+            .iter()
+            .map(|(entity, state)| EntityRow::of(tenant, stream, entity, state))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        self.db
+            .run("write entities", move |c| {
+                // Dropped without a commit, the transaction rolls back.
+                let tx = c.transaction().map_err(sql("write entities"))?;
+                let mut count = count_entities(&tx, &tenant, &stream)?;
+                let written = rows
+                    .iter()
+                    .map(|row| row.write(&tx, &tenant, &stream, &mut count, max_entities))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                tx.commit().map_err(sql("write entities"))?;
+                Ok(written)
+            })
+            .await
+    }
+
+    async fn idle_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        seen_before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .run("list idle entities", move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT name, version FROM stream_entities \
+                         WHERE tenant = ?1 AND stream = ?2 AND seen_ms < ?3 ORDER BY seen_ms LIMIT ?4",
+                    )
+                    .map_err(sql("list idle entities"))?;
+                let rows = stmt
+                    .query_map(params![tenant, stream, seen_before.millis(), limit], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(sql("list idle entities"))?
+                    .map(|r| r.map(|(name, v)| (name, u64::try_from(v).unwrap_or(0))))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql("list idle entities"));
+                rows
+            })
+            .await
+    }
+
+    async fn evict_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        which: &[(String, u64)],
+    ) -> StoreResult<Vec<String>> {
+        let (tenant, stream, which) = (tenant.to_string(), stream.to_string(), which.to_vec());
+        self.db
+            .run("evict entities", move |c| {
+                let tx = c.transaction().map_err(sql("evict entities"))?;
+                let mut evicted = Vec::new();
+                for (name, version) in which {
+                    let n = tx
+                        .prepare_cached(
+                            "DELETE FROM stream_entities \
+                             WHERE tenant = ?1 AND stream = ?2 AND name = ?3 AND version = ?4",
+                        )
+                        .and_then(|mut d| {
+                            d.execute(params![tenant, stream, name, db_version(version)])
+                        })
+                        .map_err(sql("evict entities"))?;
+                    if n == 1 {
+                        evicted.push(name);
+                    }
+                }
+                tx.commit().map_err(sql("evict entities"))?;
+                Ok(evicted)
+            })
+            .await
+    }
+
+    async fn list_entities(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<StreamEntity>> {
+        let limit = page.effective_limit();
+        let after = page
+            .token
+            .as_deref()
+            .map(|t| decode_entity_token(t, stream))
+            .transpose()?;
+        let stream_id = stream.clone();
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        let rows: Vec<(String, String)> = self
+            .db
+            .run("list entities", move |c| {
+                // A range on the primary key: after the token's name, or from the first.
+                let (op, from) = match after {
+                    Some(name) => (">", name),
+                    None => (">=", String::new()),
+                };
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT name, body FROM stream_entities WHERE tenant = ?1 AND stream = ?2 \
+                         AND name {op} ?3 ORDER BY name LIMIT ?4"
+                    ))
+                    .map_err(sql("list entities"))?;
+                let rows = stmt
+                    .query_map(params![tenant, stream, from, (limit + 1) as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map_err(sql("list entities"))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql("list entities"));
+                rows
+            })
+            .await?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let next_token = match rows.last() {
+            Some((name, _)) if more => Some(encode_entity_token(&stream_id, name)),
+            _ => None,
+        };
+        let items = rows
+            .iter()
+            .map(|(_, body)| from_json(body))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, next_token })
+    }
+
+    async fn delete_entities(&self, tenant: &TenantId, stream: &StreamId) -> StoreResult<()> {
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        self.db
+            .run("delete entities", move |c| {
+                c.execute(
+                    "DELETE FROM stream_entities WHERE tenant = ?1 AND stream = ?2",
+                    params![tenant, stream],
+                )
+                .map_err(sql("delete entities"))?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Names per `IN (...)` list when entities are read: well within SQLite's limit on
+/// bound parameters.
+const NAMES_PER_QUERY: usize = 500;
+
+/// `names` without repeats, in their first order.
+fn distinct(names: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    names
+        .iter()
+        .filter(|n| seen.insert(n.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// A version as the `version` columns hold it (a version past `i64::MAX` matches none).
+fn db_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// The body and state of each of `names` that the stream holds, `NAMES_PER_QUERY` names
+/// per query.
+fn entity_rows(
+    c: &rusqlite::Connection,
+    tenant: &str,
+    stream: &str,
+    names: &[String],
+) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    let mut rows = Vec::with_capacity(names.len());
+    for chunk in names.chunks(NAMES_PER_QUERY) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut stmt = c
+            .prepare_cached(&format!(
+                "SELECT body, state FROM stream_entities \
+                 WHERE tenant = ? AND stream = ? AND name IN ({marks})"
+            ))
+            .map_err(sql("read entities"))?;
+        let values = [tenant, stream]
+            .into_iter()
+            .chain(chunk.iter().map(String::as_str));
+        let found = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(sql("read entities"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql("read entities"))?;
+        rows.extend(found);
+    }
+    Ok(rows)
+}
+
+/// How many entities the stream holds (the primary key's prefix makes it a range
+/// count).
+fn count_entities(c: &rusqlite::Connection, tenant: &str, stream: &str) -> StoreResult<u64> {
+    c.prepare_cached("SELECT COUNT(*) FROM stream_entities WHERE tenant = ?1 AND stream = ?2")
+        .and_then(|mut q| q.query_row(params![tenant, stream], |r| r.get::<_, i64>(0)))
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .map_err(sql("count entities"))
+}
+
+/// A listing position in a stream's entities: the stream and the last name of a page,
+/// as hex.
+fn encode_entity_token(stream: &StreamId, name: &str) -> String {
+    hex::encode(format!("{stream}:{name}"))
+}
+
+/// The last name of the page before, from a token of this stream's listing.
+fn decode_entity_token(token: &str, stream: &StreamId) -> StoreResult<String> {
+    let text = hex::decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(StoreError::BadPageToken)?;
+    match text.split_once(':') {
+        Some((s, name)) if s == stream.as_str() => Ok(name.to_string()),
+        _ => Err(StoreError::BadPageToken),
+    }
+}
+
+/// An entity as the `stream_entities` table holds it, for a write.
+struct EntityRow {
+    name: String,
+    version: i64,
+    seen_ms: i64,
+    body: String,
+    state: Vec<u8>,
+}
+
+impl EntityRow {
+    /// The row of `entity`, which must be of `stream` of `tenant`.
+    fn of(
+        tenant: &TenantId,
+        stream: &StreamId,
+        entity: &StreamEntity,
+        state: &[u8],
+    ) -> StoreResult<Self> {
+        if &entity.tenant != tenant || &entity.stream_id != stream {
+            return Err(StoreError::backend(
+                "write entities",
+                std::io::Error::other(format!(
+                    "entity {:?} is not of stream {stream} of tenant {tenant}",
+                    entity.name
+                )),
+            ));
+        }
+        Ok(EntityRow {
+            name: entity.name.clone(),
+            version: db_version(entity.version),
+            seen_ms: entity.updated_at.millis(),
+            body: to_json(entity)?,
+            state: state.to_vec(),
+        })
+    }
+
+    /// Stores the row if the stored version is one less (at version 1: if there is none
+    /// and `count`, the stream's entities so far, is below `max`).
+    fn write(
+        &self,
+        c: &rusqlite::Connection,
+        tenant: &str,
+        stream: &str,
+        count: &mut u64,
+        max: u64,
+    ) -> StoreResult<EntityWritten> {
+        if self.version != 1 {
+            return self.update(c, tenant, stream);
+        }
+        let exists = c
+            .prepare_cached(
+                "SELECT 1 FROM stream_entities WHERE tenant = ?1 AND stream = ?2 AND name = ?3",
+            )
+            .and_then(|mut q| q.exists(params![tenant, stream, self.name]))
+            .map_err(sql("write entities"))?;
+        if exists {
+            return Ok(EntityWritten::Conflict);
+        }
+        if *count >= max {
+            return Ok(EntityWritten::OverCap);
+        }
+        c.prepare_cached(
+            "INSERT INTO stream_entities (tenant, stream, name, version, seen_ms, body, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut q| {
+            q.execute(params![
+                tenant,
+                stream,
+                self.name,
+                self.version,
+                self.seen_ms,
+                self.body,
+                self.state
+            ])
+        })
+        .map_err(sql("write entities"))?;
+        *count += 1;
+        Ok(EntityWritten::Stored)
+    }
+
+    /// Replaces the stored row if its version is one less.
+    fn update(
+        &self,
+        c: &rusqlite::Connection,
+        tenant: &str,
+        stream: &str,
+    ) -> StoreResult<EntityWritten> {
+        let n = c
+            .prepare_cached(
+                "UPDATE stream_entities SET version = ?1, seen_ms = ?2, body = ?3, state = ?4 \
+                 WHERE tenant = ?5 AND stream = ?6 AND name = ?7 AND version = ?1 - 1",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    self.version,
+                    self.seen_ms,
+                    self.body,
+                    self.state,
+                    tenant,
+                    stream,
+                    self.name
+                ])
+            })
+            .map_err(sql("write entities"))?;
+        Ok(if n == 1 {
+            EntityWritten::Stored
+        } else {
+            EntityWritten::Conflict
+        })
+    }
 }
 
 /// A task as the `tasks` table holds it, for a compare-and-set.
@@ -936,6 +1301,31 @@ impl RateLimiter for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entity_page_tokens_belong_to_their_stream() {
+        let (stream, other) = (StreamId::new(), StreamId::new());
+        let t = encode_entity_token(&stream, "host:1/é");
+        assert_eq!(decode_entity_token(&t, &stream).unwrap(), "host:1/é");
+        assert!(matches!(
+            decode_entity_token(&t, &other),
+            Err(StoreError::BadPageToken)
+        ));
+        for bad in [
+            "",
+            "zz",
+            &hex::encode("no-colon"),
+            &hex::encode([0xff, 0xfe]),
+        ] {
+            assert!(
+                matches!(
+                    decode_entity_token(bad, &stream),
+                    Err(StoreError::BadPageToken)
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn page_tokens_round_trip_and_refuse_garbage() {

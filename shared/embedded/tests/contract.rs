@@ -302,6 +302,11 @@ async fn stream_store_compare_and_set() {
     contract::stream_store_compare_and_set(&store("streams")).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_store_batches_and_compare_and_set() {
+    contract::entity_store_batches_and_compare_and_set(&store("entities")).await;
+}
+
 type Counted = std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;
 
 /// Files under `<dir>/blobs/<prefix>` (blobs are files named by their key).

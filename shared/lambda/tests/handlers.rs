@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod batch;
+mod entities;
 mod faults;
 mod flows;
 mod reports;

@@ -285,7 +285,10 @@ async fn bad_points_and_other_tenants_are_refused_and_nothing_is_stored() {
          StatusCode::PAYLOAD_TOO_LARGE, "at most 10000"),
         ("unknown field", &points, Some("application/json"),
          json!({"points": [{"timestamp": 1, "values": [1, 2], "label": 1}]}).to_string().into_bytes(),
-         StatusCode::BAD_REQUEST, "label"),
+         StatusCode::UNPROCESSABLE_ENTITY, "unknown field `label`: this stream is not split by entity"),
+        ("two unknown fields", &points, Some("application/json"),
+         json!({"points": [{"timestamp": 1, "values": [1, 2], "host": "a", "label": 1}]}).to_string().into_bytes(),
+         StatusCode::UNPROCESSABLE_ENTITY, "unknown fields `host` and `label`"),
         ("not JSON", &points, Some("application/json"), b"{".to_vec(),
          StatusCode::BAD_REQUEST, "not valid JSON"),
         ("CSV without timestamps", &points, Some("text/csv"), b"a,b\n1,2\n".to_vec(),
@@ -654,6 +657,51 @@ impl StreamStore for LandsThenFails {
     async fn delete_stream(&self, t: &TenantId, id: &StreamId, v: u64) -> StoreResult<()> {
         self.inner.delete_stream(t, id, v).await
     }
+    async fn get_entities(
+        &self,
+        t: &TenantId,
+        id: &StreamId,
+        names: &[String],
+    ) -> StoreResult<nomaly_core::ports::EntitiesRead> {
+        self.inner.get_entities(t, id, names).await
+    }
+    async fn put_entities(
+        &self,
+        t: &TenantId,
+        id: &StreamId,
+        writes: &[(nomaly_core::domain::StreamEntity, Vec<u8>)],
+        max: u64,
+    ) -> StoreResult<Vec<nomaly_core::domain::EntityWritten>> {
+        self.inner.put_entities(t, id, writes, max).await
+    }
+    async fn idle_entities(
+        &self,
+        t: &TenantId,
+        id: &StreamId,
+        before: nomaly_core::time::Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        self.inner.idle_entities(t, id, before, limit).await
+    }
+    async fn evict_entities(
+        &self,
+        t: &TenantId,
+        id: &StreamId,
+        which: &[(String, u64)],
+    ) -> StoreResult<Vec<String>> {
+        self.inner.evict_entities(t, id, which).await
+    }
+    async fn list_entities(
+        &self,
+        t: &TenantId,
+        id: &StreamId,
+        p: &PageRequest,
+    ) -> StoreResult<Page<nomaly_core::domain::StreamEntity>> {
+        self.inner.list_entities(t, id, p).await
+    }
+    async fn delete_entities(&self, t: &TenantId, id: &StreamId) -> StoreResult<()> {
+        self.inner.delete_entities(t, id).await
+    }
 }
 
 /// An event log that cannot store events.
@@ -844,10 +892,7 @@ impl nomaly_core::ports::BlobStore for ReplacedWhileRead {
     async fn get_blob(&self, k: &nomaly_core::ports::BlobKey) -> StoreResult<Option<Vec<u8>>> {
         if let Some((services, tenant, id)) = self.other.get() {
             if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                let point = nomaly_core::service::streams::Point {
-                    t: 5000,
-                    values: vec![1.0, 2.0, 3.0],
-                };
+                let point = nomaly_core::service::streams::Point::new(5000, vec![1.0, 2.0, 3.0]);
                 nomaly_core::service::streams::append(services, tenant, "other", id, vec![point])
                     .await
                     .expect("the other writer appends");

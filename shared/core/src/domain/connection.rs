@@ -5,8 +5,8 @@ use crate::ids::{KeyId, ModelId, StreamId, TaskId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// A channel a connection can subscribe to: `task:<id>`, `model:<id>`, `stream:<id>` or
-/// `tenant`.
+/// A channel a connection can subscribe to: `task:<id>`, `model:<id>`, `stream:<id>`,
+/// `stream:<id>:<entity>` or `tenant`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Channel {
@@ -16,17 +16,20 @@ pub enum Channel {
     Model(ModelId),
     /// One stream's events.
     Stream(StreamId),
+    /// The events of one entity of a stream split by entity.
+    Entity(StreamId, String),
     /// Every event of the tenant.
     Tenant,
 }
 
 /// A channel name that is not one of the three shapes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("channel must be `tenant`, `task:<task id>`, `model:<model id>` or `stream:<stream id>`")]
+#[error("channel must be `tenant`, `task:<task id>`, `model:<model id>`, `stream:<stream id>` or `stream:<stream id>:<entity>`")]
 pub struct InvalidChannel;
 
 impl Channel {
-    /// Parses `task:<id>`, `model:<id>`, `stream:<id>` or `tenant`.
+    /// Parses `task:<id>`, `model:<id>`, `stream:<id>`, `stream:<id>:<entity>` or
+    /// `tenant`.
     pub fn parse(text: &str) -> Result<Self, InvalidChannel> {
         if text == "tenant" {
             return Ok(Channel::Tenant);
@@ -42,6 +45,13 @@ impl Channel {
                 .map_err(|_| InvalidChannel);
         }
         if let Some(id) = text.strip_prefix("stream:") {
+            if let Some((id, entity)) = id.split_once(':') {
+                let id = StreamId::parse(id).map_err(|_| InvalidChannel)?;
+                return match crate::domain::stream::is_entity_name(entity) {
+                    true => Ok(Channel::Entity(id, entity.to_string())),
+                    false => Err(InvalidChannel),
+                };
+            }
             return StreamId::parse(id)
                 .map(Channel::Stream)
                 .map_err(|_| InvalidChannel);
@@ -58,6 +68,9 @@ impl Channel {
             Channel::Task(id) => field("task_id") == Some(id.as_str()),
             Channel::Model(id) => field("model_id") == Some(id.as_str()),
             Channel::Stream(id) => field("stream_id") == Some(id.as_str()),
+            Channel::Entity(id, entity) => {
+                field("stream_id") == Some(id.as_str()) && field("entity") == Some(entity)
+            }
         }
     }
 }
@@ -68,6 +81,7 @@ impl std::fmt::Display for Channel {
             Channel::Task(id) => write!(f, "task:{id}"),
             Channel::Model(id) => write!(f, "model:{id}"),
             Channel::Stream(id) => write!(f, "stream:{id}"),
+            Channel::Entity(id, entity) => write!(f, "stream:{id}:{entity}"),
             Channel::Tenant => f.write_str("tenant"),
         }
     }
@@ -126,6 +140,32 @@ mod tests {
         for bad in ["", "task:", "task:nope", "model:tsk_x", "everything"] {
             assert!(Channel::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_entity_channel_carries_that_entity_of_that_stream_only() {
+        use crate::domain::EventType;
+        let (stream, other) = (StreamId::new(), StreamId::new());
+        // An entity's name may hold colons: the channel splits at the first after the id.
+        let c = Channel::parse(&format!("stream:{stream}:db:7")).unwrap();
+        assert_eq!(c, Channel::Entity(stream.clone(), "db:7".into()));
+        assert_eq!(c.to_string(), format!("stream:{stream}:db:7"));
+        for bad in [format!("stream:{stream}:"), "stream:nope:db".to_string()] {
+            assert!(Channel::parse(&bad).is_err(), "{bad}");
+        }
+        let event = |id: &StreamId, entity: Option<&str>| {
+            Event::new(
+                TenantId::parse("acme").unwrap(),
+                EventType::AnomalyDetected,
+                "c",
+                serde_json::json!({"stream_id": id, "entity": entity}),
+            )
+        };
+        assert!(c.carries(&event(&stream, Some("db:7"))));
+        assert!(!c.carries(&event(&stream, Some("db:8"))));
+        assert!(!c.carries(&event(&stream, None)));
+        assert!(!c.carries(&event(&other, Some("db:7"))));
+        assert!(Channel::Stream(stream.clone()).carries(&event(&stream, Some("db:7"))));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub use dataset::{Dataset, DatasetStatus};
 pub use event::{Event, EventType};
 pub use key::{ApiKey, IssuedKey};
 pub use model::ModelRecord;
-pub use stream::{GapPolicy, LatePolicy, Stream, StreamState};
+pub use stream::{
+    EntitySplit, EntityWritten, GapPolicy, LatePolicy, RecentPoint, Stream, StreamEntity,
+    StreamState,
+};
 pub use task::{BatchProgress, Task, TaskKind, TaskStatus, TransitionError};
 pub use tenant::TenantId;

@@ -209,6 +209,9 @@ pub struct StreamAnomalies {
     pub stream_id: StreamId,
     /// Its name.
     pub stream_name: String,
+    /// The entity the anomalies are of, for a stream split by entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
     /// Points scored in the request.
     pub points_scored: usize,
     /// Of which anomalous.

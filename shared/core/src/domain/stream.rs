@@ -42,6 +42,14 @@ pub struct Stream {
     /// with at least two steps.
     #[serde(default)]
     pub interval: Option<i64>,
+    /// For a stream split by entity: the field naming each point's entity, and how many
+    /// entities it keeps. Each entity has its own detector state ([`StreamEntity`]); the
+    /// stream's own state is then only the template new entities start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<EntitySplit>,
+    /// Its last points, for a chart (a stream split by entity keeps them per entity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<RecentPoint>,
     /// Bumped by every write: the compare-and-set token.
     pub version: u64,
     /// Names the write that made this version, so a writer whose answer was lost (a
@@ -77,6 +85,8 @@ impl Stream {
             late: LatePolicy::default(),
             gaps: GapPolicy::default(),
             interval: None,
+            entity: None,
+            recent: Vec::new(),
             version: 1,
             write_id: String::new(),
             created_at: now,
@@ -146,4 +156,87 @@ impl StreamState {
             StreamState::Inline(_) => None,
         }
     }
+}
+
+/// How a stream is split by entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EntitySplit {
+    /// The CSV column or JSON key naming each point's entity (`host`).
+    pub field: String,
+    /// At most this many entities at once; a request bringing more is refused.
+    pub max_entities: u64,
+    /// Seconds an entity may go without a point before it may be evicted to make room
+    /// for a new one.
+    pub idle_ttl: i64,
+}
+
+/// Whether `name` may name an entity: 1 to 128 bytes, no control characters.
+pub fn is_entity_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && !name.chars().any(char::is_control)
+}
+
+/// One entity of a stream split by entity: its own counts, beside its own detector
+/// state (which the store keeps with it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEntity {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its stream.
+    pub stream_id: StreamId,
+    /// Its name: the value of the stream's entity field.
+    pub name: String,
+    /// Points learned.
+    pub points: u64,
+    /// Points that scored at or above the threshold.
+    pub anomalies: u64,
+    /// Its last point's time (Unix seconds).
+    pub last_timestamp: Option<i64>,
+    /// The time of its latest anomaly (Unix seconds).
+    #[serde(default)]
+    pub last_anomaly: Option<i64>,
+    /// Seconds between its points, given by the stream or inferred.
+    #[serde(default)]
+    pub interval: Option<i64>,
+    /// Its last points, for a chart.
+    #[serde(default)]
+    pub recent: Vec<RecentPoint>,
+    /// Bumped by every write: the compare-and-set token (1 when made).
+    pub version: u64,
+    /// Names the write that made this version.
+    #[serde(default)]
+    pub write_id: String,
+    /// When its first point came.
+    pub created_at: Timestamp,
+    /// When its last point came (wall clock): what idleness is measured from.
+    pub updated_at: Timestamp,
+}
+
+/// A point as a chart shows it: the first column's value, its score, and the value
+/// expected with the band around it, where the detector has them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecentPoint {
+    /// Unix seconds.
+    pub t: i64,
+    /// The first column's value.
+    pub v: f64,
+    /// Its score on the common scale.
+    pub s: f64,
+    /// The value expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<f64>,
+    /// Half the band's width around `e`: three of the detector's robust deviations, as
+    /// this point's raw score measured them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<f64>,
+}
+
+/// How one entity's write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityWritten {
+    /// Stored.
+    Stored,
+    /// Its version moved since it was read (or, for a new one, another writer made it).
+    Conflict,
+    /// A new entity the stream has no room for.
+    OverCap,
 }

@@ -175,6 +175,10 @@ pub struct StreamView {
     /// The detector and its parameters.
     #[schema(value_type = Object)]
     pub detector: serde_json::Value,
+    /// For a stream split by entity: the field naming each point's entity, the most
+    /// entities it keeps, and the seconds an entity may idle before it may be evicted
+    /// (`GET /v1/streams/{id}/entities` lists them); `null` otherwise.
+    pub entity: Option<crate::domain::EntitySplit>,
     /// What it does with points missing from the series: `skip`, `previous` or `linear`.
     pub gaps: crate::domain::GapPolicy,
     /// Seconds between points, given or inferred; `null` until known.
@@ -185,8 +189,12 @@ pub struct StreamView {
     pub late: crate::domain::LatePolicy,
     /// The name the tenant gave it.
     pub name: String,
-    /// Points learned so far.
+    /// Points learned so far (a stream split by entity counts them per entity).
     pub points: u64,
+    /// Its last points, for a chart: `t` (Unix seconds), `v` (the first column's value),
+    /// `s` (its score), and where the detector expects a value, `e` and the band's
+    /// half-width `b` (a stream split by entity keeps them per entity).
+    pub recent: Vec<crate::domain::RecentPoint>,
     /// Where the detector state is (`GET /v1/streams/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_stored: Option<StateStored>,
@@ -209,12 +217,14 @@ impl StreamView {
             columns: stream.columns.clone(),
             created_at: stream.created_at.rfc3339(),
             detector: stream.detector.clone(),
+            entity: stream.entity.clone(),
             gaps: stream.gaps,
             interval: stream.interval,
             last_timestamp: stream.last_timestamp,
             late: stream.late,
             name: stream.name.clone(),
             points: stream.points,
+            recent: stream.recent.clone(),
             state_stored: state.map(|s| match s {
                 StreamState::Inline(_) => StateStored::Inline,
                 StreamState::Blob(_) => StateStored::Blob,
@@ -289,6 +299,8 @@ mod tests {
                 "stream_id": stream.id,
                 "name": stream.name,
                 "detector": stream.detector,
+                "entity": null,
+                "recent": [],
                 "columns": stream.columns,
                 "threshold": threshold_of(&stream),
                 "points": stream.points,

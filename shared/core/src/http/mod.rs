@@ -85,6 +85,8 @@ pub fn v1_routes() -> Vec<Route> {
         at(M::GET, "/streams/{id}", routes::get_stream),
         at(M::DELETE, "/streams/{id}", routes::delete_stream),
         at(M::POST, "/streams/{id}/points", routes::append_points),
+        at(M::GET, "/streams/{id}/entities", routes::list_entities),
+        at(M::GET, "/streams/{id}/entities/{name}", routes::get_entity),
     ]
 }
 

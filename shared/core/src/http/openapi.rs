@@ -46,6 +46,8 @@ use utoipa::{Modify, OpenApi};
         routes::get_stream,
         routes::delete_stream,
         routes::append_points,
+        routes::list_entities,
+        routes::get_entity,
     ),
     components(schemas(ProblemBody)),
     modifiers(&Conventions),

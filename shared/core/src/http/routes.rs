@@ -16,7 +16,7 @@ use crate::service::detection::{self, DetectQuery, DetectRequest, Detection, Out
 use crate::service::ingest::{self, UploadGrant, UploadRequest};
 use crate::service::input::Rows;
 use crate::service::report::{self, ReportRequest};
-use crate::service::streams::{self, Appended, CreateStream, PointsRequest};
+use crate::service::streams::{self, Appended, CreateStream, EntityView, PointsRequest};
 use crate::service::training::{self, TrainRequest};
 use crate::service::uses::{UsesTasks, UsesUploads};
 use crate::service::{models, Problem, Services};
@@ -569,6 +569,31 @@ pub async fn get_stream(
     Ok(Json(StreamView::of(&stream, Some(&state))).into_response())
 }
 
+/// `GET /v1/streams/{id}/entities`: a stream split by entity's entities, in name order.
+#[utoipa::path(get, path = "/v1/streams/{id}/entities", tag = "streams", params(("id" = String, Path, description = "Stream id"), Listing), responses((status = 200, description = "The stream's entities", body = Page<EntityView>)))]
+pub async fn list_entities(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let id = parse_id(&id, "stream", StreamId::parse)?;
+    let page = streams::entities::list(&services, &tenant, &id, &query(q)?.page()?).await?;
+    Ok(listing(page.items, page.next_token))
+}
+
+/// `GET /v1/streams/{id}/entities/{name}`: one entity, with its last points.
+#[utoipa::path(get, path = "/v1/streams/{id}/entities/{name}", tag = "streams", params(("id" = String, Path, description = "Stream id"), ("name" = String, Path, description = "The entity's name")), responses((status = 200, description = "The entity", body = EntityView)))]
+pub async fn get_entity(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    Path((id, name)): Path<(String, String)>,
+) -> Answer {
+    let id = parse_id(&id, "stream", StreamId::parse)?;
+    let entity = streams::entities::get(&services, &tenant, &id, &name).await?;
+    Ok(Json(entity).into_response())
+}
+
 /// `DELETE /v1/streams/{id}`: the record and its state.
 #[utoipa::path(delete, path = "/v1/streams/{id}", tag = "streams", params(("id" = String, Path, description = "Stream id")), responses((status = 204, description = "Deleted, with its state")))]
 pub async fn delete_stream(
@@ -601,9 +626,12 @@ pub async fn append_points(
         Some("text/csv") => {
             let (stream, _) = streams::get(&services, &tenant, &id).await?;
             let columns = stream.columns;
-            tokio::task::spawn_blocking(move || streams::points_from_csv(&body, &columns))
-                .await
-                .map_err(|e| Problem::internal(e.to_string()))??
+            let entity = stream.entity.map(|e| e.field);
+            tokio::task::spawn_blocking(move || {
+                streams::points_from_csv(&body, &columns, entity.as_deref())
+            })
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))??
         }
         other => {
             return Err(Problem::unsupported_media_type(format!(

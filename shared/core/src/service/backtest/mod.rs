@@ -110,10 +110,17 @@ pub async fn submit(
                 ));
             }
             check_count(points.len())?;
-            let points = streams::read_points(points)?
-                .into_iter()
-                .map(|p| (p.t, p.values))
-                .collect();
+            let points = streams::read_points(points)?;
+            if let Some((i, (key, _))) = points
+                .iter()
+                .enumerate()
+                .find_map(|(i, p)| p.entity.as_ref().map(|e| (i, e)))
+            {
+                return Err(Problem::invalid_data(format!(
+                    "point {i}: unknown field `{key}`: a backtest's point has `timestamp` and `value` or `values`"
+                )));
+            }
+            let points = points.into_iter().map(|p| (p.t, p.values)).collect();
             (Source::Inline { points }, request.columns)
         }
         _ => {
@@ -133,6 +140,9 @@ pub async fn submit(
         late: None,
         gaps: None,
         interval: None,
+        entity: None,
+        max_entities: None,
+        entity_ttl: None,
     }
     .into_parts()?;
     // Every parameter and the detector's fit to the columns, checked before queueing.

@@ -184,7 +184,10 @@ pub(super) fn read_csv(
     streams::read_csv(
         &inflated,
         columns,
-        label_column,
+        streams::Columns {
+            label: label_column,
+            entity: None,
+        },
         (
             BACKTEST_MAX_POINTS,
             &format!("a backtest runs over at most {BACKTEST_MAX_POINTS} points"),

@@ -48,10 +48,7 @@ pub async fn run_job(
         Source::Inline { points } => (
             points
                 .iter()
-                .map(|(t, values)| Point {
-                    t: *t,
-                    values: values.clone(),
-                })
+                .map(|(t, values)| Point::new(*t, values.clone()))
                 .collect(),
             None,
         ),

@@ -74,8 +74,12 @@ pub struct Appended {
     pub retries: u32,
     /// The `anomaly.detected` event published for the anomalies; `None` when there were
     /// none, or when storing the event failed (the points are stored all the same, and
-    /// the anomalies are in this answer).
+    /// the anomalies are in this answer). A stream split by entity publishes one event
+    /// per entity with anomalies: this is the first, and `entities.events` lists all.
     pub event_id: Option<EventId>,
+    /// For a stream split by entity: the entities this request touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<super::entities::Touched>,
 }
 
 /// A point not learned as it was sent.
@@ -109,27 +113,32 @@ pub struct GapsFound {
 
 /// How a stream takes points: its policies and its interval.
 #[derive(Clone, Copy)]
-struct Rules {
-    late: LatePolicy,
-    gaps: GapPolicy,
-    interval: Option<i64>,
+pub(super) struct Rules {
+    pub late: LatePolicy,
+    pub gaps: GapPolicy,
+    pub interval: Option<i64>,
 }
 
 /// What one request's points came to: a score for each point learned, and the points
 /// refused.
-struct Learned {
-    scores: Vec<Option<Scored>>,
-    refused: Vec<Refused>,
+pub(super) struct Learned {
+    pub scores: Vec<Option<Scored>>,
+    pub refused: Vec<Refused>,
     /// The new state, unless no point was learned.
-    bytes: Option<Vec<u8>>,
-    last_t: Option<i64>,
-    interval: Option<i64>,
-    gaps: GapsFound,
+    pub bytes: Option<Vec<u8>>,
+    pub last_t: Option<i64>,
+    pub interval: Option<i64>,
+    pub gaps: GapsFound,
 }
 
 /// Scores and learns `points` on the detector stored as `bytes`, under the stream's
 /// `rules`: late and repeated points, and gaps.
-fn learn(bytes: &[u8], width: usize, rules: Rules, points: &[Point]) -> Result<Learned, Problem> {
+pub(super) fn learn(
+    bytes: &[u8],
+    width: usize,
+    rules: Rules,
+    points: &[Point],
+) -> Result<Learned, Problem> {
     let mut detector = StreamDetector::from_bytes(bytes)?;
     if detector.width() != width {
         return Err(Problem::internal(
@@ -247,6 +256,9 @@ pub struct Anomaly {
     pub score: f64,
     /// The detector's raw score.
     pub raw_score: f64,
+    /// Its entity, for a stream split by entity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
     /// The value expected for each column, where the detector has one (seasonal, the
     /// rolling windows).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,6 +294,7 @@ impl Anomaly {
             timestamp: point.t,
             score: scored.score,
             raw_score: scored.raw,
+            entity: None,
             expected: by_column(columns, scored.expected.as_ref()),
             shares: by_column(columns, scored.shares.as_ref()),
             direction,
@@ -313,7 +326,8 @@ enum Written {
 
 /// Scores and learns `points` on the stream, stores the new state (compare-and-set,
 /// retried on conflict) and, when some points are anomalous, publishes
-/// `anomaly.detected` on the stream's channel.
+/// `anomaly.detected` on the stream's channel. A stream split by entity hands the
+/// points to [`super::entities::append`].
 pub async fn append(
     services: &(impl UsesEvents + UsesStreams + UsesBlobs + UsesSettings),
     tenant: &TenantId,
@@ -327,6 +341,25 @@ pub async fn append(
         let (stream, old_state) = get(services, tenant, id).await?;
         if round == 0 {
             check_work(&stream, points.len())?;
+        }
+        if let Some(split) = stream.entity.clone() {
+            return super::entities::append(
+                services,
+                correlation_id,
+                (stream, old_state, split),
+                points,
+            )
+            .await;
+        }
+        if let Some(i) = points.iter().position(|p| p.entity.is_some()) {
+            let key = points[i]
+                .entity
+                .as_ref()
+                .map(|e| e.0.as_str())
+                .unwrap_or("");
+            return Err(Problem::invalid_data(format!(
+                "point {i}: unknown field `{key}`: this stream is not split by entity"
+            )));
         }
         let bytes = match load_state(services, &old_state).await {
             Ok(Some(bytes)) => bytes,
@@ -400,6 +433,7 @@ pub async fn append(
             threshold,
             retries: round,
             event_id,
+            entities: None,
         };
         let Some(new_bytes) = learned.bytes.clone() else {
             // Nothing to learn: the stream stays as it was.
@@ -413,6 +447,7 @@ pub async fn append(
         next.anomalies += anomalies.len() as u64;
         next.last_timestamp = learned.last_t.or(stream.last_timestamp);
         next.interval = stream.interval.or(learned.interval);
+        next.recent = super::recent::after(&stream.recent, &points, &learned.scores);
         next.updated_at = Timestamp::now();
         let new_state = store_state(services, &next, new_bytes).await?;
         match write(services, &next, &new_state).await? {
@@ -488,7 +523,7 @@ pub(crate) fn most_points(spec: &StreamSpec, width: usize, budget: usize) -> usi
 }
 
 /// Refuses a request whose points would take the stream's detector too long.
-fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
+pub(super) fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
     let Ok(spec) = serde_json::from_value::<StreamSpec>(stream.detector.clone()) else {
         return Ok(());
     };
@@ -503,7 +538,7 @@ fn check_work(stream: &Stream, points: usize) -> Result<(), Problem> {
 
 /// Publishes the anomalies; a failure is logged, not returned: the points are stored
 /// already, and a retry of the request would learn them twice.
-async fn publish(
+pub(super) async fn publish(
     services: &impl UsesEvents,
     stream: &Stream,
     correlation_id: &str,
@@ -534,6 +569,7 @@ async fn publish(
     let payload = AnomalyDetected::Stream(StreamAnomalies {
         stream_id: stream.id.clone(),
         stream_name: stream.name.clone(),
+        entity: anomalies.first().and_then(|a| a.entity.clone()),
         points_scored: learned,
         anomalies: anomalies.len(),
         anomaly_points: listed,

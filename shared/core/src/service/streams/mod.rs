@@ -6,17 +6,20 @@
 //! finds, shows and deletes streams.
 
 mod append;
+pub mod entities;
 mod from_backtest;
+mod recent;
 mod request;
 mod state;
 
-pub use append::{append, Anomaly, Appended};
+pub use append::{append, Anomaly, Appended, GapsFound, Refused};
 pub(crate) use append::{backoff, most_points};
+pub use entities::{EntityView, Touched};
 pub use from_backtest::{end_key, EndState};
 pub use request::{
     points_from_csv, points_from_json, CreateStream, Point, PointIn, PointsRequest, When,
 };
-pub(crate) use request::{read_csv, read_points};
+pub(crate) use request::{read_csv, read_points, Columns};
 pub use state::MAX_INLINE_ITEM_BYTES;
 
 use crate::domain::{Stream, StreamState, TenantId};
@@ -52,10 +55,15 @@ pub async fn create(
     let late = request.late.unwrap_or_default();
     let gaps = request.gaps.unwrap_or_default();
     let interval = request::checked_interval(request.interval)?;
+    let default_columns = ["value".to_string()];
+    let split = request.entity_split(request.columns.as_deref().unwrap_or(&default_columns))?;
     let (mut stream, bytes) = match request.from_backtest.clone() {
         Some(task) => from_backtest(services, tenant, request, &task).await?,
         None => {
             let (name, spec, columns, threshold) = request.into_parts()?;
+            if split.is_some() {
+                state::check_entity_footprint(&spec, columns.len())?;
+            }
             let bytes = StreamDetector::new(spec.clone(), columns.len())?.to_bytes()?;
             let detector_json =
                 serde_json::to_value(&spec).map_err(|e| Problem::internal(e.to_string()))?;
@@ -66,6 +74,7 @@ pub async fn create(
     stream.late = late;
     stream.gaps = gaps;
     stream.interval = interval;
+    stream.entity = split;
     let state = store_state(services, &stream, bytes).await?;
     if let Err(e) = services.streams().create_stream(&stream, &state).await {
         discard(services, &state).await;
@@ -140,6 +149,12 @@ pub async fn delete(
         {
             Ok(()) => {
                 discard(services, &state).await;
+                if stream.entity.is_some() {
+                    if let Err(e) = services.streams().delete_entities(tenant, id).await {
+                        tracing::error!(stream_id = %id, error = %e, "the stream is deleted but some of its entities were not");
+                        return Err(e.into());
+                    }
+                }
                 return Ok(());
             }
             Err(StoreError::Conflict(_)) => backoff(round).await,

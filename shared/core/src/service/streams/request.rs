@@ -50,6 +50,71 @@ pub struct CreateStream {
     /// least two steps when not given.
     #[serde(default)]
     pub interval: Option<i64>,
+    /// Splits the stream by entity: the CSV column or JSON key naming each point's
+    /// entity (`host`). Each entity gets its own detector, made on its first point.
+    #[serde(default)]
+    pub entity: Option<String>,
+    /// With `entity`: at most this many entities at once (1 to 100,000; default 10,000).
+    #[serde(default)]
+    pub max_entities: Option<u64>,
+    /// With `entity`: seconds without a point after which an entity may be evicted to
+    /// make room for a new one (60 to 31,536,000; default 604,800, a week).
+    #[serde(default)]
+    pub entity_ttl: Option<i64>,
+}
+
+/// Entities per stream, when the request does not say.
+pub const DEFAULT_MAX_ENTITIES: u64 = 10_000;
+/// The most entities a stream may keep.
+pub const MOST_ENTITIES: u64 = 100_000;
+/// An entity's idle time before it may be evicted, when the request does not say.
+pub const DEFAULT_ENTITY_TTL: i64 = 7 * 86_400;
+
+impl CreateStream {
+    /// The entity split asked for, checked against the stream's `columns`.
+    pub(super) fn entity_split(
+        &self,
+        columns: &[String],
+    ) -> Result<Option<crate::domain::EntitySplit>, Problem> {
+        let Some(field) = self.entity.as_deref() else {
+            if self.max_entities.is_some() || self.entity_ttl.is_some() {
+                return Err(Problem::invalid_parameter(
+                    "`max_entities` and `entity_ttl` apply to a stream split by `entity` only",
+                ));
+            }
+            return Ok(None);
+        };
+        if !crate::domain::stream::is_entity_name(field)
+            || field == "timestamp"
+            || columns.iter().any(|c| c == field)
+        {
+            return Err(Problem::invalid_parameter(
+                "`entity` must be 1 to 128 bytes without control characters, and neither `timestamp` nor one of the value columns",
+            ));
+        }
+        if self.from_backtest.is_some() {
+            return Err(Problem::invalid_parameter(
+                "a stream made `from_backtest` cannot be split by `entity`",
+            ));
+        }
+        let max_entities = self.max_entities.unwrap_or(DEFAULT_MAX_ENTITIES);
+        if !(1..=MOST_ENTITIES).contains(&max_entities) {
+            return Err(Problem::invalid_parameter(format!(
+                "`max_entities` must be 1 to {MOST_ENTITIES}"
+            )));
+        }
+        let idle_ttl = self.entity_ttl.unwrap_or(DEFAULT_ENTITY_TTL);
+        if !(60..=31_536_000).contains(&idle_ttl) {
+            return Err(Problem::invalid_parameter(
+                "`entity_ttl` must be 60 to 31,536,000 seconds",
+            ));
+        }
+        Ok(Some(crate::domain::EntitySplit {
+            field: field.to_string(),
+            max_entities,
+            idle_ttl,
+        }))
+    }
 }
 
 /// An interval, checked.
@@ -156,9 +221,10 @@ impl When {
     }
 }
 
-/// One point as sent: a timestamp and one `value` or several `values`.
+/// One point as sent: a timestamp and one `value` or several `values`, and for a
+/// stream split by entity, its entity under the stream's `entity` key (`"host":
+/// "web-1"`).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PointIn {
     /// When.
     pub timestamp: When,
@@ -168,6 +234,10 @@ pub struct PointIn {
     /// The values, in the stream's column order.
     #[serde(default)]
     pub values: Option<Vec<f64>>,
+    /// Any other key: the entity, under the key the stream names (a string or a number).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 /// `POST /v1/streams/{id}/points` as JSON.
@@ -185,6 +255,19 @@ pub struct Point {
     pub t: i64,
     /// Its values.
     pub values: Vec<f64>,
+    /// Its entity, as sent: the key or column that named it, and its value.
+    pub entity: Option<(String, String)>,
+}
+
+impl Point {
+    /// A point of no entity.
+    pub fn new(t: i64, values: Vec<f64>) -> Self {
+        Point {
+            t,
+            values,
+            entity: None,
+        }
+    }
 }
 
 /// Checks points as sent: a timestamp that reads, exactly one of `value` and `values`.
@@ -213,9 +296,34 @@ pub(crate) fn read_points(points: Vec<PointIn>) -> Result<Vec<Point>, Problem> {
                     )))
                 }
             };
-            Ok(Point { t, values })
+            let mut other = p.other.into_iter();
+            let entity = match (other.next(), other.next()) {
+                (None, _) => None,
+                (Some((key, value)), None) => Some((key, entity_value(i, value)?)),
+                (Some((a, _)), Some((b, _))) => {
+                    return Err(Problem::invalid_data(format!(
+                        "point {i}: unknown fields `{a}` and `{b}`: a point has `timestamp`, `value` or `values`, and its entity under the stream's `entity` key"
+                    )))
+                }
+            };
+            Ok(Point { t, values, entity })
         })
         .collect()
+}
+
+/// An entity's name as sent in JSON: a string, or a number written as one.
+fn entity_value(i: usize, value: Value) -> Result<String, Problem> {
+    let name = match value {
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    if !crate::domain::stream::is_entity_name(&name) {
+        return Err(Problem::invalid_data(format!(
+            "point {i}: an entity is a string or number of 1 to 128 bytes without control characters"
+        )));
+    }
+    Ok(name)
 }
 
 pub(super) fn check_count(n: usize) -> Result<(), Problem> {
@@ -233,11 +341,19 @@ pub(super) fn check_count(n: usize) -> Result<(), Problem> {
 /// Reads points from CSV: a header with a `timestamp` column and the stream's value
 /// columns by name (in any order; a univariate stream takes any one value column, such
 /// as NAB's `value`).
-pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, Problem> {
+/// For a stream split by entity, `entity` names the column holding each point's entity.
+pub fn points_from_csv(
+    bytes: &[u8],
+    columns: &[String],
+    entity: Option<&str>,
+) -> Result<Vec<Point>, Problem> {
     let (points, _) = read_csv(
         bytes,
         columns,
-        None,
+        Columns {
+            label: None,
+            entity,
+        },
         (
             STREAM_MAX_POINTS,
             &format!("one request appends at most {STREAM_MAX_POINTS} points"),
@@ -247,13 +363,23 @@ pub fn points_from_csv(bytes: &[u8], columns: &[String]) -> Result<Vec<Point>, P
     Ok(points)
 }
 
+/// Columns of a CSV that hold no values.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Columns<'a> {
+    /// A 0/1 label per point.
+    pub label: Option<&'a str>,
+    /// Each point's entity.
+    pub entity: Option<&'a str>,
+}
+
 /// Reads points from CSV as [`points_from_csv`] does, with a 0/1 label per point from
-/// `label_column` when one is named (a label column is no value column). Past `limit`'s
-/// count of points the read stops with 413 and `limit`'s words.
+/// the `label` column and an entity from the `entity` column when they are named
+/// (neither is a value column). Past `limit`'s count of points the read stops with 413
+/// and `limit`'s words.
 pub(crate) fn read_csv(
     bytes: &[u8],
     columns: &[String],
-    label_column: Option<&str>,
+    extra: Columns<'_>,
     limit: (usize, &str),
 ) -> Result<(Vec<Point>, Option<Vec<bool>>), Problem> {
     let mut reader = csv::ReaderBuilder::new()
@@ -275,9 +401,10 @@ pub(crate) fn read_csv(
         })
     };
     let t_col = find("timestamp")?;
-    let label = label_column.map(find).transpose()?;
+    let label = extra.label.map(find).transpose()?;
+    let entity = extra.entity.map(find).transpose()?;
     let others: Vec<usize> = (0..header.len())
-        .filter(|&i| i != t_col && Some(i) != label)
+        .filter(|&i| i != t_col && Some(i) != label && Some(i) != entity)
         .collect();
     let picks: Vec<usize> = if columns.len() == 1 && others.len() == 1 {
         others
@@ -316,7 +443,19 @@ pub(crate) fn read_csv(
         if let (Some(j), Some(labels)) = (label, labels.as_mut()) {
             labels.push(number(j)? != 0.0);
         }
-        points.push(Point { t, values });
+        let entity = match entity {
+            Some(j) if crate::domain::stream::is_entity_name(cell(j)) => {
+                Some((header[j].clone(), cell(j).to_string()))
+            }
+            Some(j) => {
+                return Err(Problem::invalid_data(format!(
+                    "CSV line {line}, column `{}`: an entity is 1 to 128 bytes without control characters",
+                    header[j]
+                )))
+            }
+            None => None,
+        };
+        points.push(Point { t, values, entity });
     }
     Ok((points, labels))
 }
@@ -339,7 +478,7 @@ mod tests {
         .unwrap();
         let from_json = points_from_json(json.points).unwrap();
         let csv = b"timestamp,value\n2014-04-01 00:00:00,1.5\n1396310700,2.5\n";
-        let from_csv = points_from_csv(csv, &["cpu".to_string()]).unwrap();
+        let from_csv = points_from_csv(csv, &["cpu".to_string()], None).unwrap();
         assert_eq!(from_json, from_csv);
         assert_eq!(from_json[1].t, 1_396_310_700);
     }
@@ -347,14 +486,8 @@ mod tests {
     #[test]
     fn csv_columns_are_matched_by_name() {
         let cols = vec!["a".to_string(), "b".to_string()];
-        let p = points_from_csv(b"b,timestamp,a\n2,10,1\n", &cols).unwrap();
-        assert_eq!(
-            p,
-            vec![Point {
-                t: 10,
-                values: vec![1.0, 2.0]
-            }]
-        );
+        let p = points_from_csv(b"b,timestamp,a\n2,10,1\n", &cols, None).unwrap();
+        assert_eq!(p, vec![Point::new(10, vec![1.0, 2.0])]);
         for (bad, needle) in [
             (&b"a,b\n1,2\n"[..], "no `timestamp`"),
             (b"timestamp,a\n1,2\n", "no `b` column"),
@@ -364,7 +497,7 @@ mod tests {
             (b"timestamp,a,b\n", "no points"),
             (b"timestamp,a,b\n1,2\n", "CSV line 2"),
         ] {
-            let e = points_from_csv(bad, &cols).unwrap_err();
+            let e = points_from_csv(bad, &cols, None).unwrap_err();
             assert!(e.detail.contains(needle), "{needle}: {}", e.detail);
             assert!(e.status == 422, "{}", e.status);
         }
@@ -387,7 +520,8 @@ mod tests {
             PointIn {
                 timestamp: When::Seconds(1.0),
                 value: Some(1.0),
-                values: None
+                values: None,
+                other: Default::default(),
             };
             STREAM_MAX_POINTS + 1
         ];

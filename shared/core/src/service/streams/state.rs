@@ -27,6 +27,24 @@ pub(crate) fn check_footprint(spec: &StreamSpec, width: usize) -> Result<(), Pro
     Ok(())
 }
 
+/// Refuses a detector too large to keep once per entity: an entity's state is stored
+/// with its record, so it must stay well under a DynamoDB item's 400 KB.
+pub(crate) fn check_entity_footprint(spec: &StreamSpec, width: usize) -> Result<(), Problem> {
+    let footprint = spec.footprint(width);
+    if footprint.state_values > ENTITY_MAX_STATE_VALUES {
+        return Err(Problem::invalid_parameter(format!(
+            "this detector would keep {} numbers per entity; a stream split by `entity` keeps at most {ENTITY_MAX_STATE_VALUES} per entity \
+             (fewer trees or a lower height, a shorter window, fewer columns)",
+            footprint.state_values
+        )));
+    }
+    Ok(())
+}
+
+/// Numbers one entity's detector may keep (Half-Space Trees store about 2.4 bytes per
+/// number, so the default 25 trees of height 8 fit; the stored bytes are checked too).
+pub const ENTITY_MAX_STATE_VALUES: usize = 100_000;
+
 /// A fresh blob key for `stream`'s state at its version. Racing writers make the same
 /// version, so the key also carries a writer-unique id: a loser deleting its own object
 /// never deletes the winner's.
