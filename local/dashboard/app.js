@@ -23,11 +23,52 @@ import { detect, prefillDetectExclude, setDetectFile } from './detect.js';
 import { selectRow } from './plot.js';
 import { report } from './reports.js';
 import { connect, forget, KEY_STORE, updateControls } from './session.js';
+import { showStreams, wireStreams } from './streams.js';
 
 const TASK_REFRESH_MS = 10000;
+const VIEWS = ['models', 'streams'];
+
+/** Shows one view (a tab of the page): `models` or `streams`. */
+function showView(name, focus) {
+  const view = VIEWS.includes(name) ? name : 'models';
+  for (const v of VIEWS) {
+    const tab = $(`tab-${v}`);
+    const on = v === view;
+    tab.setAttribute('aria-selected', on ? 'true' : 'false');
+    tab.tabIndex = on ? 0 : -1;
+    tab.classList.toggle('active', on);
+    $(`view-${v}`).hidden = !on;
+    if (on && focus) tab.focus();
+  }
+  document.body.dataset.view = view;
+  // the view is in the address (#streams), never anything else
+  const hash = view === 'models' ? '' : `#${view}`;
+  if (location.hash !== hash) history.replaceState(null, '', `${location.pathname}${location.search}${hash}`);
+  guard(showStreams)(view === 'streams');
+}
+
+function wireTabs() {
+  const tabs = VIEWS.map((v) => $(`tab-${v}`));
+  for (const tab of tabs) tab.addEventListener('click', () => showView(tab.dataset.view));
+  $('tab-models').parentElement.addEventListener('keydown', (e) => {
+    const i = tabs.indexOf(document.activeElement);
+    if (i < 0) return;
+    let j = null;
+    if (e.key === 'ArrowRight') j = (i + 1) % tabs.length;
+    else if (e.key === 'ArrowLeft') j = (i - 1 + tabs.length) % tabs.length;
+    else if (e.key === 'Home') j = 0;
+    else if (e.key === 'End') j = tabs.length - 1;
+    if (j === null) return;
+    e.preventDefault();
+    showView(tabs[j].dataset.view, true);
+  });
+  window.addEventListener('hashchange', () => showView(location.hash.slice(1)));
+}
 
 function wire() {
   $('api-base').textContent = cfg.apiBase;
+  wireTabs();
+  wireStreams();
   $('key-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const typed = $('api-key').value;
@@ -111,6 +152,7 @@ function wire() {
     });
   updateControls();
   renderTaskList();
+  showView(location.hash.slice(1));
   const saved = sessionStorage.getItem(KEY_STORE);
   if (saved) guard(connect)(saved);
 }

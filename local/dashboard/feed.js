@@ -11,6 +11,12 @@ function feedSummary(ev) {
   const p = ev.payload || {};
   switch (ev.type) {
     case 'anomaly.detected':
+      if (p.stream_id) {
+        return [
+          `${fmtInt(p.anomalies)} / ${fmtInt(p.points_scored)} points anomalous`,
+          `max ${fmtNum(p.max_score)} · threshold ${fmtNum(p.threshold)} · stream ${p.stream_name || shortId(p.stream_id)}${p.entity ? ` · ${p.entity}` : ''}`,
+        ];
+      }
       return [
         `${fmtInt(p.anomalies)} / ${fmtInt(p.rows_scored)} rows anomalous`,
         `max ${fmtNum(p.max_score)} · threshold ${fmtNum(p.threshold)} · ${p.algorithm || ''} ${shortId(p.model_id)}`,
@@ -52,7 +58,7 @@ export function addFeed(ev) {
   const kindClass = ev.type.replace(/[^a-z]/g, '-');
   const li = h(
     'li',
-    { class: `feed-item ev-${kindClass}${prominent ? ' prominent' : ''}`, 'data-type': ev.type, 'data-event-id': ev.event_id, 'data-task-id': p.task_id || undefined, 'data-correlation': ev.correlation_id || undefined, 'data-testid': 'feed-item' },
+    { class: `feed-item ev-${kindClass}${prominent ? ' prominent' : ''}`, 'data-type': ev.type, 'data-event-id': ev.event_id, 'data-task-id': p.task_id || undefined, 'data-stream-id': p.stream_id || undefined, 'data-correlation': ev.correlation_id || undefined, 'data-testid': 'feed-item' },
     h('div', { class: 'feed-head' }, h('span', { class: 'feed-type', text: ev.type }), h('span', { class: 'feed-time', text: fmtTime(at) })),
     h('div', { class: 'feed-text', text: lines[0] }),
     lines[1] ? h('div', { class: 'feed-sub', text: lines[1] }) : null,

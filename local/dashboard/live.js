@@ -40,7 +40,39 @@ export const live = {
   seen: new Set(),
   seenOrder: [],
   subscribed: false,
+  channels: new Set(), // channels listened to besides `tenant` (a stream, an entity)
+  listeners: new Set(), // functions called with every new event
 };
+
+/** Calls `fn` with every event the socket brings (each once); returns its removal. */
+export function onLiveEvent(fn) {
+  live.listeners.add(fn);
+  return () => live.listeners.delete(fn);
+}
+
+function send(msg) {
+  const ws = live.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(JSON.stringify(msg));
+  return true;
+}
+
+/**
+ * Listens to `channel` too (`stream:<id>`, `stream:<id>:<entity>`), now if the socket is
+ * up and again after each reconnect. The `tenant` channel already brings its events; a
+ * channel of its own says what the page is watching, and keeps it coming should the
+ * page ever listen to less than the tenant.
+ */
+export function subscribeChannel(channel) {
+  if (!channel || channel === 'tenant' || live.channels.has(channel)) return;
+  live.channels.add(channel);
+  if (live.subscribed) send({ action: 'subscribe', channel });
+}
+
+export function unsubscribeChannel(channel) {
+  if (!channel || !live.channels.delete(channel)) return;
+  if (live.subscribed) send({ action: 'unsubscribe', channel });
+}
 
 export function openSocket() {
   if (!state.key) return;
@@ -83,6 +115,7 @@ export function openSocket() {
     clearInterval(live.pingTimer);
     if (live.ws === ws) live.ws = null;
     live.subscribed = false;
+    for (const fn of live.listeners) guard(fn)({ type: 'live.closed' });
     if (live.wanted && state.key) {
       live.failures += 1;
       setConn('reconnecting', 'the live connection closed; reconnecting with backoff');
@@ -118,10 +151,15 @@ function onSocketMessage(msg) {
   if (!msg || typeof msg !== 'object') return;
   switch (msg.type) {
     case 'subscribed': {
+      if (msg.channel && msg.channel !== 'tenant') {
+        for (const fn of live.listeners) guard(fn)({ type: 'live.subscribed', channel: msg.channel });
+        return;
+      }
       const wasReconnect = live.failures > 0;
       live.failures = 0;
       live.subscribed = true;
       setConn('connected', `subscribed to ${msg.channel || 'tenant'}`);
+      for (const channel of live.channels) send({ action: 'subscribe', channel });
       if (wasReconnect) refreshAll();
       return;
     }
@@ -173,4 +211,5 @@ function onEvent(ev) {
       break;
   }
   addFeed(ev);
+  for (const fn of live.listeners) guard(fn)(ev);
 }

@@ -9,6 +9,7 @@ import { refreshTasks, renderTaskList, taskRows } from './tasks.js';
 import { refreshModels, renderModels } from './models.js';
 import { refreshDatasets, renderDatasetSelect, showProfile } from './datasets.js';
 import { renderExplanation } from './plot.js';
+import { resetStreams, streamsConnected } from './streams.js';
 
 export const KEY_STORE = 'nomaly.apiKey';
 
@@ -20,7 +21,7 @@ export function updateControls() {
 }
 
 export async function refreshAll() {
-  const results = await Promise.allSettled([refreshModels(), refreshTasks(), refreshDatasets()]);
+  const results = await Promise.allSettled([refreshModels(), refreshTasks(), refreshDatasets(), streamsConnected()]);
   const failed = results.find((x) => x.status === 'rejected');
   if (failed) showError(messageOf(failed.reason));
 }
@@ -52,7 +53,7 @@ export async function connect(key) {
   $('forget').hidden = false;
   $('connect').textContent = 'Reconnect';
   updateControls();
-  await Promise.allSettled([refreshTasks(), refreshDatasets()]).then((rs) => {
+  await Promise.allSettled([refreshTasks(), refreshDatasets(), streamsConnected()]).then((rs) => {
     const failed = rs.find((x) => x.status === 'rejected');
     if (failed) showError(messageOf(failed.reason));
   });
@@ -87,6 +88,7 @@ function resetData() {
   live.lastEventId = null;
   live.seen.clear();
   live.seenOrder = [];
+  resetStreams();
 }
 
 export function forget() {

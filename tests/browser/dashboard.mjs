@@ -1,12 +1,20 @@
 // Drives the nomaly dashboard in headless Chromium, as an operator would: connect with a
 // key, upload a CSV, read its profile, train an iforest model while watching its progress
 // bar, detect with the new model, read the scores plot, the live feed and an anomaly's
-// explanation. Exits 0 with a one-line JSON summary on stdout, or 1 with the reason.
+// explanation. Then the Streams view: a stream made and fed through the API is charted
+// with its band, a spike appended while the page is open is marked in red and explained,
+// and the entities of a stream split by host are listed latest anomaly first. Exits 0
+// with a one-line JSON summary on stdout, or 1 with the reason.
 //
 // Environment: NOMALY_URL, NOMALY_API_KEY, DASHBOARD_CSV, DASHBOARD_EXCLUDE (may be
-// empty), DASHBOARD_SCREENSHOT. Uses the system Chromium at /usr/bin/chromium (override
-// with CHROMIUM_PATH); `npx playwright install` is never needed. DASHBOARD_VIEWPORT
-// (e.g. 800x1000) changes the window size, 1600x1000 by default.
+// empty), DASHBOARD_SCREENSHOT (the Streams view's screenshot goes beside it, as
+// <name>-streams.png, or to DASHBOARD_STREAMS_SCREENSHOT). Uses the system Chromium at
+// /usr/bin/chromium (override with CHROMIUM_PATH); `npx playwright install` is never
+// needed. DASHBOARD_VIEWPORT (e.g. 800x1000) changes the window size, 1600x1000 by
+// default. DASHBOARD_SKIP_STREAMS=1 leaves the Streams view out. DASHBOARD_ASSETS=<dir>
+// (local/dashboard) serves the page's files from that folder instead of the copy built
+// into the server, with the server's own headers: to try the page's changes without
+// rebuilding the binary.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -35,6 +43,11 @@ const apiKey = required('NOMALY_API_KEY');
 const csvPath = path.resolve(required('DASHBOARD_CSV'));
 const exclude = (process.env.DASHBOARD_EXCLUDE || '').trim();
 const screenshotPath = path.resolve(required('DASHBOARD_SCREENSHOT'));
+const streamsShotPath = path.resolve(
+  process.env.DASHBOARD_STREAMS_SCREENSHOT || path.join(path.dirname(screenshotPath), `${path.basename(screenshotPath, path.extname(screenshotPath))}-streams.png`),
+);
+const skipStreams = ['1', 'true', 'yes'].includes((process.env.DASHBOARD_SKIP_STREAMS || '').toLowerCase());
+const assetsDir = process.env.DASHBOARD_ASSETS ? path.resolve(process.env.DASHBOARD_ASSETS) : null;
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const [viewWidth, viewHeight] = (process.env.DASHBOARD_VIEWPORT || '1600x1000').split('x').map(Number);
 
@@ -49,7 +62,7 @@ function csvShape(file) {
 
 const step = (msg) => process.stderr.write(`[dashboard] ${msg}\n`);
 
-async function main(page, problems) {
+async function main(page, problems, frames) {
   const shape = csvShape(csvPath);
   if (exclude && !shape.header.includes(exclude)) fail(`DASHBOARD_EXCLUDE=${exclude} is not a column of ${csvPath}`);
   const summary = { ok: false, csv_rows: shape.rows, csv_columns: shape.columns };
@@ -268,8 +281,263 @@ async function main(page, problems) {
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: screenshotPath, fullPage: true });
   summary.screenshot = screenshotPath;
+
+  if (!skipStreams) {
+    await streamsScenario(page, summary, frames);
+    await entityScenario(page, summary, frames);
+    if (await page.isVisible('#error')) fail(`the error banner shows: ${await bannerText(page)}`);
+    if (problems.length) fail(`the browser reported errors:\n  ${problems.join('\n  ')}`);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: streamsShotPath, fullPage: true });
+    summary.streams_screenshot = streamsShotPath;
+    step(`screenshot of the Streams view: ${streamsShotPath}`);
+  }
   summary.ok = true;
   return summary;
+}
+
+// ---- streams ------------------------------------------------------------------------------
+
+/** One API call with the key, as the page makes them; fails the test on an error. */
+async function apiCall(method, p, body) {
+  const headers = { Authorization: `Bearer ${apiKey}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  for (let attempt = 0; ; attempt += 1) {
+    res = await fetch(`${baseUrl}${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (res.status !== 429 || attempt >= 5) break;
+    await new Promise((r) => setTimeout(r, 1000 * (Number(res.headers.get('retry-after')) || 1)));
+  }
+  const text = await res.text();
+  if (!res.ok) fail(`${method} ${p} answered ${res.status}: ${text.slice(0, 400)}`);
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch (_) {
+    return fail(`${method} ${p} answered something that is not JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+/** A quiet series: a slow wave and a little fixed noise around `base`. */
+const quiet = (i, base) => Number((base + Math.sin(i / 3) + (((i * 7919) % 13) - 6) / 20).toFixed(4));
+
+/** How the page writes a number (format.js fmtNum with 4 digits). */
+function fmtNum(x) {
+  const n = Number(x);
+  if (!Number.isFinite(n)) return String(x);
+  if (n === 0) return '0';
+  const a = Math.abs(n);
+  if (a >= 1e6 || a < 1e-3) return n.toExponential(2);
+  if (Number.isInteger(n)) return String(n);
+  return String(Number(n.toPrecision(4)));
+}
+
+/** Latest anomaly first, those without one last, then by name: the picker's order. */
+function entityOrder(items) {
+  const at = (e) => (e.last_anomaly === null || e.last_anomaly === undefined ? null : typeof e.last_anomaly === 'number' ? e.last_anomaly : Date.parse(e.last_anomaly) / 1000);
+  return items
+    .slice()
+    .sort((a, b) => {
+      const la = at(a);
+      const lb = at(b);
+      if (la !== lb) {
+        if (la === null) return 1;
+        if (lb === null) return -1;
+        return lb - la;
+      }
+      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    })
+    .map((e) => e.name);
+}
+
+/** Waits for the page to have asked the WebSocket for `channel` and been answered. */
+async function waitSubscribed(page, frames, channel) {
+  const deadline = Date.now() + WAIT;
+  while (!frames.subscribedTo.has(channel)) {
+    if (Date.now() > deadline) {
+      const asked = frames.sent.some((m) => m.action === 'subscribe' && m.channel === channel);
+      fail(asked ? `the server never confirmed the subscription to ${channel}${frames.errors.length ? `: ${JSON.stringify(frames.errors.slice(-1)[0])}` : ''}` : `the page never subscribed to ${channel} (sent: ${JSON.stringify(frames.sent.slice(-5))})`);
+    }
+    await page.waitForTimeout(50);
+  }
+}
+
+/** What the chart of the Streams view shows. */
+function readChart(page) {
+  return page.evaluate(() => {
+    const svg = document.getElementById('stream-chart');
+    return {
+      streamId: svg.dataset.streamId,
+      entity: svg.dataset.entity,
+      points: Number(svg.dataset.points),
+      band: Number(svg.dataset.band),
+      anomalies: Number(svg.dataset.anomalies),
+      dots: svg.querySelectorAll('circle.vpt').length,
+      bandPaths: svg.querySelectorAll('path.band').length,
+      expectedLines: svg.querySelectorAll('polyline.expected').length,
+      valueLine: svg.querySelector('polyline.value-line') ? svg.querySelector('polyline.value-line').getAttribute('points').trim().split(/\s+/).length : 0,
+      marks: Array.from(svg.querySelectorAll('circle.anomaly[data-t]')).map((c) => Number(c.dataset.t)),
+    };
+  });
+}
+
+/** Clicks the anomaly mark of time `t` on the chart (or its entry in the list, should
+ * another element lie over the mark) and reads the explanation. */
+async function explain(page, t) {
+  const sel = `#stream-chart circle.anomaly[data-t="${t}"]`;
+  const onTop = await page.evaluate((s) => {
+    const c = document.querySelector(s);
+    if (!c) return false;
+    c.scrollIntoView({ block: 'center' });
+    const b = c.getBoundingClientRect();
+    const hit = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+    return hit === c || (hit && c.contains(hit));
+  }, sel);
+  if (onTop) await page.click(sel, { timeout: WAIT });
+  else await page.click(`#stream-anomalies button[data-t="${t}"]`, { timeout: WAIT });
+  await page.waitForSelector(`#stream-explain[data-t="${t}"]`, { timeout: WAIT }).catch(async () => fail(`clicking the anomaly at ${t} showed no explanation: "${await page.textContent('#stream-explain')}"`));
+  return page.evaluate(() => {
+    const box = document.getElementById('stream-explain');
+    return {
+      how: 'chart',
+      text: box.textContent.replace(/\s+/g, ' ').trim(),
+      score: Number(box.dataset.score),
+      columns: Array.from(box.querySelectorAll('[data-testid="stream-explain-column"]')).map((r) => ({ column: r.dataset.column, direction: r.dataset.direction })),
+    };
+  }).then((r) => ({ ...r, how: onTop ? 'chart' : 'list' }));
+}
+
+async function openStreamsView(page) {
+  if ((await page.getAttribute('#tab-streams', 'aria-selected')) !== 'true') await page.click('#tab-streams');
+  await page.waitForSelector('#view-streams:not([hidden])', { timeout: WAIT });
+}
+
+async function pickStream(page, id) {
+  const item = `#streams-list button[data-stream-id="${id}"]`;
+  await page.waitForSelector(item, { timeout: 5_000 }).catch(async () => {
+    await page.click('#streams-refresh');
+    await page.waitForSelector(item, { timeout: WAIT }).catch(() => fail(`stream ${id} is not in the Streams list`));
+  });
+  await page.click(item);
+}
+
+async function streamsScenario(page, summary, frames) {
+  step('streams: make a rolling_mean stream (window 20) and append 60 quiet points, a spike and 30 more');
+  const made = await apiCall('POST', '/v1/streams', { name: 'cpu', detector: 'rolling_mean', params: { window: 20 } });
+  const id = made.stream_id;
+  if (!id) fail(`POST /v1/streams gave no stream_id: ${JSON.stringify(made)}`);
+  const t0 = Math.floor(Date.now() / 60_000) * 60 - 3 * 3600;
+  const at = (i) => t0 + 60 * i;
+  const points = [];
+  for (let i = 0; i <= 90; i += 1) points.push({ timestamp: at(i), value: i === 60 ? 40 : quiet(i, 10) });
+  const first = await apiCall('POST', `/v1/streams/${id}/points`, { points });
+  if (!(first.anomalies || []).some((a) => a.timestamp === at(60))) fail(`the server did not flag the first spike (anomalies: ${JSON.stringify(first.anomalies)})`);
+  summary.stream_id = id;
+
+  step('streams: open the view and pick the stream');
+  await openStreamsView(page);
+  await pickStream(page, id);
+  const view = await apiCall('GET', `/v1/streams/${id}`);
+  const recent = Array.isArray(view.recent) ? view.recent : fail(`GET /v1/streams/{id} has no \`recent\` array: ${JSON.stringify(view).slice(0, 300)}`);
+  if (recent.length === 0) fail('GET /v1/streams/{id} lists no recent points after 91 were appended');
+  if (recent[recent.length - 1].t !== at(90)) fail(`the stream's last recent point is at ${recent[recent.length - 1].t}, not ${at(90)}`);
+  const banded = recent.filter((p) => Number.isFinite(p.e) && Number.isFinite(p.b)).length;
+  if (banded === 0) fail('no recent point of the rolling_mean stream has an expected value and a band (e, b)');
+  await page
+    .waitForFunction(([sid, n]) => {
+      const svg = document.getElementById('stream-chart');
+      return svg.dataset.streamId === sid && Number(svg.dataset.points) >= n;
+    }, [id, recent.length], { timeout: WAIT })
+    .catch(async () => fail(`the chart never showed the stream's ${recent.length} recent points (shows ${JSON.stringify(await readChart(page))}; "${await page.textContent('#stream-empty')}")`));
+  let chart = await readChart(page);
+  if (chart.dots !== chart.points || chart.points !== recent.length) fail(`the chart draws ${chart.dots} points (says ${chart.points}); the stream has ${recent.length} recent points`);
+  if (chart.valueLine !== recent.length) fail(`the value line has ${chart.valueLine} vertices for ${recent.length} points`);
+  if (chart.bandPaths === 0 || chart.band !== banded) fail(`the band covers ${chart.band} points in ${chart.bandPaths} pieces; ${banded} points have one`);
+  if (chart.expectedLines === 0) fail('no expected line');
+  const firstInView = recent.some((p) => p.t === at(60));
+  if (firstInView && !chart.marks.includes(at(60))) fail(`the first spike (${at(60)}) is not marked red on the chart (marks: ${chart.marks.join(', ')})`);
+  summary.stream_points_charted = chart.points;
+  summary.stream_band_points = chart.band;
+
+  step('streams: wait for the page to listen to the stream on the WebSocket');
+  await waitSubscribed(page, frames, `stream:${id}`);
+  await page.waitForSelector('#stream-status[data-channel-live="true"]', { timeout: WAIT }).catch(() => fail('the page does not say it listens to the stream'));
+
+  step('streams: append a spike while the page is open');
+  const spikeT = at(91);
+  const sent = Date.now();
+  const spike = await apiCall('POST', `/v1/streams/${id}/points`, { points: [{ timestamp: spikeT, value: 40 }] });
+  const found = (spike.anomalies || []).find((a) => a.timestamp === spikeT);
+  if (!found) fail(`the server did not flag the spike at ${spikeT}: ${JSON.stringify(spike)}`);
+  const mark = `#stream-chart circle.anomaly[data-t="${spikeT}"]`;
+  await page.waitForSelector(mark, { timeout: WAIT }).catch(async () => fail(`no red mark for the spike at ${spikeT} (marks: ${(await readChart(page)).marks.join(', ')})`));
+  summary.spike_marked_ms = Date.now() - sent;
+  summary.spike_marked_by = await page.getAttribute(mark, 'data-source');
+  await page.waitForSelector(`#stream-anomalies button[data-t="${spikeT}"]`, { timeout: WAIT }).catch(() => fail('the spike is not in the list under the chart'));
+
+  step('streams: click the spike and read its explanation');
+  const ex = await explain(page, spikeT);
+  const wantScore = `score ${fmtNum(found.score)} vs threshold ${fmtNum(view.threshold)}`;
+  if (!ex.text.includes(wantScore)) fail(`the explanation does not say "${wantScore}": "${ex.text}"`);
+  if (Math.abs(ex.score - found.score) > 1e-9) fail(`the explanation's score is ${ex.score}; the API said ${found.score}`);
+  if (!ex.text.includes(`raw score ${fmtNum(found.raw_score)}`)) fail(`the explanation does not give the raw score ${fmtNum(found.raw_score)}: "${ex.text}"`);
+  const col = ex.columns.find((c) => c.column === 'value');
+  if (!col || col.direction !== 'above') fail(`the explanation does not say the value is above what was expected: ${JSON.stringify(ex.columns)}`);
+  summary.spike_explained = { t: spikeT, score: ex.score, clicked: ex.how, text: ex.text.slice(0, 200) };
+
+  step('streams: the next poll brings the spike among the recent points');
+  await page
+    .waitForSelector(`#stream-chart circle.vpt[data-t="${spikeT}"]`, { timeout: WAIT })
+    .catch(() => fail('the spike never came among the charted points (is GET /v1/streams/{id} polled?)'));
+  chart = await readChart(page);
+  if (!chart.marks.includes(spikeT)) fail('the spike lost its red mark after the poll');
+  if (!(await page.isVisible(`#stream-explain[data-t="${spikeT}"]`))) fail('the explanation did not survive the poll');
+}
+
+async function entityScenario(page, summary, frames) {
+  step('entities: make a stream split by host and append 60 points for each of 3 hosts, a spike on web-2');
+  const made = await apiCall('POST', '/v1/streams', { name: 'fleet', entity: 'host', detector: 'rolling_mean', params: { window: 20 } });
+  const id = made.stream_id;
+  if (!made.entity || made.entity.field !== 'host') fail(`the new stream is not split by host: ${JSON.stringify(made).slice(0, 400)}`);
+  const hosts = ['web-1', 'web-2', 'web-3'];
+  const bases = { 'web-1': 20, 'web-2': 35, 'web-3': 50 };
+  const t0 = Math.floor(Date.now() / 60_000) * 60 - 2 * 3600;
+  const points = [];
+  for (let i = 0; i < 60; i += 1) hosts.forEach((host, k) => points.push({ timestamp: t0 + 60 * i + k, value: quiet(i + 7 * k, bases[host]), host }));
+  const spikeT = t0 + 60 * 60 + 1;
+  points.push({ timestamp: spikeT, value: bases['web-2'] + 30, host: 'web-2' });
+  const appended = await apiCall('POST', `/v1/streams/${id}/points`, { points });
+  if (!(appended.anomalies || []).some((a) => a.timestamp === spikeT)) fail(`the server did not flag web-2's spike: ${JSON.stringify(appended.anomalies)}`);
+
+  step('entities: pick the stream and read the entity picker');
+  await pickStream(page, id);
+  await page
+    .waitForFunction(() => document.querySelectorAll('#entity-list button[data-entity]').length >= 3, null, { timeout: WAIT })
+    .catch(async () => fail(`the entity picker does not list 3 hosts: "${await page.textContent('#entities-box')}" ${await bannerText(page)}`));
+  const shown = await page.$$eval('#entity-list button[data-entity]', (bs) => bs.map((b) => b.dataset.entity));
+  const listed = await apiCall('GET', `/v1/streams/${id}/entities?limit=100`);
+  const want = entityOrder(listed.items || []);
+  if (shown.length !== 3) fail(`the picker lists ${shown.length} entities: ${shown.join(', ')}`);
+  if (shown[0] !== 'web-2') fail(`the picker does not list the spiking host first: ${shown.join(', ')}`);
+  if (shown.join() !== want.join()) fail(`the picker lists ${shown.join(', ')}; by latest anomaly it is ${want.join(', ')}`);
+  summary.entities_listed = shown;
+
+  step('entities: pick web-2 and chart it');
+  await page.click('#entity-list button[data-entity="web-2"]');
+  await page
+    .waitForFunction((t) => {
+      const svg = document.getElementById('stream-chart');
+      return svg.dataset.entity === 'web-2' && Number(svg.dataset.points) > 0 && !!svg.querySelector(`circle.anomaly[data-t="${t}"]`);
+    }, spikeT, { timeout: WAIT })
+    .catch(async () => fail(`web-2's chart never showed its points and the spike (shows ${JSON.stringify(await readChart(page))})`));
+  const one = await apiCall('GET', `/v1/streams/${id}/entities/web-2`);
+  const chart = await readChart(page);
+  if (!Array.isArray(one.recent) || chart.points !== one.recent.length) fail(`web-2's chart draws ${chart.points} points; GET /v1/streams/{id}/entities/web-2 has ${Array.isArray(one.recent) ? one.recent.length : 'no'} recent points`);
+  if (chart.bandPaths === 0) fail("web-2's chart has no band");
+  await waitSubscribed(page, frames, `stream:${id}:web-2`);
+  if ((await page.getAttribute('#entity-list button[data-entity="web-2"]', 'aria-pressed')) !== 'true') fail('web-2 is not shown as picked');
+  const ex = await explain(page, spikeT);
+  if (!ex.text.includes('score ')) fail(`web-2's spike has no score in its explanation: "${ex.text}"`);
+  summary.entity_charted = { entity: 'web-2', points: chart.points, band: chart.band, anomalies: chart.anomalies };
 }
 
 async function bannerText(page) {
@@ -278,6 +546,26 @@ async function bannerText(page) {
   } catch (_) {
     return '';
   }
+}
+
+/** Serves `/` and `/dashboard/<file>` from `dir` instead of the server's built-in copy,
+ * with the server's headers (its Content-Security-Policy above all). */
+async function serveAssets(context, dir) {
+  const own = new URL(baseUrl);
+  const types = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.html': 'text/html; charset=utf-8' };
+  await context.route(
+    (u) => u.host === own.host && (u.pathname === '/' || /^\/dashboard\/[A-Za-z0-9_.-]+$/.test(u.pathname)),
+    async (route) => {
+      const u = new URL(route.request().url());
+      const file = path.join(dir, u.pathname === '/' ? 'index.html' : u.pathname.slice('/dashboard/'.length));
+      if (!fs.existsSync(file)) return route.continue();
+      const res = await route.fetch();
+      const headers = { ...res.headers(), 'content-type': types[path.extname(file)] || 'application/octet-stream' };
+      delete headers['content-length'];
+      return route.fulfill({ status: 200, headers, body: fs.readFileSync(file) });
+    },
+  );
+  step(`the page's files come from ${dir}`);
 }
 
 const watchdog = setTimeout(() => {
@@ -292,11 +580,39 @@ try {
   browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // a page fulfilled by the test has no address of its own: Chromium would take it for
+      // a public site and refuse its WebSocket to loopback
+      ...(assetsDir ? ['--disable-features=LocalNetworkAccessChecks'] : []),
+    ],
   });
   const context = await browser.newContext({ viewport: { width: viewWidth || 1600, height: viewHeight || 1000 }, deviceScaleFactor: 1 });
+  if (assetsDir) await serveAssets(context, assetsDir);
   const page = await context.newPage();
   const problems = [];
+  // The page's WebSocket messages about channels: what it asked for and what it was told.
+  const frames = { sent: [], subscribedTo: new Set(), errors: [] };
+  page.on('websocket', (w) => {
+    w.on('framesent', (f) => {
+      try {
+        const m = JSON.parse(f.payload);
+        if (m && (m.action === 'subscribe' || m.action === 'unsubscribe')) frames.sent.push(m);
+      } catch (_) {
+        /* not JSON */
+      }
+    });
+    w.on('framereceived', (f) => {
+      try {
+        const m = JSON.parse(f.payload);
+        if (m && m.type === 'subscribed') frames.subscribedTo.add(m.channel);
+        if (m && m.type === 'unsubscribed') frames.subscribedTo.delete(m.channel);
+        if (m && m.type === 'error') frames.errors.push(m.error);
+      } catch (_) {
+        /* not JSON */
+      }
+    });
+  });
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console error: ${m.text().replaceAll(apiKey, '<key>')}`);
   });
@@ -318,7 +634,7 @@ try {
     if (elsewhere(w.url())) problems.push(`WebSocket to another host: ${w.url().replaceAll(apiKey, '<key>')}`);
   });
   try {
-    const summary = await main(page, problems);
+    const summary = await main(page, problems, frames);
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } catch (e) {
     code = 1;

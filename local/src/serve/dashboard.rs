@@ -42,6 +42,12 @@ const FILES: &[(&str, &str, &str)] = &[
     ("reports.js", JS, include_str!("../../dashboard/reports.js")),
     ("session.js", JS, include_str!("../../dashboard/session.js")),
     ("state.js", JS, include_str!("../../dashboard/state.js")),
+    (
+        "streamchart.js",
+        JS,
+        include_str!("../../dashboard/streamchart.js"),
+    ),
+    ("streams.js", JS, include_str!("../../dashboard/streams.js")),
     ("tasks.js", JS, include_str!("../../dashboard/tasks.js")),
     ("train.js", JS, include_str!("../../dashboard/train.js")),
     ("upload.js", JS, include_str!("../../dashboard/upload.js")),
