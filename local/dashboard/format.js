@@ -58,3 +58,18 @@ export function clampPct(v) {
   if (!Number.isFinite(n)) return 0;
   return Math.min(100, Math.max(0, n));
 }
+
+// A value axis's range: [lo, hi] widened by `pad` of its span on each side; [0, 1] when
+// nothing finite was seen, and one unit either side of a single value.
+export function padRange(lo, hi, pad) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) {
+    lo = 0;
+    hi = 1;
+  }
+  if (!(hi > lo)) {
+    hi = lo + 1;
+    lo -= 1;
+  }
+  const padY = (hi - lo) * pad;
+  return [lo - padY, hi + padY];
+}

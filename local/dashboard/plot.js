@@ -1,7 +1,7 @@
 // The scores: summary, the SVG plot, the list of top anomalies and a row's explanation.
 
 import { $, chip, clear, h, s } from './dom.js';
-import { fmtInt, fmtNum, shortId } from './format.js';
+import { fmtInt, fmtNum, padRange, shortId } from './format.js';
 import { state } from './state.js';
 
 const DENSE_ROWS = 5000;
@@ -77,17 +77,7 @@ function drawPlot(r) {
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) {
-    lo = 0;
-    hi = 1;
-  }
-  if (!(hi > lo)) {
-    hi = lo + 1;
-    lo -= 1;
-  }
-  const padY = (hi - lo) * 0.06;
-  lo -= padY;
-  hi += padY;
+  [lo, hi] = padRange(lo, hi, 0.06);
   const pw = w - left - right;
   const ph = ht - top - bottom;
   const X = (i) => left + (n === 1 ? pw / 2 : (i / (n - 1)) * pw);

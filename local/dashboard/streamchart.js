@@ -4,7 +4,7 @@
 // circles built from numbers.
 
 import { clear, s } from './dom.js';
-import { fmtNum } from './format.js';
+import { fmtNum, padRange } from './format.js';
 
 const CHART = { w: 900, h: 380, left: 58, right: 70, top: 14, main: 236, gap: 26, lane: 62, bottom: 42 };
 // Each point gets its own small dot up to this many points; past it the line alone.
@@ -116,17 +116,7 @@ export function drawStreamChart(svg, { points, marks, threshold, selected, label
     } else take(p.e);
   }
   for (const m of shown) if (!byT.has(m.t)) take(m.value);
-  if (!Number.isFinite(lo)) {
-    lo = 0;
-    hi = 1;
-  }
-  if (!(hi > lo)) {
-    hi = lo + 1;
-    lo -= 1;
-  }
-  const padY = (hi - lo) * 0.08;
-  lo -= padY;
-  hi += padY;
+  [lo, hi] = padRange(lo, hi, 0.08);
   const X = (t) => left + ((t - t0) / (t1 - t0)) * pw;
   const Y = (v) => top + (1 - (Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * main;
   const S = (v) => laneTop + (1 - Math.min(Math.max(Number(v) || 0, 0), 1)) * lane;
