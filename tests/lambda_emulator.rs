@@ -411,6 +411,9 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         dead_letter_url: provisioned.dead_letter_url.clone(),
         chunks_queue_url: provisioned.chunks_queue_url.clone(),
         chunks_dead_letter_url: provisioned.chunks_dead_letter_url.clone(),
+        alerts_queue_url: provisioned.alerts_queue_url.clone(),
+        alerts_dead_letter_url: provisioned.alerts_dead_letter_url.clone(),
+        alert_bus: None,
         ws_endpoint: endpoint.clone(),
     };
     let services = deployment.services(&clients, Settings::default());
@@ -430,6 +433,14 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         (
             "NOMALY_CHUNKS_DLQ_URL",
             provisioned.chunks_dead_letter_url.as_str(),
+        ),
+        (
+            "NOMALY_ALERTS_QUEUE_URL",
+            provisioned.alerts_queue_url.as_str(),
+        ),
+        (
+            "NOMALY_ALERTS_DLQ_URL",
+            provisioned.alerts_dead_letter_url.as_str(),
         ),
         ("NOMALY_WS_ENDPOINT", endpoint.as_str()),
         ("NOMALY_S3_PATH_STYLE", "1"),

@@ -622,6 +622,11 @@ async fn aws_mode_on_moto_pushes_through_the_management_api() {
                 "NOMALY_CHUNKS_DLQ_URL",
                 queues.chunks_dead_letter_url.as_str(),
             ),
+            ("NOMALY_ALERTS_QUEUE_URL", queues.alerts_queue_url.as_str()),
+            (
+                "NOMALY_ALERTS_DLQ_URL",
+                queues.alerts_dead_letter_url.as_str(),
+            ),
             ("NOMALY_BATCH_CHUNK_BYTES", "50000"),
         ],
     );

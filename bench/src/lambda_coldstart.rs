@@ -49,6 +49,14 @@ const ENV: &[(&str, &str)] = &[
         "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-chunks-dlq",
     ),
     (
+        "NOMALY_ALERTS_QUEUE_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-alerts",
+    ),
+    (
+        "NOMALY_ALERTS_DLQ_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nomaly-alerts-dlq",
+    ),
+    (
         "NOMALY_WS_ENDPOINT",
         "https://abc123.execute-api.us-east-1.amazonaws.com/live",
     ),

@@ -1,5 +1,6 @@
 //! The work behind the API: a pool of workers on the jobs queue (the `worker` function),
-//! a pool on the batch chunks queue (the `chunks` function), the dispatcher of stored events (the `events` function), and the sweep on a timer
+//! a pool on the batch chunks queue (the `chunks` function), a pool on the alerts queue
+//! (the `notify` function), the dispatcher of stored events (the `events` function), and the sweep on a timer
 //! (the `scheduler` function), each calling the same handler as its Lambda.
 
 use nomaly_core::domain::Event;
@@ -18,6 +19,8 @@ fn visibility_secs(lane: Lane) -> u32 {
     match lane {
         Lane::Jobs => 5400,
         Lane::Chunks => 1800,
+        // A send takes at most 5 s; the notify function's 6 × 30 s.
+        Lane::Alerts => 180,
     }
 }
 
@@ -27,6 +30,8 @@ pub struct Plan {
     pub workers: usize,
     /// Batch chunks at once.
     pub chunk_workers: usize,
+    /// Alerts at once.
+    pub alert_workers: usize,
     /// Wait between looks at an empty queue.
     pub poll: Duration,
     /// Period of the sweep.
@@ -63,6 +68,15 @@ pub fn start(
         workers.spawn(work(
             services.clone(),
             Lane::Chunks,
+            n,
+            plan.poll,
+            stop.clone(),
+        ));
+    }
+    for n in 0..plan.alert_workers {
+        workers.spawn(work(
+            services.clone(),
+            Lane::Alerts,
             n,
             plan.poll,
             stop.clone(),

@@ -38,6 +38,14 @@ pub struct Args {
     /// Batch chunks scored at once (`POST /v1/batch`), beside the jobs above.
     #[arg(long, default_value_t = 2)]
     chunk_workers: usize,
+    /// Alerts sent at once (webhooks and their retries).
+    #[arg(long, default_value_t = 2)]
+    alert_workers: usize,
+    /// Let alert webhooks go to loopback addresses, over plain `http` too: for a receiver
+    /// on this machine while developing. Private, link-local and metadata addresses stay
+    /// refused.
+    #[arg(long)]
+    allow_loopback_webhooks: bool,
     /// On Ctrl-C, how long running jobs may take to finish before the server exits
     /// anyway (the jobs it leaves are run again on the next start).
     #[arg(long, default_value_t = 30)]
@@ -77,6 +85,15 @@ pub struct Args {
     /// Batch chunks dead-letter queue URL (`--aws`).
     #[arg(long, env = "NOMALY_CHUNKS_DLQ_URL", requires = "aws")]
     chunks_dlq_url: Option<String>,
+    /// Alert deliveries queue URL (`--aws`).
+    #[arg(long, env = "NOMALY_ALERTS_QUEUE_URL", requires = "aws")]
+    alerts_queue_url: Option<String>,
+    /// Alert deliveries dead-letter queue URL (`--aws`).
+    #[arg(long, env = "NOMALY_ALERTS_DLQ_URL", requires = "aws")]
+    alerts_dlq_url: Option<String>,
+    /// The EventBridge bus alert rules may send to (`--aws`; optional).
+    #[arg(long, env = "NOMALY_ALERT_BUS", requires = "aws")]
+    alert_bus: Option<String>,
     /// API Gateway management endpoint to push through (`--aws`; default: this server,
     /// which answers that API for its own connections).
     #[arg(long, env = "NOMALY_WS_ENDPOINT", requires = "aws")]
@@ -170,6 +187,14 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
+/// Where webhooks may go from this server: public HTTPS, and loopback with
+/// `--allow-loopback-webhooks`.
+fn webhook_policy(args: &Args) -> nomaly_core::webhook::AddressPolicy {
+    nomaly_core::webhook::AddressPolicy {
+        allow_loopback: args.allow_loopback_webhooks,
+    }
+}
+
 async fn open_system(
     args: &Args,
     base_url: &str,
@@ -177,13 +202,16 @@ async fn open_system(
     management_token: &str,
 ) -> Result<System> {
     if !args.aws {
-        let stack = Stack::open(&args.data_dir, base_url, settings)
+        let mut stack = Stack::open(&args.data_dir, base_url, settings)
             .with_context(|| format!("opening the data folder {}", args.data_dir.display()))?;
+        stack.services.sender = Arc::new(nomaly_core::webhook::HttpSender::system(webhook_policy(
+            args,
+        )));
         return Ok(System {
             services: stack.services,
             sessions: stack.notifier,
             uploads: stack.uploads,
-            embedded_queues: vec![stack.queue, stack.chunks],
+            embedded_queues: vec![stack.queue, stack.chunks, stack.alerts],
             embedded_store: Some(stack.store),
         });
     }
@@ -220,6 +248,17 @@ async fn open_aws(
             "--chunks-dlq-url",
             "NOMALY_CHUNKS_DLQ_URL",
         )?,
+        alerts_queue_url: need(
+            &args.alerts_queue_url,
+            "--alerts-queue-url",
+            "NOMALY_ALERTS_QUEUE_URL",
+        )?,
+        alerts_dead_letter_url: need(
+            &args.alerts_dlq_url,
+            "--alerts-dlq-url",
+            "NOMALY_ALERTS_DLQ_URL",
+        )?,
+        alert_bus: args.alert_bus.clone().filter(|b| !b.trim().is_empty()),
         ws_endpoint: args
             .ws_endpoint
             .clone()
@@ -228,6 +267,11 @@ async fn open_aws(
     let path_style = std::env::var("AWS_ENDPOINT_URL").is_ok();
     let clients = nomaly_aws::Clients::from_env(path_style).await;
     let mut services = deployment.services(&clients, settings);
+    services.sender = Arc::new(nomaly_aws::AwsAlertSender::with_policy(
+        clients.events.clone(),
+        deployment.alert_bus.clone(),
+        webhook_policy(args),
+    ));
     if args.ws_endpoint.is_none() {
         // Pushes go to this server's own management API, which takes the token.
         services.notifier = Arc::new(nomaly_aws::ApiGatewayPush::with_bearer(
@@ -288,8 +332,8 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.workers == 0 || args.chunk_workers == 0 {
-        bail!("--workers and --chunk-workers must be at least 1");
+    if args.workers == 0 || args.chunk_workers == 0 || args.alert_workers == 0 {
+        bail!("--workers, --chunk-workers and --alert-workers must be at least 1");
     }
     init_logs(&args.log_format);
     nomaly_core::memory::limit_malloc_arenas();
@@ -380,6 +424,7 @@ async fn serve(args: Args) -> Result<()> {
         background::Plan {
             workers: args.workers,
             chunk_workers: args.chunk_workers,
+            alert_workers: args.alert_workers,
             poll,
             sweep_every: Duration::from_secs(args.sweep_secs.max(1)),
         },

@@ -2,8 +2,8 @@
 //! on every function; `nomaly serve --aws` and the tests set them by hand), and the
 //! [`Services`] built on them.
 
-use crate::{ApiGatewayPush, Clients, DynamoStore, S3Blobs, SqsQueue};
-use nomaly_core::service::{BadSetting, Services, Settings};
+use crate::{ApiGatewayPush, AwsAlertSender, Clients, DynamoStore, S3Blobs, SqsQueue};
+use nomaly_core::service::{BadSetting, Queues, Services, Settings};
 use std::sync::Arc;
 
 /// State table name.
@@ -20,11 +20,18 @@ pub const JOBS_DLQ_URL: &str = "NOMALY_JOBS_DLQ_URL";
 pub const CHUNKS_QUEUE_URL: &str = "NOMALY_CHUNKS_QUEUE_URL";
 /// Its dead-letter queue URL.
 pub const CHUNKS_DLQ_URL: &str = "NOMALY_CHUNKS_DLQ_URL";
+/// Alert deliveries queue URL.
+pub const ALERTS_QUEUE_URL: &str = "NOMALY_ALERTS_QUEUE_URL";
+/// Its dead-letter queue URL.
+pub const ALERTS_DLQ_URL: &str = "NOMALY_ALERTS_DLQ_URL";
+/// The EventBridge bus alerts may go to (optional: without it, EventBridge destinations
+/// are refused).
+pub const ALERT_BUS: &str = "NOMALY_ALERT_BUS";
 /// WebSocket management endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
 pub const WS_ENDPOINT: &str = "NOMALY_WS_ENDPOINT";
 
 /// Every variable [`Deployment::from_env`] requires.
-pub const REQUIRED: [&str; 8] = [
+pub const REQUIRED: [&str; 10] = [
     TABLE,
     EVENTS_TABLE,
     BUCKET,
@@ -32,6 +39,8 @@ pub const REQUIRED: [&str; 8] = [
     JOBS_DLQ_URL,
     CHUNKS_QUEUE_URL,
     CHUNKS_DLQ_URL,
+    ALERTS_QUEUE_URL,
+    ALERTS_DLQ_URL,
     WS_ENDPOINT,
 ];
 
@@ -63,6 +72,12 @@ pub struct Deployment {
     pub chunks_queue_url: String,
     /// Its dead-letter queue URL.
     pub chunks_dead_letter_url: String,
+    /// Alert deliveries queue URL.
+    pub alerts_queue_url: String,
+    /// Its dead-letter queue URL.
+    pub alerts_dead_letter_url: String,
+    /// The EventBridge bus alerts may go to.
+    pub alert_bus: Option<String>,
     /// WebSocket management endpoint.
     pub ws_endpoint: String,
 }
@@ -85,6 +100,11 @@ impl Deployment {
             dead_letter_url: required(JOBS_DLQ_URL)?,
             chunks_queue_url: required(CHUNKS_QUEUE_URL)?,
             chunks_dead_letter_url: required(CHUNKS_DLQ_URL)?,
+            alerts_queue_url: required(ALERTS_QUEUE_URL)?,
+            alerts_dead_letter_url: required(ALERTS_DLQ_URL)?,
+            alert_bus: std::env::var(ALERT_BUS)
+                .ok()
+                .filter(|b| !b.trim().is_empty()),
             ws_endpoint: required(WS_ENDPOINT)?,
         })
     }
@@ -101,17 +121,28 @@ impl Deployment {
             )),
             blobs.clone(),
             blobs,
-            Arc::new(SqsQueue::new(
-                clients.sqs.clone(),
-                &self.queue_url,
-                &self.dead_letter_url,
-            )),
-            Arc::new(SqsQueue::new(
-                clients.sqs.clone(),
-                &self.chunks_queue_url,
-                &self.chunks_dead_letter_url,
-            )),
+            Queues {
+                jobs: Arc::new(SqsQueue::new(
+                    clients.sqs.clone(),
+                    &self.queue_url,
+                    &self.dead_letter_url,
+                )),
+                chunks: Arc::new(SqsQueue::new(
+                    clients.sqs.clone(),
+                    &self.chunks_queue_url,
+                    &self.chunks_dead_letter_url,
+                )),
+                alerts: Arc::new(SqsQueue::new(
+                    clients.sqs.clone(),
+                    &self.alerts_queue_url,
+                    &self.alerts_dead_letter_url,
+                )),
+            },
             Arc::new(ApiGatewayPush::new(&clients.config, &self.ws_endpoint)),
+            Arc::new(AwsAlertSender::new(
+                clients.events.clone(),
+                self.alert_bus.clone(),
+            )),
             settings,
         )
     }

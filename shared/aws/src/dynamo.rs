@@ -15,12 +15,16 @@
 //! | request counter | `T#<tenant>` | `RATE#<window>` | `n` (requests counted), `ttl` |
 //! | stream entity | `T#<tenant>` | `ENTITY#<stream>#<name>` | `version` (compare-and-set), `seen_ms` (its last point, wall clock), the detector's state as `state` (binary) |
 //! | stream's entity count | `T#<tenant>` | `ENTITIES#<stream>` | `n` (entities the stream holds), changed in the transactions that make and evict entities |
+//! | alert rule | `T#<tenant>` | `ALERTRULE#<id>` | |
+//! | alert delivery | `T#<tenant>` | `ALERTLOG#<rule>#<id>` | `n` (its count, added to in place) |
 //!
 //! Ids are ULIDs, so a query on `T#<tenant>` with `begins_with(sk, "TASK#")` read
 //! backwards lists tasks newest first; `ttl` (epoch seconds) lets DynamoDB drop expired
 //! items, and reads also skip expired items themselves (TTL deletion lags). A stream's
 //! entities sort by name under `ENTITY#<stream>#`, so one query lists them in name order.
 //! Events table items: `pk` = tenant, `sk` = event id, `body`.
+
+mod alerts;
 
 use crate::error::sdk;
 use async_trait::async_trait;

@@ -6,12 +6,14 @@
 //!   function; task updates are conditional writes on a version.
 //! - [`S3Blobs`]: blobs under tenant-scoped keys.
 //! - [`SqsQueue`]: the jobs queue and its dead-letter queue.
+//! - [`AwsAlertSender`]: alerts to webhooks and to the deployment's EventBridge bus.
 //! - [`ApiGatewayPush`]: pushes through the API Gateway management API, 410 Gone mapped
 //!   to [`nomaly_core::ports::PushError::Gone`].
 //!
 //! Clients are built once per process by [`Clients::from_env`], which honours
 //! `AWS_ENDPOINT_URL` (moto server in the tests).
 
+mod alerts;
 mod calls;
 pub mod deployment;
 mod dynamo;
@@ -22,6 +24,7 @@ mod s3;
 mod sqs;
 pub mod xray;
 
+pub use alerts::{AwsAlertSender, EVENT_SOURCE};
 pub use calls::{sdk_calls, AwsCalls};
 pub use dynamo::DynamoStore;
 pub use push::{management_endpoint, ApiGatewayPush};
@@ -39,6 +42,8 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge (alerts to a bus).
+    pub events: aws_sdk_eventbridge::Client,
 }
 
 impl Clients {
@@ -61,7 +66,11 @@ impl Clients {
         let sqs_config = aws_sdk_sqs::config::Builder::from(&config)
             .interceptor(AwsCalls)
             .build();
+        let events_config = aws_sdk_eventbridge::config::Builder::from(&config)
+            .interceptor(AwsCalls)
+            .build();
         Clients {
+            events: aws_sdk_eventbridge::Client::from_conf(events_config),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::from_conf(sqs_config),

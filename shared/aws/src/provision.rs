@@ -29,6 +29,10 @@ pub struct Names {
     pub chunks_queue: String,
     /// Its dead-letter queue.
     pub chunks_dead_letter_queue: String,
+    /// Alert deliveries queue.
+    pub alerts_queue: String,
+    /// Its dead-letter queue.
+    pub alerts_dead_letter_queue: String,
 }
 
 impl Names {
@@ -42,6 +46,8 @@ impl Names {
             dead_letter_queue: format!("{prefix}-jobs-dlq"),
             chunks_queue: format!("{prefix}-chunks"),
             chunks_dead_letter_queue: format!("{prefix}-chunks-dlq"),
+            alerts_queue: format!("{prefix}-alerts"),
+            alerts_dead_letter_queue: format!("{prefix}-alerts-dlq"),
         }
     }
 }
@@ -57,6 +63,10 @@ pub struct Provisioned {
     pub chunks_queue_url: String,
     /// Its dead-letter queue URL.
     pub chunks_dead_letter_url: String,
+    /// Alert deliveries queue URL.
+    pub alerts_queue_url: String,
+    /// Its dead-letter queue URL.
+    pub alerts_dead_letter_url: String,
 }
 
 fn key(name: &str, kind: KeyType) -> StoreResult<KeySchemaElement> {
@@ -165,11 +175,20 @@ pub async fn ensure(
         max_receives,
     )
     .await?;
+    let (alerts_queue_url, alerts_dead_letter_url) = queue_with_dead_letters(
+        clients,
+        &names.alerts_queue,
+        &names.alerts_dead_letter_queue,
+        max_receives,
+    )
+    .await?;
     Ok(Provisioned {
         queue_url,
         dead_letter_url,
         chunks_queue_url,
         chunks_dead_letter_url,
+        alerts_queue_url,
+        alerts_dead_letter_url,
     })
 }
 

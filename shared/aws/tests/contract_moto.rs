@@ -111,6 +111,11 @@ async fn keys_revoke_at_once() {
 }
 
 #[tokio::test]
+async fn alert_rules_and_deliveries() {
+    contract::alert_rules_and_deliveries(&store("alerts").await).await;
+}
+
+#[tokio::test]
 async fn connections_register_and_expire() {
     contract::connections_register_and_expire(&store("conns").await).await;
 }
@@ -495,6 +500,9 @@ async fn services(
         dead_letter_url: p.dead_letter_url.clone(),
         chunks_queue_url: p.chunks_queue_url.clone(),
         chunks_dead_letter_url: p.chunks_dead_letter_url.clone(),
+        alerts_queue_url: p.alerts_queue_url.clone(),
+        alerts_dead_letter_url: p.alerts_dead_letter_url.clone(),
+        alert_bus: None,
         ws_endpoint: "http://127.0.0.1:9/unused".into(),
     };
     let settings = nomaly_core::service::Settings {

@@ -4,6 +4,10 @@
 //!
 //! Every check makes its own tenants with random names, so checks can share a backend.
 
+mod alerts;
+pub mod webhook_receiver;
+
+pub use alerts::alert_rules_and_deliveries;
 use nomaly_core::claim_check;
 use nomaly_core::domain::{
     ApiKey, Channel, Connection, EntitySplit, EntityWritten, Event, EventType, ModelRecord,

@@ -177,6 +177,18 @@ typed_id!(
     "stm"
 );
 
+typed_id!(
+    /// An alert rule.
+    AlertId,
+    "alr"
+);
+
+typed_id!(
+    /// One alert sent (or being sent) by a rule: the idempotency id its receiver sees.
+    DeliveryId,
+    "alt"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

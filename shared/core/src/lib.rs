@@ -21,3 +21,4 @@ pub mod ports;
 pub mod service;
 pub mod table;
 pub mod time;
+pub mod webhook;

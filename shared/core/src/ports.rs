@@ -4,10 +4,12 @@
 //! that reads or lists by tenant never returns another tenant's records.
 
 use crate::domain::{
-    ApiKey, Connection, Dataset, EntityWritten, Event, ModelRecord, Stream, StreamEntity,
-    StreamState, Task, TenantId,
+    AlertDelivery, AlertRule, ApiKey, Connection, Dataset, EntityWritten, Event, ModelRecord,
+    Stream, StreamEntity, StreamState, Task, TenantId,
 };
-use crate::ids::{DatasetId, EventId, JobId, KeyId, ModelId, StreamId, TaskId};
+use crate::ids::{
+    AlertId, DatasetId, DeliveryId, EventId, JobId, KeyId, ModelId, StreamId, TaskId,
+};
 use crate::limits::MAX_UPLOAD_URL_SECS;
 use crate::time::Timestamp;
 use async_trait::async_trait;
@@ -463,6 +465,102 @@ pub trait PushNotifier: Send + Sync {
     async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError>;
     /// Closes a connection from the server's side (no error if it is already gone).
     async fn disconnect(&self, connection_id: &str) -> Result<(), PushError>;
+}
+
+/// Alert rules and the log of their deliveries.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Stores a rule, new or changed.
+    async fn put_rule(&self, rule: &AlertRule) -> StoreResult<()>;
+    /// A tenant's rule.
+    async fn get_rule(&self, tenant: &TenantId, id: &AlertId) -> StoreResult<Option<AlertRule>>;
+    /// A page of a tenant's rules, newest first.
+    async fn list_rules(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AlertRule>>;
+    /// Deletes a rule and its delivery log; `NotFound` if there is no such rule.
+    async fn delete_rule(&self, tenant: &TenantId, id: &AlertId) -> StoreResult<()>;
+    /// Stores a new delivery; `AlreadyExists` if its id is taken.
+    async fn create_delivery(&self, delivery: &AlertDelivery) -> StoreResult<()>;
+    /// Stores a delivery's new status, attempts and error. Its `count` is left as stored
+    /// (it grows by [`AlertStore::add_to_count`] meanwhile).
+    async fn update_delivery(&self, delivery: &AlertDelivery) -> StoreResult<()>;
+    /// One delivery of a tenant's rule, with its count as stored.
+    async fn get_delivery(
+        &self,
+        tenant: &TenantId,
+        rule: &AlertId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<AlertDelivery>>;
+    /// A page of a rule's deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        tenant: &TenantId,
+        rule: &AlertId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AlertDelivery>>;
+    /// Adds `n` to a delivery's count in one atomic step (matches of its group during
+    /// the cooldown); `NotFound` if there is no such delivery.
+    async fn add_to_count(
+        &self,
+        tenant: &TenantId,
+        rule: &AlertId,
+        id: &DeliveryId,
+        n: u64,
+    ) -> StoreResult<()>;
+}
+
+/// What became of one attempt to send an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The receiver took it (2xx).
+    Delivered {
+        /// Its status.
+        status: u16,
+    },
+    /// Worth trying again: a 5xx, 408 or 429, a timeout, a connection that failed.
+    Retry {
+        /// The status, if the receiver answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Never worth trying again: another 4xx, a forbidden address, a destination this
+    /// deployment cannot send to.
+    Refused {
+        /// The status, if the receiver answered.
+        status: Option<u16>,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A signed webhook request, ready to go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// Where.
+    pub url: String,
+    /// Headers besides `Content-Type: application/json`.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+/// Sends alerts out: webhooks over HTTPS, events to an EventBridge bus.
+#[async_trait]
+pub trait AlertSender: Send + Sync {
+    /// Whether `url` may be a webhook here: its scheme, and every address its host
+    /// resolves to now (`Err` says why not).
+    async fn check_url(&self, url: &str) -> Result<(), String>;
+    /// POSTs a webhook: the host is resolved and checked once more, and the connection
+    /// goes to the address checked.
+    async fn post(&self, request: &WebhookRequest) -> SendOutcome;
+    /// The EventBridge bus this deployment may put events on, if any.
+    fn bus(&self) -> Option<&str>;
+    /// Puts one alert on `bus` (`detail_type`, JSON `detail`).
+    async fn put_event(&self, bus: &str, detail_type: &str, detail: &str) -> SendOutcome;
 }
 
 /// The first response to a request carrying an `Idempotency-Key`.

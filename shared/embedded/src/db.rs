@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS stream_entities (tenant TEXT NOT NULL, stream TEXT NO
     version INTEGER NOT NULL, seen_ms INTEGER NOT NULL, body TEXT NOT NULL, state BLOB NOT NULL,
     PRIMARY KEY (tenant, stream, name));
 CREATE INDEX IF NOT EXISTS stream_entities_by_seen ON stream_entities (tenant, stream, seen_ms);
+CREATE TABLE IF NOT EXISTS alert_rules (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS alert_deliveries (tenant TEXT NOT NULL, rule TEXT NOT NULL, id TEXT NOT NULL,
+    count INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, rule, id));
 ";
 
 /// What runs after [`SCHEMA`], once the migrations below have added the columns it names.

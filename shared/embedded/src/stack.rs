@@ -2,7 +2,8 @@
 
 use crate::{Database, FileBlobs, LocalNotifier, LocalUploads, SqliteQueue, SqliteStore};
 use nomaly_core::ports::StoreResult;
-use nomaly_core::service::{Services, Settings};
+use nomaly_core::service::{Queues, Services, Settings};
+use nomaly_core::webhook::{AddressPolicy, HttpSender};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ pub struct Stack {
     pub queue: SqliteQueue,
     /// The batch chunks queue.
     pub chunks: SqliteQueue,
+    /// The alert deliveries queue.
+    pub alerts: SqliteQueue,
     /// The record store behind `services` (for what only the local server does, such as
     /// its recovery at start).
     pub store: Arc<SqliteStore>,
@@ -30,16 +33,23 @@ impl Stack {
         let db = Database::open(data_dir)?;
         let records = Arc::new(SqliteStore::new(db.clone()));
         let queue = SqliteQueue::new(db.clone(), "jobs", settings.max_receives);
-        let chunks = SqliteQueue::new(db, "chunks", settings.max_receives);
+        let chunks = SqliteQueue::new(db.clone(), "chunks", settings.max_receives);
+        let alerts = SqliteQueue::new(db, "alerts", settings.max_receives);
         let notifier = LocalNotifier::default();
         let uploads = LocalUploads::open(data_dir, base_url)?;
         let services = Services::assemble(
             records.clone(),
             Arc::new(FileBlobs::new(data_dir)),
             Arc::new(uploads.clone()),
-            Arc::new(queue.clone()),
-            Arc::new(chunks.clone()),
+            Queues {
+                jobs: Arc::new(queue.clone()),
+                chunks: Arc::new(chunks.clone()),
+                alerts: Arc::new(alerts.clone()),
+            },
             Arc::new(notifier.clone()),
+            // Public HTTPS only; the local server widens this with
+            // --allow-loopback-webhooks.
+            Arc::new(HttpSender::system(AddressPolicy::default())),
             settings,
         );
         Ok(Stack {
@@ -49,6 +59,7 @@ impl Stack {
             uploads,
             queue,
             chunks,
+            alerts,
         })
     }
 }

@@ -1,5 +1,7 @@
 //! Records in SQLite: every port of nomaly's state but blobs and the queue.
 
+mod alerts;
+
 use crate::db::{json, sql, Database};
 use async_trait::async_trait;
 use nomaly_core::domain::{
@@ -71,6 +73,7 @@ enum Records {
     Models,
     Datasets,
     Streams,
+    AlertRules,
 }
 
 impl Records {
@@ -80,6 +83,7 @@ impl Records {
             Records::Models => "models",
             Records::Datasets => "datasets",
             Records::Streams => "streams",
+            Records::AlertRules => "alert_rules",
         }
     }
 }

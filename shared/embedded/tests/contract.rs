@@ -96,6 +96,11 @@ async fn keys_revoke_at_once() {
 }
 
 #[tokio::test]
+async fn alert_rules_and_deliveries() {
+    contract::alert_rules_and_deliveries(&store("alerts")).await;
+}
+
+#[tokio::test]
 async fn connections_register_and_expire() {
     contract::connections_register_and_expire(&store("connections")).await;
 }

@@ -64,6 +64,17 @@ pub struct Event {
 }
 
 impl Event {
+    /// The event as clients see it: pushed on the WebSocket, and inside an alert.
+    pub fn message(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": self.kind,
+            "event_id": self.event_id,
+            "at": self.at.rfc3339(),
+            "correlation_id": self.correlation_id,
+            "payload": self.payload,
+        })
+    }
+
     /// A new event carrying `payload`, of its type, stamped now.
     pub fn of(
         tenant: TenantId,

@@ -1,6 +1,7 @@
 //! The domain: what nomaly stores and tells, with no storage or transport in it.
 //! Field and event names follow `docs/architecture.md`.
 
+pub mod alert;
 pub mod connection;
 pub mod dataset;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod stream;
 pub mod task;
 pub mod tenant;
 
+pub use alert::{AlertDelivery, AlertMatch, AlertRule, DeliveryStatus, Destination, GroupBy};
 pub use connection::{Channel, Connection};
 pub use dataset::{Dataset, DatasetStatus};
 pub use event::{Event, EventType};

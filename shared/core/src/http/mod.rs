@@ -3,6 +3,7 @@
 //! `Authorization: Bearer <api key>`; errors are `application/problem+json`; a POST
 //! with an `Idempotency-Key` gets the first response again when retried.
 
+mod alert_routes;
 pub mod answers;
 pub mod extract;
 mod idempotency;
@@ -87,6 +88,22 @@ pub fn v1_routes() -> Vec<Route> {
         at(M::POST, "/streams/{id}/points", routes::append_points),
         at(M::GET, "/streams/{id}/entities", routes::list_entities),
         at(M::GET, "/streams/{id}/entities/{name}", routes::get_entity),
+        at(M::POST, "/alerts", alert_routes::create_alert),
+        at(M::GET, "/alerts", alert_routes::list_alerts),
+        at(M::GET, "/alerts/{id}", alert_routes::get_alert),
+        at(M::PUT, "/alerts/{id}", alert_routes::update_alert),
+        at(M::DELETE, "/alerts/{id}", alert_routes::delete_alert),
+        at(M::POST, "/alerts/{id}/test", alert_routes::test_alert),
+        at(
+            M::GET,
+            "/alerts/{id}/deliveries",
+            alert_routes::list_deliveries,
+        ),
+        at(
+            M::GET,
+            "/alerts/{id}/deliveries/{delivery_id}",
+            alert_routes::get_delivery,
+        ),
     ]
 }
 

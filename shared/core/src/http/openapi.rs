@@ -3,7 +3,7 @@
 //! committed as `docs/openapi.json`; the tests below fail when either drifts from the
 //! router.
 
-use super::routes;
+use super::{alert_routes, routes};
 use crate::service::problem::ProblemBody;
 use utoipa::openapi::response::{ResponseBuilder, Responses};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -48,6 +48,14 @@ use utoipa::{Modify, OpenApi};
         routes::append_points,
         routes::list_entities,
         routes::get_entity,
+        alert_routes::create_alert,
+        alert_routes::list_alerts,
+        alert_routes::get_alert,
+        alert_routes::update_alert,
+        alert_routes::delete_alert,
+        alert_routes::test_alert,
+        alert_routes::list_deliveries,
+        alert_routes::get_delivery,
     ),
     components(schemas(ProblemBody)),
     modifiers(&Conventions),
@@ -60,6 +68,7 @@ use utoipa::{Modify, OpenApi};
         (name = "datasets", description = "Uploads, profiled"),
         (name = "events", description = "The tenant's audit log"),
         (name = "streams", description = "Time series scored point by point; backtests"),
+        (name = "alerts", description = "Rules that send events to webhooks or EventBridge, and their delivery logs"),
     )
 )]
 struct ApiDoc;

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-type Answer = Result<Response, Problem>;
+pub(super) type Answer = Result<Response, Problem>;
 
 /// Liveness: no key needed, no storage touched.
 #[utoipa::path(get, path = "/healthz", tag = "service", security(), responses((status = 200, description = "The service is up", body = Health)))]
@@ -64,7 +64,7 @@ pub struct Listing {
 }
 
 impl Listing {
-    fn page(self) -> Result<PageRequest, Problem> {
+    pub(super) fn page(self) -> Result<PageRequest, Problem> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
             return Err(Problem::invalid_parameter(
@@ -78,7 +78,7 @@ impl Listing {
     }
 }
 
-fn query<T: serde::de::DeserializeOwned>(
+pub(super) fn query<T: serde::de::DeserializeOwned>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, Problem> {
     q.map(|Query(v)| v)
@@ -86,7 +86,7 @@ fn query<T: serde::de::DeserializeOwned>(
 }
 
 /// A listing's JSON: `{"items": [...], "next_token": ...}`.
-fn listing<T: serde::Serialize>(items: Vec<T>, next_token: Option<String>) -> Response {
+pub(super) fn listing<T: serde::Serialize>(items: Vec<T>, next_token: Option<String>) -> Response {
     Json(Page { items, next_token }).into_response()
 }
 
@@ -106,7 +106,7 @@ fn accepted(task: &crate::domain::Task) -> Response {
     accepted_with(task, Accepted::of(task))
 }
 
-fn parse_id<T>(
+pub(super) fn parse_id<T>(
     text: &str,
     what: &str,
     parse: impl Fn(&str) -> Result<T, crate::ids::InvalidId>,

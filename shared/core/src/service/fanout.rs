@@ -1,12 +1,12 @@
 //! What follows an event being stored (the `events` function on the events table's
 //! stream): push it to every connection of the tenant subscribed to a matching channel
 //! (a gone connection is forgotten; the others still get it), then run its chains
-//! (`chains.rs`).
+//! (`chains.rs`), then match it to the tenant's alert rules (`alerts/`).
 
 use crate::domain::{Connection, Event};
 use crate::ports::PushError;
 use crate::service::uses::{UsesConnections, UsesKeys, UsesNotifier};
-use crate::service::{chains, Problem, Services};
+use crate::service::{alerts, chains, Problem, Services};
 
 /// How one event's pushes went.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,14 +23,7 @@ pub struct Pushed {
 
 /// The message pushed for an event.
 pub fn message(event: &Event) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "type": event.kind,
-        "event_id": event.event_id,
-        "at": event.at.rfc3339(),
-        "correlation_id": event.correlation_id,
-        "payload": event.payload,
-    }))
-    .unwrap_or_default()
+    serde_json::to_vec(&event.message()).unwrap_or_default()
 }
 
 /// What became of one push.
@@ -113,9 +106,10 @@ async fn push_one(
     }
 }
 
-/// Handles one stored event: pushes, then chains.
+/// Handles one stored event: pushes, then chains, then alerts.
 pub async fn handle(services: &Services, event: &Event) -> Result<Pushed, Problem> {
     let pushed = push(services, event).await?;
     chains::chain(services, event).await?;
+    alerts::route(services, event).await?;
     Ok(pushed)
 }

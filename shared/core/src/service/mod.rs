@@ -5,6 +5,7 @@
 //!
 //! The tunables every use case reads are [`Settings`] (`settings.rs`).
 
+pub mod alerts;
 pub mod backtest;
 pub mod batch;
 pub mod chains;
@@ -34,9 +35,9 @@ pub mod worker;
 use crate::domain::payload::EventPayload;
 use crate::domain::{ApiKey, Connection, Event, TenantId};
 use crate::ports::{
-    BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
-    JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StoreError,
-    StoreResult, StreamStore, TaskStore, UrlSigner,
+    AlertSender, AlertStore, BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper,
+    IdempotencyStore, JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache,
+    StoreError, StoreResult, StreamStore, TaskStore, UrlSigner,
 };
 pub use problem::Problem;
 pub use settings::{BadSetting, Settings};
@@ -79,10 +80,27 @@ pub struct Services {
     pub uploads: Arc<dyn UrlSigner>,
     /// Counts requests per tenant.
     pub rate: Arc<dyn RateLimiter>,
+    /// Alert rules and their delivery logs.
+    pub alerts: Arc<dyn AlertStore>,
+    /// The queue of alert deliveries (the `notify` function's).
+    pub alert_queue: Arc<dyn JobQueue>,
+    /// Sends alerts: webhooks, and EventBridge on AWS.
+    pub sender: Arc<dyn AlertSender>,
     /// Tunables.
     pub settings: Settings,
     /// Models loaded from the blob store, kept while the process lives.
     pub loaded_models: Arc<models::LoadedModels>,
+}
+
+/// The queues of a deployment, one per lane of work.
+#[derive(Clone)]
+pub struct Queues {
+    /// Jobs.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Batch chunks.
+    pub chunks: Arc<dyn JobQueue>,
+    /// Alert deliveries.
+    pub alerts: Arc<dyn JobQueue>,
 }
 
 /// Every record port on one store (one SQLite database, one pair of DynamoDB tables).
@@ -98,6 +116,7 @@ pub trait Records:
     + ResultCache
     + ExpirySweeper
     + RateLimiter
+    + AlertStore
     + 'static
 {
 }
@@ -114,20 +133,22 @@ impl<T> Records for T where
         + ResultCache
         + ExpirySweeper
         + RateLimiter
+        + AlertStore
         + 'static
 {
 }
 
 impl Services {
-    /// The services on one record store and the given blobs, uploads, queues and push.
+    /// The services on one record store and the given blobs, uploads, queues, push and
+    /// alert sender.
     #[allow(clippy::too_many_arguments)]
     pub fn assemble<R: Records>(
         records: Arc<R>,
         blobs: Arc<dyn BlobStore>,
         uploads: Arc<dyn UrlSigner>,
-        queue: Arc<dyn JobQueue>,
-        chunks: Arc<dyn JobQueue>,
+        queues: Queues,
         notifier: Arc<dyn PushNotifier>,
+        sender: Arc<dyn AlertSender>,
         settings: Settings,
     ) -> Self {
         Services {
@@ -141,12 +162,15 @@ impl Services {
             idempotency: records.clone(),
             cache: records.clone(),
             rate: records.clone(),
+            alerts: records.clone(),
             sweeper: records,
             blobs,
             uploads,
-            queue,
-            chunks,
+            queue: queues.jobs,
+            chunks: queues.chunks,
+            alert_queue: queues.alerts,
             notifier,
+            sender,
             settings,
             loaded_models: Arc::new(models::LoadedModels::default()),
         }

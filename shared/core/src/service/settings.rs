@@ -61,6 +61,13 @@ pub struct Settings {
     /// How long such a job waits before it is tried again (see the limits table; fixed
     /// outside tests; at most 900 s).
     pub deferred_job_delay_secs: u32,
+    /// Attempts an alert gets before it is dead-lettered (`NOMALY_ALERT_MAX_ATTEMPTS`,
+    /// default 8).
+    pub alert_max_attempts: u32,
+    /// The first retry of an alert waits about this long, doubling each time, at most
+    /// 900 s (`NOMALY_ALERT_RETRY_BASE_SECS`, default 15: 8 attempts span about half an
+    /// hour).
+    pub alert_retry_base_secs: u32,
 }
 
 impl Default for Settings {
@@ -83,6 +90,8 @@ impl Default for Settings {
             imports_dir: None,
             max_running_jobs_per_tenant: limits::MAX_RUNNING_JOBS_PER_TENANT,
             deferred_job_delay_secs: limits::DEFERRED_JOB_DELAY_SECS,
+            alert_max_attempts: 8,
+            alert_retry_base_secs: 15,
         }
     }
 }
@@ -128,6 +137,8 @@ impl Settings {
             imports_dir: None,
             max_running_jobs_per_tenant: d.max_running_jobs_per_tenant,
             deferred_job_delay_secs: d.deferred_job_delay_secs,
+            alert_max_attempts: read("NOMALY_ALERT_MAX_ATTEMPTS", d.alert_max_attempts)?.max(1),
+            alert_retry_base_secs: read("NOMALY_ALERT_RETRY_BASE_SECS", d.alert_retry_base_secs)?,
         })
     }
 }

@@ -10,9 +10,9 @@
 use super::models::LoadedModels;
 use super::{Services, Settings};
 use crate::ports::{
-    BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper, IdempotencyStore,
-    JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache, StreamStore,
-    TaskStore, UrlSigner,
+    AlertSender, AlertStore, BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper,
+    IdempotencyStore, JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache,
+    StreamStore, TaskStore, UrlSigner,
 };
 
 macro_rules! uses {
@@ -67,6 +67,12 @@ uses! {
     UsesRate::rate -> dyn RateLimiter;
     /// Models loaded from the blob store, kept while the process lives.
     UsesLoadedModels::loaded_models -> LoadedModels;
+    /// Reads and writes alert rules and deliveries.
+    UsesAlerts::alerts -> dyn AlertStore;
+    /// Sends to the alerts queue.
+    UsesAlertQueue::alert_queue -> dyn JobQueue;
+    /// Sends alerts out.
+    UsesSender::sender -> dyn AlertSender;
 }
 
 /// Reads the tunables.

@@ -155,6 +155,7 @@ impl Env {
         let queue = match lane {
             Lane::Jobs => &self.stack.queue,
             Lane::Chunks => &self.stack.chunks,
+            Lane::Alerts => &self.stack.alerts,
         };
         let deliveries = queue.receive(max, 30).await.unwrap();
         let records: Vec<Value> = deliveries

@@ -18,9 +18,9 @@ mod reporter;
 pub use reporter::Reporter;
 
 use crate::ports::Delivery;
-use crate::service::batch;
 use crate::service::tasks::{count_retry, give_back, Handled};
 use crate::service::Services;
+use crate::service::{alerts, batch};
 use lifecycle::handle_inner;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -33,6 +33,8 @@ pub enum Lane {
     Jobs,
     /// Batch chunks: [`batch::handle_chunk`].
     Chunks,
+    /// Alert deliveries: [`alerts::deliver`].
+    Alerts,
 }
 
 impl Lane {
@@ -41,6 +43,7 @@ impl Lane {
         match self {
             Lane::Jobs => services.queue.clone(),
             Lane::Chunks => services.chunks.clone(),
+            Lane::Alerts => services.alert_queue.clone(),
         }
     }
 
@@ -77,6 +80,7 @@ impl Lane {
         match self {
             Lane::Jobs => handle_within(services, delivery, deadline).await,
             Lane::Chunks => batch::handle_chunk(services, delivery, deadline).await,
+            Lane::Alerts => alerts::deliver(services, delivery).await,
         }
     }
 }
