@@ -26,6 +26,8 @@ EVENT_PROFILED = "evt_01JDKX0000000000000000EVT1"
 STREAM = "stm_01JDKX0000000000000000STM1"
 TASK_BATCH = "tsk_01JDKX000000000000000TASK5"
 TASK_PLAN = "tsk_01JDKX000000000000000TASK6"
+ALERT_RULE = "alr_01JDKX0000000000000000AR01"
+ALERT_DELIVERY = "alt_01JDKX0000000000000000AT01"
 # The object a batch reads (stored in moto by the test from events/batch-sample.csv).
 BATCH_KEY = f"tenants/acme/data/batch-sample.csv"
 UPLOAD_SIZE = 4242
@@ -222,6 +224,18 @@ def main():
         record["eventSourceARN"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:nomaly-chunks"
         chunk_records.append(record)
     events["chunks-sqs"] = {"Records": chunk_records}
+
+    # ---- notify: the first attempt of one alert delivery
+    alert_job = {
+        "job_id": "job_01JDKX000000000000000000A1",
+        "tenant": TENANT,
+        "kind": "alert",
+        "correlation_id": ALERT_DELIVERY,
+        "body": {"rule_id": ALERT_RULE, "delivery_id": ALERT_DELIVERY, "attempt": 1},
+    }
+    record = sqs_record("1f2e3d4c-0000-4000-8000-000000000020", alert_job)
+    record["eventSourceARN"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:nomaly-alerts"
+    events["notify-sqs"] = {"Records": [record]}
 
     # ---- ingest
     key = f"tenants/{TENANT}/uploads/{DATASET_UPLOAD}.upload"

@@ -2,6 +2,7 @@
 //! (`nomaly`, the functions under cargo lambda) on real data. Run one file's tests with a
 //! filter, e.g. `cargo test -p nomaly-tests --test end_to_end detect_quality::`.
 
+mod alerts;
 mod contract;
 mod detect_cli;
 mod detect_quality;

@@ -13,10 +13,11 @@ use nomaly_aws::deployment::Deployment;
 use nomaly_aws::provision::{self, Names};
 use nomaly_aws::Clients;
 use nomaly_core::domain::{
-    ApiKey, BatchProgress, Channel, Connection, Dataset, DatasetStatus, EventType, Stream,
-    StreamState, Task, TaskKind, TaskStatus, TenantId,
+    AlertDelivery, AlertMatch, AlertRule, ApiKey, BatchProgress, Channel, Connection, Dataset,
+    DatasetStatus, DeliveryStatus, Destination, EventType, Stream, StreamState, Task, TaskKind,
+    TaskStatus, TenantId,
 };
-use nomaly_core::ids::{DatasetId, KeyId, StreamId, TaskId};
+use nomaly_core::ids::{AlertId, DatasetId, DeliveryId, KeyId, StreamId, TaskId};
 use nomaly_core::ports::{BlobKey, Job};
 use nomaly_core::service::{Services, Settings};
 use nomaly_core::time::Timestamp;
@@ -42,6 +43,8 @@ const UPLOAD_SIZE: usize = 4242;
 const STREAM: &str = "stm_01JDKX0000000000000000STM1";
 const TASK_BATCH: &str = "tsk_01JDKX000000000000000TASK5";
 const TASK_PLAN: &str = "tsk_01JDKX000000000000000TASK6";
+const ALERT_RULE: &str = "alr_01JDKX0000000000000000AR01";
+const ALERT_DELIVERY: &str = "alt_01JDKX0000000000000000AT01";
 
 fn cargo_lambda() -> std::path::PathBuf {
     let path = repo_root().join(".venv").join("bin").join("cargo-lambda");
@@ -260,6 +263,54 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
     let mut queued = Task::new(tenant.clone(), TaskKind::Batch, "seed");
     queued.id = task_id(TASK_PLAN);
     services.tasks.create_task(&queued).await.expect("task");
+    // An alert rule whose webhook is on loopback, and the delivery `notify-sqs` sends:
+    // under Lambda no loopback address is allowed, so the attempt is refused for good.
+    let now = Timestamp::now();
+    let rule = AlertRule {
+        id: AlertId::parse(ALERT_RULE).expect("rule id"),
+        tenant: tenant.clone(),
+        name: "pump alerts".into(),
+        matches: AlertMatch {
+            events: vec![EventType::AnomalyDetected],
+            stream_id: None,
+            model_id: None,
+            entity: None,
+            min_score: None,
+        },
+        destination: Destination::Webhook {
+            url: "https://127.0.0.1:9/hook".into(),
+        },
+        secret: "whsec_seed".into(),
+        cooldown: 300,
+        group_by: vec![],
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    };
+    services.alerts.put_rule(&rule).await.expect("rule");
+    services
+        .alerts
+        .create_delivery(&AlertDelivery {
+            id: DeliveryId::parse(ALERT_DELIVERY).expect("delivery id"),
+            tenant: tenant.clone(),
+            rule_id: rule.id.clone(),
+            event_id: None,
+            event_type: None,
+            group: String::new(),
+            count: 0,
+            test: true,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            latency_ms: None,
+            created_at: now,
+            last_attempt_at: None,
+            next_attempt_at: None,
+            event: json!({"type": "alert.test"}),
+        })
+        .await
+        .expect("delivery");
     // The detect job's rows, where the job says they are.
     let rows = json!({"columns": ["x", "y"], "rows": (0..200).map(|i| vec![(i % 9) as f64, (i % 4) as f64]).chain([vec![80.0, -80.0]]).collect::<Vec<_>>()});
     let input =
@@ -872,6 +923,36 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
         .filter(|e| e.kind == EventType::TaskCompleted && e.payload["task_id"] == json!(TASK_BATCH))
         .count();
     assert_eq!(completions, 1, "one completion for two deliveries");
+
+    // Alerts: the notify function sends the delivery's first attempt and logs it. The
+    // rule's webhook is on loopback, which a Lambda function never reaches.
+    let r = watch.ok("notify", "notify-sqs");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
+    let logged = services
+        .alerts
+        .get_delivery(
+            &tenant,
+            &AlertId::parse(ALERT_RULE).expect("id"),
+            &DeliveryId::parse(ALERT_DELIVERY).expect("id"),
+        )
+        .await
+        .expect("read")
+        .expect("the delivery");
+    assert_eq!(logged.status, DeliveryStatus::DeadLettered, "{logged:?}");
+    assert_eq!(logged.attempts, 1);
+    assert!(
+        logged
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("loopback")),
+        "{logged:?}"
+    );
+    let again = watch.ok("notify", "notify-sqs");
+    assert_eq!(
+        again["batchItemFailures"],
+        json!([]),
+        "a duplicate message is acknowledged"
+    );
 
     // Last, as it removes the model the others use.
     let (s, _, _) = watch.http("api-models-delete");

@@ -99,7 +99,7 @@ fn every_template_function_is_a_workspace_binary_and_back() {
         binaries, on_disk,
         "the template declares exactly the binaries under functions/"
     );
-    assert_eq!(on_disk.len(), 7);
+    assert_eq!(on_disk.len(), 8);
 }
 
 #[test]
@@ -193,6 +193,23 @@ fn queue_and_worker_timings_agree() {
         d["chunks_max_receives"].as_u64(),
         d["queue_max_receives"].as_u64(),
         "one retry budget (NOMALY_MAX_RECEIVES) serves both queues"
+    );
+    let notify = d["functions"]["NotifyFunction"]["timeout"]
+        .as_u64()
+        .expect("notify timeout");
+    let alerts_visibility = d["alerts_visibility_timeout"].as_u64().expect("visibility");
+    assert!(
+        alerts_visibility >= 6 * notify,
+        "alerts visibility {alerts_visibility} s < 6 x the notify function's timeout {notify} s"
+    );
+    assert!(
+        notify > 10 * nomaly_core::webhook::http::TIMEOUT.as_secs(),
+        "a batch of ten webhooks that all time out fits the notify function's {notify} s"
+    );
+    assert_eq!(
+        d["alerts_max_receives"].as_u64(),
+        d["queue_max_receives"].as_u64(),
+        "one retry budget (NOMALY_MAX_RECEIVES) serves the alerts queue too"
     );
     for f in d["functions"].as_object().expect("functions").values() {
         for (k, v) in f["env_values"].as_object().expect("values") {

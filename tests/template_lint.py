@@ -54,6 +54,7 @@ def describe(template) -> dict:
         }
     queue = template["Resources"]["JobsQueue"]["Properties"]
     chunks = template["Resources"]["ChunksQueue"]["Properties"]
+    alerts = template["Resources"]["AlertsQueue"]["Properties"]
     resources = template["Resources"]
     worker_events = resources["WorkerFunction"]["Properties"].get("Events", {})
     return {
@@ -69,6 +70,8 @@ def describe(template) -> dict:
         "queue_max_receives": queue["RedrivePolicy"]["maxReceiveCount"],
         "chunks_visibility_timeout": chunks["VisibilityTimeout"],
         "chunks_max_receives": chunks["RedrivePolicy"]["maxReceiveCount"],
+        "alerts_visibility_timeout": alerts["VisibilityTimeout"],
+        "alerts_max_receives": alerts["RedrivePolicy"]["maxReceiveCount"],
     }
 
 

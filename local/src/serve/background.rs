@@ -19,8 +19,8 @@ fn visibility_secs(lane: Lane) -> u32 {
     match lane {
         Lane::Jobs => 5400,
         Lane::Chunks => 1800,
-        // A send takes at most 5 s; the notify function's 6 × 30 s.
-        Lane::Alerts => 180,
+        // The notify function's 6 × 60 s.
+        Lane::Alerts => 360,
     }
 }
 

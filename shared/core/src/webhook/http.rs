@@ -1,15 +1,24 @@
 //! The HTTPS client of webhooks. Each request resolves its host, checks every address
-//! against the [`AddressPolicy`], and connects to the address it checked (the
-//! client's resolution is pinned to it), so a name that answers differently the second
-//! time (DNS rebinding) cannot reach what the check refused. Redirects are not followed,
-//! proxies are not used, a request has 5 seconds, and at most 1 KiB of the answer is read.
+//! against the [`AddressPolicy`], and opens its own connection to the address it checked
+//! (TLS names the host; nothing resolves it again), so a name that answers differently
+//! the second time (DNS rebinding) cannot reach what the check refused. No redirect is
+//! followed and no proxy used; a request has 5 seconds in all, and at most 1 KiB of the
+//! answer is read.
+//!
+//! Built on hyper and tokio-rustls with the aws-lc-rs provider named explicitly, so no
+//! process-wide TLS setting is needed or changed.
 
 use super::address::{forbidden, AddressPolicy};
 use crate::ports::{AlertSender, SendOutcome, WebhookRequest};
 use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::{header, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How long one webhook request may take, connecting included.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,12 +53,16 @@ impl Resolve for SystemResolver {
 pub struct HttpSender {
     policy: AddressPolicy,
     resolver: Arc<dyn Resolve>,
+    tls: Result<Arc<rustls::ClientConfig>, String>,
 }
 
-/// Where one request goes: the URL, and (for a name) the address it is pinned to.
+/// Where one request goes: the URL, the address checked, and the host as TLS and the
+/// `Host` header name it.
 struct Target {
-    url: reqwest::Url,
-    pinned: Option<(String, SocketAddr)>,
+    url: url::Url,
+    address: SocketAddr,
+    host: String,
+    tls: bool,
 }
 
 /// Why a URL cannot be sent to: for good, or for now (the name did not resolve).
@@ -58,13 +71,36 @@ enum Unusable {
     Unresolved(String),
 }
 
+/// The TLS client configuration: the system's roots, aws-lc-rs.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err("no trusted root certificates were found on this system".into());
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS cannot be set up: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 impl HttpSender {
     /// A sender under `policy`, resolving names with `resolver`.
     pub fn new(policy: AddressPolicy, resolver: Arc<dyn Resolve>) -> Self {
-        // reqwest's rustls needs a process-wide provider; aws-lc-rs is the one the AWS
-        // SDK already links. Installing it twice is harmless.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        HttpSender { policy, resolver }
+        let tls = tls_config();
+        if let Err(why) = &tls {
+            tracing::warn!(why, "https webhooks cannot be sent");
+        }
+        HttpSender {
+            policy,
+            resolver,
+            tls,
+        }
     }
 
     /// A sender with the system resolver.
@@ -80,10 +116,10 @@ impl HttpSender {
             )));
         }
         let parsed =
-            reqwest::Url::parse(url).map_err(|e| refused(format!("the URL is not valid: {e}")))?;
-        let plain_http = match parsed.scheme() {
-            "https" => false,
-            "http" if self.policy.allow_loopback => true,
+            url::Url::parse(url).map_err(|e| refused(format!("the URL is not valid: {e}")))?;
+        let tls = match parsed.scheme() {
+            "https" => true,
+            "http" if self.policy.allow_loopback => false,
             "http" => {
                 return Err(refused(
                     "the URL must be https (plain http only to loopback, on a local server started with --allow-loopback-webhooks)".into(),
@@ -125,16 +161,19 @@ impl HttpSender {
                     a.ip()
                 )));
             }
-            if plain_http && !a.ip().is_loopback() {
+            if !tls && !a.ip().is_loopback() {
                 return Err(refused(format!(
                     "plain http goes only to loopback; {} is not: use https",
                     a.ip()
                 )));
             }
         }
+        let host = name.unwrap_or_else(|| addresses[0].ip().to_string());
         Ok(Target {
             url: parsed,
-            pinned: name.map(|n| (n, addresses[0])),
+            address: addresses[0],
+            host,
+            tls,
         })
     }
 
@@ -155,59 +194,26 @@ impl HttpSender {
                 }
             }
         };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .user_agent(concat!("nomaly-webhooks/", env!("CARGO_PKG_VERSION")));
-        if let Some((name, address)) = &target.pinned {
-            builder = builder.resolve(name, *address);
-        }
-        let client = match builder.build() {
-            Ok(c) => c,
-            Err(e) => {
+        let answer = match tokio::time::timeout(TIMEOUT, self.exchange(&target, request)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(error)) => {
                 return SendOutcome::Retry {
                     status: None,
-                    error: format!("the HTTP client could not be built: {e}"),
+                    error,
                 }
             }
-        };
-        let mut call = client
-            .post(target.url)
-            .header("Content-Type", "application/json")
-            .body(request.body.clone());
-        for (name, value) in &request.headers {
-            call = call.header(name, value);
-        }
-        let mut answer = match call.send().await {
-            Ok(a) => a,
-            Err(e) if e.is_timeout() => {
+            Err(_) => {
                 return SendOutcome::Retry {
                     status: None,
                     error: format!("no answer within {} s", TIMEOUT.as_secs()),
                 }
             }
-            Err(e) => {
-                return SendOutcome::Retry {
-                    status: None,
-                    error: format!("the request failed: {}", chain(&e)),
-                }
-            }
         };
-        let status = answer.status().as_u16();
-        if answer.status().is_success() {
+        let (status, said) = answer;
+        if (200..300).contains(&status) {
             return SendOutcome::Delivered { status };
         }
-        let mut text = Vec::new();
-        while text.len() < MAX_ANSWER_BYTES {
-            match tokio::time::timeout(TIMEOUT, answer.chunk()).await {
-                Ok(Ok(Some(chunk))) => text.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        text.truncate(MAX_ANSWER_BYTES);
-        let said = String::from_utf8_lossy(&text).trim().to_string();
+        let said = String::from_utf8_lossy(&said).trim().to_string();
         let error = if said.is_empty() {
             format!("the receiver answered {status}")
         } else {
@@ -226,6 +232,29 @@ impl HttpSender {
         }
     }
 
+    /// Connects to the checked address (TLS for `https`) and makes the request: the
+    /// status and up to [`MAX_ANSWER_BYTES`] of the body.
+    async fn exchange(
+        &self,
+        target: &Target,
+        request: &WebhookRequest,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let tcp = tokio::net::TcpStream::connect(target.address)
+            .await
+            .map_err(|e| format!("could not connect to {}: {e}", target.address))?;
+        if !target.tls {
+            return post_over(tcp, target, request).await;
+        }
+        let config = self.tls.clone()?;
+        let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+            .map_err(|e| format!("{} is not a name TLS can check: {e}", target.host))?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("the TLS handshake with {} failed: {e}", target.host))?;
+        post_over(stream, target, request).await
+    }
+
     /// Whether `url` may be a webhook now (`Err` says why not).
     pub async fn check(&self, url: &str) -> Result<(), String> {
         match self.target(url).await {
@@ -233,6 +262,67 @@ impl HttpSender {
             Err(Unusable::Refused(why) | Unusable::Unresolved(why)) => Err(why),
         }
     }
+}
+
+/// One HTTP/1.1 POST on `io`.
+async fn post_over<S>(
+    io: S,
+    target: &Target,
+    request: &WebhookRequest,
+) -> Result<(u16, Vec<u8>), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("the HTTP handshake failed: {}", chain(&e)))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut path = target.url.path().to_string();
+    if let Some(q) = target.url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let host = match target.url.port() {
+        Some(port) => format!("{}:{port}", target.url.host_str().unwrap_or(&target.host)),
+        None => target.url.host_str().unwrap_or(&target.host).to_string(),
+    };
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::USER_AGENT,
+            concat!("nomaly-webhooks/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(header::CONNECTION, "close");
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let call = builder
+        .body(Full::new(Bytes::from(request.body.clone())))
+        .map_err(|e| format!("the request could not be made: {e}"))?;
+    let answer = sender
+        .send_request(call)
+        .await
+        .map_err(|e| format!("the request failed: {}", chain(&e)))?;
+    let status = answer.status().as_u16();
+    let mut body = answer.into_body();
+    let mut said = Vec::new();
+    while said.len() < MAX_ANSWER_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    said.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    said.truncate(MAX_ANSWER_BYTES);
+    Ok((status, said))
 }
 
 /// An error and its causes on one line.
