@@ -6,31 +6,12 @@
 //! whose EventBridge rule delivers it to an SQS queue (moto 5 runs `PutEvents` rules and
 //! SQS targets).
 
-use nomaly_contract::webhook_receiver::{Got, Receiver};
+use nomaly_contract::webhook_receiver::{episode_series, Got, Receiver};
 use nomaly_core::webhook;
 use nomaly_tests::server::{Api, Server};
 use nomaly_tests::{nomaly, scratch};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// Five days of a daily cycle at five-minute steps, with four spikes from point 1260,
-/// 40 points apart, each twice the last.
-fn series() -> Vec<Value> {
-    (0..1440usize)
-        .map(|i| {
-            let t = 1_396_310_400 + 300 * i as i64;
-            let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-            let wobble = ((i * 7919) % 13) as f64 * 0.05;
-            let k = i.wrapping_sub(1260);
-            let spike = if k < 160 && k % 40 == 0 {
-                60.0 * f64::from(1 << (k / 40))
-            } else {
-                0.0
-            };
-            json!({"timestamp": t, "value": 50.0 + 20.0 * phase.sin() + wobble + spike})
-        })
-        .collect()
-}
 
 async fn stream_with_spikes(api: &Api) -> String {
     let (s, made) = api
@@ -45,7 +26,7 @@ async fn stream_with_spikes(api: &Api) -> String {
 }
 
 async fn send_spikes(api: &Api, stream: &str) {
-    for chunk in series().chunks(20) {
+    for chunk in episode_series(1260).chunks(20) {
         let (s, body) = api
             .call(
                 "POST",

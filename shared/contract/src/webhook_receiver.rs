@@ -1,6 +1,7 @@
-//! A webhook receiver for the tests: a real HTTP/1.1 server on loopback that records
-//! each request and answers the statuses of a script in turn (then 200), so a test can
-//! make a receiver fail twice, or never answer 2xx.
+//! What the alert tests share: a webhook receiver (a real HTTP/1.1 server on loopback
+//! that records each request and answers the statuses of a script in turn, then 200, so
+//! a test can make a receiver fail twice, or never answer 2xx), and a series whose
+//! anomalies make an episode.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -103,4 +104,25 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Got> {
         body.extend_from_slice(&chunk[..n]);
     }
     Some(Got { headers, body })
+}
+
+/// Five days of a daily cycle at five-minute steps (`{"timestamp", "value"}` points),
+/// with an episode from point `first`: four spikes 40 points (200 minutes) apart, each
+/// twice the last. (A stream flags a run of anomalous points once, so an episode of
+/// several flags is a string of spikes.)
+pub fn episode_series(first: usize) -> Vec<serde_json::Value> {
+    (0..1440usize)
+        .map(|i| {
+            let t = 1_396_310_400 + 300 * i as i64;
+            let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let wobble = ((i * 7919) % 13) as f64 * 0.05;
+            let k = i.wrapping_sub(first);
+            let spike = if k < 160 && k.is_multiple_of(40) {
+                60.0 * f64::from(1u32 << (k / 40))
+            } else {
+                0.0
+            };
+            serde_json::json!({"timestamp": t, "value": 50.0 + 20.0 * phase.sin() + wobble + spike})
+        })
+        .collect()
 }

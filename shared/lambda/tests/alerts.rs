@@ -10,7 +10,7 @@
 use crate::support::{env_with, Env};
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use nomaly_contract::webhook_receiver::{Got, Receiver};
+use nomaly_contract::webhook_receiver::{episode_series, Got, Receiver};
 use nomaly_core::service::worker::Lane;
 use nomaly_core::service::Settings;
 use nomaly_core::webhook::{self, AddressPolicy, HttpSender, Resolve, SystemResolver};
@@ -60,26 +60,6 @@ async fn make_rule(e: &Env, key: &str, body: Value) -> Value {
         format!("/v1/alerts/{}", rule["id"].as_str().expect("id")).as_str()
     );
     rule
-}
-
-/// Five days of a daily cycle at five-minute steps, with an episode from `episode`: four
-/// spikes 40 points (200 minutes) apart, each twice the last (the detector flags a run
-/// of anomalous points once, so an episode of separate flags is a string of spikes).
-fn series(episode: usize) -> Vec<Value> {
-    (0..1440)
-        .map(|i| {
-            let t = 1_396_310_400 + 300 * i as i64;
-            let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
-            let wobble = ((i * 7919) % 13) as f64 * 0.05;
-            let k = (i as usize).wrapping_sub(episode);
-            let spike = if k < 160 && k % 40 == 0 {
-                60.0 * f64::from(1 << (k / 40))
-            } else {
-                0.0
-            };
-            json!({"timestamp": t, "value": 50.0 + 20.0 * phase.sin() + wobble + spike})
-        })
-        .collect()
 }
 
 async fn deliveries(e: &Env, key: &str, rule: &str) -> Vec<Value> {
@@ -140,7 +120,7 @@ async fn a_stream_episode_is_one_signed_alert_per_cooldown() {
     );
 
     // The episode arrives over many requests: several anomaly events.
-    let points = series(1260);
+    let points = episode_series(1260);
     for chunk in points.chunks(20) {
         let (s, _, body) = e
             .post_points(&key, &stream_id, json!({ "points": chunk }))
