@@ -285,6 +285,21 @@ async fn every_documented_operation_answers_as_documented() {
     let (s, _) = api.call("GET", &format!("/v1/streams/{id}"), None).await;
     assert_eq!(s, 200);
     call("GET", "/v1/streams/{id}");
+    let (s, verdict) = api
+        .call(
+            "POST",
+            "/v1/feedback",
+            Some(
+                json!({"stream_id": id, "label": "true_positive", "from": 0, "to": 2_000_000_000}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{verdict}");
+    assert_eq!(verdict["changed"], false, "{verdict}");
+    call("POST", "/v1/feedback");
+    let (s, verdicts) = api.call("GET", "/v1/feedback", None).await;
+    assert_eq!(s, 200, "{verdicts}");
+    call("GET", "/v1/feedback");
 
     // A stream split by entity, and its entities.
     let (s, split) = api

@@ -12,7 +12,11 @@
 //! - `A->B`, `B->A`, `held-out`: the threshold optimised on one half of the series and
 //!   scored on the other (halves alternate within each NAB category), and both held-out
 //!   halves summed: a figure no threshold was tuned on;
-//! - `raw-corpus`: the raw score under NAB's optimiser, to show what the common scale adds.
+//! - `raw-corpus`: the raw score under NAB's optimiser, to show what the common scale adds;
+//! - `feedback`: at the default threshold, with one `false_positive` verdict sent after
+//!   each series' first false positive (the rule of `POST /v1/feedback`,
+//!   [`nomaly_detect::stream::feedback`], raises that stream's threshold for the rest of
+//!   the series); compare it with `default`. The rule is fixed, not tuned here.
 //!
 //! NAB's own results for its "numenta" (HTM) detector, when the folder has them
 //! (`nab-results/`), are scored in the same run as the reference.
@@ -24,7 +28,7 @@
 use anyhow::{bail, Context, Result};
 use nomaly_detect::nab::{self, Labelled, Tally};
 use nomaly_detect::stream::likelihood::{Likelihood, LikelihoodParams};
-use nomaly_detect::stream::{hst, rcf, seasonal, window, StreamDetector, StreamSpec};
+use nomaly_detect::stream::{feedback, hst, rcf, seasonal, window, StreamDetector, StreamSpec};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -242,6 +246,42 @@ fn at(
     total
 }
 
+/// Each series at `threshold`; after its first false positive, a `false_positive` verdict
+/// on that point raises the threshold for the rest of the series. Returns the summed tally,
+/// how many series got a verdict, and how many of those points scored at or above the
+/// rule's ceiling (a threshold cannot rise past them).
+fn with_feedback(series: &[Series], scores: &[Vec<f64>], threshold: f64) -> (Tally, usize, usize) {
+    let mut total = Tally::zero(threshold);
+    let mut verdicts = 0;
+    let mut saturated = 0;
+    for (s, sc) in series.iter().zip(scores) {
+        let Some(first) = s.labelled.first_false_positive(sc, threshold) else {
+            total.add(&s.labelled.score(sc, threshold));
+            continue;
+        };
+        verdicts += 1;
+        if sc[first] >= feedback::CEILING {
+            saturated += 1;
+        }
+        let raised = feedback::after_false_positive(threshold, sc[first]);
+        // Later rows flag at `raised`: scaled by threshold / raised, a score clears
+        // `threshold` exactly when it clears `raised`, so one threshold scores both parts.
+        let seen: Vec<f64> = sc
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if i <= first {
+                    v
+                } else {
+                    v * threshold / raised
+                }
+            })
+            .collect();
+        total.add(&s.labelled.score(&seen, threshold));
+    }
+    (total, verdicts, saturated)
+}
+
 /// NAB's optimised threshold over the series `keep` accepts.
 fn optimize(series: &[Series], scores: &[Vec<f64>], keep: impl Fn(&Series) -> bool) -> Tally {
     let corpus: Vec<(&Labelled, &[f64])> = series
@@ -380,6 +420,14 @@ fn main() -> Result<()> {
         row(c.label, "B->A", &b_to_a);
         row(c.label, "held-out", &both);
         row(c.label, "raw-corpus", &optimize(&series, &raw, |_| true));
+        let (fed, verdicts, saturated) =
+            with_feedback(&series, &scores, c.spec.default_threshold());
+        row(c.label, "feedback", &fed);
+        println!(
+            "{:<18} feedback: {verdicts} series got one false_positive verdict; {saturated} of those points scored at or above the ceiling {}",
+            "",
+            feedback::CEILING
+        );
         if per_series {
             for (s, sc) in series.iter().zip(&scores) {
                 let t = s.labelled.score(sc, c.spec.default_threshold());

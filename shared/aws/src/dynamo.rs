@@ -17,6 +17,7 @@
 //! | stream's entity count | `T#<tenant>` | `ENTITIES#<stream>` | `n` (entities the stream holds), changed in the transactions that make and evict entities |
 //! | alert rule | `T#<tenant>` | `ALERTRULE#<id>` | |
 //! | alert delivery | `T#<tenant>` | `ALERTLOG#<rule>#<id>` | `n` (its count, added to in place) |
+//! | feedback on a stream's result | `T#<tenant>` | `FEEDBACK#<id>` | |
 //!
 //! Ids are ULIDs, so a query on `T#<tenant>` with `begins_with(sk, "TASK#")` read
 //! backwards lists tasks newest first; `ttl` (epoch seconds) lets DynamoDB drop expired

@@ -116,6 +116,11 @@ async fn alert_rules_and_deliveries() {
 }
 
 #[tokio::test]
+async fn feedback_is_kept_per_tenant() {
+    contract::feedback_is_kept_per_tenant(&store("feedback").await).await;
+}
+
+#[tokio::test]
 async fn connections_register_and_expire() {
     contract::connections_register_and_expire(&store("conns").await).await;
 }

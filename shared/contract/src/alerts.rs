@@ -3,10 +3,11 @@
 
 use crate::tenant;
 use nomaly_core::domain::{
-    AlertDelivery, AlertMatch, AlertRule, DeliveryStatus, Destination, EventType,
+    AlertDelivery, AlertMatch, AlertRule, DeliveryStatus, Destination, EventType, Feedback,
+    FeedbackLabel,
 };
-use nomaly_core::ids::{AlertId, DeliveryId};
-use nomaly_core::ports::{AlertStore, PageRequest, StoreError};
+use nomaly_core::ids::{AlertId, DeliveryId, FeedbackId, StreamId};
+use nomaly_core::ports::{AlertStore, FeedbackStore, PageRequest, StoreError};
 use nomaly_core::time::Timestamp;
 
 fn rule(tenant: &nomaly_core::domain::TenantId) -> AlertRule {
@@ -196,4 +197,44 @@ pub async fn alert_rules_and_deliveries(store: &dyn AlertStore) {
         store.delete_rule(&a, &r.id).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Verdicts: stored once, listed newest first, per tenant.
+pub async fn feedback_is_kept_per_tenant(store: &dyn FeedbackStore) {
+    let (a, b) = (tenant(), tenant());
+    let verdict = |label| Feedback {
+        id: FeedbackId::new(),
+        tenant: a.clone(),
+        stream_id: StreamId::new(),
+        label,
+        event_id: None,
+        index: None,
+        from: Some(1),
+        to: Some(2),
+        score: Some(0.9),
+        threshold_before: 0.5,
+        threshold_after: 0.95,
+        effect: "raised".into(),
+        note: None,
+        created_at: Timestamp::now(),
+    };
+    let first = verdict(FeedbackLabel::FalsePositive);
+    let second = verdict(FeedbackLabel::Missed);
+    store.put_feedback(&first).await.expect("put");
+    store.put_feedback(&second).await.expect("put");
+    assert!(matches!(
+        store.put_feedback(&first).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let listed = store
+        .list_feedback(&a, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![second, first], "newest first");
+    assert!(store
+        .list_feedback(&b, &PageRequest::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
 }

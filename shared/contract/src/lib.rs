@@ -7,7 +7,7 @@
 mod alerts;
 pub mod webhook_receiver;
 
-pub use alerts::alert_rules_and_deliveries;
+pub use alerts::{alert_rules_and_deliveries, feedback_is_kept_per_tenant};
 use nomaly_core::claim_check;
 use nomaly_core::domain::{
     ApiKey, Channel, Connection, EntitySplit, EntityWritten, Event, EventType, ModelRecord,

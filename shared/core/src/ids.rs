@@ -57,6 +57,11 @@ impl Ulid {
         Some(Ulid(value))
     }
 
+    /// The least ULID of millisecond `millis`: a lower bound for ids made then.
+    pub fn floor(millis: i64) -> Self {
+        Ulid((millis.max(0) as u128) << 80)
+    }
+
     /// Milliseconds since the Unix epoch when it was made.
     pub fn millis(&self) -> i64 {
         (self.0 >> 80) as i64
@@ -175,6 +180,12 @@ typed_id!(
     /// A named stream of points scored as they arrive.
     StreamId,
     "stm"
+);
+
+typed_id!(
+    /// A verdict on a stream's result.
+    FeedbackId,
+    "fbk"
 );
 
 typed_id!(

@@ -4,8 +4,8 @@
 //! that reads or lists by tenant never returns another tenant's records.
 
 use crate::domain::{
-    AlertDelivery, AlertRule, ApiKey, Connection, Dataset, EntityWritten, Event, ModelRecord,
-    Stream, StreamEntity, StreamState, Task, TenantId,
+    AlertDelivery, AlertRule, ApiKey, Connection, Dataset, EntityWritten, Event, Feedback,
+    ModelRecord, Stream, StreamEntity, StreamState, Task, TenantId,
 };
 use crate::ids::{
     AlertId, DatasetId, DeliveryId, EventId, JobId, KeyId, ModelId, StreamId, TaskId,
@@ -465,6 +465,19 @@ pub trait PushNotifier: Send + Sync {
     async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError>;
     /// Closes a connection from the server's side (no error if it is already gone).
     async fn disconnect(&self, connection_id: &str) -> Result<(), PushError>;
+}
+
+/// Verdicts on stream results.
+#[async_trait]
+pub trait FeedbackStore: Send + Sync {
+    /// Stores a verdict; `AlreadyExists` if its id is taken.
+    async fn put_feedback(&self, feedback: &Feedback) -> StoreResult<()>;
+    /// A page of a tenant's verdicts, newest first.
+    async fn list_feedback(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Feedback>>;
 }
 
 /// Alert rules and the log of their deliveries.

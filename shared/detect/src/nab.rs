@@ -184,6 +184,15 @@ impl Labelled {
         probation(self.places.len())
     }
 
+    /// The first row flagged at `threshold` outside every window and past the probation:
+    /// the first false positive a person would see.
+    pub fn first_false_positive(&self, scores: &[f64], threshold: f64) -> Option<usize> {
+        self.places
+            .iter()
+            .zip(scores)
+            .position(|(place, score)| matches!(place, Place::Outside) && *score >= threshold)
+    }
+
     /// How flagging every row whose score is at or above `threshold` scores.
     ///
     /// # Panics

@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS stream_entities (tenant TEXT NOT NULL, stream TEXT NO
 CREATE INDEX IF NOT EXISTS stream_entities_by_seen ON stream_entities (tenant, stream, seen_ms);
 CREATE TABLE IF NOT EXISTS alert_rules (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS feedback (tenant TEXT NOT NULL, id TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (tenant, id));
 CREATE TABLE IF NOT EXISTS alert_deliveries (tenant TEXT NOT NULL, rule TEXT NOT NULL, id TEXT NOT NULL,
     count INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, rule, id));
 ";

@@ -74,6 +74,7 @@ enum Records {
     Datasets,
     Streams,
     AlertRules,
+    Feedback,
 }
 
 impl Records {
@@ -84,6 +85,7 @@ impl Records {
             Records::Datasets => "datasets",
             Records::Streams => "streams",
             Records::AlertRules => "alert_rules",
+            Records::Feedback => "feedback",
         }
     }
 }

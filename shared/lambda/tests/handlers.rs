@@ -8,6 +8,7 @@ mod bad_input;
 mod batch;
 mod entities;
 mod faults;
+mod feedback;
 mod flows;
 mod reports;
 mod streams;

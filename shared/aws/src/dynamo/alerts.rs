@@ -1,4 +1,4 @@
-//! Alert rules (`ALERTRULE#<id>`) and their delivery logs (`ALERTLOG#<rule>#<id>`, with
+//! Feedback on stream results (`FEEDBACK#<id>`), alert rules (`ALERTRULE#<id>`) and their delivery logs (`ALERTLOG#<rule>#<id>`, with
 //! the delivery's count as its own number attribute `n`, so adding to it is one `ADD`
 //! and a status write, which sets `body` alone, never overwrites it).
 
@@ -6,9 +6,9 @@ use super::{
     decode_token, encode_token, n, parse, s, sdk, tenant_item, tenant_pk, DynamoStore, Item,
 };
 use async_trait::async_trait;
-use nomaly_core::domain::{AlertDelivery, AlertRule, TenantId};
+use nomaly_core::domain::{AlertDelivery, AlertRule, Feedback, TenantId};
 use nomaly_core::ids::{AlertId, DeliveryId};
-use nomaly_core::ports::{AlertStore, Page, PageRequest, StoreError, StoreResult};
+use nomaly_core::ports::{AlertStore, FeedbackStore, Page, PageRequest, StoreError, StoreResult};
 
 const RULE: &str = "ALERTRULE#";
 
@@ -178,5 +178,23 @@ impl AlertStore for DynamoStore {
             }
             Err(e) => Err(sdk("count into a delivery")(e)),
         }
+    }
+}
+
+const FEEDBACK: &str = "FEEDBACK#";
+
+#[async_trait]
+impl FeedbackStore for DynamoStore {
+    async fn put_feedback(&self, feedback: &Feedback) -> StoreResult<()> {
+        let item = tenant_item(&feedback.tenant, FEEDBACK, feedback.id.as_str(), feedback)?;
+        self.put_new(item, feedback.id.as_str()).await
+    }
+
+    async fn list_feedback(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Feedback>> {
+        self.list(tenant, FEEDBACK, page).await
     }
 }

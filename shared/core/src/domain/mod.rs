@@ -5,6 +5,7 @@ pub mod alert;
 pub mod connection;
 pub mod dataset;
 pub mod event;
+pub mod feedback;
 pub mod key;
 pub mod model;
 pub mod payload;
@@ -16,6 +17,7 @@ pub use alert::{AlertDelivery, AlertMatch, AlertRule, DeliveryStatus, Destinatio
 pub use connection::{Channel, Connection};
 pub use dataset::{Dataset, DatasetStatus};
 pub use event::{Event, EventType};
+pub use feedback::{Feedback, FeedbackLabel};
 pub use key::{ApiKey, IssuedKey};
 pub use model::ModelRecord;
 pub use stream::{

@@ -1,9 +1,12 @@
-//! The alert routes: rules, their test-fire, and their delivery logs.
+//! The alert routes (rules, their test-fire, their delivery logs) and feedback on
+//! stream results.
 
 use super::extract::{JsonBody, Tenant};
 use super::routes::{listing, parse_id, query, Answer, Listing};
+use crate::domain::Feedback;
 use crate::ids::{AlertId, DeliveryId};
 use crate::service::alerts::{self, AlertRequest, AlertView, DeliveryView};
+use crate::service::feedback::{self, FeedbackAnswer, FeedbackRequest};
 use crate::service::Services;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -109,4 +112,26 @@ pub async fn get_delivery(
     let id = parse_id(&id, "alert rule", AlertId::parse)?;
     let delivery = parse_id(&delivery, "delivery", DeliveryId::parse)?;
     Ok(Json(alerts::delivery(&services, &tenant, &id, &delivery).await?).into_response())
+}
+
+/// `POST /v1/feedback`: a verdict on a stream's result; 201 with what it changed.
+#[utoipa::path(post, path = "/v1/feedback", tag = "alerts", request_body = FeedbackRequest, responses((status = 201, description = "The verdict stored, and whether the stream's threshold moved (`feedback.effect` says how)", body = FeedbackAnswer)))]
+pub async fn give_feedback(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    JsonBody(request): JsonBody<FeedbackRequest>,
+) -> Answer {
+    let answer = feedback::give(&services, &tenant, request).await?;
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// `GET /v1/feedback`: the tenant's verdicts, newest first.
+#[utoipa::path(get, path = "/v1/feedback", tag = "alerts", params(Listing), responses((status = 200, description = "Verdicts, newest first", body = super::answers::Page<Feedback>)))]
+pub async fn list_feedback(
+    State(services): State<Services>,
+    Tenant(tenant): Tenant,
+    q: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let page = feedback::list(&services, &tenant, &query(q)?.page()?).await?;
+    Ok(listing(page.items, page.next_token))
 }

@@ -104,6 +104,8 @@ pub fn v1_routes() -> Vec<Route> {
             "/alerts/{id}/deliveries/{delivery_id}",
             alert_routes::get_delivery,
         ),
+        at(M::POST, "/feedback", alert_routes::give_feedback),
+        at(M::GET, "/feedback", alert_routes::list_feedback),
     ]
 }
 

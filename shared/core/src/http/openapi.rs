@@ -56,6 +56,8 @@ use utoipa::{Modify, OpenApi};
         alert_routes::test_alert,
         alert_routes::list_deliveries,
         alert_routes::get_delivery,
+        alert_routes::give_feedback,
+        alert_routes::list_feedback,
     ),
     components(schemas(ProblemBody)),
     modifiers(&Conventions),
@@ -68,7 +70,7 @@ use utoipa::{Modify, OpenApi};
         (name = "datasets", description = "Uploads, profiled"),
         (name = "events", description = "The tenant's audit log"),
         (name = "streams", description = "Time series scored point by point; backtests"),
-        (name = "alerts", description = "Rules that send events to webhooks or EventBridge, and their delivery logs"),
+        (name = "alerts", description = "Rules that send events to webhooks or EventBridge, their delivery logs, and feedback on stream results"),
     )
 )]
 struct ApiDoc;

@@ -15,6 +15,7 @@ pub mod cost;
 pub mod datasets;
 pub mod detection;
 pub mod fanout;
+pub mod feedback;
 pub mod ingest;
 pub mod input;
 pub mod jobs;
@@ -36,8 +37,8 @@ use crate::domain::payload::EventPayload;
 use crate::domain::{ApiKey, Connection, Event, TenantId};
 use crate::ports::{
     AlertSender, AlertStore, BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper,
-    IdempotencyStore, JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache,
-    StoreError, StoreResult, StreamStore, TaskStore, UrlSigner,
+    FeedbackStore, IdempotencyStore, JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter,
+    ResultCache, StoreError, StoreResult, StreamStore, TaskStore, UrlSigner,
 };
 pub use problem::Problem;
 pub use settings::{BadSetting, Settings};
@@ -82,6 +83,8 @@ pub struct Services {
     pub rate: Arc<dyn RateLimiter>,
     /// Alert rules and their delivery logs.
     pub alerts: Arc<dyn AlertStore>,
+    /// Verdicts on stream results.
+    pub feedback: Arc<dyn FeedbackStore>,
     /// The queue of alert deliveries (the `notify` function's).
     pub alert_queue: Arc<dyn JobQueue>,
     /// Sends alerts: webhooks, and EventBridge on AWS.
@@ -117,6 +120,7 @@ pub trait Records:
     + ExpirySweeper
     + RateLimiter
     + AlertStore
+    + FeedbackStore
     + 'static
 {
 }
@@ -134,6 +138,7 @@ impl<T> Records for T where
         + ExpirySweeper
         + RateLimiter
         + AlertStore
+        + FeedbackStore
         + 'static
 {
 }
@@ -163,6 +168,7 @@ impl Services {
             cache: records.clone(),
             rate: records.clone(),
             alerts: records.clone(),
+            feedback: records.clone(),
             sweeper: records,
             blobs,
             uploads,

@@ -11,8 +11,8 @@ use super::models::LoadedModels;
 use super::{Services, Settings};
 use crate::ports::{
     AlertSender, AlertStore, BlobStore, ConnectionRegistry, DatasetStore, EventLog, ExpirySweeper,
-    IdempotencyStore, JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter, ResultCache,
-    StreamStore, TaskStore, UrlSigner,
+    FeedbackStore, IdempotencyStore, JobQueue, KeyStore, ModelRegistry, PushNotifier, RateLimiter,
+    ResultCache, StreamStore, TaskStore, UrlSigner,
 };
 
 macro_rules! uses {
@@ -73,6 +73,8 @@ uses! {
     UsesAlertQueue::alert_queue -> dyn JobQueue;
     /// Sends alerts out.
     UsesSender::sender -> dyn AlertSender;
+    /// Reads and writes verdicts on stream results.
+    UsesFeedback::feedback -> dyn FeedbackStore;
 }
 
 /// Reads the tunables.

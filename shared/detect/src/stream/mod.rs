@@ -10,6 +10,7 @@
 //! serializes to JSON between points ([`StreamDetector::to_json`]) and a restored detector gives
 //! exactly the scores the original would have.
 
+pub mod feedback;
 pub mod hst;
 pub mod likelihood;
 pub mod rcf;

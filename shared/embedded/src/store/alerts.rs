@@ -1,12 +1,12 @@
-//! Alert rules and deliveries in SQLite. A delivery's `count` lives in its own column,
+//! Alert rules, deliveries and feedback in SQLite. A delivery's `count` lives in its own column,
 //! so adding to it is one atomic `UPDATE` and a status write never overwrites it.
 
 use super::{from_json, to_json, Records, SqliteStore};
 use crate::db::sql;
 use async_trait::async_trait;
-use nomaly_core::domain::{AlertDelivery, AlertRule, TenantId};
+use nomaly_core::domain::{AlertDelivery, AlertRule, Feedback, TenantId};
 use nomaly_core::ids::{AlertId, DeliveryId};
-use nomaly_core::ports::{AlertStore, Page, PageRequest, StoreError, StoreResult};
+use nomaly_core::ports::{AlertStore, FeedbackStore, Page, PageRequest, StoreError, StoreResult};
 use rusqlite::{params, OptionalExtension};
 
 fn with_count(body: &str, count: i64) -> StoreResult<AlertDelivery> {
@@ -209,5 +209,28 @@ impl AlertStore for SqliteStore {
                 }
             })
             .await
+    }
+}
+
+#[async_trait]
+impl FeedbackStore for SqliteStore {
+    async fn put_feedback(&self, feedback: &Feedback) -> StoreResult<()> {
+        self.insert(
+            Records::Feedback,
+            &feedback.tenant,
+            feedback.id.as_str(),
+            feedback.created_at,
+            to_json(feedback)?,
+            false,
+        )
+        .await
+    }
+
+    async fn list_feedback(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Feedback>> {
+        self.list(Records::Feedback, tenant, page).await
     }
 }
