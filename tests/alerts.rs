@@ -6,8 +6,7 @@
 //! whose EventBridge rule delivers it to an SQS queue (moto 5 runs `PutEvents` rules and
 //! SQS targets).
 
-use nomaly_contract::webhook_receiver::{episode_series, Got, Receiver};
-use nomaly_core::webhook;
+use nomaly_contract::webhook_receiver::{episode_series, Receiver};
 use nomaly_tests::server::{Api, Server};
 use nomaly_tests::{nomaly, scratch};
 use serde_json::{json, Value};
@@ -65,20 +64,6 @@ async fn settled(api: &Api, rule: &str) -> Value {
     }
 }
 
-fn verified(secret: &str, got: &Got) -> Value {
-    let header = got.headers.get("nomaly-signature").expect("signed");
-    let now = nomaly_core::time::Timestamp::now().seconds();
-    webhook::verify(
-        secret,
-        header,
-        &got.body,
-        now,
-        webhook::signature::REPLAY_WINDOW_SECS,
-    )
-    .expect("the signature checks");
-    serde_json::from_slice(&got.body).expect("json")
-}
-
 const RETRIES: [(&str, &str); 2] = [
     ("NOMALY_ALERT_RETRY_BASE_SECS", "1"),
     ("NOMALY_ALERT_MAX_ATTEMPTS", "3"),
@@ -109,7 +94,7 @@ async fn a_local_server_alerts_a_webhook_signed_after_its_failures() {
     assert_eq!(d["attempts"], 3, "500 twice, then 200: {d}");
     let got = receiver.requests();
     assert_eq!(got.len(), 3, "three attempts of one alert");
-    let alert = verified(&secret, &got[2]);
+    let alert = got[2].verified(&secret);
     assert_eq!(alert["id"], d["id"]);
     assert_eq!(alert["event"]["payload"]["stream_id"], stream.as_str());
     assert!(got
@@ -324,7 +309,7 @@ async fn on_moto_alerts_go_through_dynamodb_sqs_and_an_eventbridge_bus() {
     assert_eq!(d["attempts"], 2, "503 once, then 200: {d}");
     let got = receiver.requests();
     assert_eq!(got.len(), 2);
-    verified(&secret, &got[1]);
+    got[1].verified(&secret);
 
     let d = settled(&api, &bus_rule).await;
     assert_eq!(d["status"], "delivered", "{d}");

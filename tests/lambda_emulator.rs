@@ -292,22 +292,8 @@ async fn seed(services: &Services, tenant: &TenantId, queue_url: &str) {
         .alerts
         .create_delivery(&AlertDelivery {
             id: DeliveryId::parse(ALERT_DELIVERY).expect("delivery id"),
-            tenant: tenant.clone(),
-            rule_id: rule.id.clone(),
-            event_id: None,
-            event_type: None,
-            group: String::new(),
-            count: 0,
             test: true,
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            last_status: None,
-            last_error: None,
-            latency_ms: None,
-            created_at: now,
-            last_attempt_at: None,
-            next_attempt_at: None,
-            event: json!({"type": "alert.test"}),
+            ..AlertDelivery::pending(&rule, String::new(), 0, json!({"type": "alert.test"}))
         })
         .await
         .expect("delivery");

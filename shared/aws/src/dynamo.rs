@@ -280,17 +280,18 @@ impl DynamoStore {
         prefix: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<T>> {
-        self.list_in(tenant, prefix, page, false).await
+        self.list_in(tenant, prefix, page, false, parse).await
     }
 
     /// One page of a tenant's records under `prefix`, in key order (`forward`) or
-    /// backwards.
-    async fn list_in<T: DeserializeOwned>(
+    /// backwards, each item read by `read`.
+    async fn list_in<T>(
         &self,
         tenant: &TenantId,
         prefix: &str,
         page: &PageRequest,
         forward: bool,
+        read: impl Fn(&Item) -> StoreResult<T>,
     ) -> StoreResult<Page<T>> {
         let pk = tenant_pk(tenant);
         let start = page
@@ -306,8 +307,9 @@ impl DynamoStore {
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
             .scan_index_forward(forward)
-            // The record only: a stream's state may be hundreds of kilobytes.
-            .projection_expression("pk, sk, body")
+            // The record (and a count kept beside it) only: a stream's state may be
+            // hundreds of kilobytes.
+            .projection_expression("pk, sk, body, n")
             .limit(page.effective_limit() as i32)
             .set_exclusive_start_key(start)
             .consistent_read(true)
@@ -317,7 +319,7 @@ impl DynamoStore {
         let items = out
             .items()
             .iter()
-            .map(parse)
+            .map(read)
             .collect::<StoreResult<Vec<T>>>()?;
         let next_token = out.last_evaluated_key().and_then(encode_token);
         Ok(Page { items, next_token })
@@ -695,35 +697,15 @@ impl StreamStore for DynamoStore {
         stream: &StreamId,
         page: &PageRequest,
     ) -> StoreResult<Page<StreamEntity>> {
-        self.list_in(tenant, &entity_prefix(stream), page, true)
+        self.list_in(tenant, &entity_prefix(stream), page, true, parse)
             .await
     }
 
-    /// A query of the entities' keys, page by page, each page deleted with
-    /// `BatchWriteItem`s of 25; then the count.
+    /// The entities, then the count.
     async fn delete_entities(&self, tenant: &TenantId, stream: &StreamId) -> StoreResult<()> {
         let pk = tenant_pk(tenant);
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .projection_expression("pk, sk")
-                .expression_attribute_values(":pk", s(pk.as_str()))
-                .expression_attribute_values(":prefix", s(entity_prefix(stream)))
-                .set_exclusive_start_key(start)
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(sdk("delete entities"))?;
-            self.delete_keys(out.items().to_vec()).await?;
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        self.delete_prefix(&pk, &entity_prefix(stream), "delete entities")
+            .await?;
         self.delete_keys(vec![key(&pk, entities_count_sk(stream))])
             .await
     }
@@ -1216,6 +1198,37 @@ impl DynamoStore {
             .map(|k| k.keys)
             .unwrap_or_default();
         Ok((items, unprocessed))
+    }
+
+    /// Deletes every item of partition `pk` whose sort key begins with `prefix`: a query
+    /// of their keys, page by page, each page deleted with `BatchWriteItem`s of 25.
+    async fn delete_prefix(
+        &self,
+        pk: &str,
+        prefix: &str,
+        operation: &'static str,
+    ) -> StoreResult<()> {
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .projection_expression("pk, sk")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(prefix))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(sdk(operation))?;
+            self.delete_keys(out.items().to_vec()).await?;
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Deletes the items of `keys` with `BatchWriteItem`s of 25, sending what DynamoDB

@@ -6,7 +6,7 @@ use nomaly_core::domain::{
     AlertDelivery, AlertMatch, AlertRule, DeliveryStatus, Destination, EventType, Feedback,
     FeedbackLabel,
 };
-use nomaly_core::ids::{AlertId, DeliveryId, FeedbackId, StreamId};
+use nomaly_core::ids::{AlertId, FeedbackId, StreamId};
 use nomaly_core::ports::{AlertStore, FeedbackStore, PageRequest, StoreError};
 use nomaly_core::time::Timestamp;
 
@@ -36,23 +36,13 @@ fn rule(tenant: &nomaly_core::domain::TenantId) -> AlertRule {
 
 fn delivery(rule: &AlertRule, count: u64) -> AlertDelivery {
     AlertDelivery {
-        id: DeliveryId::new(),
-        tenant: rule.tenant.clone(),
-        rule_id: rule.id.clone(),
-        event_id: None,
         event_type: Some(EventType::AnomalyDetected),
-        group: String::new(),
-        count,
-        test: false,
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        last_status: None,
-        last_error: None,
-        latency_ms: None,
-        created_at: Timestamp::now(),
-        last_attempt_at: None,
-        next_attempt_at: None,
-        event: serde_json::json!({"type": "anomaly.detected"}),
+        ..AlertDelivery::pending(
+            rule,
+            String::new(),
+            count,
+            serde_json::json!({"type": "anomaly.detected"}),
+        )
     }
 }
 

@@ -16,6 +16,28 @@ pub struct Got {
     pub body: Vec<u8>,
 }
 
+impl Got {
+    /// The body as JSON, after checking its `Nomaly-Signature` with `secret` as a
+    /// receiver does (now, within the replay window). Panics if it does not check.
+    pub fn verified(&self, secret: &str) -> serde_json::Value {
+        use nomaly_core::webhook;
+        let header = self
+            .headers
+            .get("nomaly-signature")
+            .expect("a signature header");
+        let now = nomaly_core::time::Timestamp::now().seconds();
+        webhook::verify(
+            secret,
+            header,
+            &self.body,
+            now,
+            webhook::signature::REPLAY_WINDOW_SECS,
+        )
+        .expect("the signature checks with the rule's secret");
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
 /// A webhook receiver on loopback: answers the statuses of its script in turn, then 200.
 pub struct Receiver {
     /// `http://127.0.0.1:<port>/hook`.

@@ -10,10 +10,10 @@
 use crate::support::{env_with, Env};
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use nomaly_contract::webhook_receiver::{episode_series, Got, Receiver};
+use nomaly_contract::webhook_receiver::{episode_series, Receiver};
 use nomaly_core::service::worker::Lane;
 use nomaly_core::service::Settings;
-use nomaly_core::webhook::{self, AddressPolicy, HttpSender, Resolve, SystemResolver};
+use nomaly_core::webhook::{AddressPolicy, HttpSender, Resolve, SystemResolver};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,23 +66,6 @@ async fn deliveries(e: &Env, key: &str, rule: &str) -> Vec<Value> {
     let (s, log) = e.get(&format!("/v1/alerts/{rule}/deliveries"), key).await;
     assert_eq!(s, StatusCode::OK, "{log}");
     log["items"].as_array().expect("items").clone()
-}
-
-fn verify(secret: &str, got: &Got) -> Value {
-    let header = got
-        .headers
-        .get("nomaly-signature")
-        .expect("a signature header");
-    let now = nomaly_core::time::Timestamp::now().seconds();
-    webhook::verify(
-        secret,
-        header,
-        &got.body,
-        now,
-        webhook::signature::REPLAY_WINDOW_SECS,
-    )
-    .expect("the signature checks with the rule's secret");
-    serde_json::from_slice(&got.body).expect("a JSON body")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +128,7 @@ async fn a_stream_episode_is_one_signed_alert_per_cooldown() {
 
     let got = receiver.requests();
     assert_eq!(got.len(), 1, "one alert for the episode, not one per event");
-    let alert = verify(&secret, &got[0]);
+    let alert = got[0].verified(&secret);
     assert_eq!(alert["type"], "alert");
     assert_eq!(alert["rule"]["id"], rule_id.as_str());
     assert_eq!(alert["event"]["type"], "anomaly.detected");
@@ -211,7 +194,7 @@ async fn a_stream_episode_is_one_signed_alert_per_cooldown() {
         2,
         "after the cooldown, the next episode is a new alert"
     );
-    let second = verify(&secret, &got[1]);
+    let second = got[1].verified(&secret);
     assert_ne!(second["id"], alert["id"], "a new alert has a new id");
     assert_eq!(deliveries(&e, &key, &rule_id).await.len(), 2);
 }
@@ -255,7 +238,7 @@ async fn an_alert_answered_500_twice_arrives_on_the_third_attempt() {
         ids.iter().all(|i| *i == queued["id"].as_str().expect("id")),
         "one idempotency id: {ids:?}"
     );
-    let body = verify(rule["secret"].as_str().expect("secret"), &got[2]);
+    let body = got[2].verified(rule["secret"].as_str().expect("secret"));
     assert_eq!(body["test"], true);
     assert_eq!(body["attempt"], 3);
 

@@ -2,10 +2,9 @@
 //! the delivery's count as its own number attribute `n`, so adding to it is one `ADD`
 //! and a status write, which sets `body` alone, never overwrites it).
 
-use super::{
-    decode_token, encode_token, n, parse, s, sdk, tenant_item, tenant_pk, DynamoStore, Item,
-};
+use super::{n, parse, s, sdk, tenant_item, tenant_pk, DynamoStore, Item};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use nomaly_core::domain::{AlertDelivery, AlertRule, Feedback, TenantId};
 use nomaly_core::ids::{AlertId, DeliveryId};
 use nomaly_core::ports::{AlertStore, FeedbackStore, Page, PageRequest, StoreError, StoreResult};
@@ -22,6 +21,42 @@ fn with_count(item: &Item) -> StoreResult<AlertDelivery> {
         d.count = count.max(0) as u64;
     }
     Ok(d)
+}
+
+impl DynamoStore {
+    /// Applies `expression` (with `:v` = `value`) to a delivery that exists; `NotFound`
+    /// if there is none (for this tenant).
+    async fn update_logged(
+        &self,
+        tenant: &TenantId,
+        rule: &AlertId,
+        id: &DeliveryId,
+        expression: &str,
+        value: AttributeValue,
+        operation: &'static str,
+    ) -> StoreResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant)))
+            .key("sk", s(format!("{}{id}", log_prefix(rule))))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":v", value)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound(id.to_string()))
+            }
+            Err(e) => Err(sdk(operation)(e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -43,31 +78,13 @@ impl AlertStore for DynamoStore {
         self.list(tenant, RULE, page).await
     }
 
-    /// The rule, then its log page by page (`BatchWriteItem`s of 25).
+    /// The rule, then its log.
     async fn delete_rule(&self, tenant: &TenantId, id: &AlertId) -> StoreResult<()> {
         let pk = tenant_pk(tenant);
         self.delete_existing(pk.clone(), format!("{RULE}{id}"), id.as_str())
             .await?;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .projection_expression("pk, sk")
-                .expression_attribute_values(":pk", s(pk.as_str()))
-                .expression_attribute_values(":prefix", s(log_prefix(id)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk("delete a delivery log"))?;
-            self.delete_keys(out.items().to_vec()).await?;
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(()),
-            }
-        }
+        self.delete_prefix(&pk, &log_prefix(id), "delete a delivery log")
+            .await
     }
 
     async fn create_delivery(&self, d: &AlertDelivery) -> StoreResult<()> {
@@ -79,27 +96,15 @@ impl AlertStore for DynamoStore {
     async fn update_delivery(&self, d: &AlertDelivery) -> StoreResult<()> {
         let body =
             serde_json::to_string(d).map_err(|e| StoreError::backend("encode a delivery", e))?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(&d.tenant)))
-            .key("sk", s(format!("{}{}", log_prefix(&d.rule_id), d.id)))
-            .update_expression("SET body = :body")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":body", s(body))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound(d.id.to_string()))
-            }
-            Err(e) => Err(sdk("update a delivery")(e)),
-        }
+        self.update_logged(
+            &d.tenant,
+            &d.rule_id,
+            &d.id,
+            "SET body = :v",
+            s(body),
+            "update a delivery",
+        )
+        .await
     }
 
     async fn get_delivery(
@@ -120,34 +125,8 @@ impl AlertStore for DynamoStore {
         rule: &AlertId,
         page: &PageRequest,
     ) -> StoreResult<Page<AlertDelivery>> {
-        let pk = tenant_pk(tenant);
-        let prefix = log_prefix(rule);
-        let start = page
-            .token
-            .as_deref()
-            .map(|t| decode_token(t, &pk, &prefix))
-            .transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(prefix))
-            .scan_index_forward(false)
-            .limit(page.effective_limit() as i32)
-            .set_exclusive_start_key(start)
-            .consistent_read(true)
-            .send()
+        self.list_in(tenant, &log_prefix(rule), page, false, with_count)
             .await
-            .map_err(sdk("list deliveries"))?;
-        let items = out
-            .items()
-            .iter()
-            .map(with_count)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let next_token = out.last_evaluated_key().and_then(encode_token);
-        Ok(Page { items, next_token })
     }
 
     async fn add_to_count(
@@ -157,27 +136,15 @@ impl AlertStore for DynamoStore {
         id: &DeliveryId,
         by: u64,
     ) -> StoreResult<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant)))
-            .key("sk", s(format!("{}{id}", log_prefix(rule))))
-            .update_expression("ADD n :by")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":by", n(by as i64))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound(id.to_string()))
-            }
-            Err(e) => Err(sdk("count into a delivery")(e)),
-        }
+        self.update_logged(
+            tenant,
+            rule,
+            id,
+            "ADD n :v",
+            n(by as i64),
+            "count into a delivery",
+        )
+        .await
     }
 }
 

@@ -150,3 +150,30 @@ pub struct AlertDelivery {
     /// The alert's content: the event as pushed on the WebSocket.
     pub event: serde_json::Value,
 }
+
+impl AlertDelivery {
+    /// A new delivery of `rule`, not tried yet, for `group`, standing for `count`
+    /// anomalies and carrying `event`; no event id or type, not a test (set them with
+    /// struct update syntax where they apply).
+    pub fn pending(rule: &AlertRule, group: String, count: u64, event: serde_json::Value) -> Self {
+        AlertDelivery {
+            id: DeliveryId::new(),
+            tenant: rule.tenant.clone(),
+            rule_id: rule.id.clone(),
+            event_id: None,
+            event_type: None,
+            group,
+            count,
+            test: false,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            latency_ms: None,
+            created_at: Timestamp::now(),
+            last_attempt_at: None,
+            next_attempt_at: None,
+            event,
+        }
+    }
+}

@@ -13,7 +13,6 @@ use crate::ids::{DeliveryId, JobId};
 use crate::ports::{Claim, Job, PageRequest, StoreError};
 use crate::service::uses::{UsesAlertQueue, UsesAlerts, UsesIdempotency};
 use crate::service::Problem;
-use crate::time::Timestamp;
 use serde_json::Value;
 
 fn text<'a>(payload: &'a Value, field: &str) -> Option<&'a str> {
@@ -129,23 +128,9 @@ pub async fn route(
             }
         }
         let delivery = AlertDelivery {
-            id: DeliveryId::new(),
-            tenant: event.tenant.clone(),
-            rule_id: rule.id.clone(),
             event_id: Some(event.event_id.clone()),
             event_type: Some(event.kind),
-            group,
-            count: weight(event),
-            test: false,
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            last_status: None,
-            last_error: None,
-            latency_ms: None,
-            created_at: Timestamp::now(),
-            last_attempt_at: None,
-            next_attempt_at: None,
-            event: bounded(event.message()),
+            ..AlertDelivery::pending(rule, group, weight(event), bounded(event.message()))
         };
         let opening = open(services, rule, delivery, &key).await;
         if let Err(p) = opening {
@@ -241,6 +226,7 @@ mod tests {
     use super::*;
     use crate::domain::{AlertMatch, Destination, EventType, TenantId};
     use crate::ids::{AlertId, EventId, StreamId};
+    use crate::time::Timestamp;
 
     fn rule(m: AlertMatch, group_by: Vec<GroupBy>) -> AlertRule {
         AlertRule {

@@ -344,27 +344,17 @@ pub async fn test_fire(
     let rule = rule_of(services, tenant, id).await?;
     let now = Timestamp::now();
     let delivery = AlertDelivery {
-        id: DeliveryId::new(),
-        tenant: tenant.clone(),
-        rule_id: rule.id.clone(),
-        event_id: None,
-        event_type: None,
-        group: String::new(),
-        count: 0,
         test: true,
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        last_status: None,
-        last_error: None,
-        latency_ms: None,
-        created_at: now,
-        last_attempt_at: None,
-        next_attempt_at: None,
-        event: serde_json::json!({
-            "type": "alert.test",
-            "at": now.rfc3339(),
-            "payload": {"message": format!("a test alert of rule {}", rule.name)},
-        }),
+        ..AlertDelivery::pending(
+            &rule,
+            String::new(),
+            0,
+            serde_json::json!({
+                "type": "alert.test",
+                "at": now.rfc3339(),
+                "payload": {"message": format!("a test alert of rule {}", rule.name)},
+            }),
+        )
     };
     super::route::open(
         services,
