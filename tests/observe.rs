@@ -23,7 +23,11 @@ fn counter(text: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn the_dashboard_trains_and_detects_in_a_real_browser() {
     let dir = scratch("dashboard");
-    let server = Server::start(&dir.join("data"), &[], &[("NOMALY_RATE_LIMIT", "1000")]);
+    let server = Server::start(
+        &dir.join("data"),
+        &["--allow-loopback-webhooks"],
+        &[("NOMALY_RATE_LIMIT", "1000")],
+    );
     let key = server.key("demo");
     let script = repo_root().join("tests/browser/dashboard.mjs");
     assert!(

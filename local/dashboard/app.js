@@ -24,11 +24,12 @@ import { selectRow } from './plot.js';
 import { report } from './reports.js';
 import { connect, forget, KEY_STORE, updateControls } from './session.js';
 import { showStreams, wireStreams } from './streams.js';
+import { showAlerts, wireAlerts } from './alerts.js';
 
 const TASK_REFRESH_MS = 10000;
-const VIEWS = ['models', 'streams'];
+const VIEWS = ['models', 'streams', 'alerts'];
 
-/** Shows one view (a tab of the page): `models` or `streams`. */
+/** Shows one view (a tab of the page): `models`, `streams` or `alerts`. */
 function showView(name, focus) {
   const view = VIEWS.includes(name) ? name : 'models';
   for (const v of VIEWS) {
@@ -41,10 +42,11 @@ function showView(name, focus) {
     if (on && focus) tab.focus();
   }
   document.body.dataset.view = view;
-  // the view is in the address (#streams), never anything else
+  // the view is in the address (#streams, #alerts), never anything else
   const hash = view === 'models' ? '' : `#${view}`;
   if (location.hash !== hash) history.replaceState(null, '', `${location.pathname}${location.search}${hash}`);
   guard(showStreams)(view === 'streams');
+  guard(showAlerts)(view === 'alerts');
 }
 
 function wireTabs() {
@@ -69,6 +71,7 @@ function wire() {
   $('api-base').textContent = cfg.apiBase;
   wireTabs();
   wireStreams();
+  wireAlerts();
   $('key-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const typed = $('api-key').value;

@@ -58,6 +58,9 @@ export async function detect() {
   if ($('detect-explain').checked) q.set('explain', 'true');
   const exclude = parseList($('detect-exclude').value);
   if (exclude.length) q.set('exclude_columns', exclude.join(','));
+  // a verdict on a row names a row of a stored dataset: the uploaded file's, if it is the
+  // one scored
+  const datasetId = state.detectFileIsUpload && state.uploadFile === file ? state.uploadDatasetId : null;
   const status = $('detect-status');
   state.busy.detect = true;
   updateControls();
@@ -83,7 +86,7 @@ export async function detect() {
     }
     status.dataset.state = 'completed';
     status.textContent = `Scored ${fmtInt(result.rows)} rows in ${Math.round(performance.now() - started)} ms: ${fmtInt(result.anomalies)} anomalies.`;
-    showResult(result);
+    showResult(result, datasetId);
     addRecent(result, m, file, correlation);
   } catch (e) {
     status.dataset.state = 'failed';

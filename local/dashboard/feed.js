@@ -3,6 +3,7 @@
 import { $, clear, h } from './dom.js';
 import { clampPct, fmtInt, fmtNum, fmtTime, shortId, toMs } from './format.js';
 import { state } from './state.js';
+import { feedbackControls } from './feedback.js';
 
 const MAX_FEED = 200;
 const MAX_RECENT = 10;
@@ -41,6 +42,29 @@ function feedSummary(ev) {
   }
 }
 
+/** The verdict buttons of a stream's anomaly.detected event: about its highest-scoring
+ * point, named by the event and that point's `index`. */
+function streamVerdict(ev) {
+  const p = ev.payload || {};
+  if (!p.stream_id || !ev.event_id || !Array.isArray(p.anomaly_points)) return null;
+  let top = null;
+  for (const a of p.anomaly_points) {
+    if (!a || a.index === null || a.index === undefined || !Number.isInteger(Number(a.index))) continue;
+    if (!top || Number(a.score) > Number(top.score)) top = a;
+  }
+  if (!top) return null;
+  const index = Number(top.index);
+  const box = feedbackControls({
+    key: `event:${ev.event_id}:${index}`,
+    body: { stream_id: p.stream_id, event_id: ev.event_id, index },
+    testid: 'feed-feedback',
+  });
+  box.dataset.index = String(index);
+  box.dataset.t = String(top.timestamp ?? '');
+  box.title = `about its highest-scoring point${top.timestamp ? ` (${fmtTime(toMs(top.timestamp))})` : ''}, score ${fmtNum(top.score)}`;
+  return box;
+}
+
 export function addFeed(ev) {
   const feed = $('feed');
   const p = ev.payload || {};
@@ -62,6 +86,7 @@ export function addFeed(ev) {
     h('div', { class: 'feed-head' }, h('span', { class: 'feed-type', text: ev.type }), h('span', { class: 'feed-time', text: fmtTime(at) })),
     h('div', { class: 'feed-text', text: lines[0] }),
     lines[1] ? h('div', { class: 'feed-sub', text: lines[1] }) : null,
+    ev.type === 'anomaly.detected' ? streamVerdict(ev) : null,
   );
   feed.insertBefore(li, feed.firstChild);
   while (feed.children.length > MAX_FEED) feed.removeChild(feed.lastChild);

@@ -1,8 +1,10 @@
-// The scores: summary, the SVG plot, the list of top anomalies and a row's explanation.
+// The scores: summary, the SVG plot, the list of top anomalies and a row's explanation,
+// with a person's verdict on the row.
 
 import { $, chip, clear, h, s } from './dom.js';
 import { fmtInt, fmtNum, padRange, shortId } from './format.js';
 import { state } from './state.js';
+import { feedbackControls } from './feedback.js';
 
 const DENSE_ROWS = 5000;
 
@@ -19,10 +21,12 @@ function niceTicks(min, max, count) {
   return out;
 }
 
-export function showResult(r) {
+/** Shows a detection's result; `datasetId` is the stored dataset it scored, if it scored
+ * one (the uploaded file) rather than a file chosen for it. */
+export function showResult(r, datasetId = null) {
   const scores = Array.isArray(r.scores) ? r.scores.map(Number) : [];
   const labels = Array.isArray(r.labels) ? r.labels : [];
-  state.result = { ...r, scores, labels };
+  state.result = { ...r, scores, labels, scoredDatasetId: datasetId };
   state.selectedRow = null;
   renderSummary(state.result);
   drawPlot(state.result);
@@ -220,11 +224,39 @@ export function selectRow(row) {
   renderExplanation(row);
 }
 
+/** Why a verdict cannot name this result's rows, or null when it can. */
+function verdictRefused(r) {
+  if (!r.scoredDatasetId) {
+    return 'Verdicts name a row of a stored dataset: detect on the uploaded file (not a file picked for the detection) to give one.';
+  }
+  const d = state.datasets.get(r.scoredDatasetId);
+  const rows = d && d.profile ? Number(d.profile.rows) : null;
+  if (rows !== null && Number.isFinite(rows) && rows !== r.scores.length) {
+    return `The detection scored ${fmtInt(r.scores.length)} rows; the dataset has ${fmtInt(rows)}: its rows cannot be named.`;
+  }
+  return null;
+}
+
+/** "Not an anomaly" / "Confirm" on an anomalous row, "Should be an anomaly" on another:
+ * the label the next training on the dataset uses. */
+function rowVerdict(r, row, isAnomaly) {
+  const box = feedbackControls({
+    key: `model:${r.model_id}:${r.scoredDatasetId || '-'}:${row}`,
+    body: { model_id: r.model_id, dataset_id: r.scoredDatasetId, row },
+    labels: isAnomaly ? ['false_positive', 'true_positive'] : ['missed'],
+    disabled: verdictRefused(r),
+    testid: 'model-feedback',
+  });
+  box.dataset.row = String(row);
+  return box;
+}
+
 export function renderExplanation(row) {
   const chart = $('explain-chart');
   const title = $('explain-title');
   const method = $('explain-method');
   clear(chart);
+  clear($('explain-feedback'));
   method.textContent = '';
   const r = state.result;
   if (row === null || !r) {
@@ -241,6 +273,7 @@ export function renderExplanation(row) {
     ` · score ${fmtNum(r.scores[row])} vs threshold ${fmtNum(r.threshold)} · `,
     h('span', { class: isAnomaly ? 'tag anomaly' : 'tag normal', text: isAnomaly ? 'anomaly' : 'normal' }),
   );
+  $('explain-feedback').appendChild(rowVerdict(r, row, isAnomaly));
   const items = (r.explanations && Array.isArray(r.explanations[row]) && r.explanations[row]) || [];
   chart.dataset.features = String(items.length);
   if (items.length === 0) {

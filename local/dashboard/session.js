@@ -10,6 +10,8 @@ import { refreshModels, renderModels } from './models.js';
 import { refreshDatasets, renderDatasetSelect, showProfile } from './datasets.js';
 import { renderExplanation } from './plot.js';
 import { resetStreams, streamsConnected } from './streams.js';
+import { alertsConnected, resetAlerts } from './alerts.js';
+import { resetFeedback } from './feedback.js';
 
 export const KEY_STORE = 'nomaly.apiKey';
 
@@ -21,7 +23,7 @@ export function updateControls() {
 }
 
 export async function refreshAll() {
-  const results = await Promise.allSettled([refreshModels(), refreshTasks(), refreshDatasets(), streamsConnected()]);
+  const results = await Promise.allSettled([refreshModels(), refreshTasks(), refreshDatasets(), streamsConnected(), alertsConnected()]);
   const failed = results.find((x) => x.status === 'rejected');
   if (failed) showError(messageOf(failed.reason));
 }
@@ -53,7 +55,7 @@ export async function connect(key) {
   $('forget').hidden = false;
   $('connect').textContent = 'Reconnect';
   updateControls();
-  await Promise.allSettled([refreshTasks(), refreshDatasets(), streamsConnected()]).then((rs) => {
+  await Promise.allSettled([refreshTasks(), refreshDatasets(), streamsConnected(), alertsConnected()]).then((rs) => {
     const failed = rs.find((x) => x.status === 'rejected');
     if (failed) showError(messageOf(failed.reason));
   });
@@ -70,6 +72,7 @@ function resetData() {
   renderModels();
   state.datasets.clear();
   state.currentDatasetId = null;
+  state.uploadDatasetId = null;
   renderDatasetSelect();
   showProfile(null);
   state.result = null;
@@ -89,6 +92,8 @@ function resetData() {
   live.seen.clear();
   live.seenOrder = [];
   resetStreams();
+  resetAlerts();
+  resetFeedback();
 }
 
 export function forget() {

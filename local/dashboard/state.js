@@ -7,6 +7,7 @@ export const state = {
   models: [],
   datasets: new Map(), // id -> dataset
   currentDatasetId: null,
+  uploadDatasetId: null, // the stored dataset of the file uploaded from this page, once profiled
   uploadFile: null,
   detectFile: null,
   detectFileIsUpload: true,

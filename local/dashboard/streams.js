@@ -1,6 +1,7 @@
 // Streams: the tenant's streams; the one picked charted live (its recent points read
 // every 2 s, its anomalies marked as their events come on the WebSocket); the entities of
-// a stream split by entity, latest anomaly first; and an anomaly's explanation.
+// a stream split by entity, latest anomaly first; and an anomaly's explanation, with a
+// person's verdict on it.
 
 import { $, chip, clear, h } from './dom.js';
 import { fmtInt, fmtNum, fmtTime, shortId, toMs } from './format.js';
@@ -9,6 +10,7 @@ import { state } from './state.js';
 import { api, enc } from './api.js';
 import { onLiveEvent, subscribeChannel, unsubscribeChannel } from './live.js';
 import { drawStreamChart } from './streamchart.js';
+import { feedbackControls, verdictOf } from './feedback.js';
 
 const POLL_MS = 2000; // the series charted
 const ENTITIES_MS = 10000; // the entities of the stream picked
@@ -41,6 +43,8 @@ const st = {
 };
 
 const seriesKey = (id, entity) => (entity === null || entity === undefined ? id : `${id}:${entity}`);
+// a point of a series, for the verdicts given on it
+const verdictKey = (id, entity, t) => `stream:${seriesKey(id, entity)}@${t}`;
 const pickedStream = () => st.streams.find((x) => x.stream_id === st.id) || null;
 const isSplit = (x) => !!(x && x.entity && typeof x.entity === 'object');
 const numOrNull = (v) => (v === null || v === undefined || v === '' || !Number.isFinite(Number(v)) ? null : Number(v));
@@ -277,8 +281,9 @@ async function poll() {
   }
 }
 
-/** The anomalies of what is charted: its points at or above the threshold, and those
- * its events told of; newest first. */
+/** The anomalies of what is charted: its points at or above the threshold, those its
+ * events told of, and those given a verdict from this page (a false positive may now be
+ * under the threshold it raised); newest first. */
 function anomaliesOf() {
   const x = pickedStream();
   const thr = Number(x && x.threshold);
@@ -286,7 +291,8 @@ function anomaliesOf() {
   const recent = (st.series && Array.isArray(st.series.recent) && st.series.recent) || [];
   for (const p of recent) {
     const t = Number(p.t);
-    if (!Number.isFinite(t) || !(Number(p.s) >= thr)) continue;
+    if (!Number.isFinite(t)) continue;
+    if (!(Number(p.s) >= thr) && !verdictOf(verdictKey(st.id, st.entity, t))) continue;
     byT.set(t, { t, score: Number(p.s), value: numOrNull(p.v), expectedFirst: numOrNull(p.e), band: numOrNull(p.b), source: 'points' });
   }
   const heard = st.id ? st.heard.get(seriesKey(st.id, st.entity)) : null;
@@ -464,6 +470,19 @@ function renderExplanation(t, marks) {
     }
     box.appendChild(h('table', { class: 'table explain-table' }, h('thead', null, h('tr', null, h('th', { text: 'Column' }), h('th', { class: 'num', text: 'Value' }), h('th', { class: 'num', text: 'Expected' }), h('th', { text: 'Direction' }), h('th', { class: 'num', text: 'Share' }))), body));
   }
+  // the verdict: the point named by its time, a range of one point
+  box.appendChild(
+    feedbackControls({
+      key: verdictKey(st.id, st.entity, m.t),
+      body: { stream_id: st.id, from: String(m.t), to: String(m.t) },
+      testid: 'stream-feedback',
+      onDone: (answer) => {
+        // the threshold it moved: read the stream again now rather than at the next poll
+        if (answer && answer.changed) return poll();
+        return undefined;
+      },
+    }),
+  );
 }
 
 export function selectAnomaly(t) {

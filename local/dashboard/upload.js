@@ -85,6 +85,7 @@ export async function uploadDataset() {
   updateControls();
   try {
     state.uploadFile = file;
+    state.uploadDatasetId = null;
     if (state.detectFileIsUpload || !state.detectFile) setDetectFile(file, true);
     status.dataset.state = 'registering';
     status.textContent = `Registering ${file.name} (${fmtBytes(file.size)})…`;
@@ -112,6 +113,7 @@ export async function uploadDataset() {
     const p = d.profile || {};
     status.textContent = `${file.name}: ${fmtInt(p.rows)} rows × ${fmtInt(p.columns)} columns profiled.`;
     state.currentDatasetId = d.id;
+    state.uploadDatasetId = d.id;
     state.excludeAuto = true;
     renderDatasetSelect();
     showProfile(d);

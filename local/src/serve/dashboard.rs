@@ -24,6 +24,7 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../dashboard/app.css"),
     ),
     ("app.js", JS, include_str!("../../dashboard/app.js")),
+    ("alerts.js", JS, include_str!("../../dashboard/alerts.js")),
     ("api.js", JS, include_str!("../../dashboard/api.js")),
     ("config.js", JS, include_str!("../../dashboard/config.js")),
     (
@@ -31,10 +32,20 @@ const FILES: &[(&str, &str, &str)] = &[
         JS,
         include_str!("../../dashboard/datasets.js"),
     ),
+    (
+        "deliveries.js",
+        JS,
+        include_str!("../../dashboard/deliveries.js"),
+    ),
     ("detect.js", JS, include_str!("../../dashboard/detect.js")),
     ("dom.js", JS, include_str!("../../dashboard/dom.js")),
     ("errors.js", JS, include_str!("../../dashboard/errors.js")),
     ("feed.js", JS, include_str!("../../dashboard/feed.js")),
+    (
+        "feedback.js",
+        JS,
+        include_str!("../../dashboard/feedback.js"),
+    ),
     ("format.js", JS, include_str!("../../dashboard/format.js")),
     ("live.js", JS, include_str!("../../dashboard/live.js")),
     ("models.js", JS, include_str!("../../dashboard/models.js")),

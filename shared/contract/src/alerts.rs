@@ -6,7 +6,7 @@ use nomaly_core::domain::{
     AlertDelivery, AlertMatch, AlertRule, DeliveryStatus, Destination, EventType, Feedback,
     FeedbackLabel,
 };
-use nomaly_core::ids::{AlertId, FeedbackId, StreamId};
+use nomaly_core::ids::{AlertId, DatasetId, FeedbackId, ModelId, StreamId};
 use nomaly_core::ports::{AlertStore, FeedbackStore, PageRequest, StoreError};
 use nomaly_core::time::Timestamp;
 
@@ -195,21 +195,36 @@ pub async fn feedback_is_kept_per_tenant(store: &dyn FeedbackStore) {
     let verdict = |label| Feedback {
         id: FeedbackId::new(),
         tenant: a.clone(),
-        stream_id: StreamId::new(),
+        stream_id: Some(StreamId::new()),
+        model_id: None,
+        dataset_id: None,
+        row: None,
         label,
         event_id: None,
         index: None,
         from: Some(1),
         to: Some(2),
         score: Some(0.9),
-        threshold_before: 0.5,
-        threshold_after: 0.95,
+        threshold_before: Some(0.5),
+        threshold_after: Some(0.95),
         effect: "raised".into(),
         note: None,
         created_at: Timestamp::now(),
     };
     let first = verdict(FeedbackLabel::FalsePositive);
-    let second = verdict(FeedbackLabel::Missed);
+    // a label on a dataset's row, with no threshold
+    let second = Feedback {
+        stream_id: None,
+        model_id: Some(ModelId::new()),
+        dataset_id: Some(DatasetId::new()),
+        row: Some(17),
+        from: None,
+        to: None,
+        score: None,
+        threshold_before: None,
+        threshold_after: None,
+        ..verdict(FeedbackLabel::Missed)
+    };
     store.put_feedback(&first).await.expect("put");
     store.put_feedback(&second).await.expect("put");
     assert!(matches!(

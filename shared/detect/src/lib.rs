@@ -32,6 +32,7 @@ pub mod hbos;
 pub mod iforest;
 pub mod kmeans;
 pub mod knn;
+pub mod labels;
 pub mod lof;
 pub mod matrix;
 pub mod metrics;

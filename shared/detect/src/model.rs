@@ -248,6 +248,28 @@ pub struct Fitted {
     pub training_scores: Vec<f64>,
 }
 
+impl Fitted {
+    /// Moves the model's threshold to the one [`labels::fit_threshold`] fits to rows a
+    /// person labelled (indices into the training rows), from the threshold it has. The
+    /// model keeps the fitted threshold as a fixed score. `None`, and no change, when no
+    /// label names a training row.
+    pub fn fit_to_labels(
+        &mut self,
+        labels: &[crate::labels::Labelled],
+    ) -> Option<crate::labels::LabelFit> {
+        let fit =
+            crate::labels::fit_threshold(&self.training_scores, labels, self.model.threshold)?;
+        self.model.threshold = fit.threshold;
+        self.model.threshold_rule = ThresholdRule::Score(fit.threshold);
+        self.model.training.anomalies = self
+            .training_scores
+            .iter()
+            .filter(|&&s| s > fit.threshold)
+            .count();
+        Some(fit)
+    }
+}
+
 /// One feature's share in a row's score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureContribution {
@@ -697,6 +719,43 @@ mod tests {
             .model
             .with_threshold(ThresholdRule::Contamination(0.1))
             .is_err());
+    }
+
+    #[test]
+    fn labels_move_the_threshold_and_the_count_of_training_anomalies() {
+        let x = data();
+        let o = FitOptions::new(Algorithm::named("iforest").unwrap());
+        let mut f = Model::fit(x.view(), &o).unwrap();
+        let before = f.model.threshold();
+        // the highest-scoring training row, said to be normal
+        let top = (0..f.training_scores.len())
+            .max_by(|&a, &b| f.training_scores[a].total_cmp(&f.training_scores[b]))
+            .unwrap();
+        let fit = f
+            .fit_to_labels(&[crate::labels::Labelled {
+                row: top,
+                anomaly: false,
+            }])
+            .unwrap();
+        assert_eq!((fit.errors_before, fit.errors), (1, 0));
+        assert!(f.model.threshold() > before);
+        assert_eq!(f.model.threshold(), f.training_scores[top]);
+        assert_eq!(
+            f.model.threshold_rule(),
+            ThresholdRule::Score(fit.threshold)
+        );
+        assert_eq!(f.model.training().anomalies, 0);
+        assert!(f.model.labels(&f.training_scores).iter().all(|&l| l == 0));
+        assert_eq!(
+            Model::from_json(&f.model.to_json()).unwrap().threshold(),
+            fit.threshold
+        );
+        assert!(f
+            .fit_to_labels(&[crate::labels::Labelled {
+                row: 10_000,
+                anomaly: true
+            }])
+            .is_none());
     }
 
     #[test]

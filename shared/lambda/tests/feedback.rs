@@ -1,7 +1,8 @@
 //! Feedback on a stream's results through the router: a false positive named by its
 //! event raises the stream's threshold above the point's score (so the stream flags less
 //! next), a miss named by a range lowers it, a true positive changes nothing; verdicts
-//! are stored and listed per tenant, and bad or foreign ones are refused.
+//! are stored and listed per tenant, and bad or foreign ones are refused. A verdict on a
+//! dataset's row is a label the next training on the dataset fits its threshold to.
 
 use crate::support::{env, Env};
 use axum::http::StatusCode;
@@ -211,4 +212,159 @@ async fn bad_and_foreign_feedback_is_refused_and_changes_nothing() {
     );
     let (_, listed) = e.get("/v1/feedback", &key).await;
     assert_eq!(listed["items"], json!([]));
+}
+
+/// A profiled dataset of 200 rows, with one row (`OUTLIER`) far from the others.
+async fn dataset_with_an_outlier(e: &Env, key: &str) -> String {
+    let mut csv = String::from("a,b\n");
+    for i in 0..200 {
+        let (a, b) = if i == OUTLIER {
+            (40.0, -35.0)
+        } else {
+            ((i % 17) as f64 * 0.3, ((i * 7) % 13) as f64 * 0.2)
+        };
+        csv.push_str(&format!("{a},{b}\n"));
+    }
+    let (s, _, grant) = e
+        .post_datasets(key, json!({"name": "rows.csv", "size": csv.len()}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{grant}");
+    let id = grant["dataset"]["id"].as_str().expect("id").to_string();
+    let object = format!("tenants/acme/uploads/{id}.upload");
+    e.services()
+        .blobs
+        .put_blob(
+            &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
+            csv.as_bytes().to_vec(),
+        )
+        .await
+        .expect("upload");
+    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
+        .await
+        .expect("profiled");
+    id
+}
+
+const OUTLIER: usize = 42;
+
+/// Trains zscore (contamination 0.1) on the dataset; the model record.
+async fn train_on(e: &Env, key: &str, dataset: &str) -> Value {
+    let (s, _, body) = e
+        .post_models(
+            key,
+            json!({"algorithm": "zscore", "dataset_id": dataset, "contamination": 0.1}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 202, "{body}");
+    assert_eq!(e.drain().await, 1);
+    let id = body["model_id"].as_str().expect("model id");
+    let (s, model) = e.get(&format!("/v1/models/{id}"), key).await;
+    assert_eq!(s, StatusCode::OK, "{model}");
+    model
+}
+
+#[tokio::test]
+async fn verdicts_on_rows_are_labels_for_the_next_training() {
+    let e = env();
+    let key = e.key("acme").await;
+    let dataset = dataset_with_an_outlier(&e, &key).await;
+    let first = train_on(&e, &key, &dataset).await;
+    let prior = first["training"]["threshold"].as_f64().expect("threshold");
+    // (about 10 %: ties among the scores can leave fewer above the percentile)
+    let flagged = first["training"]["anomalies"].as_u64().expect("anomalies");
+    assert!((10..=20).contains(&flagged), "{first}");
+    assert!(first["training"].get("labels").is_none(), "{first}");
+
+    // The outlier is flagged; a person says it is normal.
+    let (s, _, answer) = e
+        .post_json(
+            "/v1/feedback",
+            &key,
+            json!({"dataset_id": dataset, "row": OUTLIER, "model_id": first["id"],
+                   "label": "false_positive"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["changed"], false, "{answer}");
+    assert_eq!(answer["feedback"]["row"], OUTLIER);
+    assert_eq!(answer["feedback"]["threshold_before"], prior);
+    assert!(
+        answer["feedback"]["effect"]
+            .as_str()
+            .is_some_and(|t| t.contains("next model trained") && t.contains("1 labelled rows")),
+        "{answer}"
+    );
+
+    // The next model on the dataset no longer flags it, nor anything scoring below it.
+    let second = train_on(&e, &key, &dataset).await;
+    let labels = &second["training"]["labels"];
+    assert_eq!(labels["labelled"], 1, "{second}");
+    assert_eq!(labels["errors_before"], 1, "{second}");
+    assert_eq!(labels["errors"], 0, "{second}");
+    let raised = second["training"]["threshold"].as_f64().expect("threshold");
+    assert!(raised > prior, "{second}");
+    assert_eq!(
+        second["training"]["anomalies"], 0,
+        "the outlier scored highest: {second}"
+    );
+    let (s, _, scored) = e
+        .post_detect(
+            &key,
+            json!({"model_id": second["id"], "rows": [[40.0, -35.0], [0.3, 0.2]]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{scored}");
+    assert_eq!(scored["anomalies"], 0, "{scored}");
+
+    // The latest verdict on a row counts: confirming it brings the flag back.
+    let (s, _, _) = e
+        .post_json(
+            "/v1/feedback",
+            &key,
+            json!({"dataset_id": dataset, "row": OUTLIER, "label": "true_positive"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let third = train_on(&e, &key, &dataset).await;
+    assert_eq!(third["training"]["labels"]["errors_before"], 0, "{third}");
+    assert_eq!(third["training"]["threshold"], prior, "{third}");
+
+    // Refused, with the reason.
+    let other = e.key("globex").await;
+    let (s, _, _) = e
+        .post_json(
+            "/v1/feedback",
+            &other,
+            json!({"dataset_id": dataset, "row": 1, "label": "false_positive"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's dataset");
+    for (body, says) in [
+        (
+            json!({"dataset_id": dataset, "row": 200, "label": "missed"}),
+            "200 data rows",
+        ),
+        (json!({"dataset_id": dataset, "label": "missed"}), "`row`"),
+        (
+            json!({"dataset_id": dataset, "row": 1, "label": "missed", "from": 1, "to": 2}),
+            "stream's points",
+        ),
+        (
+            json!({"dataset_id": dataset, "stream_id": "stm_01JD0000000000000000000000", "row": 1, "label": "missed"}),
+            "not both",
+        ),
+        (json!({"row": 1, "label": "missed"}), "dataset_id"),
+    ] {
+        let (s, _, answer) = e.post_json("/v1/feedback", &key, body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert!(answer.to_string().contains(says), "{body}: {answer}");
+    }
+    let (s, _, answer) = e
+        .post_json(
+            "/v1/feedback",
+            &key,
+            json!({"dataset_id": dataset, "row": 1, "label": "missed", "model_id": "mdl_01JD0000000000000000000000"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{answer}");
 }

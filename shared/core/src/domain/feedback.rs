@@ -1,8 +1,10 @@
-//! A person's verdict on a stream's result: a flagged point that was no anomaly, one that
-//! was, or a range that should have been flagged and was not.
+//! A person's verdict on a result: a flagged point or row that was no anomaly, one that
+//! was, or one that should have been flagged and was not. On a stream's result it moves
+//! the stream's threshold; on a row of a dataset it is a label for the next model
+//! trained on that dataset.
 
 use crate::domain::TenantId;
-use crate::ids::{EventId, FeedbackId, StreamId};
+use crate::ids::{DatasetId, EventId, FeedbackId, ModelId, StreamId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -26,8 +28,18 @@ pub struct Feedback {
     /// Whose.
     #[schema(value_type = String)]
     pub tenant: TenantId,
-    /// The stream.
-    pub stream_id: StreamId,
+    /// The stream, for a verdict on a stream's result.
+    #[serde(default)]
+    pub stream_id: Option<StreamId>,
+    /// The model whose result it is, for a verdict on a row.
+    #[serde(default)]
+    pub model_id: Option<ModelId>,
+    /// The dataset of the row.
+    #[serde(default)]
+    pub dataset_id: Option<DatasetId>,
+    /// The row: its 0-based index among the dataset's data rows.
+    #[serde(default)]
+    pub row: Option<usize>,
     /// The verdict.
     pub label: FeedbackLabel,
     /// The `anomaly.detected` event named, if one was.
@@ -40,10 +52,11 @@ pub struct Feedback {
     pub to: Option<i64>,
     /// The score the verdict is about: the flagged point's, or the best of the range.
     pub score: Option<f64>,
-    /// The stream's threshold before.
-    pub threshold_before: f64,
+    /// The stream's threshold before (for a row: the model's, if one was named, which a
+    /// label leaves as it is until the next training).
+    pub threshold_before: Option<f64>,
     /// And after.
-    pub threshold_after: f64,
+    pub threshold_after: Option<f64>,
     /// What changed, in words.
     pub effect: String,
     /// A note from the person.
@@ -51,4 +64,11 @@ pub struct Feedback {
     /// When it was given.
     #[schema(value_type = i64)]
     pub created_at: Timestamp,
+}
+
+impl FeedbackLabel {
+    /// Whether the label says the point or row is an anomaly.
+    pub fn is_anomaly(self) -> bool {
+        !matches!(self, FeedbackLabel::FalsePositive)
+    }
 }

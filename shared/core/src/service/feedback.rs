@@ -1,20 +1,26 @@
-//! Verdicts on a stream's results (`POST /v1/feedback`): stored per tenant, and applied to
-//! the stream's threshold within bounds ([`nomaly_detect::stream::feedback`]): a false
-//! positive raises it above the flagged point's score, a miss lowers it below the best
-//! score of the range that should have flagged, a true positive changes nothing. The
-//! answer says what changed.
+//! Verdicts on results (`POST /v1/feedback`), stored per tenant.
 //!
-//! The point is named by an `anomaly.detected` event and the `index` of one of its
-//! anomalies, or by a time range over the stream's last points (the 120 it keeps for
-//! charts). A stream split by entity shares one threshold across its entities, so a
-//! verdict on one entity is refused rather than applied to all of them.
+//! On a stream's result a verdict moves the stream's threshold within bounds
+//! ([`nomaly_detect::stream::feedback`]): a false positive raises it above the flagged
+//! point's score, a miss lowers it below the best score of the range that should have
+//! flagged, a true positive changes nothing. The answer says what changed. The point is
+//! named by an `anomaly.detected` event and the `index` of one of its anomalies, or by a
+//! time range over the stream's last points (the 120 it keeps for charts). A stream split
+//! by entity shares one threshold across its entities, so a verdict on one entity is
+//! refused rather than applied to all of them.
+//!
+//! On a row of a dataset (a model's result on it) a verdict is a label: the next model
+//! trained on that dataset fits its threshold to the labelled rows
+//! ([`nomaly_detect::labels`]), the latest verdict on a row counting.
 
 use crate::domain::{Event, Feedback, FeedbackLabel, Stream, TenantId};
-use crate::ids::{EventId, FeedbackId, StreamId, Ulid};
+use crate::ids::{DatasetId, EventId, FeedbackId, ModelId, StreamId, Ulid};
 use crate::ports::{Page, PageRequest, StoreError};
-use crate::service::uses::{UsesEvents, UsesFeedback, UsesStreams};
+use crate::service::datasets::{dataset_shape, profiled_dataset};
+use crate::service::uses::{UsesDatasets, UsesEvents, UsesFeedback, UsesModels, UsesStreams};
 use crate::service::{streams, Problem};
 use crate::time::Timestamp;
+use nomaly_detect::labels::Labelled;
 use nomaly_detect::stream::feedback as rule;
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +28,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
-    /// The stream.
-    pub stream_id: StreamId,
+    /// The stream, for a verdict on a stream's result (or give `dataset_id` and `row`).
+    #[serde(default)]
+    pub stream_id: Option<StreamId>,
     /// `false_positive`, `true_positive` or `missed`.
     pub label: FeedbackLabel,
     /// An `anomaly.detected` event of the stream (with `index`).
@@ -41,6 +48,17 @@ pub struct FeedbackRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub to: Option<serde_json::Value>,
+    /// A dataset, for a verdict on one of its rows as a model scored it (with `row`): a
+    /// label for the next model trained on the dataset.
+    #[serde(default)]
+    pub dataset_id: Option<DatasetId>,
+    /// The row: its 0-based index among the dataset's data rows, as detection numbers
+    /// them.
+    #[serde(default)]
+    pub row: Option<usize>,
+    /// The model whose result the row was, if you want it kept with the verdict.
+    #[serde(default)]
+    pub model_id: Option<ModelId>,
     /// A note, at most 1,000 characters.
     #[serde(default)]
     pub note: Option<String>,
@@ -51,7 +69,8 @@ pub struct FeedbackRequest {
 pub struct FeedbackAnswer {
     /// The verdict as stored.
     pub feedback: Feedback,
-    /// Whether the stream's threshold moved.
+    /// Whether the stream's threshold moved (never, for a row: its label counts at the
+    /// next training).
     pub changed: bool,
 }
 
@@ -145,9 +164,10 @@ async fn score_of(
     Ok(inside.into_iter().fold(f64::MIN, f64::max))
 }
 
-/// Stores a verdict and applies it to the stream's threshold.
+/// Stores a verdict: on a stream's result it is applied to the stream's threshold; on a
+/// dataset's row it is kept as a label for the next training.
 pub async fn give(
-    services: &(impl UsesStreams + UsesEvents + UsesFeedback),
+    services: &(impl UsesStreams + UsesEvents + UsesFeedback + UsesDatasets + UsesModels),
     tenant: &TenantId,
     request: FeedbackRequest,
 ) -> Result<FeedbackAnswer, Problem> {
@@ -158,6 +178,150 @@ pub async fn give(
     {
         return Err(Problem::invalid_data("`note` is at most 1,000 characters"));
     }
+    match (&request.stream_id, &request.dataset_id) {
+        (Some(_), Some(_)) => Err(Problem::invalid_data(
+            "name a stream's result (`stream_id`) or a dataset's row (`dataset_id` and `row`), not both",
+        )),
+        (None, None) => Err(Problem::invalid_data(
+            "name a stream's result (`stream_id`) or a dataset's row (`dataset_id` and `row`)",
+        )),
+        (Some(stream_id), None) => {
+            if request.model_id.is_some() || request.row.is_some() {
+                return Err(Problem::invalid_data(
+                    "`model_id` and `row` name a dataset's row: give them with `dataset_id`, not `stream_id`",
+                ));
+            }
+            on_stream(services, tenant, stream_id, &request).await
+        }
+        (None, Some(dataset_id)) => on_row(services, tenant, dataset_id, &request).await,
+    }
+}
+
+/// A verdict on a dataset's row, kept as a label.
+async fn on_row(
+    services: &(impl UsesFeedback + UsesDatasets + UsesModels),
+    tenant: &TenantId,
+    dataset_id: &DatasetId,
+    request: &FeedbackRequest,
+) -> Result<FeedbackAnswer, Problem> {
+    if request.event_id.is_some()
+        || request.index.is_some()
+        || request.from.is_some()
+        || request.to.is_some()
+    {
+        return Err(Problem::invalid_data(
+            "a row is named by `dataset_id` and `row`; `event_id`, `index`, `from` and `to` name a stream's points",
+        ));
+    }
+    let row = request
+        .row
+        .ok_or_else(|| Problem::invalid_data("`dataset_id` needs `row`: which of its rows"))?;
+    let dataset = profiled_dataset(services, tenant, dataset_id).await?;
+    let (rows, _) = dataset_shape(&dataset);
+    if row >= rows {
+        return Err(Problem::invalid_data(format!(
+            "dataset {dataset_id} has {rows} data rows (0 to {}); there is no row {row}",
+            rows.saturating_sub(1)
+        )));
+    }
+    let threshold = match &request.model_id {
+        Some(id) => {
+            let model = services
+                .models()
+                .get_model(tenant, id)
+                .await?
+                .ok_or_else(|| Problem::not_found(format!("model {id} not found")))?;
+            model.training.get("threshold").and_then(|t| t.as_f64())
+        }
+        None => None,
+    };
+    let mut feedback = Feedback {
+        id: FeedbackId::new(),
+        tenant: tenant.clone(),
+        stream_id: None,
+        model_id: request.model_id.clone(),
+        dataset_id: Some(dataset_id.clone()),
+        row: Some(row),
+        label: request.label,
+        event_id: None,
+        index: None,
+        from: None,
+        to: None,
+        score: None,
+        threshold_before: threshold,
+        threshold_after: threshold,
+        effect: String::new(),
+        note: request.note.clone(),
+        created_at: Timestamp::now(),
+    };
+    let mut labels = dataset_labels(services, tenant, dataset_id).await?;
+    labels.retain(|l| l.row != row);
+    labels.push(Labelled {
+        row,
+        anomaly: request.label.is_anomaly(),
+    });
+    let anomalies = labels.iter().filter(|l| l.anomaly).count();
+    feedback.effect = format!(
+        "row {row} of dataset {dataset_id} is labelled {}: the next model trained on the dataset fits its threshold to its {} labelled rows ({anomalies} anomalies); models already trained keep theirs",
+        if request.label.is_anomaly() { "an anomaly" } else { "normal" },
+        labels.len(),
+    );
+    services.feedback().put_feedback(&feedback).await?;
+    tracing::info!(dataset_id = %dataset_id, row, label = ?request.label, "feedback on a row");
+    Ok(FeedbackAnswer {
+        feedback,
+        changed: false,
+    })
+}
+
+/// Most verdicts read for a dataset's labels (newest first).
+const MAX_LABEL_VERDICTS: usize = 20_000;
+
+/// The labels the tenant's verdicts give a dataset's rows: the latest verdict on each row
+/// counts. At most the newest [`MAX_LABEL_VERDICTS`] verdicts are read.
+pub async fn dataset_labels(
+    services: &impl UsesFeedback,
+    tenant: &TenantId,
+    dataset_id: &DatasetId,
+) -> Result<Vec<Labelled>, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut labels = Vec::new();
+    let mut page = PageRequest {
+        limit: 1000,
+        token: None,
+    };
+    let mut read = 0;
+    while read < MAX_LABEL_VERDICTS {
+        let got = services.feedback().list_feedback(tenant, &page).await?;
+        read += got.items.len();
+        for f in got.items {
+            if f.dataset_id.as_ref() != Some(dataset_id) {
+                continue;
+            }
+            if let Some(row) = f.row {
+                if seen.insert(row) {
+                    labels.push(Labelled {
+                        row,
+                        anomaly: f.label.is_anomaly(),
+                    });
+                }
+            }
+        }
+        match got.next_token {
+            Some(token) => page.token = Some(token),
+            None => break,
+        }
+    }
+    Ok(labels)
+}
+
+/// A verdict on a stream's result, applied to its threshold.
+async fn on_stream(
+    services: &(impl UsesStreams + UsesEvents + UsesFeedback),
+    tenant: &TenantId,
+    stream_id: &StreamId,
+    request: &FeedbackRequest,
+) -> Result<FeedbackAnswer, Problem> {
     let range = match (&request.from, &request.to) {
         (Some(f), Some(t)) => {
             let (f, t) = (instant(f, "from")?, instant(t, "to")?);
@@ -175,14 +339,14 @@ pub async fn give(
         ));
     }
     for _ in 0..8 {
-        let (stream, state) = streams::get(services, tenant, &request.stream_id).await?;
+        let (stream, state) = streams::get(services, tenant, stream_id).await?;
         if stream.entity.is_some() {
             return Err(Problem::invalid_data(
                 "this stream is split by entity and its entities share one threshold: feedback on one entity is not applied (not yet supported)",
             ));
         }
         let before = streams::threshold_of(&stream);
-        let score = score_of(services, &stream, &request, range).await?;
+        let score = score_of(services, &stream, request, range).await?;
         let (after, effect) = match request.label {
             FeedbackLabel::TruePositive => (before, "none: a true positive confirms the threshold".to_string()),
             FeedbackLabel::FalsePositive if score < before => (
@@ -191,7 +355,14 @@ pub async fn give(
             ),
             FeedbackLabel::FalsePositive => {
                 let after = rule::after_false_positive(before, score);
-                (after, format!("threshold raised from {before:.4} to {after:.4}, above the point's score {score:.4} (at most {})", rule::CEILING))
+                let effect = if after <= before {
+                    format!("none: the threshold {before:.4} is at its ceiling {}, so a point scoring {score:.4} is still flagged", rule::CEILING)
+                } else if after <= score {
+                    format!("threshold raised from {before:.4} to its ceiling {after:.4}: points scoring below that no longer flag, but this one scored {score:.4} and one like it still would")
+                } else {
+                    format!("threshold raised from {before:.4} to {after:.4}, above the point's score {score:.4} (at most {})", rule::CEILING)
+                };
+                (after, effect)
             }
             FeedbackLabel::Missed if score >= before => (
                 before,
@@ -199,7 +370,14 @@ pub async fn give(
             ),
             FeedbackLabel::Missed => {
                 let after = rule::after_miss(before, score);
-                (after, format!("threshold lowered from {before:.4} to {after:.4}, below the range's best score {score:.4} (at least {})", rule::FLOOR))
+                let effect = if after >= before {
+                    format!("none: the threshold {before:.4} is at its floor {}, so a range scoring {score:.4} is still not flagged", rule::FLOOR)
+                } else if after > score {
+                    format!("threshold lowered from {before:.4} to its floor {after:.4}: points scoring above that now flag, but the range's best scored {score:.4} and one like it still would not")
+                } else {
+                    format!("threshold lowered from {before:.4} to {after:.4}, below the range's best score {score:.4} (at least {})", rule::FLOOR)
+                };
+                (after, effect)
             }
         };
         let changed = after != before;
@@ -218,15 +396,18 @@ pub async fn give(
         let feedback = Feedback {
             id: FeedbackId::new(),
             tenant: tenant.clone(),
-            stream_id: stream.id.clone(),
+            stream_id: Some(stream.id.clone()),
+            model_id: None,
+            dataset_id: None,
+            row: None,
             label: request.label,
             event_id: request.event_id.clone(),
             index: request.index,
             from: range.map(|r| r.0),
             to: range.map(|r| r.1),
             score: Some(score),
-            threshold_before: before,
-            threshold_after: after,
+            threshold_before: Some(before),
+            threshold_after: Some(after),
             effect,
             note: request.note.clone(),
             created_at: Timestamp::now(),

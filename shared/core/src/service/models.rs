@@ -116,11 +116,12 @@ pub async fn save(
     id: &ModelId,
     model: &Model,
     params: serde_json::Value,
+    labels: Option<&nomaly_detect::labels::LabelFit>,
 ) -> Result<ModelRecord, StoreError> {
     let key = artifact_key(tenant, id);
     services.blobs().put_blob(&key, model.to_json()).await?;
     let t = model.training();
-    let record = ModelRecord {
+    let mut record = ModelRecord {
         id: id.clone(),
         tenant: tenant.clone(),
         algorithm: model.algorithm().name().to_string(),
@@ -140,6 +141,9 @@ pub async fn save(
         version: nomaly_detect::model::FORMAT_VERSION,
         created_at: Timestamp::now(),
     };
+    if let (Some(fit), Some(training)) = (labels, record.training.as_object_mut()) {
+        training.insert("labels".into(), serde_json::json!(fit));
+    }
     match services.models().put_model(&record).await {
         Ok(()) => Ok(record),
         Err(StoreError::AlreadyExists(_)) => services

@@ -7,9 +7,9 @@ use crate::service::datasets::{dataset_rows, dataset_shape, profiled_dataset};
 use crate::service::input::{FitSpec, Rows};
 use crate::service::jobs::{self, JobError};
 use crate::service::uses::{
-    UsesBlobs, UsesDatasets, UsesModels, UsesQueue, UsesSettings, UsesTasks,
+    UsesBlobs, UsesDatasets, UsesFeedback, UsesModels, UsesQueue, UsesSettings, UsesTasks,
 };
-use crate::service::{cost, models, Problem};
+use crate::service::{cost, feedback, models, Problem};
 use nomaly_detect::Model;
 use serde::{Deserialize, Serialize};
 
@@ -194,9 +194,11 @@ async fn rows(
 }
 
 /// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of
-/// the fit), store the model. A redelivered job stores the same model id once.
+/// the fit), fit the threshold to the rows of the dataset people labelled
+/// (`POST /v1/feedback` with `dataset_id` and `row`), store the model. A redelivered job
+/// stores the same model id once.
 pub async fn run_job(
-    services: &(impl UsesModels + UsesDatasets + UsesBlobs + UsesSettings),
+    services: &(impl UsesModels + UsesDatasets + UsesBlobs + UsesSettings + UsesFeedback),
     tenant: &TenantId,
     job: &TrainJob,
     progress: impl Fn(f64) + Send + Sync + 'static,
@@ -205,16 +207,42 @@ pub async fn run_job(
         return Ok(existing);
     }
     let rows = rows(services, tenant, &job.data).await?;
+    let labels = match &job.data {
+        TrainingData::Dataset { dataset_id, .. } => {
+            feedback::dataset_labels(services, tenant, dataset_id).await?
+        }
+        TrainingData::Inline(_) => Vec::new(),
+    };
     let options = job
         .spec
         .options(rows.columns.clone())
         .map_err(JobError::Fail)?;
-    let fitted = tokio::task::spawn_blocking(move || {
-        Model::fit_with_progress(rows.matrix().view(), &options, &progress)
+    let (fitted, labelled) = tokio::task::spawn_blocking(move || {
+        let mut fitted = Model::fit_with_progress(rows.matrix().view(), &options, &progress)?;
+        let labelled = fitted.fit_to_labels(&labels);
+        Ok::<_, nomaly_detect::DetectError>((fitted, labelled))
     })
     .await
     .map_err(|e| JobError::Fail(Problem::internal(format!("training stopped: {e}"))))?
     .map_err(|e| JobError::Fail(Problem::from(e)))?;
+    if let Some(fit) = &labelled {
+        tracing::info!(
+            model_id = %job.model_id,
+            labelled = fit.labelled,
+            errors_before = fit.errors_before,
+            errors = fit.errors,
+            threshold = fit.threshold,
+            "threshold fitted to labels"
+        );
+    }
     let params = serde_json::to_value(&job.spec.params).unwrap_or_default();
-    Ok(models::save(services, tenant, &job.model_id, &fitted.model, params).await?)
+    Ok(models::save(
+        services,
+        tenant,
+        &job.model_id,
+        &fitted.model,
+        params,
+        labelled.as_ref(),
+    )
+    .await?)
 }
