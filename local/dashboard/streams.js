@@ -281,12 +281,19 @@ async function poll() {
   }
 }
 
+/** The threshold of what is charted: an entity's own (set by feedback on it), or the
+ * stream's. */
+function thresholdNow() {
+  const x = pickedStream();
+  const own = st.entity !== null && st.series ? numOrNull(st.series.threshold) : null;
+  return own !== null ? own : Number(x && x.threshold);
+}
+
 /** The anomalies of what is charted: its points at or above the threshold, those its
  * events told of, and those given a verdict from this page (a false positive may now be
  * under the threshold it raised); newest first. */
 function anomaliesOf() {
-  const x = pickedStream();
-  const thr = Number(x && x.threshold);
+  const thr = thresholdNow();
   const byT = new Map();
   const recent = (st.series && Array.isArray(st.series.recent) && st.series.recent) || [];
   for (const p of recent) {
@@ -347,7 +354,7 @@ function renderSeries() {
     chip('detector', (x.detector && x.detector.detector) || '?'),
     chip('points', fmtInt(st.entity !== null ? cur.points : x.points)),
     chip('anomalies', fmtInt(st.entity !== null ? cur.anomalies : x.anomalies)),
-    chip('threshold', fmtNum(x.threshold)),
+    chip(st.entity !== null && numOrNull(cur.threshold) !== null ? 'own threshold' : 'threshold', fmtNum(thresholdNow())),
     chip('last point', fmtTime(toMs(st.entity !== null ? cur.last_timestamp : x.last_timestamp))),
   );
   const points = recentPoints();
@@ -355,7 +362,7 @@ function renderSeries() {
   if (st.selectedT !== null && !marks.some((m) => m.t === st.selectedT)) st.selectedT = null;
   // a mark with the keyboard's focus keeps it through the redraw
   const focused = svg.contains(document.activeElement) ? document.activeElement.getAttribute('data-t') : null;
-  drawStreamChart(svg, { points, marks, threshold: x.threshold, selected: st.selectedT, label: (x.columns && x.columns[0]) || 'value' });
+  drawStreamChart(svg, { points, marks, threshold: thresholdNow(), selected: st.selectedT, label: (x.columns && x.columns[0]) || 'value' });
   if (focused !== null) {
     const again = svg.querySelector(`circle.anomaly[data-t="${focused}"]`);
     if (again) again.focus();
@@ -424,7 +431,7 @@ function renderExplanation(t, marks) {
     return;
   }
   const x = pickedStream();
-  const thr = Number(x && x.threshold);
+  const thr = thresholdNow();
   box.dataset.t = String(m.t);
   box.dataset.score = String(m.score);
   box.append(
@@ -474,7 +481,7 @@ function renderExplanation(t, marks) {
   box.appendChild(
     feedbackControls({
       key: verdictKey(st.id, st.entity, m.t),
-      body: { stream_id: st.id, from: String(m.t), to: String(m.t) },
+      body: st.entity !== null ? { stream_id: st.id, entity: st.entity, from: String(m.t), to: String(m.t) } : { stream_id: st.id, from: String(m.t), to: String(m.t) },
       testid: 'stream-feedback',
       onDone: (answer) => {
         // the threshold it moved: read the stream again now rather than at the next poll

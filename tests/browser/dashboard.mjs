@@ -818,6 +818,20 @@ async function entityScenario(page, summary, frames) {
   const ex = await explain(page, spikeT);
   if (!ex.text.includes('score ')) fail(`web-2's spike has no score in its explanation: "${ex.text}"`);
   summary.entity_charted = { entity: 'web-2', points: chart.points, band: chart.band, anomalies: chart.anomalies };
+
+  step("entities: \"Not an anomaly\" on web-2's spike moves web-2's own threshold, not the stream's");
+  const box = '#stream-explain [data-testid="stream-feedback"]';
+  await page.click(`${box} button[data-label="false_positive"]`);
+  const effect = await verdictShown(page, box, "web-2's spike");
+  const two = await apiCall('GET', `/v1/streams/${id}/entities/web-2`);
+  const other = await apiCall('GET', `/v1/streams/${id}/entities/web-1`);
+  const stream = await apiCall('GET', `/v1/streams/${id}`);
+  if (!(Number(two.threshold) > Number(stream.threshold))) fail(`web-2's own threshold is ${two.threshold}, not above the stream's ${stream.threshold}`);
+  if (other.threshold !== undefined) fail(`web-1 got a threshold of its own (${other.threshold}) from a verdict on web-2`);
+  await page
+    .waitForFunction((want) => Array.from(document.querySelectorAll('#stream-summary .chip')).some((c) => c.textContent.includes('own threshold') && c.textContent.includes(want)), fmtNum(Number(two.threshold)), { timeout: WAIT })
+    .catch(async () => fail(`the page does not show web-2's own threshold ${two.threshold}: "${await page.textContent('#stream-summary')}"`));
+  summary.entity_feedback = { entity: 'web-2', threshold: two.threshold, stream_threshold: stream.threshold, effect };
 }
 
 async function bannerText(page) {

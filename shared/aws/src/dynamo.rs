@@ -1878,6 +1878,7 @@ mod tests {
             last_timestamp: None,
             last_anomaly: None,
             interval: None,
+            threshold: None,
             recent: Vec::new(),
             version,
             write_id: String::new(),

@@ -384,6 +384,7 @@ fn new_entities(stream: &Stream, count: usize, state_bytes: usize) -> Vec<(Strea
                 last_timestamp: Some(1_700_000_000),
                 last_anomaly: None,
                 interval: None,
+                threshold: None,
                 recent: Vec::new(),
                 version: 1,
                 write_id: String::new(),

@@ -196,6 +196,7 @@ pub async fn feedback_is_kept_per_tenant(store: &dyn FeedbackStore) {
         id: FeedbackId::new(),
         tenant: a.clone(),
         stream_id: Some(StreamId::new()),
+        entity: Some("web-1".into()),
         model_id: None,
         dataset_id: None,
         row: None,
@@ -215,6 +216,7 @@ pub async fn feedback_is_kept_per_tenant(store: &dyn FeedbackStore) {
     // a label on a dataset's row, with no threshold
     let second = Feedback {
         stream_id: None,
+        entity: None,
         model_id: Some(ModelId::new()),
         dataset_id: Some(DatasetId::new()),
         row: Some(17),

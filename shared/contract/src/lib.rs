@@ -1153,6 +1153,7 @@ fn entity(s: &Stream, name: &str, version: u64, seen: Timestamp) -> StreamEntity
         last_timestamp: Some(1_700_000_000 + version as i64),
         last_anomaly: None,
         interval: Some(60),
+        threshold: None,
         recent: vec![RecentPoint {
             t: 1_700_000_000,
             v: 1.5,

@@ -195,7 +195,12 @@ async fn bad_and_foreign_feedback_is_refused_and_changes_nothing() {
         (
             json!({"stream_id": split["stream_id"], "label": "missed", "from": 1, "to": 2}),
             422,
-            "split by entity",
+            "name the entity",
+        ),
+        (
+            json!({"stream_id": stream, "entity": "web-1", "label": "missed", "from": 1, "to": 2}),
+            422,
+            "not split by entity",
         ),
     ] {
         let (s, _, answer) = e.post_json("/v1/feedback", &key, body.clone()).await;
@@ -367,4 +372,140 @@ async fn verdicts_on_rows_are_labels_for_the_next_training() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{answer}");
+}
+
+#[tokio::test]
+async fn on_a_stream_split_by_entity_a_verdict_moves_that_entity_only() {
+    let e = env();
+    let key = e.key("acme").await;
+    let (s, _, made) = e
+        .post_streams(
+            &key,
+            json!({"name": "fleet", "entity": "host", "detector": "rolling_mean",
+                   "params": {"window": 20}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let id = made["stream_id"].as_str().expect("id").to_string();
+    let start = 1_790_000_000i64;
+    let points = |from: i64, to: i64, spike_at: i64| {
+        let mut points = Vec::new();
+        for i in from..to {
+            for host in ["web-1", "web-2"] {
+                let wobble = ((i * 7) % 5) as f64 * 0.2;
+                let spike = if i == spike_at { 40.0 } else { 0.0 };
+                points.push(json!({"timestamp": start + 60 * i, "value": 10.0 + wobble + spike, "host": host}));
+            }
+        }
+        json!({ "points": points })
+    };
+    let (s, _, answer) = e.post_points(&key, &id, points(0, 60, 50)).await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    let web2 = latest_event_of(&e, "web-2").await;
+    let point = &web2["payload"]["anomaly_points"][0];
+    let (s, _, answer) = e
+        .post_json(
+            "/v1/feedback",
+            &key,
+            json!({"stream_id": id, "label": "false_positive",
+                   "event_id": web2["event_id"], "index": point["index"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        answer["feedback"]["entity"], "web-2",
+        "the event named it: {answer}"
+    );
+    assert_eq!(answer["changed"], true, "{answer}");
+    let raised = answer["feedback"]["threshold_after"]
+        .as_f64()
+        .expect("after");
+    assert!(raised > 0.5, "{answer}");
+
+    // web-2 has its own threshold now; web-1 and the stream keep 0.5.
+    let (_, two) = e
+        .get(&format!("/v1/streams/{id}/entities/web-2"), &key)
+        .await;
+    assert_eq!(two["threshold"], raised, "{two}");
+    let (_, one) = e
+        .get(&format!("/v1/streams/{id}/entities/web-1"), &key)
+        .await;
+    assert!(one.get("threshold").is_none(), "{one}");
+    let (_, view) = e.get(&format!("/v1/streams/{id}"), &key).await;
+    assert_eq!(view["threshold"], 0.5, "{view}");
+
+    // The next anomalies are held to each entity's own threshold.
+    let (s, _, answer) = e.post_points(&key, &id, points(60, 90, 80)).await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    assert_eq!(
+        latest_event_of(&e, "web-1").await["payload"]["threshold"],
+        0.5
+    );
+    let flagged_two = answer["anomalies"]
+        .as_array()
+        .expect("anomalies")
+        .iter()
+        .filter(|a| a["entity"] == "web-2")
+        .all(|a| a["score"].as_f64().is_some_and(|s| s >= raised));
+    assert!(
+        flagged_two,
+        "web-2 flags only at its own threshold: {answer}"
+    );
+
+    // A range names its entity; a miss lowers that entity's threshold only.
+    let recent = one["recent"].as_array().cloned().unwrap_or_default();
+    let quiet = recent
+        .iter()
+        .filter(|p| p["s"].as_f64().is_some_and(|s| s < 0.4))
+        .map(|p| p["t"].as_i64().expect("t"))
+        .next()
+        .expect("a quiet point of web-1");
+    let (s, _, missed) = e
+        .post_json(
+            "/v1/feedback",
+            &key,
+            json!({"stream_id": id, "entity": "web-1", "label": "missed", "from": quiet, "to": quiet}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{missed}");
+    assert_eq!(missed["changed"], true, "{missed}");
+    let lowered = missed["feedback"]["threshold_after"]
+        .as_f64()
+        .expect("after");
+    assert!(lowered < 0.5, "{missed}");
+    let (_, one) = e
+        .get(&format!("/v1/streams/{id}/entities/web-1"), &key)
+        .await;
+    assert_eq!(one["threshold"], lowered, "{one}");
+    let (_, two) = e
+        .get(&format!("/v1/streams/{id}/entities/web-2"), &key)
+        .await;
+    assert_eq!(two["threshold"], raised, "{two}");
+
+    // The entity must exist, and agree with the event.
+    for (body, status) in [
+        (
+            json!({"stream_id": id, "entity": "web-9", "label": "missed", "from": quiet, "to": quiet}),
+            404,
+        ),
+        (
+            json!({"stream_id": id, "entity": "web-1", "label": "false_positive",
+                "event_id": web2["event_id"], "index": point["index"]}),
+            422,
+        ),
+    ] {
+        let (s, _, answer) = e.post_json("/v1/feedback", &key, body.clone()).await;
+        assert_eq!(s.as_u16(), status, "{body}: {answer}");
+    }
+}
+
+/// The latest `anomaly.detected` event of a host.
+async fn latest_event_of(e: &Env, host: &str) -> Value {
+    e.events("acme")
+        .await
+        .into_iter()
+        .rev()
+        .map(|ev| serde_json::to_value(&ev).expect("json"))
+        .find(|ev| ev["type"] == "anomaly.detected" && ev["payload"]["entity"] == host)
+        .expect("an anomaly event of the host")
 }

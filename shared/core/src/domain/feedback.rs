@@ -31,6 +31,9 @@ pub struct Feedback {
     /// The stream, for a verdict on a stream's result.
     #[serde(default)]
     pub stream_id: Option<StreamId>,
+    /// The stream's entity, for a stream split by entity.
+    #[serde(default)]
+    pub entity: Option<String>,
     /// The model whose result it is, for a verdict on a row.
     #[serde(default)]
     pub model_id: Option<ModelId>,

@@ -197,6 +197,9 @@ pub struct StreamEntity {
     /// Seconds between its points, given by the stream or inferred.
     #[serde(default)]
     pub interval: Option<i64>,
+    /// Its own threshold, set by feedback on its results; `None`: the stream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Its last points, for a chart.
     #[serde(default)]
     pub recent: Vec<RecentPoint>,

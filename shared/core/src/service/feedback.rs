@@ -5,15 +5,15 @@
 //! point's score, a miss lowers it below the best score of the range that should have
 //! flagged, a true positive changes nothing. The answer says what changed. The point is
 //! named by an `anomaly.detected` event and the `index` of one of its anomalies, or by a
-//! time range over the stream's last points (the 120 it keeps for charts). A stream split
-//! by entity shares one threshold across its entities, so a verdict on one entity is
-//! refused rather than applied to all of them.
+//! time range over the stream's last points (the 120 it keeps for charts). On a stream
+//! split by entity it moves that entity's own threshold (the event names the entity; a
+//! range names it with `entity`), and the other entities keep theirs.
 //!
 //! On a row of a dataset (a model's result on it) a verdict is a label: the next model
 //! trained on that dataset fits its threshold to the labelled rows
 //! ([`nomaly_detect::labels`]), the latest verdict on a row counting.
 
-use crate::domain::{Event, Feedback, FeedbackLabel, Stream, TenantId};
+use crate::domain::{EntityWritten, Event, Feedback, FeedbackLabel, RecentPoint, Stream, TenantId};
 use crate::ids::{DatasetId, EventId, FeedbackId, ModelId, StreamId, Ulid};
 use crate::ports::{Page, PageRequest, StoreError};
 use crate::service::datasets::{dataset_shape, profiled_dataset};
@@ -39,6 +39,9 @@ pub struct FeedbackRequest {
     /// The `index` of one of that event's `anomaly_points`.
     #[serde(default)]
     pub index: Option<usize>,
+    /// For a stream split by entity: the entity (an event names its own).
+    #[serde(default)]
+    pub entity: Option<String>,
     /// A range of the stream's time (Unix seconds or RFC 3339; with `to`), instead of an
     /// event: required for `missed`.
     #[serde(default)]
@@ -109,59 +112,126 @@ async fn event_of(
         .ok_or_else(|| Problem::not_found(format!("event {id} not found")))
 }
 
-/// The score a verdict is about: a flagged point's (by event and index), or the best of a
-/// range of the stream's last points.
-async fn score_of(
+/// A flagged point's score, named by its `anomaly.detected` event and `index`, and the
+/// entity the event was about, if any.
+async fn event_score(
     services: &impl UsesEvents,
     stream: &Stream,
-    request: &FeedbackRequest,
-    range: Option<(i64, i64)>,
-) -> Result<f64, Problem> {
-    if let Some(id) = &request.event_id {
-        let index = request.index.ok_or_else(|| {
-            Problem::invalid_data("`event_id` needs `index`: which of its anomalies")
-        })?;
-        let event = event_of(services, &stream.tenant, id).await?;
-        if event.payload.get("stream_id").and_then(|s| s.as_str()) != Some(stream.id.as_str()) {
-            return Err(Problem::invalid_data(format!(
-                "event {id} is not an anomaly of stream {}",
-                stream.id
-            )));
-        }
-        return event
-            .payload
-            .get("anomaly_points")
-            .and_then(|p| p.as_array())
-            .and_then(|points| {
-                points
-                    .iter()
-                    .find(|p| p.get("index").and_then(|i| i.as_u64()) == Some(index as u64))
-            })
-            .and_then(|p| p.get("score").and_then(|s| s.as_f64()))
-            .ok_or_else(|| {
-                Problem::invalid_data(format!("event {id} has no anomaly with index {index}"))
-            });
+    id: &EventId,
+    index: Option<usize>,
+) -> Result<(f64, Option<String>), Problem> {
+    let index = index
+        .ok_or_else(|| Problem::invalid_data("`event_id` needs `index`: which of its anomalies"))?;
+    let event = event_of(services, &stream.tenant, id).await?;
+    if event.payload.get("stream_id").and_then(|s| s.as_str()) != Some(stream.id.as_str()) {
+        return Err(Problem::invalid_data(format!(
+            "event {id} is not an anomaly of stream {}",
+            stream.id
+        )));
     }
-    let (from, to) = range.ok_or_else(|| {
-        Problem::invalid_data("name the point: `event_id` and `index`, or `from` and `to`")
-    })?;
-    let inside: Vec<f64> = stream
-        .recent
+    let score = event
+        .payload
+        .get("anomaly_points")
+        .and_then(|p| p.as_array())
+        .and_then(|points| {
+            points
+                .iter()
+                .find(|p| p.get("index").and_then(|i| i.as_u64()) == Some(index as u64))
+        })
+        .and_then(|p| p.get("score").and_then(|s| s.as_f64()))
+        .ok_or_else(|| {
+            Problem::invalid_data(format!("event {id} has no anomaly with index {index}"))
+        })?;
+    let entity = event
+        .payload
+        .get("entity")
+        .and_then(|e| e.as_str())
+        .map(str::to_string);
+    Ok((score, entity))
+}
+
+/// The best score of the points of `recent` (a stream's or an entity's last points) in
+/// the range `from..=to`.
+fn range_score(recent: &[RecentPoint], (from, to): (i64, i64)) -> Result<f64, Problem> {
+    let inside: Vec<f64> = recent
         .iter()
         .filter(|p| p.t >= from && p.t <= to)
         .map(|p| p.s)
         .collect();
     if inside.is_empty() {
-        let kept = match (stream.recent.first(), stream.recent.last()) {
+        let kept = match (recent.first(), recent.last()) {
             (Some(a), Some(b)) => format!("{} to {}", a.t, b.t),
             _ => "none yet".into(),
         };
         return Err(Problem::invalid_data(format!(
-            "no point of the stream's last {} lies in that range (they span {kept})",
-            stream.recent.len()
+            "no point of the last {} lies in that range (they span {kept})",
+            recent.len()
         )));
     }
     Ok(inside.into_iter().fold(f64::MIN, f64::max))
+}
+
+/// What a verdict does to a threshold `before`, for a point (or a range's best) that
+/// scored `score`: the threshold after, and why, in words.
+fn judge(label: FeedbackLabel, before: f64, score: f64) -> (f64, String) {
+    match label {
+        FeedbackLabel::TruePositive => (before, "none: a true positive confirms the threshold".to_string()),
+        FeedbackLabel::FalsePositive if score < before => (
+            before,
+            format!("none: the point scored {score:.4}, below the threshold {before:.4}, so it was not flagged"),
+        ),
+        FeedbackLabel::FalsePositive => {
+            let after = rule::after_false_positive(before, score);
+            let effect = if after <= before {
+                format!("none: the threshold {before:.4} is at its ceiling {}, so a point scoring {score:.4} is still flagged", rule::CEILING)
+            } else if after <= score {
+                format!("threshold raised from {before:.4} to its ceiling {after:.4}: points scoring below that no longer flag, but this one scored {score:.4} and one like it still would")
+            } else {
+                format!("threshold raised from {before:.4} to {after:.4}, above the point's score {score:.4} (at most {})", rule::CEILING)
+            };
+            (after, effect)
+        }
+        FeedbackLabel::Missed if score >= before => (
+            before,
+            format!("none: the range's best score {score:.4} reached the threshold {before:.4}, so it was flagged"),
+        ),
+        FeedbackLabel::Missed => {
+            let after = rule::after_miss(before, score);
+            let effect = if after >= before {
+                format!("none: the threshold {before:.4} is at its floor {}, so a range scoring {score:.4} is still not flagged", rule::FLOOR)
+            } else if after > score {
+                format!("threshold lowered from {before:.4} to its floor {after:.4}: points scoring above that now flag, but the range's best scored {score:.4} and one like it still would not")
+            } else {
+                format!("threshold lowered from {before:.4} to {after:.4}, below the range's best score {score:.4} (at least {})", rule::FLOOR)
+            };
+            (after, effect)
+        }
+    }
+}
+
+/// The entity a verdict on `stream` is about: the one named, or the event's; `None` for
+/// a stream not split by entity.
+fn entity_of(
+    stream: &Stream,
+    named: Option<&String>,
+    from_event: Option<&String>,
+) -> Result<Option<String>, Problem> {
+    match (&stream.entity, named, from_event) {
+        (None, Some(_), _) => Err(Problem::invalid_data(format!(
+            "stream {} is not split by entity: leave `entity` out",
+            stream.id
+        ))),
+        (None, None, _) => Ok(None),
+        (Some(_), Some(a), Some(b)) if a != b => Err(Problem::invalid_data(format!(
+            "the event is about entity {b:?}, not {a:?}"
+        ))),
+        (Some(_), Some(a), _) => Ok(Some(a.clone())),
+        (Some(_), None, Some(b)) => Ok(Some(b.clone())),
+        (Some(split), None, None) => Err(Problem::invalid_data(format!(
+            "stream {} is split by `{}`: name the entity (`entity`)",
+            stream.id, split.field
+        ))),
+    }
 }
 
 /// Stores a verdict: on a stream's result it is applied to the stream's threshold; on a
@@ -206,11 +276,12 @@ async fn on_row(
 ) -> Result<FeedbackAnswer, Problem> {
     if request.event_id.is_some()
         || request.index.is_some()
+        || request.entity.is_some()
         || request.from.is_some()
         || request.to.is_some()
     {
         return Err(Problem::invalid_data(
-            "a row is named by `dataset_id` and `row`; `event_id`, `index`, `from` and `to` name a stream's points",
+            "a row is named by `dataset_id` and `row`; `event_id`, `index`, `entity`, `from` and `to` name a stream's points",
         ));
     }
     let row = request
@@ -239,6 +310,7 @@ async fn on_row(
         id: FeedbackId::new(),
         tenant: tenant.clone(),
         stream_id: None,
+        entity: None,
         model_id: request.model_id.clone(),
         dataset_id: Some(dataset_id.clone()),
         row: Some(row),
@@ -340,63 +412,87 @@ async fn on_stream(
     }
     for _ in 0..8 {
         let (stream, state) = streams::get(services, tenant, stream_id).await?;
-        if stream.entity.is_some() {
-            return Err(Problem::invalid_data(
-                "this stream is split by entity and its entities share one threshold: feedback on one entity is not applied (not yet supported)",
-            ));
-        }
-        let before = streams::threshold_of(&stream);
-        let score = score_of(services, &stream, request, range).await?;
-        let (after, effect) = match request.label {
-            FeedbackLabel::TruePositive => (before, "none: a true positive confirms the threshold".to_string()),
-            FeedbackLabel::FalsePositive if score < before => (
-                before,
-                format!("none: the point scored {score:.4}, below the threshold {before:.4}, so it was not flagged"),
+        let from_event = match &request.event_id {
+            Some(id) => Some(event_score(services, &stream, id, request.index).await?),
+            None => None,
+        };
+        let entity = entity_of(
+            &stream,
+            request.entity.as_ref(),
+            from_event.as_ref().and_then(|e| e.1.as_ref()),
+        )?;
+        let target = match &entity {
+            Some(name) => Some(
+                services
+                    .streams()
+                    .get_entities(tenant, stream_id, std::slice::from_ref(name))
+                    .await?
+                    .entities
+                    .into_iter()
+                    .find(|(e, _)| &e.name == name)
+                    .ok_or_else(|| {
+                        Problem::not_found(format!(
+                            "entity {name:?} of stream {stream_id} not found"
+                        ))
+                    })?,
             ),
-            FeedbackLabel::FalsePositive => {
-                let after = rule::after_false_positive(before, score);
-                let effect = if after <= before {
-                    format!("none: the threshold {before:.4} is at its ceiling {}, so a point scoring {score:.4} is still flagged", rule::CEILING)
-                } else if after <= score {
-                    format!("threshold raised from {before:.4} to its ceiling {after:.4}: points scoring below that no longer flag, but this one scored {score:.4} and one like it still would")
-                } else {
-                    format!("threshold raised from {before:.4} to {after:.4}, above the point's score {score:.4} (at most {})", rule::CEILING)
-                };
-                (after, effect)
-            }
-            FeedbackLabel::Missed if score >= before => (
-                before,
-                format!("none: the range's best score {score:.4} reached the threshold {before:.4}, so it was flagged"),
-            ),
-            FeedbackLabel::Missed => {
-                let after = rule::after_miss(before, score);
-                let effect = if after >= before {
-                    format!("none: the threshold {before:.4} is at its floor {}, so a range scoring {score:.4} is still not flagged", rule::FLOOR)
-                } else if after > score {
-                    format!("threshold lowered from {before:.4} to its floor {after:.4}: points scoring above that now flag, but the range's best scored {score:.4} and one like it still would not")
-                } else {
-                    format!("threshold lowered from {before:.4} to {after:.4}, below the range's best score {score:.4} (at least {})", rule::FLOOR)
-                };
-                (after, effect)
+            None => None,
+        };
+        let score = match (&from_event, range) {
+            (Some((score, _)), _) => *score,
+            (None, Some(range)) => range_score(
+                target.as_ref().map_or(&stream.recent, |(e, _)| &e.recent),
+                range,
+            )?,
+            (None, None) => {
+                return Err(Problem::invalid_data(
+                    "name the point: `event_id` and `index`, or `from` and `to`",
+                ))
             }
         };
+        let before = match &target {
+            Some((e, _)) => streams::entity_threshold(&stream, e),
+            None => streams::threshold_of(&stream),
+        };
+        let (after, effect) = judge(request.label, before, score);
         let changed = after != before;
         if changed {
-            let mut next = stream.clone();
-            next.threshold = after;
-            next.version += 1;
-            next.write_id = Ulid::new().encode();
-            match services.streams().update_stream(&next, &state).await {
-                Ok(()) => {}
-                // Another writer moved the stream on: read it again and decide anew.
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            let written = match &target {
+                Some((e, bytes)) => {
+                    let mut next = e.clone();
+                    next.threshold = Some(after);
+                    next.version += 1;
+                    next.write_id = Ulid::new().encode();
+                    let cap = stream.entity.as_ref().map_or(u64::MAX, |s| s.max_entities);
+                    let outcome = services
+                        .streams()
+                        .put_entities(tenant, stream_id, &[(next, bytes.clone())], cap)
+                        .await?;
+                    matches!(outcome.first(), Some(EntityWritten::Stored))
+                }
+                None => {
+                    let mut next = stream.clone();
+                    next.threshold = after;
+                    next.version += 1;
+                    next.write_id = Ulid::new().encode();
+                    match services.streams().update_stream(&next, &state).await {
+                        Ok(()) => true,
+                        Err(StoreError::Conflict(_)) => false,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            if !written {
+                // Another writer moved the stream or entity on: read it again and decide
+                // anew.
+                continue;
             }
         }
         let feedback = Feedback {
             id: FeedbackId::new(),
             tenant: tenant.clone(),
             stream_id: Some(stream.id.clone()),
+            entity,
             model_id: None,
             dataset_id: None,
             row: None,

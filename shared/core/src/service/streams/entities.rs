@@ -16,7 +16,7 @@
 use super::append::{learn, publish, Anomaly, Appended, GapsFound, Learned, Refused, Rules};
 use super::request::Point;
 use super::state::load_state;
-use super::{threshold_of, MAX_ROUNDS};
+use super::{entity_threshold, threshold_of, MAX_ROUNDS};
 use crate::domain::{EntitySplit, EntityWritten, Stream, StreamEntity, StreamState, TenantId};
 use crate::ids::{EventId, StreamId};
 use crate::ports::{Page, PageRequest};
@@ -69,6 +69,9 @@ pub struct EntityView {
     pub created_at: String,
     /// Seconds between its points, when known.
     pub interval: Option<i64>,
+    /// Its own threshold, set by feedback on its results; absent: the stream's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// The WebSocket channel of its anomalies: `stream:<id>:<entity>`.
     pub channel: String,
     /// Its last points: `t` (Unix seconds), `v` (the first column's value), `s` (its
@@ -88,6 +91,7 @@ impl EntityView {
             last_seen: entity.updated_at.rfc3339(),
             created_at: entity.created_at.rfc3339(),
             interval: entity.interval,
+            threshold: entity.threshold,
             channel: format!("stream:{}:{}", entity.stream_id, entity.name),
             recent: entity.recent.clone(),
         }
@@ -398,7 +402,6 @@ fn next_record(
     at: &[usize],
 ) -> StreamEntity {
     let now = Timestamp::now();
-    let threshold = threshold_of(stream);
     let mut next = before.cloned().unwrap_or_else(|| StreamEntity {
         tenant: stream.tenant.clone(),
         stream_id: stream.id.clone(),
@@ -408,12 +411,14 @@ fn next_record(
         last_timestamp: None,
         last_anomaly: None,
         interval: None,
+        threshold: None,
         recent: Vec::new(),
         version: 0,
         write_id: String::new(),
         created_at: now,
         updated_at: now,
     });
+    let threshold = entity_threshold(stream, &next);
     let mine: Vec<Point> = at.iter().map(|&i| points[i].clone()).collect();
     let anomalous: Vec<i64> = mine
         .iter()
@@ -455,12 +460,13 @@ fn assemble(
         gaps.found += d.learned.gaps.found;
         gaps.missing += d.learned.gaps.missing;
         gaps.filled += d.learned.gaps.filled;
+        let own = entity_threshold(stream, &d.entity);
         for (k, s) in d.learned.scores.iter().enumerate() {
             let i = d.at[k];
             if let Some(s) = s {
                 scores[i] = Some(s.score);
                 raw_scores[i] = Some(s.raw);
-                if s.score >= threshold {
+                if s.score >= own {
                     let mut a = Anomaly::new(i, &points[i], s, &stream.columns);
                     a.entity = Some(name.clone());
                     anomalies.push(a);
@@ -557,6 +563,7 @@ async fn publish_one(
 ) -> Option<EventId> {
     let mut at = stream.clone();
     at.version = done.entity.version;
+    at.threshold = entity_threshold(stream, &done.entity);
     let scored = done.learned.scores.iter().filter(|s| s.is_some()).count();
     publish(services, &at, correlation_id, anomalies, points, scored).await
 }

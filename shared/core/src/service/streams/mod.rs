@@ -46,6 +46,15 @@ pub fn threshold_of(stream: &Stream) -> f64 {
     }
 }
 
+/// The threshold an entity's scores are held to: its own, set by feedback, or else the
+/// stream's.
+pub fn entity_threshold(stream: &Stream, entity: &crate::domain::StreamEntity) -> f64 {
+    match entity.threshold {
+        Some(t) if on_the_scale(t) => t,
+        _ => threshold_of(stream),
+    }
+}
+
 /// Creates a stream with a fresh detector.
 pub async fn create(
     services: &(impl UsesTasks + UsesStreams + UsesBlobs + UsesSettings),
