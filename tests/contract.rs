@@ -296,6 +296,18 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     assert_eq!(s, 201, "{verdict}");
     assert_eq!(verdict["changed"], false, "{verdict}");
+    // and a verdict on a dataset's row: a label for the next training
+    let (s, label) = api
+        .call(
+            "POST",
+            "/v1/feedback",
+            Some(
+                json!({"dataset_id": dataset, "row": 3, "model_id": cardio_model, "label": "false_positive"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{label}");
+    assert_eq!(label["feedback"]["row"], 3, "{label}");
     call("POST", "/v1/feedback");
     let (s, verdicts) = api.call("GET", "/v1/feedback", None).await;
     assert_eq!(s, 200, "{verdicts}");
