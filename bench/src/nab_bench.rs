@@ -16,7 +16,9 @@
 //! - `feedback`: at the default threshold, with one `false_positive` verdict sent after
 //!   each series' first false positive (the rule of `POST /v1/feedback`,
 //!   [`nomaly_detect::stream::feedback`], raises that stream's threshold for the rest of
-//!   the series); compare it with `default`. The rule is fixed, not tuned here.
+//!   the series); compare it with `default`. At the end, the rule's step chosen on half
+//!   A (the best NAB score summed over the detectors) and reported on half B, beside no
+//!   verdict and the halfway step the service first had.
 //!
 //! NAB's own results for its "numenta" (HTM) detector, when the folder has them
 //! (`nab-results/`), are scored in the same run as the reference.
@@ -250,11 +252,20 @@ fn at(
 /// on that point raises the threshold for the rest of the series. Returns the summed tally,
 /// how many series got a verdict, and how many of those points scored at or above the
 /// rule's ceiling (a threshold cannot rise past them).
-fn with_feedback(series: &[Series], scores: &[Vec<f64>], threshold: f64) -> (Tally, usize, usize) {
+fn with_feedback(
+    series: &[Series],
+    scores: &[Vec<f64>],
+    threshold: f64,
+    step: f64,
+    keep: impl Fn(&Series) -> bool,
+) -> (Tally, usize, usize) {
     let mut total = Tally::zero(threshold);
     let mut verdicts = 0;
     let mut saturated = 0;
     for (s, sc) in series.iter().zip(scores) {
+        if !keep(s) {
+            continue;
+        }
         let Some(first) = s.labelled.first_false_positive(sc, threshold) else {
             total.add(&s.labelled.score(sc, threshold));
             continue;
@@ -263,7 +274,7 @@ fn with_feedback(series: &[Series], scores: &[Vec<f64>], threshold: f64) -> (Tal
         if sc[first] >= feedback::CEILING {
             saturated += 1;
         }
-        let raised = feedback::after_false_positive(threshold, sc[first]);
+        let raised = feedback::after_false_positive_by(threshold, sc[first], step);
         // Later rows flag at `raised`: scaled by threshold / raised, a score clears
         // `threshold` exactly when it clears `raised`, so one threshold scores both parts.
         let seen: Vec<f64> = sc
@@ -280,6 +291,70 @@ fn with_feedback(series: &[Series], scores: &[Vec<f64>], threshold: f64) -> (Tal
         total.add(&s.labelled.score(&seen, threshold));
     }
     (total, verdicts, saturated)
+}
+
+/// The steps of the false-positive rule compared: the share of the way from the point's
+/// score to 1 the threshold moves.
+const STEPS: [f64; 8] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5];
+
+/// Per step of [`STEPS`]: NAB's score with the verdicts on half A, and the tally on half
+/// B.
+type StepRows = Vec<(f64, f64, Tally)>;
+
+/// Each step's NAB score on half A and tally on half B, with one verdict per series.
+fn feedback_steps(series: &[Series], scores: &[Vec<f64>], threshold: f64) -> StepRows {
+    STEPS
+        .iter()
+        .map(|&step| {
+            let (a, _, _) = with_feedback(series, scores, threshold, step, |s| s.half == Half::A);
+            let (b, _, _) = with_feedback(series, scores, threshold, step, |s| s.half == Half::B);
+            (step, a.normalized(), b)
+        })
+        .collect()
+}
+
+/// One step for every detector, chosen on half A (the best summed NAB score there),
+/// reported on half B beside no verdict and the halfway step the service first had.
+fn choose_step(rows: &[(&str, StepRows, Tally)]) {
+    let summed = |k: usize| rows.iter().map(|(_, r, _)| r[k].1).sum::<f64>();
+    let best = (0..STEPS.len())
+        .max_by(|&x, &y| summed(x).total_cmp(&summed(y)))
+        .unwrap_or(0);
+    println!();
+    println!(
+        "feedback step chosen on half A (summed NAB over the detectors, steps {STEPS:?}): {} (sums: {})",
+        STEPS[best],
+        (0..STEPS.len())
+            .map(|k| format!("{}={:.1}", STEPS[k], summed(k)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // the rule before this choice: halfway from the point's score to 1
+    let halfway = STEPS.len() - 1;
+    println!(
+        "{:<18} {:>26} {:>26} {:>26}",
+        "half B",
+        "no verdict",
+        format!("step {} (chosen)", STEPS[best]),
+        format!("step {} (halfway)", STEPS[halfway])
+    );
+    let cell = |t: &Tally| {
+        format!(
+            "NAB {:>5.1} FP {:>3} win {:>2}/{}",
+            t.normalized(),
+            t.fp,
+            t.windows_found,
+            t.windows
+        )
+    };
+    for (label, r, none) in rows {
+        println!(
+            "{label:<18} {:>26} {:>26} {:>26}",
+            cell(none),
+            cell(&r[best].2),
+            cell(&r[halfway].2)
+        );
+    }
 }
 
 /// NAB's optimised threshold over the series `keep` accepts.
@@ -402,6 +477,7 @@ fn main() -> Result<()> {
     }
 
     let mut speed = Vec::new();
+    let mut steps = Vec::new();
     for c in contenders() {
         let runs: Vec<Run> = series
             .par_iter()
@@ -420,14 +496,26 @@ fn main() -> Result<()> {
         row(c.label, "B->A", &b_to_a);
         row(c.label, "held-out", &both);
         row(c.label, "raw-corpus", &optimize(&series, &raw, |_| true));
-        let (fed, verdicts, saturated) =
-            with_feedback(&series, &scores, c.spec.default_threshold());
+        let (fed, verdicts, saturated) = with_feedback(
+            &series,
+            &scores,
+            c.spec.default_threshold(),
+            feedback::STEP,
+            |_| true,
+        );
         row(c.label, "feedback", &fed);
         println!(
             "{:<18} feedback: {verdicts} series got one false_positive verdict; {saturated} of those points scored at or above the ceiling {}",
             "",
             feedback::CEILING
         );
+        steps.push((
+            c.label,
+            feedback_steps(&series, &scores, c.spec.default_threshold()),
+            at(&series, &scores, c.spec.default_threshold(), |s| {
+                s.half == Half::B
+            }),
+        ));
         if per_series {
             for (s, sc) in series.iter().zip(&scores) {
                 let t = s.labelled.score(sc, c.spec.default_threshold());
@@ -451,6 +539,8 @@ fn main() -> Result<()> {
         let biggest = runs.iter().map(|r| r.state_bytes).max().unwrap_or(0);
         speed.push((c.label, rows as f64 / secs.max(1e-9), biggest));
     }
+    choose_step(&steps);
+    println!();
     println!(
         "{:<18} {:>12} {:>14}",
         "detector", "points/s", "state bytes"
