@@ -334,6 +334,20 @@ async fn verdicts_on_rows_are_labels_for_the_next_training() {
     assert_eq!(third["training"]["labels"]["errors_before"], 0, "{third}");
     assert_eq!(third["training"]["threshold"], prior, "{third}");
 
+    // A fixed threshold asked for is kept: labels correct a contamination only.
+    let (s, _, body) = e
+        .post_models(
+            &key,
+            json!({"algorithm": "zscore", "dataset_id": dataset, "threshold": 0.5}),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 202, "{body}");
+    assert_eq!(e.drain().await, 1);
+    let id = body["model_id"].as_str().expect("model id");
+    let (_, fixed) = e.get(&format!("/v1/models/{id}"), &key).await;
+    assert_eq!(fixed["training"]["threshold"], 0.5, "{fixed}");
+    assert!(fixed["training"].get("labels").is_none(), "{fixed}");
+
     // Refused, with the reason.
     let other = e.key("globex").await;
     let (s, _, _) = e

@@ -365,6 +365,9 @@ pub async fn dataset_labels(
     let mut read = 0;
     while read < MAX_LABEL_VERDICTS {
         let got = services.feedback().list_feedback(tenant, &page).await?;
+        if got.items.is_empty() {
+            break;
+        }
         read += got.items.len();
         for f in got.items {
             if f.dataset_id.as_ref() != Some(dataset_id) {

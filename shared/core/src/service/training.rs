@@ -195,7 +195,8 @@ async fn rows(
 
 /// Runs a `train` job's work: load the rows, fit with progress (reported as 0 to 1 of
 /// the fit), fit the threshold to the rows of the dataset people labelled
-/// (`POST /v1/feedback` with `dataset_id` and `row`), store the model. A redelivered job
+/// (`POST /v1/feedback` with `dataset_id` and `row`) unless a fixed threshold was asked
+/// for, store the model. A redelivered job
 /// stores the same model id once.
 pub async fn run_job(
     services: &(impl UsesModels + UsesDatasets + UsesBlobs + UsesSettings + UsesFeedback),
@@ -207,11 +208,13 @@ pub async fn run_job(
         return Ok(existing);
     }
     let rows = rows(services, tenant, &job.data).await?;
+    // A fixed `threshold` asked for is kept; a contamination is a guess labels can
+    // correct.
     let labels = match &job.data {
-        TrainingData::Dataset { dataset_id, .. } => {
+        TrainingData::Dataset { dataset_id, .. } if job.spec.threshold.is_none() => {
             feedback::dataset_labels(services, tenant, dataset_id).await?
         }
-        TrainingData::Inline(_) => Vec::new(),
+        _ => Vec::new(),
     };
     let options = job
         .spec
