@@ -6,7 +6,7 @@ import { $, clear, h } from './dom.js';
 import { fmtInt, fmtNum, shortId } from './format.js';
 import { messageOf, showError } from './errors.js';
 import { state } from './state.js';
-import { api, enc } from './api.js';
+import { api, enc, listAll } from './api.js';
 import { addDelivery, deliveriesRule, refreshDeliveries, resetDeliveries, setDeliveriesShown, showDeliveries, wireDeliveries } from './deliveries.js';
 
 const RULES_MS = 30000; // the list of rules, while the view is shown
@@ -15,32 +15,44 @@ const MAX_PAGES = 5; // of 100 rules or streams
 const al = {
   shown: false,
   rules: [], // newest first, as listed
+  rulesMore: false, // the listing went on past MAX_PAGES
+  loaded: false, // the rules were read once for this key
   streams: [], // the tenant's streams, for the form's choice
+  streamsMore: false,
   busy: new Set(), // rule ids with a request under way
+  gen: 0, // bumped by resetAlerts: answers for the previous key are dropped
+  changes: 0, // bumped by each rule made, changed or deleted: lists read before are stale
+  reads: 0, // list reads started
+  listed: 0, // the newest list read shown: an older one answering later is dropped
   timer: null,
 };
-
-/** Every page of a listing, up to MAX_PAGES. */
-async function listAll(path) {
-  const items = [];
-  let token = null;
-  for (let page = 0; page < MAX_PAGES; page += 1) {
-    const data = await api(token ? `${path}&next_token=${enc(token)}` : path);
-    items.push(...((data && Array.isArray(data.items) && data.items) || []));
-    token = data && data.next_token;
-    if (!token) break;
-  }
-  return items;
-}
 
 // ---- the rules --------------------------------------------------------------------------
 
 export async function refreshRules() {
   if (!state.key) return;
-  al.rules = await listAll('/v1/alerts?limit=100');
+  const gen = al.gen;
+  const changes = al.changes;
+  const read = ++al.reads;
+  const { items, more } = await listAll('/v1/alerts?limit=100', MAX_PAGES);
+  // another key meanwhile, a rule changed since the read began (the read after that
+  // change shows it), or a newer read already shown
+  if (gen !== al.gen || changes !== al.changes || read < al.listed) return;
+  al.listed = read;
+  al.rules = items;
+  al.rulesMore = more;
+  al.loaded = true;
   renderRules();
   const shown = deliveriesRule();
-  if (shown && !al.rules.some((r) => r.id === shown)) await showDeliveries(null);
+  // a rule past the pages read may still exist: its log stays
+  if (shown && !more && !al.rules.some((r) => r.id === shown)) await showDeliveries(null);
+}
+
+/** After a rule was made, changed or deleted here: lists read before it are dropped, and
+ * the list is read again. */
+function ruleChanged() {
+  al.changes += 1;
+  refreshRules().catch((e) => showError(`Alert rules not read: ${messageOf(e)}`));
 }
 
 function fmtCooldown(secs) {
@@ -108,10 +120,12 @@ function renderRules() {
       ),
     );
   }
+  if (al.rulesMore) list.appendChild(h('li', { class: 'muted small', 'data-testid': 'alerts-more', text: `The first ${fmtInt(al.rules.length)} rules are listed.` }));
   list.dataset.count = String(al.rules.length);
+  list.dataset.loaded = al.loaded ? 'true' : 'false';
   $('alerts-empty').hidden = al.rules.length > 0;
   const count = $('alerts-count');
-  count.textContent = `${fmtInt(al.rules.length)} rule${al.rules.length === 1 ? '' : 's'}`;
+  count.textContent = `${fmtInt(al.rules.length)}${al.rulesMore ? '+' : ''} rule${al.rules.length === 1 && !al.rulesMore ? '' : 's'}`;
 }
 
 /** Runs `fn` for rule `id`, its buttons off meanwhile. */
@@ -129,7 +143,9 @@ async function withRule(id, fn) {
 }
 
 async function testFire(r) {
+  const gen = al.gen;
   const d = await api(`/v1/alerts/${enc(r.id)}/test`, { method: 'POST' });
+  if (gen !== al.gen) return; // forgotten meanwhile
   await showDeliveries(r);
   addDelivery(d);
   setStatus(`Test alert ${shortId(d && d.id)} queued for “${r.name}”: follow it in the delivery log.`);
@@ -139,19 +155,31 @@ async function testFire(r) {
 async function toggle(r) {
   // PUT takes the whole rule; the secret and the log stay
   const body = { name: r.name, match: r.match, destination: r.destination, cooldown: r.cooldown, group_by: r.group_by || [], enabled: !r.enabled };
+  const gen = al.gen;
   const now = await api(`/v1/alerts/${enc(r.id)}`, { method: 'PUT', json: body });
+  if (gen !== al.gen) return;
   const i = al.rules.findIndex((x) => x.id === r.id);
   if (i >= 0 && now) al.rules[i] = now;
   setStatus(`“${r.name}” ${now && now.enabled ? 'enabled' : 'disabled'}.`);
+  ruleChanged();
 }
 
 async function remove(r) {
   if (!window.confirm(`Delete the alert rule “${r.name}” and its delivery log?`)) return;
-  await api(`/v1/alerts/${enc(r.id)}`, { method: 'DELETE' });
+  const gen = al.gen;
+  let already = false;
+  try {
+    await api(`/v1/alerts/${enc(r.id)}`, { method: 'DELETE' });
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    already = true; // deleted elsewhere: the list catches up, no error
+  }
+  if (gen !== al.gen) return;
   al.rules = al.rules.filter((x) => x.id !== r.id);
   if (deliveriesRule() === r.id) await showDeliveries(null);
   if ($('alert-secret-box').dataset.ruleId === r.id) hideSecret();
-  setStatus(`“${r.name}” deleted.`);
+  setStatus(already ? `“${r.name}” was already deleted.` : `“${r.name}” deleted.`);
+  ruleChanged();
 }
 
 function setStatus(text) {
@@ -162,20 +190,28 @@ function setStatus(text) {
 
 async function refreshStreamChoices() {
   if (!state.key) return;
-  al.streams = (await listAll('/v1/streams?limit=100')).sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  const gen = al.gen;
+  const { items, more } = await listAll('/v1/streams?limit=100', MAX_PAGES);
+  if (gen !== al.gen) return; // another key meanwhile
+  al.streams = items.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  al.streamsMore = more;
   renderChoices();
 }
 
-function fillSelect(select, anyText, items) {
+/** Fills `select` with "any" and `items` ([value, text]); `moreText`, if given, says
+ * the list was cut. */
+function fillSelect(select, anyText, items, moreText = null) {
   const keep = select.value;
   clear(select);
   select.appendChild(h('option', { value: '', text: anyText }));
   for (const [value, text] of items) select.appendChild(h('option', { value, text }));
+  if (moreText) select.appendChild(h('option', { value: '', disabled: true, text: moreText }));
   select.value = items.some(([v]) => v === keep) ? keep : '';
 }
 
 function renderChoices() {
-  fillSelect($('alert-stream'), 'any stream', al.streams.map((x) => [x.stream_id, `${x.name} · ${shortId(x.stream_id)}`]));
+  const more = al.streamsMore ? `(the first ${fmtInt(al.streams.length)} streams are listed)` : null;
+  fillSelect($('alert-stream'), 'any stream', al.streams.map((x) => [x.stream_id, `${x.name} · ${shortId(x.stream_id)}`]), more);
   fillSelect($('alert-model'), 'any model', state.models.map((m) => [m.id, `${m.algorithm} · ${shortId(m.id)}`]));
 }
 
@@ -191,6 +227,9 @@ function ruleFromForm() {
   const stream = $('alert-stream').value;
   const model = $('alert-model').value;
   const entity = $('alert-entity').value.trim();
+  // a number field holding what is not a number (`abc`, `0,9`) reads as empty: say so
+  // rather than drop it
+  if ($('alert-min-score').validity.badInput) throw new Error('the minimum score is not a number: write it like 0.9 (with a dot), or leave it empty for any score');
   const minScore = $('alert-min-score').value.trim();
   if (stream) match.stream_id = stream;
   if (model) match.model_id = model;
@@ -210,6 +249,7 @@ function ruleFromForm() {
     if (!url) throw new Error('give the webhook URL (https://…)');
     destination = { webhook: { url } };
   }
+  if ($('alert-cooldown').validity.badInput) throw new Error('the cooldown is not a number: give a whole number of seconds, 0 or more');
   const cooldownText = $('alert-cooldown').value.trim();
   const cooldown = cooldownText === '' ? 300 : Number(cooldownText);
   if (!Number.isInteger(cooldown) || cooldown < 0) throw new Error('the cooldown is a whole number of seconds, 0 or more');
@@ -230,21 +270,30 @@ function defaultName(events, destination) {
 }
 
 async function createRule() {
+  const secretBox = $('alert-secret-box');
+  if (!secretBox.hidden && secretBox.dataset.ruleId) {
+    // a new rule's secret would take the place of the one not yet stored
+    throw new Error(`Store the signing secret shown for “${$('alert-secret-rule').textContent}” first, then press “I have stored it”: the API never shows it again.`);
+  }
   const body = ruleFromForm();
   const button = $('alert-create');
+  const gen = al.gen;
   button.disabled = true;
   try {
     const made = await api('/v1/alerts', { method: 'POST', json: body });
-    al.rules = [made, ...al.rules.filter((x) => x.id !== made.id)];
-    if (made.secret) showSecret(made);
-    else hideSecret();
+    if (gen !== al.gen) return; // forgotten (or another key) meanwhile: its secret is not shown
     // the list without the secret: GET never shows it again
     const kept = { ...made };
     delete kept.secret;
-    al.rules[0] = kept;
+    al.rules = [kept, ...al.rules.filter((x) => x.id !== made.id)];
+    if (made.secret) showSecret(made);
+    else hideSecret();
+    $('alert-name').value = '';
+    $('alert-url').value = '';
     setStatus(`Rule “${made.name}” created.`);
     renderRules();
-    await showDeliveries(made);
+    ruleChanged();
+    await showDeliveries(kept);
   } finally {
     button.disabled = false;
   }
@@ -315,8 +364,8 @@ export async function alertsConnected() {
 
 /** Forgets what was shown for the previous key, the secret above all. */
 export function resetAlerts() {
-  al.rules = [];
-  al.streams = [];
+  al.gen += 1;
+  Object.assign(al, { rules: [], rulesMore: false, loaded: false, streams: [], streamsMore: false });
   al.busy.clear();
   hideSecret();
   setStatus('');

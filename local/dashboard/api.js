@@ -1,5 +1,5 @@
 // The API client: every HTTP call with the key, 429s retried, problems turned into
-// ApiError.
+// ApiError; and a listing read page after page.
 
 import { clearNotice, messageOf, showError } from './errors.js';
 import { cfg } from './config.js';
@@ -100,3 +100,19 @@ export async function api(path, opts = {}) {
 }
 
 export const enc = encodeURIComponent;
+
+/**
+ * Every page of a listing (`path` has its query already, e.g. `?limit=100`), up to
+ * `maxPages` pages: `{items, more}`, `more` true when the listing went on past them.
+ */
+export async function listAll(path, maxPages) {
+  const items = [];
+  let token = null;
+  for (let page = 0; page < maxPages; page += 1) {
+    const data = await api(token ? `${path}&next_token=${enc(token)}` : path);
+    items.push(...((data && Array.isArray(data.items) && data.items) || []));
+    token = data && data.next_token;
+    if (!token) return { items, more: false };
+  }
+  return { items, more: true };
+}

@@ -16,7 +16,7 @@ const log = {
   items: [], // newest first
   more: false,
   gen: 0, // bumped by each rule picked: answers about an earlier one are dropped
-  reading: false,
+  reading: null, // the gen whose log is being read: a rule picked meanwhile reads its own
   readAt: 0,
   failure: null, // the last read's error, shown once
   timer: null,
@@ -50,10 +50,10 @@ export function addDelivery(d) {
 }
 
 export async function refreshDeliveries() {
-  if (!log.rule || !state.key || log.reading) return;
+  if (!log.rule || !state.key || log.reading === log.gen) return;
   const gen = log.gen;
   const id = log.rule.id;
-  log.reading = true;
+  log.reading = gen;
   try {
     const data = await api(`/v1/alerts/${enc(id)}/deliveries?limit=50`);
     if (gen !== log.gen) return;
@@ -76,7 +76,7 @@ export async function refreshDeliveries() {
     log.failure = msg;
     renderStatus();
   } finally {
-    log.reading = false;
+    if (log.reading === gen) log.reading = null;
   }
 }
 

@@ -16,6 +16,7 @@ export const LABELS = {
 const MAX_KEPT = 1000;
 // key -> { status: 'sending' | 'done' | 'failed', label, effect, changed, error }
 const given = new Map();
+let gen = 0; // bumped by resetFeedback: a verdict answered after it is dropped
 
 /** What this page said about the result named `key`, or null. */
 export function verdictOf(key) {
@@ -23,8 +24,21 @@ export function verdictOf(key) {
   return v && v.status === 'done' ? v : null;
 }
 
+/** Whether a verdict on `key` is on its way or stored (not failed, not none). */
+export function verdictGiven(key) {
+  const v = given.get(key);
+  return !!v && (v.status === 'sending' || v.status === 'done');
+}
+
+/** Whether a verdict on `key` is on its way. */
+export function verdictSending(key) {
+  const v = given.get(key);
+  return !!v && v.status === 'sending';
+}
+
 /** Forgets every verdict shown (another key may be another tenant). */
 export function resetFeedback() {
+  gen += 1;
   given.clear();
 }
 
@@ -55,17 +69,20 @@ export function feedbackControls({ key, body, labels = ['false_positive', 'true_
 async function send(key, body, label, onDone) {
   const now = given.get(key);
   if (now && (now.status === 'sending' || now.status === 'done')) return;
+  const sent = gen;
   given.set(key, { status: 'sending', label });
   repaint(key);
   let answer;
   try {
     answer = await api('/v1/feedback', { method: 'POST', json: { ...body, label } });
   } catch (e) {
+    if (sent !== gen) return; // forgotten meanwhile: not this key's to show
     given.set(key, { status: 'failed', label, error: messageOf(e) });
     repaint(key);
     showError(`Feedback not recorded: ${messageOf(e)}`);
     return;
   }
+  if (sent !== gen) return;
   const f = (answer && answer.feedback) || {};
   const changed = !!(answer && answer.changed);
   given.set(key, { status: 'done', label, effect: f.effect ? String(f.effect) : changed ? 'recorded' : 'recorded; nothing changed', changed, id: f.id || null });

@@ -7,10 +7,10 @@ import { $, chip, clear, h } from './dom.js';
 import { fmtInt, fmtNum, fmtTime, shortId, toMs } from './format.js';
 import { messageOf, showError } from './errors.js';
 import { state } from './state.js';
-import { api, enc } from './api.js';
+import { api, enc, listAll } from './api.js';
 import { onLiveEvent, subscribeChannel, unsubscribeChannel } from './live.js';
 import { drawStreamChart } from './streamchart.js';
-import { feedbackControls, verdictOf } from './feedback.js';
+import { feedbackControls, verdictGiven, verdictSending } from './feedback.js';
 
 const POLL_MS = 2000; // the series charted
 const ENTITIES_MS = 10000; // the entities of the stream picked
@@ -29,6 +29,7 @@ const st = {
   entitiesMore: false,
   series: null, // the last answer for what is charted: a StreamView or an entity
   selectedT: null, // the anomaly explained (its time)
+  selectedMark: null, // and as last drawn: kept while a verdict on it is on its way
   channel: null, // the WebSocket channel listened to for it
   channelLive: false,
   gen: 0, // bumped by each pick: answers about an earlier pick are dropped
@@ -49,19 +50,6 @@ const pickedStream = () => st.streams.find((x) => x.stream_id === st.id) || null
 const isSplit = (x) => !!(x && x.entity && typeof x.entity === 'object');
 const numOrNull = (v) => (v === null || v === undefined || v === '' || !Number.isFinite(Number(v)) ? null : Number(v));
 
-/** Every page of a listing, up to MAX_PAGES; and whether there were more. */
-async function listAll(path) {
-  const items = [];
-  let token = null;
-  for (let page = 0; page < MAX_PAGES; page += 1) {
-    const data = await api(token ? `${path}&next_token=${enc(token)}` : path);
-    items.push(...((data && Array.isArray(data.items) && data.items) || []));
-    token = data && data.next_token;
-    if (!token) return { items, more: false };
-  }
-  return { items, more: true };
-}
-
 /** Latest anomaly first, those without one last, then by name. */
 export function byLatestAnomaly(a, b) {
   const la = toMs(a.last_anomaly) || null;
@@ -80,7 +68,7 @@ export function byLatestAnomaly(a, b) {
 
 export async function refreshStreams() {
   if (!state.key) return;
-  const { items, more } = await listAll('/v1/streams?limit=100');
+  const { items, more } = await listAll('/v1/streams?limit=100', MAX_PAGES);
   st.streams = items.slice().sort((a, b) => String(a.name).localeCompare(String(b.name)) || String(a.stream_id).localeCompare(String(b.stream_id)));
   st.streamsMore = more;
   renderStreams();
@@ -136,6 +124,7 @@ export async function pickStream(id) {
   st.entity = null;
   st.series = null;
   st.selectedT = null;
+  st.selectedMark = null;
   st.failure = null;
   st.gone = false;
   if (!same) {
@@ -176,6 +165,7 @@ export async function pickEntity(name) {
   st.entity = String(name);
   st.series = st.entities.find((e) => e.name === st.entity) || null;
   st.selectedT = null;
+  st.selectedMark = null;
   st.failure = null;
   st.gone = false;
   listen((st.series && st.series.channel) || `stream:${x.stream_id}:${st.entity}`);
@@ -197,7 +187,7 @@ async function refreshEntities() {
   if (!x || !isSplit(x)) return;
   const gen = st.gen;
   const id = x.stream_id;
-  const { items, more } = await listAll(`/v1/streams/${enc(id)}/entities?limit=100`);
+  const { items, more } = await listAll(`/v1/streams/${enc(id)}/entities?limit=100`, MAX_PAGES);
   if (st.id !== id) return;
   st.entities = items.sort(byLatestAnomaly);
   st.entitiesMore = more;
@@ -290,8 +280,8 @@ function thresholdNow() {
 }
 
 /** The anomalies of what is charted: its points at or above the threshold, those its
- * events told of, and those given a verdict from this page (a false positive may now be
- * under the threshold it raised); newest first. */
+ * events told of, and those given a verdict from this page, stored or on its way (a false
+ * positive may now be under the threshold it raised); newest first. */
 function anomaliesOf() {
   const thr = thresholdNow();
   const byT = new Map();
@@ -299,7 +289,7 @@ function anomaliesOf() {
   for (const p of recent) {
     const t = Number(p.t);
     if (!Number.isFinite(t)) continue;
-    if (!(Number(p.s) >= thr) && !verdictOf(verdictKey(st.id, st.entity, t))) continue;
+    if (!(Number(p.s) >= thr) && !verdictGiven(verdictKey(st.id, st.entity, t))) continue;
     byT.set(t, { t, score: Number(p.s), value: numOrNull(p.v), expectedFirst: numOrNull(p.e), band: numOrNull(p.b), source: 'points' });
   }
   const heard = st.id ? st.heard.get(seriesKey(st.id, st.entity)) : null;
@@ -359,7 +349,15 @@ function renderSeries() {
   );
   const points = recentPoints();
   const marks = anomaliesOf();
-  if (st.selectedT !== null && !marks.some((m) => m.t === st.selectedT)) st.selectedT = null;
+  if (st.selectedT !== null && !marks.some((m) => m.t === st.selectedT)) {
+    // gone from the recent points; but a verdict on it still on its way keeps it, and
+    // its buttons, until it is answered
+    if (st.selectedMark && st.selectedMark.t === st.selectedT && verdictSending(verdictKey(st.id, st.entity, st.selectedT))) {
+      marks.push(st.selectedMark);
+      marks.sort((a, b) => b.t - a.t);
+    } else st.selectedT = null;
+  }
+  st.selectedMark = st.selectedT === null ? null : marks.find((m) => m.t === st.selectedT) || null;
   // a mark with the keyboard's focus keeps it through the redraw
   const focused = svg.contains(document.activeElement) ? document.activeElement.getAttribute('data-t') : null;
   drawStreamChart(svg, { points, marks, threshold: thresholdNow(), selected: st.selectedT, label: (x.columns && x.columns[0]) || 'value' });
@@ -420,21 +418,34 @@ function renderAnomalyList(marks) {
   if (marks.length === 0) list.appendChild(h('li', { class: 'muted', text: st.id ? 'No anomaly among the recent points.' : '' }));
 }
 
+/**
+ * The explanation of the anomaly at `t`. Its text is drawn again at each poll; its verdict
+ * buttons only when another point is explained, so that the keyboard's focus on them, or
+ * a click that spans a poll, is not lost.
+ */
 function renderExplanation(t, marks) {
   const box = $('stream-explain');
-  clear(box);
   const m = t === null ? null : marks.find((a) => a.t === t);
+  const key = m ? verdictKey(st.id, st.entity, m.t) : null;
+  let main = box.firstElementChild;
+  if (!main || !main.classList.contains('explain-main')) {
+    clear(box);
+    main = box.appendChild(h('div', { class: 'explain-main' }));
+  }
+  const kept = main.nextElementSibling;
+  if (kept && kept.dataset.fbKey !== key) kept.remove();
+  clear(main);
   if (!m) {
     box.removeAttribute('data-t');
     box.removeAttribute('data-score');
-    box.appendChild(h('p', { class: 'muted', text: marks.length ? 'Select an anomaly on the chart or in the list.' : 'Anomalies of the stream charted are explained here.' }));
+    main.appendChild(h('p', { class: 'muted', text: marks.length ? 'Select an anomaly on the chart or in the list.' : 'Anomalies of the stream charted are explained here.' }));
     return;
   }
   const x = pickedStream();
   const thr = thresholdNow();
   box.dataset.t = String(m.t);
   box.dataset.score = String(m.score);
-  box.append(
+  main.append(
     h('p', { class: 'explain-head' }, h('strong', { text: new Date(m.t * 1000).toLocaleString() }), st.entity !== null ? ` · ${x.entity.field} ${st.entity}` : ''),
     h(
       'p',
@@ -458,7 +469,7 @@ function renderExplanation(t, marks) {
     rows.push({ col, value, expected, direction, share, band: i === 0 ? m.band : null });
   });
   if (rows.length === 0) {
-    box.appendChild(h('p', { class: 'muted', text: 'The detector gave no expected values for this point.' }));
+    main.appendChild(h('p', { class: 'muted', text: 'The detector gave no expected values for this point.' }));
   } else {
     const body = h('tbody');
     for (const r of rows) {
@@ -475,12 +486,14 @@ function renderExplanation(t, marks) {
         ),
       );
     }
-    box.appendChild(h('table', { class: 'table explain-table' }, h('thead', null, h('tr', null, h('th', { text: 'Column' }), h('th', { class: 'num', text: 'Value' }), h('th', { class: 'num', text: 'Expected' }), h('th', { text: 'Direction' }), h('th', { class: 'num', text: 'Share' }))), body));
+    main.appendChild(h('table', { class: 'table explain-table' }, h('thead', null, h('tr', null, h('th', { text: 'Column' }), h('th', { class: 'num', text: 'Value' }), h('th', { class: 'num', text: 'Expected' }), h('th', { text: 'Direction' }), h('th', { class: 'num', text: 'Share' }))), body));
   }
-  // the verdict: the point named by its time, a range of one point
+  // the verdict: the point named by its time, a range of one point; the same point keeps
+  // the buttons it has
+  if (box.lastElementChild !== main) return;
   box.appendChild(
     feedbackControls({
-      key: verdictKey(st.id, st.entity, m.t),
+      key,
       body: st.entity !== null ? { stream_id: st.id, entity: st.entity, from: String(m.t), to: String(m.t) } : { stream_id: st.id, from: String(m.t), to: String(m.t) },
       testid: 'stream-feedback',
       onDone: (answer) => {
@@ -607,7 +620,7 @@ export async function streamsConnected() {
 export function resetStreams() {
   listen(null);
   st.gen += 1;
-  Object.assign(st, { streams: [], streamsMore: false, id: null, entity: null, entities: [], entitiesMore: false, series: null, selectedT: null, failure: null, gone: false, polledAt: 0 });
+  Object.assign(st, { streams: [], streamsMore: false, id: null, entity: null, entities: [], entitiesMore: false, series: null, selectedT: null, selectedMark: null, failure: null, gone: false, polledAt: 0 });
   st.heard.clear();
   renderStreams();
   renderEntities();

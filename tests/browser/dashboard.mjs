@@ -564,12 +564,13 @@ async function streamFeedback(page, summary, { id, spikeT, spike, found }) {
   summary.stream_feedback = { feedback_id: v.id, threshold_before: before, threshold_after: after, effect: text };
 
   step('feedback: "Not an anomaly" on the spike\'s anomaly.detected event in the live feed');
+  if (!spike.event_id) fail(`the append answer gives no event_id for the spike's anomaly.detected event: ${JSON.stringify(spike).slice(0, 400)}`);
   const item = `#feed li[data-type="anomaly.detected"][data-event-id="${spike.event_id}"]`;
   const feedBox = `${item} [data-testid="feed-feedback"]`;
-  if (!spike.event_id || !(await page.$(feedBox))) {
-    summary.feed_feedback = { skipped: `no feed item with verdict buttons for event ${spike.event_id}` };
-    return;
-  }
+  await page.waitForSelector(`${feedBox} button[data-label="false_positive"]`, { timeout: WAIT }).catch(async () => {
+    const there = !!(await page.$(item));
+    fail(there ? `the live feed's entry for event ${spike.event_id} has no verdict buttons` : `the spike's anomaly.detected event ${spike.event_id} never reached the live feed`);
+  });
   const index = Number(await page.getAttribute(feedBox, 'data-index'));
   if (Number.isInteger(found.index) && index !== found.index) fail(`the feed's verdict names point ${index} of the event; the spike is point ${found.index}`);
   await page.click(`${feedBox} button[data-label="false_positive"]`);
@@ -649,7 +650,9 @@ async function alertsSteps(page, summary, problems, receiver) {
   await page.waitForSelector('#view-alerts:not([hidden])', { timeout: WAIT }).catch(() => fail('End on the tabs did not open the Alerts view'));
   if ((await page.getAttribute('#tab-alerts', 'aria-selected')) !== 'true') fail('the Alerts tab is not shown as selected');
   if (!(await page.evaluate(() => document.activeElement && document.activeElement.id === 'tab-alerts' && location.hash === '#alerts'))) fail('the Alerts tab does not have the focus, or the address is not #alerts');
-  await page.waitForFunction(() => document.getElementById('alert-rules').dataset.count !== undefined, null, { timeout: WAIT });
+  await page
+    .waitForSelector('#alert-rules[data-loaded="true"]', { state: 'attached', timeout: WAIT })
+    .catch(async () => fail(`the alert rules were never read ${await bannerText(page)}`));
   const rulesBefore = ((await apiCall('GET', '/v1/alerts?limit=100')).items || []).length;
 
   const hook = `http://127.0.0.1:${receiver.port}/hook`;
@@ -687,11 +690,18 @@ async function alertsSteps(page, summary, problems, receiver) {
   const sent = Date.now();
   await page.click(`${rule} button[data-action="test"]`);
   const deadline = Date.now() + WAIT;
-  while (receiver.got.length === 0) {
-    if (Date.now() > deadline) fail(`the receiver got nothing in ${WAIT / 1000} s after the test fire ${await bannerText(page)}`);
+  const isTest = (r) => {
+    try {
+      return JSON.parse(r.body.toString('utf8')).test === true;
+    } catch (_) {
+      return false;
+    }
+  };
+  let req;
+  while (!(req = receiver.got.find(isTest))) {
+    if (Date.now() > deadline) fail(`the receiver got no test alert in ${WAIT / 1000} s after the test fire (${receiver.got.length} other requests) ${await bannerText(page)}`);
     await page.waitForTimeout(50);
   }
-  const req = receiver.got[0];
   if (req.method !== 'POST' || req.url !== '/hook') fail(`the receiver got ${req.method} ${req.url}`);
   const sig = signatureOk(secret, req.headers['nomaly-signature'], req.body);
   if (!sig.ok) fail(`the alert's Nomaly-Signature does not check with the secret the page showed: ${sig.why}`);
@@ -722,6 +732,7 @@ async function alertsSteps(page, summary, problems, receiver) {
   await page.click('#alert-secret-dismiss');
   if (await page.isVisible('#alert-secret-box')) fail('the secret box is still shown after "I have stored it"');
   if ((await page.inputValue('#alert-secret')) !== '') fail('the page kept the secret after it was dismissed');
+  if ((await page.evaluate(() => document.documentElement.outerHTML)).includes(secret)) fail('the secret is still somewhere in the page after it was dismissed');
   for (const enabled of [false, true]) {
     await page.click(`${rule} button[data-action="toggle"]`);
     await page.waitForSelector(`${rule}[data-enabled="${enabled}"]`, { timeout: WAIT }).catch(async () => fail(`the rule is not shown ${enabled ? 'enabled' : 'disabled'} ${await bannerText(page)}`));
@@ -758,8 +769,12 @@ async function alertsSteps(page, summary, problems, receiver) {
   };
   page.on('dialog', onDialog);
   try {
-    await page.click(`${rule} button[data-action="delete"]`);
-    await page.waitForTimeout(300);
+    await Promise.all([
+      page.waitForEvent('dialog', { timeout: WAIT }).catch(() => fail('"Delete" did not ask first')),
+      page.click(`${rule} button[data-action="delete"]`),
+    ]);
+    const kept = await fetch(`${baseUrl}/v1/alerts/${ruleId}`, { headers: { Authorization: `Bearer ${apiKey}` } });
+    if (kept.status !== 200) fail(`GET the rule answered ${kept.status} after its deletion was cancelled`);
     if (asked !== 1 || !(await page.$(rule))) fail('"Delete" did not ask first, or deleted without a yes');
     answer = true;
     await page.click(`${rule} button[data-action="delete"]`);
