@@ -7,8 +7,9 @@
 //! SQS targets).
 
 use nomaly_contract::webhook_receiver::{episode_series, Receiver};
+use nomaly_tests::aws::{aws_key, stack_env, MotoStack};
+use nomaly_tests::scratch;
 use nomaly_tests::server::{Api, Server};
-use nomaly_tests::{nomaly, scratch};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -153,21 +154,17 @@ async fn a_local_server_alerts_a_webhook_signed_after_its_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_moto_alerts_go_through_dynamodb_sqs_and_an_eventbridge_bus() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:"),
-        "AWS_ENDPOINT_URL must point at moto server on loopback (tests/run.sh starts it), got {endpoint:?}"
-    );
-    let clients = nomaly_aws::Clients::from_env(true).await;
-    let suffix = nomaly_core::ids::JobId::new().as_str()[20..].to_ascii_lowercase();
-    let names = nomaly_aws::provision::Names::with_prefix(&format!("nm-alerts-{suffix}"));
-    let queues = nomaly_aws::provision::ensure(&clients, &names, 3)
-        .await
-        .expect("provision on moto");
+    let MotoStack {
+        prefix,
+        clients,
+        names,
+        queues,
+        ..
+    } = MotoStack::provision("nm-alerts").await;
 
     // The bus, an EventBridge rule on it for nomaly's events, and an SQS queue as its
     // target: what a deployment would hang SNS or Slack off instead.
-    let bus = format!("nm-alerts-{suffix}");
+    let bus = prefix.clone();
     clients
         .events
         .create_event_bus()
@@ -178,7 +175,7 @@ async fn on_moto_alerts_go_through_dynamodb_sqs_and_an_eventbridge_bus() {
     let target = clients
         .sqs
         .create_queue()
-        .queue_name(format!("nm-alerts-{suffix}-target"))
+        .queue_name(format!("{prefix}-target"))
         .send()
         .await
         .expect("target queue")
@@ -224,48 +221,15 @@ async fn on_moto_alerts_go_through_dynamodb_sqs_and_an_eventbridge_bus() {
         .expect("put the target");
 
     let dir = scratch("alerts-aws");
-    let mut envs = vec![
-        ("NOMALY_TABLE", names.table.as_str()),
-        ("NOMALY_EVENTS_TABLE", names.events_table.as_str()),
-        ("NOMALY_BUCKET", names.bucket.as_str()),
-        ("NOMALY_JOBS_QUEUE_URL", queues.queue_url.as_str()),
-        ("NOMALY_JOBS_DLQ_URL", queues.dead_letter_url.as_str()),
-        ("NOMALY_CHUNKS_QUEUE_URL", queues.chunks_queue_url.as_str()),
-        (
-            "NOMALY_CHUNKS_DLQ_URL",
-            queues.chunks_dead_letter_url.as_str(),
-        ),
-        ("NOMALY_ALERTS_QUEUE_URL", queues.alerts_queue_url.as_str()),
-        (
-            "NOMALY_ALERTS_DLQ_URL",
-            queues.alerts_dead_letter_url.as_str(),
-        ),
-        ("NOMALY_ALERT_BUS", bus.as_str()),
-    ];
+    let mut envs = stack_env(&names, &queues);
+    envs.push(("NOMALY_ALERT_BUS", bus.as_str()));
     envs.extend(RETRIES);
     let server = Server::start(
         &dir.join("data"),
         &["--aws", "--allow-loopback-webhooks"],
         &envs,
     );
-    let made = nomaly(&[
-        "keys",
-        "create",
-        "--tenant",
-        "acme",
-        "--aws",
-        "--table",
-        &names.table,
-    ]);
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let key = String::from_utf8(made.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let key = aws_key("acme", &names.table);
     let api = Api::new(&server, &key);
 
     let receiver = Receiver::start(&[503]).await;

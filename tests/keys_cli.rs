@@ -4,6 +4,7 @@
 
 use nomaly_core::domain::{ApiKey, TenantId};
 use nomaly_core::ports::KeyStore;
+use nomaly_tests::aws::MotoStack;
 use nomaly_tests::{binary, scratch};
 use std::process::{Command, Output};
 
@@ -96,14 +97,7 @@ async fn keys_on_the_embedded_store() {
 
 #[tokio::test]
 async fn keys_in_a_state_table_with_aws() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "AWS_ENDPOINT_URL must point at moto server on loopback (tests/run.sh starts it), got {endpoint:?}");
-    let clients = nomaly_aws::Clients::from_env(true).await;
-    let suffix = nomaly_core::ids::JobId::new().as_str()[20..].to_ascii_lowercase();
-    let names = nomaly_aws::provision::Names::with_prefix(&format!("nm-keys-{suffix}"));
-    nomaly_aws::provision::ensure(&clients, &names, 3)
-        .await
-        .expect("provision on moto");
+    let MotoStack { clients, names, .. } = MotoStack::provision("nm-keys").await;
     let store =
         nomaly_aws::DynamoStore::new(clients.dynamodb.clone(), &names.table, &names.events_table);
     check(

@@ -10,7 +10,6 @@
 //! shared/aws/tests and on the embedded stack in shared/lambda/tests.
 
 use nomaly_aws::deployment::Deployment;
-use nomaly_aws::provision::{self, Names};
 use nomaly_aws::Clients;
 use nomaly_core::domain::{
     AlertDelivery, AlertMatch, AlertRule, ApiKey, BatchProgress, Channel, Connection, Dataset,
@@ -22,6 +21,7 @@ use nomaly_core::ports::{BlobKey, Job};
 use nomaly_core::service::{Services, Settings};
 use nomaly_core::time::Timestamp;
 use nomaly_detect::stream::{StreamDetector, StreamSpec};
+use nomaly_tests::aws::{stack_env, MotoStack};
 use nomaly_tests::repo_root;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -432,14 +432,13 @@ async fn queued_jobs(clients: &Clients, queue_url: &str) -> Vec<Job> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_answers_its_sample_events_under_cargo_lambda() {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "AWS_ENDPOINT_URL must point at moto server on loopback (tests/run.sh starts it), got {endpoint:?}");
-    let clients = Clients::from_env(true).await;
-    let suffix = nomaly_core::ids::JobId::new().as_str()[20..].to_ascii_lowercase();
-    let names = Names::with_prefix(&format!("nm-emu-{suffix}"));
-    let provisioned = provision::ensure(&clients, &names, 3)
-        .await
-        .expect("provision on moto");
+    let MotoStack {
+        endpoint,
+        clients,
+        names,
+        queues: provisioned,
+        ..
+    } = MotoStack::provision("nm-emu").await;
     let deployment = Deployment {
         table: names.table.clone(),
         events_table: names.events_table.clone(),
@@ -457,35 +456,15 @@ async fn every_function_answers_its_sample_events_under_cargo_lambda() {
     let tenant = TenantId::parse("acme").expect("tenant");
     seed(&services, &tenant, &provisioned.queue_url).await;
 
-    let env: Vec<(String, String)> = [
-        ("NOMALY_TABLE", names.table.as_str()),
-        ("NOMALY_EVENTS_TABLE", names.events_table.as_str()),
-        ("NOMALY_BUCKET", names.bucket.as_str()),
-        ("NOMALY_JOBS_QUEUE_URL", provisioned.queue_url.as_str()),
-        ("NOMALY_JOBS_DLQ_URL", provisioned.dead_letter_url.as_str()),
-        (
-            "NOMALY_CHUNKS_QUEUE_URL",
-            provisioned.chunks_queue_url.as_str(),
-        ),
-        (
-            "NOMALY_CHUNKS_DLQ_URL",
-            provisioned.chunks_dead_letter_url.as_str(),
-        ),
-        (
-            "NOMALY_ALERTS_QUEUE_URL",
-            provisioned.alerts_queue_url.as_str(),
-        ),
-        (
-            "NOMALY_ALERTS_DLQ_URL",
-            provisioned.alerts_dead_letter_url.as_str(),
-        ),
-        ("NOMALY_WS_ENDPOINT", endpoint.as_str()),
-        ("NOMALY_S3_PATH_STYLE", "1"),
-        ("RUST_LOG", "info"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env: Vec<(String, String)> = stack_env(&names, &provisioned)
+        .into_iter()
+        .chain([
+            ("NOMALY_WS_ENDPOINT", endpoint.as_str()),
+            ("NOMALY_S3_PATH_STYLE", "1"),
+            ("RUST_LOG", "info"),
+        ])
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let watch = Watch::start(env);
 
     // worker: a batch of a training and a detection job.

@@ -6,6 +6,7 @@
 //! pushed live, and (`--aws`) the same server on moto with its pushes going through the
 //! API Gateway management API that the server answers.
 
+use nomaly_tests::aws::{aws_key, stack_env, MotoStack};
 use nomaly_tests::server::{Api, Server, Socket};
 use nomaly_tests::{nomaly, parse_scores, scratch, test_data};
 use serde_json::{json, Value};
@@ -595,59 +596,24 @@ async fn upload_profile_then_kill_mid_training_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_mode_on_moto_pushes_through_the_management_api() {
     use nomaly_core::ports::{ConnectionRegistry, PushError, PushNotifier};
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:"),
-        "AWS_ENDPOINT_URL must point at moto server on loopback (tests/run.sh starts it), got {endpoint:?}"
-    );
-    let clients = nomaly_aws::Clients::from_env(true).await;
-    let suffix = nomaly_core::ids::JobId::new().as_str()[20..].to_ascii_lowercase();
-    let names = nomaly_aws::provision::Names::with_prefix(&format!("nm-serve-{suffix}"));
-    let queues = nomaly_aws::provision::ensure(&clients, &names, 3)
-        .await
-        .expect("provision on moto");
+    let MotoStack {
+        clients,
+        names,
+        queues,
+        ..
+    } = MotoStack::provision("nm-serve").await;
     let dir = scratch("serve-aws");
     let data = dir.join("data");
     let server = Server::start(
         &data,
         &["--aws"],
         &[
-            ("NOMALY_TABLE", names.table.as_str()),
-            ("NOMALY_EVENTS_TABLE", names.events_table.as_str()),
-            ("NOMALY_BUCKET", names.bucket.as_str()),
-            ("NOMALY_JOBS_QUEUE_URL", queues.queue_url.as_str()),
-            ("NOMALY_JOBS_DLQ_URL", queues.dead_letter_url.as_str()),
-            ("NOMALY_CHUNKS_QUEUE_URL", queues.chunks_queue_url.as_str()),
-            (
-                "NOMALY_CHUNKS_DLQ_URL",
-                queues.chunks_dead_letter_url.as_str(),
-            ),
-            ("NOMALY_ALERTS_QUEUE_URL", queues.alerts_queue_url.as_str()),
-            (
-                "NOMALY_ALERTS_DLQ_URL",
-                queues.alerts_dead_letter_url.as_str(),
-            ),
-            ("NOMALY_BATCH_CHUNK_BYTES", "50000"),
-        ],
+            stack_env(&names, &queues),
+            vec![("NOMALY_BATCH_CHUNK_BYTES", "50000")],
+        ]
+        .concat(),
     );
-    let made = nomaly(&[
-        "keys",
-        "create",
-        "--tenant",
-        "acme",
-        "--aws",
-        "--table",
-        &names.table,
-    ]);
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let key = String::from_utf8(made.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string();
+    let key = aws_key("acme", &names.table);
     let api = Api::new(&server, &key);
     let mut ws = Socket::connect(&server, &key).await;
     ws.subscribe("tenant").await;

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: where the repository, the shared data and the built
 //! binaries are, and running the `nomaly` command.
 
+pub mod aws;
 pub mod contract;
 pub mod hostile;
 pub mod server;
@@ -51,6 +52,20 @@ pub fn nomaly(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("nomaly runs")
+}
+
+/// Runs `nomaly keys create` with `args`, which must succeed; the key it prints.
+pub fn create_key(args: &[&str]) -> String {
+    let out = nomaly(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 /// A fresh, empty scratch folder for one test.

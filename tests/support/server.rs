@@ -124,23 +124,14 @@ impl Server {
     /// A key for `tenant`, made with `nomaly keys create` on the server's data folder
     /// while it runs.
     pub fn key(&self, tenant: &str) -> String {
-        let out = crate::nomaly(&[
+        crate::create_key(&[
             "keys",
             "create",
             "--tenant",
             tenant,
             "--data-dir",
             self.data_dir.to_str().expect("utf-8 path"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
+        ])
     }
 
     /// The WebSocket URL with a key.

@@ -230,24 +230,7 @@ async fn dataset_with_an_outlier(e: &Env, key: &str) -> String {
         };
         csv.push_str(&format!("{a},{b}\n"));
     }
-    let (s, _, grant) = e
-        .post_datasets(key, json!({"name": "rows.csv", "size": csv.len()}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{grant}");
-    let id = grant["dataset"]["id"].as_str().expect("id").to_string();
-    let object = format!("tenants/acme/uploads/{id}.upload");
-    e.services()
-        .blobs
-        .put_blob(
-            &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
-            csv.as_bytes().to_vec(),
-        )
-        .await
-        .expect("upload");
-    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
-        .await
-        .expect("profiled");
-    id
+    e.upload_dataset(key, "rows.csv", &csv).await
 }
 
 const OUTLIER: usize = 42;

@@ -949,32 +949,6 @@ async fn a_state_replaced_while_read_is_read_again_even_when_its_absence_is_an_e
     );
 }
 
-/// Registers `csv` as a dataset of `acme`, stores it as its upload and profiles it;
-/// returns the dataset id.
-async fn upload(e: &Env, key: &str, name: &str, csv: &str) -> String {
-    let (s, _, grant) = e
-        .post_datasets(key, json!({"name": name, "size": csv.len()}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{grant}");
-    let dataset = grant["dataset"]["id"]
-        .as_str()
-        .expect("dataset")
-        .to_string();
-    let object = format!("tenants/acme/uploads/{dataset}.upload");
-    e.services()
-        .blobs
-        .put_blob(
-            &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
-            csv.as_bytes().to_vec(),
-        )
-        .await
-        .expect("upload");
-    nomaly_core::service::ingest::object_created(e.services(), &object, csv.len() as u64)
-        .await
-        .expect("profiled");
-    dataset
-}
-
 /// Submits a backtest; it must answer 202. Returns the task id.
 async fn backtest(e: &Env, key: &str, body: Value) -> String {
     let (s, headers, answer) = e.post_backtests(key, body).await;
@@ -1071,7 +1045,7 @@ async fn a_backtest_scores_a_history_as_a_stream_does_and_a_stream_starts_where_
         let label = u8::from((1295..=1310).contains(&i));
         csv.push_str(&format!("{t},{v},{label}\n"));
     }
-    let dataset = upload(&e, &key, "cpu.csv", &csv).await;
+    let dataset = e.upload_dataset(&key, "cpu.csv", &csv).await;
     let by_dataset = backtest(&e, &key, json!({"dataset_id": dataset})).await;
     assert_eq!(e.drain().await, 1);
     let (_, from_dataset) = e.get(&format!("/v1/tasks/{by_dataset}/result"), &key).await;
@@ -1117,7 +1091,7 @@ async fn a_backtest_scores_a_history_as_a_stream_does_and_a_stream_starts_where_
             (i * 7919) % 1000
         ));
     }
-    let long = upload(&e, &key, "long.csv", &csv).await;
+    let long = e.upload_dataset(&key, "long.csv", &csv).await;
     let task = backtest(
         &e,
         &key,

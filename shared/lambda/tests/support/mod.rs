@@ -105,6 +105,32 @@ impl Env {
         self.post_json("/v1/datasets", key, body).await
     }
 
+    /// Registers `csv` as a dataset of `acme` with `key`, stores it as its upload and
+    /// profiles it; returns the dataset id.
+    pub async fn upload_dataset(&self, key: &str, name: &str, csv: &str) -> String {
+        let (s, _, grant) = self
+            .post_datasets(key, json!({"name": name, "size": csv.len()}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{grant}");
+        let dataset = grant["dataset"]["id"]
+            .as_str()
+            .expect("dataset")
+            .to_string();
+        let object = format!("tenants/acme/uploads/{dataset}.upload");
+        self.services()
+            .blobs
+            .put_blob(
+                &nomaly_core::ports::BlobKey::parse(&object).expect("key"),
+                csv.as_bytes().to_vec(),
+            )
+            .await
+            .expect("upload");
+        nomaly_core::service::ingest::object_created(self.services(), &object, csv.len() as u64)
+            .await
+            .expect("profiled");
+        dataset
+    }
+
     /// `POST /v1/batch`: score a large object in chunks.
     pub async fn post_batch(&self, key: &str, body: Value) -> Answer {
         self.post_json("/v1/batch", key, body).await
